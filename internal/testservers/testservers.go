@@ -1,0 +1,221 @@
+package testservers
+
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// Shared server addresses, overridable with ORDERSYSTEM_TEST_REDIS and
+// ORDERSYSTEM_TEST_NATS.
+var (
+	SharedRedisAddr = envOr("ORDERSYSTEM_TEST_REDIS", "127.0.0.1:6379")
+	SharedNATSURL   = envOr("ORDERSYSTEM_TEST_NATS", "nats://127.0.0.1:4222")
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// unavailable skips the test, or fails it under CI.
+func unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI is set, so this fails instead of skipping)", msg)
+	}
+	t.Skip(msg)
+}
+
+func reachable(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Redis returns the address of a Redis server for tests that do not break it:
+// the shared one if it answers, else a private one.
+func Redis(t testing.TB) string {
+	t.Helper()
+	if reachable(SharedRedisAddr) {
+		return SharedRedisAddr
+	}
+	return StartRedis(t).Addr()
+}
+
+// RedisServer is a private redis-server process on a free port.
+type RedisServer struct {
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a private redis-server (with an append-only file, so a
+// restart keeps data) and stops it when the test ends.
+func StartRedis(t testing.TB) *RedisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "no redis-server binary on PATH to start a private Redis (install redis-server)")
+	}
+	s := &RedisServer{t: t, bin: bin, port: FreePort(t), dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is host:port of the server.
+func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Start (re)starts the server on its port with its data directory.
+func (s *RedisServer) Start() {
+	s.t.Helper()
+	if s.cmd != nil {
+		return
+	}
+	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--protected-mode", "no")
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	s.cmd = cmd
+	waitFor(s.t, "redis-server on "+s.Addr(), func() bool { return reachable(s.Addr()) })
+}
+
+// Stop kills the server (SIGKILL: nothing is flushed beyond what fsync did).
+func (s *RedisServer) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart kills the server and starts it again on the same port and data.
+func (s *RedisServer) Restart() {
+	s.Stop()
+	s.Start()
+}
+
+// NATS returns the URL of a NATS server with JetStream for tests that do not
+// break it: the shared one if it answers, else an embedded one.
+func NATS(t testing.TB) string {
+	t.Helper()
+	if u := SharedNATSURL; reachable(hostPort(u)) {
+		return u
+	}
+	return StartNATS(t).URL()
+}
+
+func hostPort(url string) string {
+	if i := len("nats://"); len(url) > i && url[:i] == "nats://" {
+		return url[i:]
+	}
+	return url
+}
+
+// NATSServer is an embedded nats-server with JetStream on a free port.
+type NATSServer struct {
+	t    testing.TB
+	port int
+	dir  string
+	srv  *natsserver.Server
+}
+
+// StartNATS starts an embedded JetStream server (file storage in a temp dir)
+// and shuts it down when the test ends.
+func StartNATS(t testing.TB) *NATSServer {
+	t.Helper()
+	s := &NATSServer{t: t, port: FreePort(t), dir: t.TempDir()}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's client URL.
+func (s *NATSServer) URL() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Start (re)starts the server on its port with its store directory.
+func (s *NATSServer) Start() {
+	s.t.Helper()
+	if s.srv != nil {
+		return
+	}
+	opts := &natsserver.Options{
+		Host:      "127.0.0.1",
+		Port:      s.port,
+		JetStream: true,
+		StoreDir:  filepath.Join(s.dir, "js"),
+		NoLog:     true,
+		NoSigs:    true,
+	}
+	srv, err := natsserver.NewServer(opts)
+	if err != nil {
+		s.t.Fatalf("embedded nats-server: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		s.t.Fatalf("embedded nats-server on %d not ready", s.port)
+	}
+	s.srv = srv
+}
+
+// Stop shuts the server down.
+func (s *NATSServer) Stop() {
+	if s.srv == nil {
+		return
+	}
+	s.srv.Shutdown()
+	s.srv.WaitForShutdown()
+	s.srv = nil
+}
+
+// Restart stops the server and starts it again on the same port and store.
+func (s *NATSServer) Restart() {
+	s.Stop()
+	s.Start()
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

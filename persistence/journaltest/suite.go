@@ -1,0 +1,445 @@
+// Package journaltest is the contract suite every persistence backend must
+// pass (in the spirit of watermill's TestPubSub): call Run from the backend's
+// own tests with a factory that returns a fresh, empty-looking backend.
+package journaltest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ordersystem/ordersystem/persistence"
+)
+
+// Features switches cases that not every backend can run.
+type Features struct {
+	// LargeStream is the size of the large-stream case (default 10,000).
+	LargeStream int
+	// Restart, when set, restarts the backend's server (keeping its data);
+	// the suite checks that the same backend value works again afterwards.
+	Restart func(t *testing.T)
+}
+
+// Factory returns a backend whose streams do not collide with other tests'
+// (a fresh server, a unique key prefix or stream name). The suite closes it.
+type Factory func(t *testing.T) persistence.Backend
+
+// Run runs every contract case against backends made by newBackend.
+func Run(t *testing.T, newBackend Factory, f Features) {
+	if f.LargeStream == 0 {
+		f.LargeStream = 10_000
+	}
+	cases := []struct {
+		name string
+		fn   func(t *testing.T, b persistence.Backend)
+	}{
+		{"AppendLoadRoundTrip", testRoundTrip},
+		{"LoadRanges", testLoadRanges},
+		{"UnknownStreamIsEmpty", testUnknownStream},
+		{"InvalidAppendRefused", testInvalidAppend},
+		{"ExpectedVersionConflict", testConflict},
+		{"ConcurrentWritersOneWinsEachVersion", testConcurrentWriters},
+		{"LargeStream", func(t *testing.T, b persistence.Backend) { testLargeStream(t, b, f.LargeStream) }},
+		{"GlobalLogOrderAndResume", testGlobalLog},
+		{"Checkpoints", testCheckpoints},
+		{"Snapshots", testSnapshots},
+		{"IdempotencyRecords", testIdempotency},
+		{"CanceledContext", testCanceledContext},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBackend(t)
+			t.Cleanup(func() { _ = b.Close() })
+			c.fn(t, b)
+		})
+	}
+	if f.Restart != nil {
+		t.Run("ServerRestart", func(t *testing.T) {
+			b := newBackend(t)
+			t.Cleanup(func() { _ = b.Close() })
+			testRestart(t, b, f.Restart)
+		})
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func recs(n int, tag string) []persistence.Record {
+	out := make([]persistence.Record, n)
+	for i := range out {
+		out[i] = persistence.Record{Type: "Ev" + tag, Data: []byte(fmt.Sprintf("%s-%d", tag, i))}
+	}
+	return out
+}
+
+func mustAppend(t *testing.T, b persistence.Backend, stream string, expected uint64, rs []persistence.Record) uint64 {
+	t.Helper()
+	v, err := b.Append(ctxT(t), stream, expected, rs)
+	if err != nil {
+		t.Fatalf("append %d records to %q at %d: %v", len(rs), stream, expected, err)
+	}
+	return v
+}
+
+func mustLoad(t *testing.T, b persistence.Backend, stream string, from uint64) []persistence.Record {
+	t.Helper()
+	rs, err := b.Load(ctxT(t), stream, from)
+	if err != nil {
+		t.Fatalf("load %q from %d: %v", stream, from, err)
+	}
+	return rs
+}
+
+func checkStream(t *testing.T, rs []persistence.Record, stream string, firstVersion uint64) {
+	t.Helper()
+	for i, r := range rs {
+		if r.StreamID != stream {
+			t.Fatalf("record %d: stream %q, want %q", i, r.StreamID, stream)
+		}
+		if want := firstVersion + uint64(i); r.Version != want {
+			t.Fatalf("record %d: version %d, want %d (gap or duplicate)", i, r.Version, want)
+		}
+		if r.Position == 0 {
+			t.Fatalf("record %d: no global position", i)
+		}
+		if i > 0 && r.Position <= rs[i-1].Position {
+			t.Fatalf("record %d: position %d not after %d", i, r.Position, rs[i-1].Position)
+		}
+	}
+}
+
+func testRoundTrip(t *testing.T, b persistence.Backend) {
+	in := recs(3, "a")
+	if v := mustAppend(t, b, "order-1", 0, in); v != 3 {
+		t.Fatalf("new version %d, want 3", v)
+	}
+	out := mustLoad(t, b, "order-1", 1)
+	if len(out) != 3 {
+		t.Fatalf("loaded %d records, want 3", len(out))
+	}
+	checkStream(t, out, "order-1", 1)
+	for i := range in {
+		if out[i].Type != in[i].Type || !bytes.Equal(out[i].Data, in[i].Data) {
+			t.Fatalf("record %d: got %s/%q, want %s/%q", i, out[i].Type, out[i].Data, in[i].Type, in[i].Data)
+		}
+	}
+	if v := mustAppend(t, b, "order-1", 3, recs(1, "b")); v != 4 {
+		t.Fatalf("second append: version %d, want 4", v)
+	}
+	// Binary payloads survive byte for byte.
+	bin := []byte{0, 1, 2, 0xff, 0xfe, '\n', 0}
+	mustAppend(t, b, "order-bin", 0, []persistence.Record{{Type: "Bin", Data: bin}})
+	if got := mustLoad(t, b, "order-bin", 0); len(got) != 1 || !bytes.Equal(got[0].Data, bin) {
+		t.Fatalf("binary payload changed: %v", got)
+	}
+}
+
+func testLoadRanges(t *testing.T, b persistence.Backend) {
+	mustAppend(t, b, "s", 0, recs(5, "x"))
+	for _, c := range []struct {
+		from uint64
+		want int
+	}{{0, 5}, {1, 5}, {2, 4}, {5, 1}, {6, 0}, {100, 0}} {
+		rs := mustLoad(t, b, "s", c.from)
+		if len(rs) != c.want {
+			t.Fatalf("load from %d: %d records, want %d", c.from, len(rs), c.want)
+		}
+		if len(rs) > 0 {
+			checkStream(t, rs, "s", max(c.from, 1))
+		}
+	}
+}
+
+func testUnknownStream(t *testing.T, b persistence.Backend) {
+	if rs := mustLoad(t, b, "nobody", 0); len(rs) != 0 {
+		t.Fatalf("unknown stream returned %d records", len(rs))
+	}
+	if _, ok, err := b.LoadSnapshot(ctxT(t), "nobody"); err != nil || ok {
+		t.Fatalf("snapshot of unknown stream: ok=%v err=%v", ok, err)
+	}
+}
+
+func testInvalidAppend(t *testing.T, b persistence.Backend) {
+	if _, err := b.Append(ctxT(t), "", 0, recs(1, "a")); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Fatalf("empty stream id: %v, want ErrInvalidArgument", err)
+	}
+	if _, err := b.Append(ctxT(t), "s", 0, nil); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Fatalf("no records: %v, want ErrInvalidArgument", err)
+	}
+	if rs := mustLoad(t, b, "s", 0); len(rs) != 0 {
+		t.Fatalf("refused append wrote %d records", len(rs))
+	}
+}
+
+func testConflict(t *testing.T, b persistence.Backend) {
+	mustAppend(t, b, "c", 0, recs(2, "a"))
+	for _, expected := range []uint64{0, 1, 3, 10} {
+		_, err := b.Append(ctxT(t), "c", expected, recs(1, "z"))
+		if !errors.Is(err, persistence.ErrVersionConflict) {
+			t.Fatalf("append at %d to a stream at 2: %v, want ErrVersionConflict", expected, err)
+		}
+		var ce *persistence.ConflictError
+		if !errors.As(err, &ce) || ce.Actual != 2 || ce.Expected != expected {
+			t.Fatalf("conflict error %#v, want expected=%d actual=2", ce, expected)
+		}
+	}
+	if rs := mustLoad(t, b, "c", 0); len(rs) != 2 {
+		t.Fatalf("conflicting appends changed the stream: %d records", len(rs))
+	}
+}
+
+func testConcurrentWriters(t *testing.T, b persistence.Backend) {
+	const writers, rounds = 16, 20
+	var (
+		mu   sync.Mutex
+		wins = map[uint64]string{}
+		wg   sync.WaitGroup
+	)
+	ctx := ctxT(t)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				tag := fmt.Sprintf("w%d-r%d", w, r)
+				for {
+					cur, err := b.Load(ctx, "hot", 0)
+					if err != nil {
+						t.Errorf("load: %v", err)
+						return
+					}
+					expected := uint64(len(cur))
+					v, err := b.Append(ctx, "hot", expected, []persistence.Record{{Type: "Ev", Data: []byte(tag)}})
+					if errors.Is(err, persistence.ErrVersionConflict) {
+						continue
+					}
+					if err != nil {
+						t.Errorf("append: %v", err)
+						return
+					}
+					mu.Lock()
+					if prev, dup := wins[v]; dup {
+						t.Errorf("version %d won twice: %s and %s", v, prev, tag)
+					}
+					wins[v] = tag
+					mu.Unlock()
+					break
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	rs := mustLoad(t, b, "hot", 0)
+	if len(rs) != writers*rounds {
+		t.Fatalf("stream has %d records, want %d", len(rs), writers*rounds)
+	}
+	checkStream(t, rs, "hot", 1)
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if seen[string(r.Data)] {
+			t.Fatalf("payload %s journaled twice", r.Data)
+		}
+		seen[string(r.Data)] = true
+		if wins[r.Version] != string(r.Data) {
+			t.Fatalf("version %d holds %s but %s was told it won", r.Version, r.Data, wins[r.Version])
+		}
+	}
+}
+
+func testLargeStream(t *testing.T, b persistence.Backend, n int) {
+	const batch = 500
+	var v uint64
+	for v < uint64(n) {
+		k := min(batch, n-int(v))
+		v = mustAppend(t, b, "big", v, recs(k, fmt.Sprint(v)))
+	}
+	rs := mustLoad(t, b, "big", 0)
+	if len(rs) != n {
+		t.Fatalf("loaded %d records, want %d", len(rs), n)
+	}
+	checkStream(t, rs, "big", 1)
+	tail := mustLoad(t, b, "big", uint64(n-9))
+	if len(tail) != 10 || tail[0].Version != uint64(n-9) {
+		t.Fatalf("tail load: %d records from %d", len(tail), tail[0].Version)
+	}
+}
+
+func testGlobalLog(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	start, err := b.Head(ctx)
+	if err != nil {
+		t.Fatalf("head: %v", err)
+	}
+	// Interleave appends to several streams; the global log keeps commit order.
+	var want []string
+	for i := range 30 {
+		s := fmt.Sprintf("g%d", i%3)
+		cur := mustLoad(t, b, s, 0)
+		mustAppend(t, b, s, uint64(len(cur)), []persistence.Record{{Type: "Ev", Data: []byte(fmt.Sprint(i))}})
+		want = append(want, fmt.Sprint(i))
+	}
+	head, err := b.Head(ctx)
+	if err != nil || head <= start {
+		t.Fatalf("head %d after appends (start %d): %v", head, start, err)
+	}
+	// Read in small pages, resuming after the last position seen.
+	var got []persistence.Record
+	after := start
+	for {
+		page, err := b.ReadAll(ctx, after, 7)
+		if err != nil {
+			t.Fatalf("read all after %d: %v", after, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > 7 {
+			t.Fatalf("page of %d records, limit 7", len(page))
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].Position
+	}
+	if len(got) != len(want) {
+		t.Fatalf("global log has %d records after %d, want %d", len(got), start, len(want))
+	}
+	for i, r := range got {
+		if string(r.Data) != want[i] {
+			t.Fatalf("global record %d is %q, want %q", i, r.Data, want[i])
+		}
+		if i > 0 && r.Position <= got[i-1].Position {
+			t.Fatalf("positions not increasing: %d then %d", got[i-1].Position, r.Position)
+		}
+		if r.StreamID == "" || r.Version == 0 {
+			t.Fatalf("global record %d lacks stream/version: %+v", i, r)
+		}
+	}
+	if after != head {
+		t.Fatalf("last position %d, head %d", after, head)
+	}
+	if page, err := b.ReadAll(ctx, head, 10); err != nil || len(page) != 0 {
+		t.Fatalf("read after head: %d records, %v", len(page), err)
+	}
+}
+
+func testCheckpoints(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	if p, err := b.LoadCheckpoint(ctx, "outbox"); err != nil || p != 0 {
+		t.Fatalf("fresh checkpoint: %d, %v", p, err)
+	}
+	for _, p := range []uint64{5, 42, 7} {
+		if err := b.SaveCheckpoint(ctx, "outbox", p); err != nil {
+			t.Fatalf("save %d: %v", p, err)
+		}
+		if got, err := b.LoadCheckpoint(ctx, "outbox"); err != nil || got != p {
+			t.Fatalf("load after saving %d: %d, %v", p, got, err)
+		}
+	}
+	if p, _ := b.LoadCheckpoint(ctx, "other"); p != 0 {
+		t.Fatalf("checkpoints leak between names: %d", p)
+	}
+}
+
+func testSnapshots(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	for _, s := range []persistence.Snapshot{
+		{StreamID: "snap", Version: 10, Data: []byte("v10")},
+		{StreamID: "snap", Version: 20, Data: []byte("v20")},
+		{StreamID: "snap", Version: 15, Data: []byte("v15")}, // older: ignored
+	} {
+		if err := b.SaveSnapshot(ctx, s); err != nil {
+			t.Fatalf("save snapshot %d: %v", s.Version, err)
+		}
+	}
+	s, ok, err := b.LoadSnapshot(ctx, "snap")
+	if err != nil || !ok {
+		t.Fatalf("load snapshot: ok=%v err=%v", ok, err)
+	}
+	if s.Version != 20 || string(s.Data) != "v20" || s.StreamID != "snap" {
+		t.Fatalf("snapshot %+v, want version 20 v20", s)
+	}
+}
+
+func testIdempotency(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	v, created, err := b.PutIdempotency(ctx, "k1", []byte("first"), time.Hour)
+	if err != nil || !created || string(v) != "first" {
+		t.Fatalf("first put: %q created=%v err=%v", v, created, err)
+	}
+	v, created, err = b.PutIdempotency(ctx, "k1", []byte("second"), time.Hour)
+	if err != nil || created || string(v) != "first" {
+		t.Fatalf("second put: %q created=%v err=%v, want the first value", v, created, err)
+	}
+	if v, ok, err := b.GetIdempotency(ctx, "k1"); err != nil || !ok || string(v) != "first" {
+		t.Fatalf("get: %q ok=%v err=%v", v, ok, err)
+	}
+	if _, ok, err := b.GetIdempotency(ctx, "absent"); err != nil || ok {
+		t.Fatalf("get absent: ok=%v err=%v", ok, err)
+	}
+	// Expiry: a short-lived record disappears and the key can be used again.
+	if _, _, err := b.PutIdempotency(ctx, "short", []byte("x"), 300*time.Millisecond); err != nil {
+		t.Fatalf("put short: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, ok, err := b.GetIdempotency(ctx, "short")
+		if err != nil {
+			t.Fatalf("get short: %v", err)
+		}
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("idempotency record did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, created, err := b.PutIdempotency(ctx, "short", []byte("y"), time.Hour); err != nil || !created {
+		t.Fatalf("put after expiry: created=%v err=%v", created, err)
+	}
+}
+
+func testCanceledContext(t *testing.T, b persistence.Backend) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Append(ctx, "cc", 0, recs(1, "a")); err == nil {
+		t.Fatal("append with a canceled context succeeded")
+	}
+	if rs := mustLoad(t, b, "cc", 0); len(rs) != 0 {
+		t.Fatalf("canceled append wrote %d records", len(rs))
+	}
+}
+
+func testRestart(t *testing.T, b persistence.Backend, restart func(t *testing.T)) {
+	mustAppend(t, b, "r", 0, recs(3, "before"))
+	restart(t)
+	// The same backend value must work again once the server is back
+	// (reconnecting by itself); poll for a bounded time.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rs, err := b.Load(ctxT(t), "r", 0)
+		if err == nil {
+			if len(rs) != 3 {
+				t.Fatalf("after restart the stream has %d records, want 3", len(rs))
+			}
+			break
+		}
+		if !errors.Is(err, persistence.ErrUnavailable) {
+			t.Fatalf("load during restart: %v, want nil or ErrUnavailable", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backend did not come back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v := mustAppend(t, b, "r", 3, recs(1, "after")); v != 4 {
+		t.Fatalf("append after restart: version %d", v)
+	}
+}

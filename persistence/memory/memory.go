@@ -1,0 +1,234 @@
+// Package memory is the in-process persistence backend: a journal, checkpoints,
+// snapshots and idempotency records held in maps. Nothing survives the
+// process; it is the default for a standalone node and for tests.
+package memory
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ordersystem/ordersystem/persistence"
+)
+
+// Backend implements persistence.Backend in memory. The zero value is not
+// usable; call New.
+type Backend struct {
+	mu          sync.RWMutex
+	closed      bool
+	streams     map[string][]persistence.Record
+	log         []persistence.Record // log[i].Position == i+1
+	checkpoints map[string]uint64
+	snapshots   map[string]persistence.Snapshot
+	idem        map[string]idemEntry
+	now         func() time.Time
+}
+
+type idemEntry struct {
+	value   []byte
+	expires time.Time
+}
+
+var _ persistence.Backend = (*Backend)(nil)
+
+// New returns an empty in-memory backend.
+func New() *Backend {
+	return &Backend{
+		streams:     make(map[string][]persistence.Record),
+		checkpoints: make(map[string]uint64),
+		snapshots:   make(map[string]persistence.Snapshot),
+		idem:        make(map[string]idemEntry),
+		now:         time.Now,
+	}
+}
+
+// SetClock replaces the clock used for idempotency expiry (tests only).
+func (b *Backend) SetClock(now func() time.Time) {
+	b.mu.Lock()
+	b.now = now
+	b.mu.Unlock()
+}
+
+// Append implements persistence.Journal.
+func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, records []persistence.Record) (uint64, error) {
+	if err := persistence.ValidateAppend(streamID, records); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, persistence.Unavailable("append", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, persistence.ErrClosed
+	}
+	stream := b.streams[streamID]
+	current := uint64(len(stream))
+	if current != expected {
+		return 0, &persistence.ConflictError{StreamID: streamID, Expected: expected, Actual: current}
+	}
+	for _, r := range records {
+		current++
+		rec := persistence.Record{
+			StreamID: streamID,
+			Version:  current,
+			Position: uint64(len(b.log)) + 1,
+			Type:     r.Type,
+			Data:     slices.Clone(r.Data),
+		}
+		stream = append(stream, rec)
+		b.log = append(b.log, rec)
+	}
+	b.streams[streamID] = stream
+	return current, nil
+}
+
+// Load implements persistence.Journal.
+func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, persistence.Unavailable("load", err)
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, persistence.ErrClosed
+	}
+	stream := b.streams[streamID]
+	if from < 1 {
+		from = 1
+	}
+	if from > uint64(len(stream)) {
+		return nil, nil
+	}
+	return slices.Clone(stream[from-1:]), nil
+}
+
+// ReadAll implements persistence.Journal.
+func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, persistence.Unavailable("read all", err)
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, persistence.ErrClosed
+	}
+	if limit <= 0 || after >= uint64(len(b.log)) {
+		return nil, nil
+	}
+	end := min(after+uint64(limit), uint64(len(b.log)))
+	return slices.Clone(b.log[after:end]), nil
+}
+
+// Head implements persistence.Journal.
+func (b *Backend) Head(ctx context.Context) (uint64, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return 0, persistence.ErrClosed
+	}
+	return uint64(len(b.log)), nil
+}
+
+// LoadCheckpoint implements persistence.Checkpoints.
+func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return 0, persistence.ErrClosed
+	}
+	return b.checkpoints[name], nil
+}
+
+// SaveCheckpoint implements persistence.Checkpoints.
+func (b *Backend) SaveCheckpoint(ctx context.Context, name string, pos uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return persistence.ErrClosed
+	}
+	b.checkpoints[name] = pos
+	return nil
+}
+
+// SaveSnapshot implements persistence.Snapshots.
+func (b *Backend) SaveSnapshot(ctx context.Context, s persistence.Snapshot) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return persistence.ErrClosed
+	}
+	if old, ok := b.snapshots[s.StreamID]; ok && old.Version > s.Version {
+		return nil
+	}
+	s.Data = slices.Clone(s.Data)
+	b.snapshots[s.StreamID] = s
+	return nil
+}
+
+// LoadSnapshot implements persistence.Snapshots.
+func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistence.Snapshot, bool, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return persistence.Snapshot{}, false, persistence.ErrClosed
+	}
+	s, ok := b.snapshots[streamID]
+	if ok {
+		s.Data = slices.Clone(s.Data)
+	}
+	return s, ok, nil
+}
+
+// PutIdempotency implements persistence.Idempotency.
+func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false, persistence.ErrClosed
+	}
+	now := b.now()
+	if e, ok := b.idem[key]; ok && now.Before(e.expires) {
+		return slices.Clone(e.value), false, nil
+	}
+	b.idem[key] = idemEntry{value: slices.Clone(value), expires: now.Add(ttl)}
+	return slices.Clone(value), true, nil
+}
+
+// GetIdempotency implements persistence.Idempotency.
+func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool, error) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, false, persistence.ErrClosed
+	}
+	e, ok := b.idem[key]
+	if !ok || !b.now().Before(e.expires) {
+		return nil, false, nil
+	}
+	return slices.Clone(e.value), true, nil
+}
+
+// Ping implements persistence.Backend.
+func (b *Backend) Ping(ctx context.Context) error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return persistence.ErrClosed
+	}
+	return nil
+}
+
+// Describe implements persistence.Backend.
+func (b *Backend) Describe() persistence.Description {
+	return persistence.Description{Name: "inmemory", Durability: "none: every order is lost when the process stops"}
+}
+
+// Close implements persistence.Backend.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,165 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors shared by every backend.
+var (
+	// ErrVersionConflict means the stream was not at the expected version when
+	// an append was attempted: another writer won. The caller reloads the
+	// stream and decides again. Errors returned by Append that match it are
+	// *ConflictError values carrying the versions.
+	ErrVersionConflict = errors.New("stream version conflict")
+
+	// ErrUnavailable means the backend could not be reached or did not answer
+	// in time. Nothing is known about whether a write took effect; the caller
+	// may retry (a retried append with the same expected version is safe: it
+	// either succeeds or conflicts).
+	ErrUnavailable = errors.New("persistence backend unavailable")
+
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("persistence backend closed")
+
+	// ErrInvalidArgument means the call itself was malformed (empty stream id,
+	// no events, a record without a type).
+	ErrInvalidArgument = errors.New("invalid argument")
+)
+
+// ConflictError is the error Append returns when the stream moved.
+type ConflictError struct {
+	StreamID string
+	Expected uint64
+	Actual   uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("stream %q: expected version %d, found %d: %v", e.StreamID, e.Expected, e.Actual, ErrVersionConflict)
+}
+
+// Is makes errors.Is(err, ErrVersionConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrVersionConflict }
+
+// Unavailable wraps err so that errors.Is(err, ErrUnavailable) holds while the
+// cause stays visible in the message and to errors.As.
+func Unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// Record is one event as the journal stores it.
+type Record struct {
+	// StreamID is the order id the event belongs to.
+	StreamID string
+	// Version is the 1-based position of the event in its stream.
+	Version uint64
+	// Position is the event's place in the global log (strictly increasing in
+	// commit order, not necessarily dense). Assigned by the journal.
+	Position uint64
+	// Type is the event type name (OrderCreated, OrderPaid, ...).
+	Type string
+	// Data is the encoded event (an orderpb.Event); the journal never looks inside.
+	Data []byte
+}
+
+// EventID is the id every consumer deduplicates by: "<streamID>:<version>".
+func (r Record) EventID() string { return fmt.Sprintf("%s:%d", r.StreamID, r.Version) }
+
+// Journal is an append-only store of event streams. Implementations must be
+// safe for concurrent use.
+type Journal interface {
+	// Append writes records to the end of the stream if and only if the
+	// stream's current version is expected (0 for a new stream), atomically:
+	// all records or none. Only Type and Data of the records are read; the
+	// journal assigns StreamID, Version and Position. It returns the stream's
+	// new version, or a *ConflictError when the stream moved.
+	Append(ctx context.Context, streamID string, expected uint64, records []Record) (uint64, error)
+
+	// Load returns the records of a stream with Version >= from, in version
+	// order. An unknown stream yields no records and no error.
+	Load(ctx context.Context, streamID string, from uint64) ([]Record, error)
+
+	// ReadAll returns at most limit records with Position > after, in
+	// Position order. A record appended after a call that returned position p
+	// always gets a position greater than p, so a reader that resumes after
+	// the last position it saw misses nothing.
+	ReadAll(ctx context.Context, after uint64, limit int) ([]Record, error)
+
+	// Head returns the position of the last record in the global log (0 when
+	// empty); the outbox's lag is Head minus its checkpoint.
+	Head(ctx context.Context) (uint64, error)
+}
+
+// Checkpoints stores named positions, such as how far the outbox published.
+type Checkpoints interface {
+	// LoadCheckpoint returns the saved position of name, 0 if none.
+	LoadCheckpoint(ctx context.Context, name string) (uint64, error)
+	// SaveCheckpoint stores pos for name. Saving a lower position than the
+	// stored one is allowed (it is the caller's business).
+	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
+}
+
+// Snapshot is a stored fold of a stream up to Version.
+type Snapshot struct {
+	StreamID string
+	Version  uint64
+	Data     []byte
+}
+
+// Snapshots stores at most one snapshot per stream (the newest saved).
+type Snapshots interface {
+	// SaveSnapshot stores s unless a snapshot with a higher version is stored.
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	// LoadSnapshot returns the stored snapshot; ok is false when there is none.
+	LoadSnapshot(ctx context.Context, streamID string) (s Snapshot, ok bool, err error)
+}
+
+// Idempotency stores small records under caller-chosen keys that expire.
+type Idempotency interface {
+	// PutIdempotency stores value under key for ttl unless the key is already
+	// present; it returns the stored value and whether this call stored it.
+	PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) (stored []byte, created bool, err error)
+	// GetIdempotency returns the value under key; ok is false when the key is
+	// absent or expired.
+	GetIdempotency(ctx context.Context, key string) (value []byte, ok bool, err error)
+}
+
+// Backend is everything a node needs from one persistence backend.
+type Backend interface {
+	Journal
+	Checkpoints
+	Snapshots
+	Idempotency
+	// Ping checks that the backend answers; used by health checks.
+	Ping(ctx context.Context) error
+	// Describe reports what the backend is and the durability it gets, for
+	// the start-up log and GET /.
+	Describe() Description
+	// Close releases connections. It is idempotent.
+	Close() error
+}
+
+// Description tells an operator what a backend is and how durable it is.
+type Description struct {
+	Name       string `json:"name"`
+	Address    string `json:"address,omitempty"`
+	Durability string `json:"durability"`
+}
+
+// ValidateAppend checks the arguments every backend's Append must refuse.
+func ValidateAppend(streamID string, records []Record) error {
+	if streamID == "" {
+		return fmt.Errorf("append: empty stream id: %w", ErrInvalidArgument)
+	}
+	if len(records) == 0 {
+		return fmt.Errorf("append to %q: no records: %w", streamID, ErrInvalidArgument)
+	}
+	for i, r := range records {
+		if r.Type == "" {
+			return fmt.Errorf("append to %q: record %d has no type: %w", streamID, i, ErrInvalidArgument)
+		}
+	}
+	return nil
+}

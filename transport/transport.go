@@ -1,0 +1,80 @@
+// Package transport publishes order events to other services and delivers
+// them to subscribers. Backends live in sub-packages (memory, redis, nats);
+// every one passes the contract suite in transporttest.
+//
+// The wire format other services consume:
+//   - NATS: JetStream stream ORDER_EVENTS, subjects orders.events.<Type>,
+//     header Nats-Msg-Id: <orderId>:<version>, payload = orderpb.Event bytes.
+//   - Redis: stream key orders:events, fields eventId (<orderId>:<version>),
+//     type, payload (orderpb.Event bytes).
+//
+// Delivery is at-least-once: consumers deduplicate by event id.
+package transport
+
+import (
+	"context"
+	"errors"
+	"strconv"
+)
+
+// Errors shared by every transport.
+var (
+	// ErrUnavailable means the transport's server could not be reached or
+	// did not acknowledge in time; the publish may be retried.
+	ErrUnavailable = errors.New("transport unavailable")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("transport closed")
+)
+
+// Message is one order event on the wire.
+type Message struct {
+	// OrderID and Version identify the event; ID() is "<OrderID>:<Version>".
+	OrderID string
+	Version uint64
+	// Type is the event type name (OrderCreated, OrderPaid, ...).
+	Type string
+	// Payload is the encoded orderpb.Event.
+	Payload []byte
+}
+
+// ID is the event id consumers deduplicate by.
+func (m Message) ID() string { return m.OrderID + ":" + strconv.FormatUint(m.Version, 10) }
+
+// Handler processes a batch of delivered messages. Returning nil acknowledges
+// the batch; returning an error asks for redelivery (at-least-once). A handler
+// is never called concurrently with itself for one subscription.
+type Handler func(ctx context.Context, batch []Message) error
+
+// SubscribeOptions selects what a subscription receives.
+type SubscribeOptions struct {
+	// Group names a durable consumer group: every message is delivered to
+	// one member of the group, and the group resumes where it left off after
+	// a restart. Empty means an ephemeral subscription that receives every
+	// message published after Subscribe returns.
+	Group string
+}
+
+// Transport publishes and delivers order events. Implementations are safe for
+// concurrent use.
+type Transport interface {
+	// Publish sends the batch and returns only after the server acknowledged
+	// every message (or with an error; some messages may then have been
+	// published, which the event ids make harmless). Messages of one order
+	// are delivered in the order published.
+	Publish(ctx context.Context, batch []Message) error
+	// Subscribe starts delivering messages to h until the returned
+	// Subscription is closed or the transport is closed.
+	Subscribe(ctx context.Context, opts SubscribeOptions, h Handler) (Subscription, error)
+	// Ping checks that the transport's server answers.
+	Ping(ctx context.Context) error
+	// Name is the backend name: inmemory, redis or nats.
+	Name() string
+	// Close stops every subscription and releases connections; idempotent.
+	Close() error
+}
+
+// Subscription is a running subscription.
+type Subscription interface {
+	// Close stops delivery and waits for a running handler call to return; idempotent.
+	Close() error
+}
