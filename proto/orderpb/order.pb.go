@@ -1390,6 +1390,113 @@ func (x *Reply) GetReplayed() bool {
 	return false
 }
 
+// DrainOutbox asks the outbox singleton to publish what is journaled and not
+// yet published.
+type DrainOutbox struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainOutbox) Reset() {
+	*x = DrainOutbox{}
+	mi := &file_order_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainOutbox) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainOutbox) ProtoMessage() {}
+
+func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainOutbox.ProtoReflect.Descriptor instead.
+func (*DrainOutbox) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{18}
+}
+
+// OutboxStatus answers DrainOutbox.
+type OutboxStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    uint64                 `protobuf:"varint,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	Head          uint64                 `protobuf:"varint,2,opt,name=head,proto3" json:"head,omitempty"`
+	Published     uint64                 `protobuf:"varint,3,opt,name=published,proto3" json:"published,omitempty"`
+	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboxStatus) Reset() {
+	*x = OutboxStatus{}
+	mi := &file_order_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxStatus) ProtoMessage() {}
+
+func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxStatus.ProtoReflect.Descriptor instead.
+func (*OutboxStatus) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *OutboxStatus) GetCheckpoint() uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return 0
+}
+
+func (x *OutboxStatus) GetHead() uint64 {
+	if x != nil {
+		return x.Head
+	}
+	return 0
+}
+
+func (x *OutboxStatus) GetPublished() uint64 {
+	if x != nil {
+		return x.Published
+	}
+	return 0
+}
+
+func (x *OutboxStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_order_proto protoreflect.FileDescriptor
 
 const file_order_proto_rawDesc = "" +
@@ -1489,7 +1596,15 @@ const file_order_proto_rawDesc = "" +
 	"\x05error\x18\x02 \x01(\v2\x15.ordersystem.v1.ErrorR\x05error\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12/\n" +
 	"\ahistory\x18\x04 \x03(\v2\x15.ordersystem.v1.EventR\ahistory\x12\x1a\n" +
-	"\breplayed\x18\x05 \x01(\bR\breplayed*\xae\x01\n" +
+	"\breplayed\x18\x05 \x01(\bR\breplayed\"\r\n" +
+	"\vDrainOutbox\"v\n" +
+	"\fOutboxStatus\x12\x1e\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\x04R\n" +
+	"checkpoint\x12\x12\n" +
+	"\x04head\x18\x02 \x01(\x04R\x04head\x12\x1c\n" +
+	"\tpublished\x18\x03 \x01(\x04R\tpublished\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error*\xae\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
@@ -1520,7 +1635,7 @@ func file_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: ordersystem.v1.OrderStatus
 	(ErrorCode)(0),                // 1: ordersystem.v1.ErrorCode
@@ -1542,15 +1657,17 @@ var file_order_proto_goTypes = []any{
 	(*Order)(nil),                 // 17: ordersystem.v1.Order
 	(*Error)(nil),                 // 18: ordersystem.v1.Error
 	(*Reply)(nil),                 // 19: ordersystem.v1.Reply
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*DrainOutbox)(nil),           // 20: ordersystem.v1.DrainOutbox
+	(*OutboxStatus)(nil),          // 21: ordersystem.v1.OutboxStatus
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_order_proto_depIdxs = []int32{
 	2,  // 0: ordersystem.v1.OrderCreated.items:type_name -> ordersystem.v1.Item
-	20, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
-	20, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
-	20, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
-	20, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	20, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	22, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
+	22, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
+	22, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
+	22, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	22, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
 	4,  // 7: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
 	5,  // 8: ordersystem.v1.Event.shipped:type_name -> ordersystem.v1.OrderShipped
@@ -1564,11 +1681,11 @@ var file_order_proto_depIdxs = []int32{
 	13, // 16: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
 	2,  // 17: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
 	0,  // 18: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
-	20, // 19: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	20, // 20: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	20, // 21: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
-	20, // 22: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
-	20, // 23: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
+	22, // 19: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	22, // 20: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	22, // 21: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
+	22, // 22: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
+	22, // 23: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
 	1,  // 24: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
 	17, // 25: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
 	18, // 26: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
@@ -1605,7 +1722,7 @@ func file_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_proto_rawDesc), len(file_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,152 @@
+package actors
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+)
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func fromTS(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
+}
+
+func itemsToProto(items []order.Item) []*orderpb.Item {
+	out := make([]*orderpb.Item, len(items))
+	for i, it := range items {
+		out[i] = &orderpb.Item{ProductId: it.ProductID, Name: it.Name, Quantity: it.Quantity, UnitPriceCents: int64(it.UnitPrice)}
+	}
+	return out
+}
+
+func itemsFromProto(items []*orderpb.Item) []order.Item {
+	out := make([]order.Item, len(items))
+	for i, it := range items {
+		out[i] = order.Item{ProductID: it.GetProductId(), Name: it.GetName(), Quantity: it.GetQuantity(), UnitPrice: order.Cents(it.GetUnitPriceCents())}
+	}
+	return out
+}
+
+// CommandFromProto converts a wire command into a domain command.
+func CommandFromProto(c *orderpb.Command) (order.Command, error) {
+	switch x := c.GetCommand().(type) {
+	case *orderpb.Command_Create:
+		return order.Create{CustomerID: x.Create.GetCustomerId(), Items: itemsFromProto(x.Create.GetItems())}, nil
+	case *orderpb.Command_Pay:
+		return order.Pay{PaymentMethod: x.Pay.GetPaymentMethod()}, nil
+	case *orderpb.Command_Ship:
+		return order.Ship{TrackingNumber: x.Ship.GetTrackingNumber()}, nil
+	case *orderpb.Command_Deliver:
+		return order.Deliver{}, nil
+	case *orderpb.Command_Cancel:
+		return order.Cancel{Reason: x.Cancel.GetReason()}, nil
+	default:
+		return nil, &order.ValidationError{Field: "command", Reason: "is missing"}
+	}
+}
+
+// EventToProto wraps a domain event in the wire envelope.
+func EventToProto(orderID string, version uint64, commandID, fingerprint string, e order.Event) *orderpb.Event {
+	pe := &orderpb.Event{OrderId: orderID, Version: version, CommandId: commandID, Fingerprint: fingerprint}
+	switch e := e.(type) {
+	case order.Created:
+		pe.Payload = &orderpb.Event_Created{Created: &orderpb.OrderCreated{
+			CustomerId: e.CustomerID, Items: itemsToProto(e.Items), TotalCents: int64(e.Total), CreatedAt: ts(e.At)}}
+	case order.Paid:
+		pe.Payload = &orderpb.Event_Paid{Paid: &orderpb.OrderPaid{PaymentMethod: e.PaymentMethod, PaidAt: ts(e.At)}}
+	case order.Shipped:
+		pe.Payload = &orderpb.Event_Shipped{Shipped: &orderpb.OrderShipped{TrackingNumber: e.TrackingNumber, ShippedAt: ts(e.At)}}
+	case order.Delivered:
+		pe.Payload = &orderpb.Event_Delivered{Delivered: &orderpb.OrderDelivered{DeliveredAt: ts(e.At)}}
+	case order.Cancelled:
+		pe.Payload = &orderpb.Event_Cancelled{Cancelled: &orderpb.OrderCancelled{Reason: e.Reason, CancelledAt: ts(e.At)}}
+	}
+	return pe
+}
+
+// EventFromProto unwraps the domain event of a wire envelope.
+func EventFromProto(pe *orderpb.Event) (order.Event, error) {
+	switch x := pe.GetPayload().(type) {
+	case *orderpb.Event_Created:
+		c := x.Created
+		return order.Created{CustomerID: c.GetCustomerId(), Items: itemsFromProto(c.GetItems()), Total: order.Cents(c.GetTotalCents()), At: fromTS(c.GetCreatedAt())}, nil
+	case *orderpb.Event_Paid:
+		return order.Paid{PaymentMethod: x.Paid.GetPaymentMethod(), At: fromTS(x.Paid.GetPaidAt())}, nil
+	case *orderpb.Event_Shipped:
+		return order.Shipped{TrackingNumber: x.Shipped.GetTrackingNumber(), At: fromTS(x.Shipped.GetShippedAt())}, nil
+	case *orderpb.Event_Delivered:
+		return order.Delivered{At: fromTS(x.Delivered.GetDeliveredAt())}, nil
+	case *orderpb.Event_Cancelled:
+		return order.Cancelled{Reason: x.Cancelled.GetReason(), At: fromTS(x.Cancelled.GetCancelledAt())}, nil
+	default:
+		return nil, fmt.Errorf("event %s:%d has no payload", pe.GetOrderId(), pe.GetVersion())
+	}
+}
+
+// DecodeRecord decodes a journal record into its wire envelope, checking
+// that the record and the envelope agree on order and version.
+func DecodeRecord(r persistence.Record) (*orderpb.Event, error) {
+	pe := &orderpb.Event{}
+	if err := proto.Unmarshal(r.Data, pe); err != nil {
+		return nil, fmt.Errorf("decode event %s: %w", r.EventID(), err)
+	}
+	if pe.GetOrderId() != r.StreamID || pe.GetVersion() != r.Version {
+		return nil, fmt.Errorf("event %s: envelope says %s:%d", r.EventID(), pe.GetOrderId(), pe.GetVersion())
+	}
+	return pe, nil
+}
+
+// StateToProto renders the state as the wire order.
+func StateToProto(s *order.State) *orderpb.Order {
+	return &orderpb.Order{
+		OrderId:        s.ID,
+		CustomerId:     s.CustomerID,
+		Items:          itemsToProto(s.Items),
+		Status:         orderpb.OrderStatus(s.Status),
+		TotalCents:     int64(s.Total),
+		Version:        s.Version,
+		CreatedAt:      ts(s.CreatedAt),
+		PaymentMethod:  s.PaymentMethod,
+		PaidAt:         ts(s.PaidAt),
+		TrackingNumber: s.TrackingNumber,
+		ShippedAt:      ts(s.ShippedAt),
+		DeliveredAt:    ts(s.DeliveredAt),
+		CancelReason:   s.CancelReason,
+		CancelledAt:    ts(s.CancelledAt),
+	}
+}
+
+// StateFromProto is the inverse of StateToProto.
+func StateFromProto(o *orderpb.Order) order.State {
+	return order.State{
+		ID:             o.GetOrderId(),
+		CustomerID:     o.GetCustomerId(),
+		Items:          itemsFromProto(o.GetItems()),
+		Status:         order.Status(o.GetStatus()),
+		Total:          order.Cents(o.GetTotalCents()),
+		Version:        o.GetVersion(),
+		CreatedAt:      fromTS(o.GetCreatedAt()),
+		PaymentMethod:  o.GetPaymentMethod(),
+		PaidAt:         fromTS(o.GetPaidAt()),
+		TrackingNumber: o.GetTrackingNumber(),
+		ShippedAt:      fromTS(o.GetShippedAt()),
+		DeliveredAt:    fromTS(o.GetDeliveredAt()),
+		CancelReason:   o.GetCancelReason(),
+		CancelledAt:    fromTS(o.GetCancelledAt()),
+	}
+}

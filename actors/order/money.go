@@ -1,0 +1,112 @@
+package order
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+)
+
+// Cents is an amount of money in minor units. Totals are exact.
+type Cents int64
+
+// MaxPrice is the largest unit price accepted (one million, in cents).
+const MaxPrice Cents = 100_000_000
+
+// ParseCents reads a decimal amount such as "999.99", "10", "1e2" or "0.5"
+// exactly (no float rounding) and returns it in cents. It refuses amounts with
+// more than two decimals and values outside the int64 range.
+func ParseCents(s string) (Cents, error) {
+	if len(s) > 32 {
+		return 0, fmt.Errorf("%.32s... is too long for an amount", s)
+	}
+	if !isDecimal(s) {
+		return 0, fmt.Errorf("%q is not a decimal number", s)
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return 0, fmt.Errorf("%q is not a decimal number", s)
+	}
+	r.Mul(r, big.NewRat(100, 1))
+	if !r.IsInt() {
+		return 0, fmt.Errorf("%s has more than two decimals", s)
+	}
+	n := r.Num()
+	if !n.IsInt64() {
+		return 0, fmt.Errorf("%s is out of range", s)
+	}
+	return Cents(n.Int64()), nil
+}
+
+// isDecimal reports whether s is a plain decimal number: an optional sign,
+// digits with an optional fraction, and an optional decimal exponent.
+// big.Rat alone would also read fractions ("1/2"), base prefixes ("0x10",
+// "0b11", "0o7"), binary exponents ("1p2") and digit separators ("1_000").
+func isDecimal(s string) bool {
+	i, digits := 0, 0
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		i++
+	}
+	for ; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
+			digits++
+		}
+	}
+	if digits == 0 {
+		return false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// String renders the amount with exactly two decimals ("1059.97", "-0.50").
+func (c Cents) String() string {
+	return string(c.AppendText(nil))
+}
+
+// AppendText appends the two-decimal rendering to b; it is a valid JSON number.
+func (c Cents) AppendText(b []byte) []byte {
+	u := uint64(c)
+	if c < 0 {
+		b = append(b, '-')
+		u = uint64(-c)
+		if c == math.MinInt64 {
+			u = uint64(math.MaxInt64) + 1
+		}
+	}
+	b = strconv.AppendUint(b, u/100, 10)
+	b = append(b, '.')
+	r := u % 100
+	b = append(b, byte('0'+r/10), byte('0'+r%10))
+	return b
+}
+
+// MarshalJSON renders the amount as a JSON number with two decimals.
+func (c Cents) MarshalJSON() ([]byte, error) { return c.AppendText(nil), nil }
+
+// mulCents returns a*q or false when it overflows.
+func mulCents(a Cents, q int32) (Cents, bool) {
+	if q == 0 || a == 0 {
+		return 0, true
+	}
+	p := int64(a) * int64(q)
+	if p/int64(q) != int64(a) || (q == -1 && a == math.MinInt64) {
+		return 0, false
+	}
+	return Cents(p), true
+}

@@ -1,0 +1,344 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+)
+
+// OrderKind is the cluster kind name of order actors.
+const OrderKind = "order"
+
+// Journal is what an order actor needs from persistence.
+type Journal interface {
+	Append(ctx context.Context, streamID string, expected uint64, records []persistence.Record) (uint64, error)
+	Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error)
+}
+
+// OrderConfig holds what every order actor of a node shares.
+type OrderConfig struct {
+	Journal Journal
+	// NodeID is reported as the owner in every reply.
+	NodeID string
+	// IdleTimeout passivates an actor that received nothing for this long
+	// (default 2 minutes).
+	IdleTimeout time.Duration
+	// IOTimeout bounds one journal call (default 5 s).
+	IOTimeout time.Duration
+	// MaxConflictRetries bounds how often a command is decided again after a
+	// version conflict (default 5).
+	MaxConflictRetries int
+	// RememberCommands is how many recent command ids an actor keeps for
+	// deduplication (default 64).
+	RememberCommands int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Appended, if set, is called after every successful append (the outbox
+	// nudge). It must not block.
+	Appended func()
+	Logger   *slog.Logger
+}
+
+func (c *OrderConfig) setDefaults() {
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.IOTimeout <= 0 {
+		c.IOTimeout = 5 * time.Second
+	}
+	if c.MaxConflictRetries <= 0 {
+		c.MaxConflictRetries = 5
+	}
+	if c.RememberCommands <= 0 {
+		c.RememberCommands = 64
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// NewOrderKind returns the cluster kind that hosts order actors.
+func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
+	cfg.setDefaults()
+	shared := &cfg
+	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared} })
+	return pcluster.NewKind(OrderKind, props)
+}
+
+// notFoundLinger is how long an actor for an order that does not exist stays
+// activated, so that a burst of requests for it does not re-activate it each time.
+const notFoundLinger = 5 * time.Second
+
+type seenCommand struct {
+	version     uint64 // the stream version right after the command's events
+	fingerprint string
+}
+
+type orderActor struct {
+	cfg   *OrderConfig
+	state order.State
+	// loaded is false until the stream was read, and again after a write
+	// whose outcome is unknown (the journal may or may not have it).
+	loaded bool
+	seen   map[string]seenCommand
+	fifo   []string
+}
+
+func (a *orderActor) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *pcluster.ClusterInit:
+		a.state.ID = msg.Identity.GetIdentity()
+		a.seen = make(map[string]seenCommand, 4)
+	case *actor.ReceiveTimeout:
+		ctx.Stop(ctx.Self())
+	case *orderpb.Command:
+		ctx.Respond(a.handleCommand(msg))
+	case *orderpb.GetOrder:
+		ctx.Respond(a.handleGet())
+	case *orderpb.GetHistory:
+		ctx.Respond(a.handleHistory())
+	default:
+		return
+	}
+	// Passivate after the idle timeout; an order that does not exist is not
+	// kept for long, so requests for random ids cannot fill the memory.
+	if a.state.Exists() {
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	} else {
+		ctx.SetReceiveTimeout(min(notFoundLinger, a.cfg.IdleTimeout))
+	}
+}
+
+func (a *orderActor) ioContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), a.cfg.IOTimeout)
+}
+
+// catchUp reads the events after the current version and folds them in.
+func (a *orderActor) catchUp() error {
+	ctx, cancel := a.ioContext()
+	defer cancel()
+	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, a.state.Version+1)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if r.Version != a.state.Version+1 {
+			return fmt.Errorf("order %s: journal returned version %d after %d", a.state.ID, r.Version, a.state.Version)
+		}
+		pe, err := DecodeRecord(r)
+		if err != nil {
+			return err
+		}
+		if err := a.apply(pe); err != nil {
+			return err
+		}
+	}
+	a.loaded = true
+	return nil
+}
+
+// apply folds one journaled event into the state and remembers its command.
+func (a *orderActor) apply(pe *orderpb.Event) error {
+	e, err := EventFromProto(pe)
+	if err != nil {
+		return err
+	}
+	a.state = order.Evolve(a.state, e)
+	a.remember(pe.GetCommandId(), pe.GetFingerprint(), a.state.Version)
+	return nil
+}
+
+func (a *orderActor) remember(id, fingerprint string, version uint64) {
+	if id == "" {
+		return
+	}
+	if _, ok := a.seen[id]; !ok {
+		a.fifo = append(a.fifo, id)
+		if len(a.fifo) > a.cfg.RememberCommands {
+			delete(a.seen, a.fifo[0])
+			a.fifo = a.fifo[1:]
+		}
+	}
+	a.seen[id] = seenCommand{version: version, fingerprint: fingerprint}
+}
+
+func (a *orderActor) reply(o *orderpb.Order, e *orderpb.Error) *orderpb.Reply {
+	return &orderpb.Reply{Order: o, Error: e, Owner: a.cfg.NodeID}
+}
+
+func (a *orderActor) ensureLoaded() *orderpb.Reply {
+	if a.loaded {
+		return nil
+	}
+	if err := a.catchUp(); err != nil {
+		a.cfg.Logger.Warn("order load failed", slog.String("order_id", a.state.ID), slog.Any("error", err))
+		return a.reply(nil, storageError(err))
+	}
+	return nil
+}
+
+func (a *orderActor) handleGet() *orderpb.Reply {
+	if r := a.ensureLoaded(); r != nil {
+		return r
+	}
+	if !a.state.Exists() {
+		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
+	}
+	return a.reply(StateToProto(&a.state), nil)
+}
+
+func (a *orderActor) handleHistory() *orderpb.Reply {
+	ctx, cancel := a.ioContext()
+	defer cancel()
+	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
+	if err != nil {
+		return a.reply(nil, storageError(err))
+	}
+	if len(recs) == 0 {
+		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
+	}
+	r := a.reply(nil, nil)
+	r.History = make([]*orderpb.Event, 0, len(recs))
+	for _, rec := range recs {
+		pe, err := DecodeRecord(rec)
+		if err != nil {
+			return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+		}
+		r.History = append(r.History, pe)
+	}
+	return r
+}
+
+func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
+	cmd, err := CommandFromProto(msg)
+	if err != nil {
+		return a.reply(nil, domainError(err))
+	}
+	if r := a.ensureLoaded(); r != nil {
+		return r
+	}
+	for attempt := 0; ; attempt++ {
+		if seen, ok := a.seen[msg.GetCommandId()]; ok && msg.GetCommandId() != "" {
+			return a.replay(msg, seen)
+		}
+		events, err := order.Decide(a.state, cmd, a.cfg.Now())
+		if err != nil {
+			return a.reply(nil, domainError(err))
+		}
+		records := make([]persistence.Record, len(events))
+		envelopes := make([]*orderpb.Event, len(events))
+		for i, e := range events {
+			pe := EventToProto(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), e)
+			data, err := proto.Marshal(pe)
+			if err != nil {
+				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+			}
+			envelopes[i] = pe
+			records[i] = persistence.Record{Type: e.EventType(), Data: data}
+		}
+		ctx, cancel := a.ioContext()
+		_, err = a.cfg.Journal.Append(ctx, a.state.ID, a.state.Version, records)
+		cancel()
+		switch {
+		case err == nil:
+			for _, pe := range envelopes {
+				_ = a.apply(pe) // built from a domain event just above: cannot fail
+			}
+			if a.cfg.Appended != nil {
+				a.cfg.Appended()
+			}
+			return a.reply(StateToProto(&a.state), nil)
+		case errors.Is(err, persistence.ErrVersionConflict) && attempt < a.cfg.MaxConflictRetries:
+			// Another activation wrote first: read what it wrote and decide again.
+			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
+			if err := a.catchUp(); err != nil {
+				a.loaded = false
+				return a.reply(nil, storageError(err))
+			}
+		default:
+			// Outcome unknown (timeout, connection lost) or too much
+			// contention: read the stream again before the next command.
+			a.loaded = false
+			return a.reply(nil, storageError(err))
+		}
+	}
+}
+
+// replay answers a command id seen before with what its first answer was,
+// changing nothing.
+func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Reply {
+	if seen.fingerprint != msg.GetFingerprint() {
+		return a.reply(nil, &orderpb.Error{
+			Code:    orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH,
+			Message: fmt.Sprintf("idempotency key %q was already used for a different request", msg.GetCommandId()),
+		})
+	}
+	st := a.state
+	if seen.version != a.state.Version {
+		// Fold the stream up to the version the command produced.
+		ctx, cancel := a.ioContext()
+		defer cancel()
+		recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
+		if err != nil {
+			return a.reply(nil, storageError(err))
+		}
+		st = order.State{ID: a.state.ID}
+		for _, r := range recs {
+			if r.Version > seen.version {
+				break
+			}
+			pe, err := DecodeRecord(r)
+			if err != nil {
+				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+			}
+			e, err := EventFromProto(pe)
+			if err != nil {
+				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+			}
+			st = order.Evolve(st, e)
+		}
+	}
+	r := a.reply(StateToProto(&st), nil)
+	r.Replayed = true
+	return r
+}
+
+// domainError maps an error of the domain core to its wire form.
+func domainError(err error) *orderpb.Error {
+	e := &orderpb.Error{Message: err.Error()}
+	var ve *order.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		e.Code, e.Field = orderpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, ve.Field
+	case errors.Is(err, order.ErrNotFound):
+		e.Code = orderpb.ErrorCode_ERROR_CODE_NOT_FOUND
+	case errors.Is(err, order.ErrAlreadyExists):
+		e.Code = orderpb.ErrorCode_ERROR_CODE_ALREADY_EXISTS
+	case errors.Is(err, order.ErrTransition):
+		e.Code = orderpb.ErrorCode_ERROR_CODE_CONFLICT
+	default:
+		e.Code = orderpb.ErrorCode_ERROR_CODE_INTERNAL
+	}
+	return e
+}
+
+// storageError maps a journal error to its wire form.
+func storageError(err error) *orderpb.Error {
+	if errors.Is(err, persistence.ErrVersionConflict) {
+		return &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "too many concurrent writers on this order, retry: " + err.Error()}
+	}
+	return &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "persistence unavailable: " + err.Error()}
+}

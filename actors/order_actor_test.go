@@ -1,0 +1,306 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersystem/ordersystem/actors"
+	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/persistence/memory"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+)
+
+// journalProbe wraps a journal to count loads and inject failures.
+type journalProbe struct {
+	actors.Journal
+	loads     atomic.Int64
+	failNext  atomic.Int32 // fail the next N calls with ErrUnavailable
+	ambiguous atomic.Bool  // append succeeds but reports a timeout
+}
+
+func (j *journalProbe) Load(ctx context.Context, id string, from uint64) ([]persistence.Record, error) {
+	j.loads.Add(1)
+	if j.failNext.Load() > 0 {
+		j.failNext.Add(-1)
+		return nil, persistence.Unavailable("load", errors.New("injected"))
+	}
+	return j.Journal.Load(ctx, id, from)
+}
+
+func (j *journalProbe) Append(ctx context.Context, id string, exp uint64, rs []persistence.Record) (uint64, error) {
+	if j.failNext.Load() > 0 {
+		j.failNext.Add(-1)
+		return 0, persistence.Unavailable("append", errors.New("injected"))
+	}
+	v, err := j.Journal.Append(ctx, id, exp, rs)
+	if err == nil && j.ambiguous.CompareAndSwap(true, false) {
+		return 0, persistence.Unavailable("append", context.DeadlineExceeded)
+	}
+	return v, err
+}
+
+type fixture struct {
+	t       *testing.T
+	journal *memory.Backend
+	probe   *journalProbe
+	client  *actors.OrderClient
+	appends atomic.Int64
+}
+
+func newFixture(t *testing.T, idle time.Duration) *fixture {
+	t.Helper()
+	f := &fixture{t: t, journal: memory.New()}
+	f.probe = &journalProbe{Journal: f.journal}
+	kind := actors.NewOrderKind(actors.OrderConfig{
+		Journal: f.probe, NodeID: "test-node", IdleTimeout: idle,
+		Appended: func() { f.appends.Add(1) },
+	})
+	n, err := cluster.Start(cluster.Config{NodeID: "test-node", Kinds: []*pcluster.Kind{kind}})
+	if err != nil {
+		t.Fatalf("start node: %v", err)
+	}
+	t.Cleanup(func() { n.Stop(false) })
+	f.client = actors.NewOrderClient(n)
+	return f
+}
+
+func (f *fixture) send(id string, msg proto.Message) *orderpb.Reply {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := f.client.Send(ctx, id, msg)
+	if err != nil {
+		f.t.Fatalf("send to %s: %v", id, err)
+	}
+	if r.GetOwner() != "test-node" {
+		f.t.Fatalf("owner %q, want test-node", r.GetOwner())
+	}
+	return r
+}
+
+func createCmd(id string) *orderpb.Command {
+	return &orderpb.Command{CommandId: id, Fingerprint: "fp-" + id, Command: &orderpb.Command_Create{Create: &orderpb.CreateOrder{
+		CustomerId: "customer-123",
+		Items: []*orderpb.Item{
+			{ProductId: "prod-1", Name: "Laptop", Quantity: 1, UnitPriceCents: 99999},
+			{ProductId: "prod-2", Name: "Mouse", Quantity: 2, UnitPriceCents: 2999},
+		}}}}
+}
+
+func payCmd(id string) *orderpb.Command {
+	return &orderpb.Command{CommandId: id, Fingerprint: "fp-" + id, Command: &orderpb.Command_Pay{Pay: &orderpb.PayOrder{PaymentMethod: "card"}}}
+}
+
+func shipCmd(id string) *orderpb.Command {
+	return &orderpb.Command{CommandId: id, Fingerprint: "fp-" + id, Command: &orderpb.Command_Ship{Ship: &orderpb.ShipOrder{TrackingNumber: "T-1"}}}
+}
+
+func wantCode(t *testing.T, r *orderpb.Reply, code orderpb.ErrorCode) {
+	t.Helper()
+	if r.GetError().GetCode() != code {
+		t.Fatalf("reply error %v, want %v", r.GetError(), code)
+	}
+}
+
+func (f *fixture) stream(id string) []persistence.Record {
+	f.t.Helper()
+	rs, err := f.journal.Load(context.Background(), id, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rs
+}
+
+func TestOrderActorLifecycle(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	r := f.send("o1", createCmd("c1"))
+	if r.GetError() != nil {
+		t.Fatalf("create: %v", r.GetError())
+	}
+	o := r.GetOrder()
+	if o.GetTotalCents() != 105997 || o.GetVersion() != 1 || o.GetStatus() != orderpb.OrderStatus_ORDER_STATUS_PENDING || o.GetOrderId() != "o1" {
+		t.Fatalf("created order %v", o)
+	}
+	for i, cmd := range []*orderpb.Command{payCmd("c2"), shipCmd("c3"),
+		{CommandId: "c4", Command: &orderpb.Command_Deliver{Deliver: &orderpb.DeliverOrder{}}}} {
+		r := f.send("o1", cmd)
+		if r.GetError() != nil || r.GetOrder().GetVersion() != uint64(i+2) {
+			t.Fatalf("command %d: %v", i, r)
+		}
+	}
+	wantCode(t, f.send("o1", &orderpb.Command{CommandId: "c5", Command: &orderpb.Command_Cancel{Cancel: &orderpb.CancelOrder{}}}), orderpb.ErrorCode_ERROR_CODE_CONFLICT)
+	wantCode(t, f.send("o1", createCmd("c6")), orderpb.ErrorCode_ERROR_CODE_ALREADY_EXISTS)
+
+	h := f.send("o1", &orderpb.GetHistory{})
+	if len(h.GetHistory()) != 4 {
+		t.Fatalf("history has %d events, want 4", len(h.GetHistory()))
+	}
+	for i, e := range h.GetHistory() {
+		if e.GetVersion() != uint64(i+1) || e.GetOrderId() != "o1" {
+			t.Fatalf("history event %d: %v", i, e)
+		}
+	}
+	if got := f.send("o1", &orderpb.GetOrder{}).GetOrder().GetStatus(); got != orderpb.OrderStatus_ORDER_STATUS_DELIVERED {
+		t.Fatalf("status %v", got)
+	}
+	if n := f.appends.Load(); n != 4 {
+		t.Fatalf("appended callback ran %d times, want 4", n)
+	}
+}
+
+func TestOrderActorUnknownOrder(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	wantCode(t, f.send("ghost", &orderpb.GetOrder{}), orderpb.ErrorCode_ERROR_CODE_NOT_FOUND)
+	wantCode(t, f.send("ghost", &orderpb.GetHistory{}), orderpb.ErrorCode_ERROR_CODE_NOT_FOUND)
+	wantCode(t, f.send("ghost", payCmd("p")), orderpb.ErrorCode_ERROR_CODE_NOT_FOUND)
+	wantCode(t, f.send("ghost", &orderpb.Command{CommandId: "x"}), orderpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT)
+	bad := createCmd("bad")
+	bad.GetCreate().Items[0].Quantity = 0
+	r := f.send("ghost", bad)
+	wantCode(t, r, orderpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT)
+	if r.GetError().GetField() != "items[0].quantity" {
+		t.Fatalf("field %q", r.GetError().GetField())
+	}
+	if len(f.stream("ghost")) != 0 {
+		t.Fatal("refused commands wrote events")
+	}
+}
+
+func TestOrderActorIdempotentCommands(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	first := f.send("o2", createCmd("create-1"))
+	again := f.send("o2", createCmd("create-1"))
+	if !again.GetReplayed() || !proto.Equal(first.GetOrder(), again.GetOrder()) {
+		t.Fatalf("retried create: replayed=%v order=%v, want the first answer", again.GetReplayed(), again.GetOrder())
+	}
+	paid := f.send("o2", payCmd("pay-1"))
+	f.send("o2", shipCmd("ship-1"))
+	// A retry of the pay after the ship answers what the pay answered.
+	retry := f.send("o2", payCmd("pay-1"))
+	if !retry.GetReplayed() || !proto.Equal(retry.GetOrder(), paid.GetOrder()) {
+		t.Fatalf("retried pay: %v, want %v", retry.GetOrder(), paid.GetOrder())
+	}
+	// The same key for a different request is refused.
+	other := payCmd("pay-1")
+	other.Fingerprint = "something else"
+	wantCode(t, f.send("o2", other), orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH)
+	if n := len(f.stream("o2")); n != 3 {
+		t.Fatalf("journal has %d events, want 3", n)
+	}
+}
+
+func TestOrderActorPassivatesAndReactivatesFromJournal(t *testing.T) {
+	f := newFixture(t, 100*time.Millisecond)
+	f.send("o3", createCmd("c1"))
+	f.send("o3", payCmd("c2"))
+	loads := f.probe.loads.Load()
+	// Wait for passivation: a later request must load the stream again.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		time.Sleep(150 * time.Millisecond)
+		r := f.send("o3", &orderpb.GetOrder{})
+		if r.GetOrder().GetStatus() != orderpb.OrderStatus_ORDER_STATUS_PAID || r.GetOrder().GetVersion() != 2 {
+			t.Fatalf("after re-activation: %v", r)
+		}
+		if f.probe.loads.Load() > loads {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("actor never passivated")
+		}
+	}
+	// Command ids survive re-activation: they are in the journal.
+	if r := f.send("o3", payCmd("c2")); !r.GetReplayed() {
+		t.Fatalf("retried pay after re-activation was not recognised: %v", r)
+	}
+	if n := len(f.stream("o3")); n != 2 {
+		t.Fatalf("journal has %d events, want 2", n)
+	}
+}
+
+func TestOrderActorRedecidesOnVersionConflict(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.send("o4", createCmd("c1"))
+	// Another activation (elsewhere) pays the order behind this actor's back.
+	ev := actors.EventToProto("o4", 2, "elsewhere", "fp", order.Paid{PaymentMethod: "cash", At: time.Now()})
+	data, _ := proto.Marshal(ev)
+	if _, err := f.journal.Append(context.Background(), "o4", 1, []persistence.Record{{Type: "OrderPaid", Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	// This actor still thinks the order is Pending: its pay conflicts, it
+	// reads the stream and decides again, and now the pay is refused.
+	wantCode(t, f.send("o4", payCmd("c2")), orderpb.ErrorCode_ERROR_CODE_CONFLICT)
+	// A ship is decided on the caught-up state and succeeds at version 3.
+	r := f.send("o4", shipCmd("c3"))
+	if r.GetError() != nil || r.GetOrder().GetVersion() != 3 || r.GetOrder().GetPaymentMethod() != "cash" {
+		t.Fatalf("ship after conflict: %v", r)
+	}
+	// A retry of the other writer's command is recognised here too.
+	if r := f.send("o4", &orderpb.Command{CommandId: "elsewhere", Fingerprint: "fp", Command: &orderpb.Command_Pay{Pay: &orderpb.PayOrder{}}}); !r.GetReplayed() {
+		t.Fatalf("command journaled by another activation not recognised: %v", r)
+	}
+	rs := f.stream("o4")
+	if len(rs) != 3 {
+		t.Fatalf("journal has %d events, want 3", len(rs))
+	}
+}
+
+func TestOrderActorStorageFailures(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.send("o5", createCmd("c1"))
+	f.probe.failNext.Store(1)
+	wantCode(t, f.send("o5", payCmd("c2")), orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE)
+	// The journal is back: the same command now succeeds, once.
+	if r := f.send("o5", payCmd("c2")); r.GetError() != nil || r.GetOrder().GetVersion() != 2 {
+		t.Fatalf("pay after recovery: %v", r)
+	}
+	// A write whose answer is lost: the client sees 503, the retry with the
+	// same id finds the event and does not apply it twice.
+	f.probe.ambiguous.Store(true)
+	wantCode(t, f.send("o5", shipCmd("c3")), orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE)
+	r := f.send("o5", shipCmd("c3"))
+	if !r.GetReplayed() || r.GetOrder().GetVersion() != 3 {
+		t.Fatalf("retry of an ambiguous ship: %v", r)
+	}
+	if n := len(f.stream("o5")); n != 3 {
+		t.Fatalf("journal has %d events, want 3", n)
+	}
+}
+
+func TestOrderActorConcurrentPaysApplyOnce(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.send("o6", createCmd("c1"))
+	var ok, conflict atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := f.send("o6", payCmd("pay-"+string(rune('A'+i))))
+			switch r.GetError().GetCode() {
+			case orderpb.ErrorCode_ERROR_CODE_UNSPECIFIED:
+				ok.Add(1)
+			case orderpb.ErrorCode_ERROR_CODE_CONFLICT:
+				conflict.Add(1)
+			default:
+				t.Errorf("unexpected reply %v", r)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || conflict.Load() != 49 {
+		t.Fatalf("%d pays succeeded and %d conflicted, want 1 and 49", ok.Load(), conflict.Load())
+	}
+	if n := len(f.stream("o6")); n != 2 {
+		t.Fatalf("journal has %d events, want 2", n)
+	}
+}

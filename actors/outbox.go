@@ -1,0 +1,172 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/transport"
+)
+
+// OutboxKind is the cluster kind of the outbox; OutboxIdentity is its one
+// identity, which makes it a cluster singleton: one activation drains for the
+// whole cluster and another member takes over when its host dies.
+const (
+	OutboxKind     = "outbox"
+	OutboxIdentity = "outbox"
+	// CheckpointName is the name of the outbox checkpoint in persistence.
+	CheckpointName = "outbox"
+)
+
+// OutboxLog is what the outbox reads and where it keeps its checkpoint.
+type OutboxLog interface {
+	ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error)
+	Head(ctx context.Context) (uint64, error)
+	LoadCheckpoint(ctx context.Context, name string) (uint64, error)
+	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
+}
+
+// Publisher is the part of a transport the outbox uses.
+type Publisher interface {
+	Publish(ctx context.Context, batch []transport.Message) error
+}
+
+// OutboxConfig configures the outbox actor.
+type OutboxConfig struct {
+	Log       OutboxLog
+	Publisher Publisher
+	// BatchSize is the most events read and published at once (default 100).
+	BatchSize int
+	// IOTimeout bounds one read, publish or checkpoint save (default 5 s).
+	IOTimeout time.Duration
+	// Stats, if set, receives the outbox figures after every drain.
+	Stats  *OutboxStats
+	Logger *slog.Logger
+}
+
+// OutboxStats are the outbox figures a node reports; safe for concurrent use.
+type OutboxStats struct {
+	Checkpoint atomic.Uint64
+	Head       atomic.Uint64
+	Published  atomic.Uint64
+	Failures   atomic.Uint64
+}
+
+// Lag is the number of journaled events not yet published, as last seen.
+func (s *OutboxStats) Lag() uint64 {
+	h, c := s.Head.Load(), s.Checkpoint.Load()
+	if h < c {
+		return 0
+	}
+	return h - c
+}
+
+// NewOutboxKind returns the cluster kind of the outbox singleton.
+func NewOutboxKind(cfg OutboxConfig) *pcluster.Kind {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.IOTimeout <= 0 {
+		cfg.IOTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stats == nil {
+		cfg.Stats = &OutboxStats{}
+	}
+	shared := &cfg
+	return pcluster.NewKind(OutboxKind, actor.PropsFromProducer(func() actor.Actor { return &outboxActor{cfg: shared} }))
+}
+
+type outboxActor struct {
+	cfg        *OutboxConfig
+	checkpoint uint64
+	loaded     bool
+}
+
+func (o *outboxActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *orderpb.DrainOutbox:
+		ctx.Respond(o.drain())
+	}
+}
+
+func (o *outboxActor) io() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), o.cfg.IOTimeout)
+}
+
+// drain publishes everything journaled after the checkpoint, batch by batch,
+// and advances the checkpoint only after the transport acknowledged a batch.
+func (o *outboxActor) drain() *orderpb.OutboxStatus {
+	st := &orderpb.OutboxStatus{}
+	fail := func(what string, err error) *orderpb.OutboxStatus {
+		o.cfg.Stats.Failures.Add(1)
+		o.cfg.Logger.Warn("outbox "+what+" failed", slog.Uint64("checkpoint", o.checkpoint), slog.Any("error", err))
+		st.Error = what + ": " + err.Error()
+		st.Checkpoint = o.checkpoint
+		return st
+	}
+	if !o.loaded {
+		ctx, cancel := o.io()
+		cp, err := o.cfg.Log.LoadCheckpoint(ctx, CheckpointName)
+		cancel()
+		if err != nil {
+			return fail("load checkpoint", err)
+		}
+		o.checkpoint, o.loaded = cp, true
+	}
+	for {
+		ctx, cancel := o.io()
+		recs, err := o.cfg.Log.ReadAll(ctx, o.checkpoint, o.cfg.BatchSize)
+		cancel()
+		if err != nil {
+			return fail("read journal", err)
+		}
+		if len(recs) == 0 {
+			break
+		}
+		batch := make([]transport.Message, len(recs))
+		for i, r := range recs {
+			batch[i] = transport.Message{OrderID: r.StreamID, Version: r.Version, Type: r.Type, Payload: r.Data}
+		}
+		ctx, cancel = o.io()
+		err = o.cfg.Publisher.Publish(ctx, batch)
+		cancel()
+		if err != nil {
+			return fail("publish", err)
+		}
+		next := recs[len(recs)-1].Position
+		ctx, cancel = o.io()
+		err = o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, next)
+		cancel()
+		if err != nil {
+			// Published but not checkpointed: the batch will be published
+			// again, and consumers drop it by event id.
+			return fail("save checkpoint", err)
+		}
+		o.checkpoint = next
+		st.Published += uint64(len(recs))
+		o.cfg.Stats.Published.Add(uint64(len(recs)))
+		o.cfg.Stats.Checkpoint.Store(next)
+		if len(recs) < o.cfg.BatchSize {
+			break
+		}
+	}
+	ctx, cancel := o.io()
+	head, err := o.cfg.Log.Head(ctx)
+	cancel()
+	if err == nil {
+		o.cfg.Stats.Head.Store(head)
+		st.Head = head
+	}
+	o.cfg.Stats.Checkpoint.Store(o.checkpoint)
+	st.Checkpoint = o.checkpoint
+	return st
+}

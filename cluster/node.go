@@ -1,0 +1,233 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// Errors of cluster calls.
+var (
+	// ErrUnavailable means no member could host or reach the actor in time.
+	ErrUnavailable = errors.New("actor unavailable")
+	// ErrStopped is returned by Request after Stop.
+	ErrStopped = errors.New("node stopped")
+)
+
+// Config describes one node.
+type Config struct {
+	// ClusterName must be the same on every member (default "ordersystem").
+	ClusterName string
+	// NodeID is the operator's name of the node (--node-id).
+	NodeID string
+	// Host and Port are where the node-to-node gRPC endpoint listens
+	// (Port 0 picks a free one).
+	Host string
+	Port int
+	// AdvertiseHost, if set, is the host other members dial ("host" or
+	// "host:port").
+	AdvertiseHost string
+	// Kinds are the actor kinds this member hosts.
+	Kinds []*pcluster.Kind
+	// Provider is the membership provider; nil means a one-member cluster.
+	Provider pcluster.ClusterProvider
+	// AttemptTimeout bounds one attempt of a Request (default 2 s); the
+	// caller's context bounds all attempts together.
+	AttemptTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Node is a running cluster member.
+type Node struct {
+	cfg     Config
+	system  *actor.ActorSystem
+	cluster *pcluster.Cluster
+	stopped chan struct{}
+}
+
+// Start starts the actor system, the remote endpoint and cluster membership.
+// It returns an error (never panics) when the member cannot start.
+func Start(cfg Config) (n *Node, err error) {
+	if cfg.ClusterName == "" {
+		cfg.ClusterName = "ordersystem"
+	}
+	if cfg.AttemptTimeout <= 0 {
+		cfg.AttemptTimeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	// Fail with a clear message if the remote port is taken, before
+	// protoactor would panic on it.
+	if cfg.Port != 0 {
+		l, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+		if err != nil {
+			return nil, fmt.Errorf("node-to-node port %d: %w (choose another with --remote-port)", cfg.Port, err)
+		}
+		_ = l.Close()
+	}
+	protoLog := slog.New(minLevel{h: cfg.Logger.Handler(), min: slog.LevelWarn}).With(slog.String("component", "protoactor"))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return protoLog }))
+
+	var ropts []remote.ConfigOption
+	if cfg.AdvertiseHost != "" {
+		adv := cfg.AdvertiseHost
+		if _, _, err := net.SplitHostPort(adv); err != nil {
+			adv = net.JoinHostPort(adv, strconv.Itoa(cfg.Port))
+		}
+		ropts = append(ropts, remote.WithAdvertisedHost(adv))
+	}
+	rcfg := remote.Configure(cfg.Host, cfg.Port, ropts...)
+	provider := cfg.Provider
+	if provider == nil {
+		provider = &singleMember{}
+	}
+	ccfg := pcluster.Configure(cfg.ClusterName, provider, disthash.New(), rcfg, pcluster.WithKinds(cfg.Kinds...))
+	c := pcluster.New(system, ccfg)
+
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start cluster member: %v", r)
+			system.Shutdown()
+		}
+	}()
+	c.StartMember()
+	return &Node{cfg: cfg, system: system, cluster: c, stopped: make(chan struct{})}, nil
+}
+
+// System is the node's actor system.
+func (n *Node) System() *actor.ActorSystem { return n.system }
+
+// NodeID is the operator's name of this node.
+func (n *Node) NodeID() string { return n.cfg.NodeID }
+
+// Address is the node's remote address (host:port).
+func (n *Node) Address() string { return n.system.Address() }
+
+// Member is one cluster member as this node sees it.
+type Member struct {
+	ID      string   `json:"id"`
+	Address string   `json:"address"`
+	Kinds   []string `json:"kinds,omitempty"`
+}
+
+// Members lists the cluster members this node currently sees.
+func (n *Node) Members() []Member {
+	ms := n.cluster.MemberList.Members().Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Member{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
+	}
+	return out
+}
+
+// Request sends msg to the actor identity of kind, activating it on its
+// owner if needed, and returns the reply. Each attempt is bounded by the
+// node's AttemptTimeout, all of them by ctx. A lost reply or a stopped
+// activation is retried with the same message, so commands must be
+// idempotent by id (order commands are).
+func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
+	backoff := 5 * time.Millisecond
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-n.stopped:
+			return nil, ErrStopped
+		default:
+		}
+		if attempt > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("%s %s: %w: %w (last error: %v)", kind, identity, ErrUnavailable, ctx.Err(), lastErr)
+			case <-t.C:
+			}
+			backoff = min(backoff*2, 200*time.Millisecond)
+		}
+		timeout := n.cfg.AttemptTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl))
+		}
+		if timeout <= 0 {
+			return nil, fmt.Errorf("%s %s: %w: %w (last error: %v)", kind, identity, ErrUnavailable, context.DeadlineExceeded, lastErr)
+		}
+		pid, ok := n.cluster.PidCache.Get(identity, kind)
+		if !ok || pid == nil {
+			pid = n.cluster.Get(identity, kind)
+			if pid == nil {
+				lastErr = errors.New("no member could activate it")
+				continue
+			}
+			n.cluster.PidCache.Set(identity, kind, pid)
+		}
+		res, err := n.system.Root.RequestFuture(pid, msg, timeout).Result()
+		if err == nil {
+			if _, dead := res.(*actor.DeadLetterResponse); !dead {
+				return res, nil
+			}
+			err = actor.ErrDeadLetter
+		}
+		lastErr = err
+		// The activation stopped, moved or did not answer: forget its PID
+		// and try again with the same message.
+		n.cluster.PidCache.RemoveByValue(identity, kind, pid)
+	}
+}
+
+// Stop leaves the cluster. With graceful set, the node tells the others it
+// leaves and waits for ownership to move (protoactor waits about 2 s).
+func (n *Node) Stop(graceful bool) {
+	select {
+	case <-n.stopped:
+		return
+	default:
+		close(n.stopped)
+	}
+	n.cluster.Shutdown(graceful)
+}
+
+// singleMember is the membership provider of a standalone node: the member
+// list is this node alone.
+type singleMember struct{}
+
+func (s *singleMember) StartMember(c *pcluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	c.MemberList.UpdateClusterTopology(pcluster.Members{{
+		Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds(),
+	}})
+	return nil
+}
+
+func (s *singleMember) StartClient(*pcluster.Cluster) error { return nil }
+func (s *singleMember) Shutdown(bool) error                 { return nil }
+
+// minLevel drops records below min (protoactor logs a lot at info level).
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(as), min: m.min}
+}
+func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{h: m.h.WithGroup(g), min: m.min} }

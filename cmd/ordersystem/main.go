@@ -1,0 +1,163 @@
+// Command ordersystem runs one OrderSystem node: standalone and in memory by
+// default (`go run ./cmd/ordersystem`), or with Redis/NATS backends and in a
+// cluster. `ordersystem --help` lists every flag.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/ordersystem/ordersystem/node"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Environ(), os.Stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ordersystem:", err)
+		os.Exit(2)
+	}
+	cfg.Logger = newLogger(cfg, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, stop, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "ordersystem:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the node and serves until ctx ends (SIGTERM/SIGINT), then shuts
+// down within the shutdown timeout. After the first signal, stop restores
+// the default handling, so a second signal kills the process at once.
+func run(ctx context.Context, stop context.CancelFunc, cfg node.Config) error {
+	n, err := node.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-n.Done():
+		_ = n.Shutdown(context.Background())
+		return fmt.Errorf("HTTP server stopped: %w", err)
+	}
+	stop()
+	cfg.Logger.Info("shutting down", slog.Duration("timeout", cfg.ShutdownTimeout))
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	cfg.Logger.Info("stopped", slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// loadConfig reads defaults < YAML file (--config) < ORDERSYSTEM_* env < flags.
+func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
+	def := node.Default()
+	fs := pflag.NewFlagSet("ordersystem", pflag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.String("config", "", "YAML configuration file (flags and ORDERSYSTEM_* variables override it)")
+	fs.String("transport", def.Transport, "event transport: inmemory, redis or nats")
+	fs.String("persistence", def.Persistence, "persistence backend: inmemory, redis or nats")
+	fs.String("redis", def.Redis, "Redis address: host:port or redis://[user:password@]host:port[/db], rediss:// for TLS")
+	fs.String("nats", def.NATS, "NATS server URL (nats://[user:password@]host:port)")
+	fs.Bool("cluster", def.Cluster, "run as a member of a cluster")
+	fs.String("node-id", def.NodeID, "node name in the cluster (auto: hostname-port)")
+	fs.String("http-host", def.HTTPHost, "interface the HTTP API listens on (default: all)")
+	fs.Int("port", def.Port, "HTTP port")
+	fs.Int("remote-port", def.RemotePort, "node-to-node gRPC port (default: --port + 1000 in cluster mode; 0: any free port)")
+	fs.String("advertise-host", def.AdvertiseHost, "host (or host:port) other nodes use to reach this one, e.g. in containers")
+	fs.String("api-token", def.APIToken, "require 'Authorization: Bearer <token>' on every route but the health probes")
+	fs.String("log-format", def.LogFormat, "log format: text or json")
+	fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages")
+	fs.Duration("request-timeout", def.RequestTimeout, "bound of one HTTP request's call to an order actor")
+	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")
+	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
+	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: ordersystem [flags]\n\nRuns one OrderSystem node. Every flag can also be set as ORDERSYSTEM_<NAME>\n(e.g. ORDERSYSTEM_PORT=5001, ORDERSYSTEM_NODE_ID=node1) or in the --config file.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return def, err
+	}
+	if fs.NArg() > 0 {
+		return def, fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+
+	k := koanf.New(".")
+	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil { // defaults
+		return def, err
+	}
+	if path, _ := fs.GetString("config"); path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return def, fmt.Errorf("--config=%s: %w", path, err)
+		}
+	}
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+	var envErr error
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix: "ORDERSYSTEM_",
+		TransformFunc: func(key, value string) (string, any) {
+			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "ORDERSYSTEM_")), "_", "-")
+			if !known[name] {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: no such setting (flag --%s does not exist)", key, name))
+				return "", nil
+			}
+			return name, value
+		},
+		EnvironFunc: func() []string { return environ },
+	}), nil); err != nil {
+		return def, err
+	}
+	if envErr != nil {
+		return def, envErr
+	}
+	// Flags the user set win over everything.
+	if err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+		if !f.Changed {
+			return "", nil
+		}
+		return f.Name, posflag.FlagVal(fs, f)
+	}), nil); err != nil {
+		return def, err
+	}
+	cfg := def
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return def, fmt.Errorf("configuration: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return def, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg node.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

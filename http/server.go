@@ -1,0 +1,455 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+)
+
+// Orders reaches order actors (actors.OrderClient implements it). An error
+// means the actor could not be reached; refusals come back in Reply.Error.
+type Orders interface {
+	Send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error)
+}
+
+// ReadModel serves the query side (projection.ReadModel implements it).
+type ReadModel interface {
+	List(status order.Status, limit int, cursor string) ([]projection.Summary, string, error)
+	Stats() projection.Stats
+}
+
+// Health answers the probes.
+type Health interface {
+	// Live reports whether the process and its actor system run.
+	Live() error
+	// Ready reports whether the node can serve writes now, with the state
+	// of each component for GET /health.
+	Ready(ctx context.Context) (ok bool, report any)
+}
+
+// Config wires the API to the node.
+type Config struct {
+	Orders    Orders
+	ReadModel ReadModel
+	Health    Health
+	// Info returns the body of GET / (node id, mode, backends, members...).
+	Info func() any
+	// Extra returns extra fields for GET /stats (outbox lag), may be nil.
+	StatsExtra func() any
+	// APIToken, when set, is required as "Authorization: Bearer <token>" on
+	// every route but the probes.
+	APIToken string
+	// RequestTimeout bounds one call to an order actor (default 10 s).
+	RequestTimeout time.Duration
+	// BodyLimit is the largest request body accepted (default 1 MiB).
+	BodyLimit int64
+	Logger    *slog.Logger
+}
+
+// Limits of the list endpoint.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// New returns the echo server with every route.
+func New(cfg Config) *echo.Echo {
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &api{cfg: cfg}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.errorHandler
+	e.Use(a.limitBody)
+	if cfg.APIToken != "" {
+		e.Use(a.requireToken)
+	}
+
+	e.GET("/", a.info)
+	e.GET("/health", a.health)
+	e.GET("/health/live", a.live)
+	e.GET("/health/ready", a.ready)
+	e.GET("/stats", a.stats)
+	e.POST("/orders", a.createOrder)
+	e.GET("/orders", a.listOrders)
+	e.GET("/orders/:id", a.getOrder)
+	e.GET("/orders/:id/history", a.history)
+	e.POST("/orders/:id/pay", a.transition("pay"))
+	e.POST("/orders/:id/ship", a.transition("ship"))
+	e.POST("/orders/:id/deliver", a.transition("deliver"))
+	e.POST("/orders/:id/cancel", a.transition("cancel"))
+	return e
+}
+
+type api struct {
+	cfg Config
+}
+
+// apiError is an error with its HTTP status and code; every handler returns
+// these (or errors errorHandler maps) and errorHandler writes them.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+	field  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: "invalid_argument", msg: fmt.Sprintf(format, args...)}
+}
+
+// errorHandler is the one place where errors become statuses.
+func (a *api) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var ae *apiError
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &mbe):
+		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
+	case errors.As(err, &he):
+		ae = &apiError{status: he.Code, code: strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_")), msg: fmt.Sprint(he.Message)}
+		if he.Code == http.StatusNotFound {
+			ae.msg = fmt.Sprintf("no route %s %s", c.Request().Method, c.Request().URL.Path)
+		}
+		if he.Code == http.StatusMethodNotAllowed {
+			ae.msg = fmt.Sprintf("method %s not allowed on %s", c.Request().Method, c.Request().URL.Path)
+		}
+	default:
+		a.cfg.Logger.Error("unhandled error", slog.String("path", c.Request().URL.Path), slog.Any("error", err))
+		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error"}
+	}
+	if ae.status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "1")
+	}
+	_ = c.JSON(ae.status, errorJSON{Error: ae.msg, Code: ae.code, Field: ae.field})
+}
+
+// replyError maps an order actor's refusal to an apiError.
+func replyError(e *orderpb.Error) *apiError {
+	ae := &apiError{msg: e.GetMessage(), field: e.GetField()}
+	switch e.GetCode() {
+	case orderpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT:
+		ae.status, ae.code = http.StatusBadRequest, "invalid_argument"
+	case orderpb.ErrorCode_ERROR_CODE_NOT_FOUND:
+		ae.status, ae.code = http.StatusNotFound, "not_found"
+	case orderpb.ErrorCode_ERROR_CODE_CONFLICT:
+		ae.status, ae.code = http.StatusConflict, "invalid_transition"
+	case orderpb.ErrorCode_ERROR_CODE_ALREADY_EXISTS:
+		ae.status, ae.code = http.StatusConflict, "already_exists"
+	case orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
+		ae.status, ae.code = http.StatusUnprocessableEntity, "idempotency_key_reused"
+	case orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE:
+		ae.status, ae.code = http.StatusServiceUnavailable, "unavailable"
+	default:
+		ae.status, ae.code = http.StatusInternalServerError, "internal"
+	}
+	return ae
+}
+
+func (a *api) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > a.cfg.BodyLimit {
+			return &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", msg: fmt.Sprintf("request body is larger than %d bytes", a.cfg.BodyLimit)}
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, a.cfg.BodyLimit)
+		}
+		return next(c)
+	}
+}
+
+func isProbe(path string) bool { return path == "/health" || strings.HasPrefix(path, "/health/") }
+
+func (a *api) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
+	want := []byte("Bearer " + a.cfg.APIToken)
+	return func(c echo.Context) error {
+		if isProbe(c.Request().URL.Path) {
+			return next(c)
+		}
+		got := []byte(c.Request().Header.Get(echo.HeaderAuthorization))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ordersystem"`)
+			return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong bearer token in the Authorization header"}
+		}
+		return next(c)
+	}
+}
+
+var orderIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func orderID(c echo.Context) (string, error) {
+	id := c.Param("id")
+	if !orderIDPattern.MatchString(id) {
+		return "", &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "orderId",
+			msg: fmt.Sprintf("orderId: must be 1 to 64 letters, digits, '-' or '_' (got %q)", truncate(id, 80))}
+	}
+	return id, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// commandID returns the Idempotency-Key, or mints an id when there is none.
+func commandID(c echo.Context) (id string, fromKey bool, err error) {
+	key := c.Request().Header.Get("Idempotency-Key")
+	if key == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]), false, nil
+	}
+	if len(key) > 255 {
+		return "", false, badRequest("Idempotency-Key: must be at most 255 characters (got %d)", len(key))
+	}
+	for _, r := range key {
+		if r < 0x21 || r > 0x7e {
+			return "", false, badRequest("Idempotency-Key: must be printable ASCII without spaces (got %q)", truncate(key, 80))
+		}
+	}
+	return key, true, nil
+}
+
+// fingerprint identifies a request's content so that a reused key with a
+// different request is refused.
+func fingerprint(op, orderID string, payload proto.Message) string {
+	h := sha256.New()
+	h.Write([]byte(op))
+	h.Write([]byte{0})
+	h.Write([]byte(orderID))
+	h.Write([]byte{0})
+	if payload != nil {
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(payload)
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// newOrderID derives the order id from the idempotency key (so that a retried
+// create reaches the same order) or makes a random one.
+func newOrderID(key string, fromKey bool) string {
+	if fromKey {
+		sum := sha256.Sum256([]byte("ordersystem/create/" + key))
+		return hex.EncodeToString(sum[:8])
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	reply, err := a.cfg.Orders.Send(ctx, id, msg)
+	if err != nil {
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "order " + id + " is unavailable right now: " + err.Error()}
+	}
+	if reply.GetOwner() != "" {
+		c.Response().Header().Set("X-Order-Owner", reply.GetOwner())
+	}
+	if reply.GetError() != nil {
+		return nil, replyError(reply.GetError())
+	}
+	if reply.GetReplayed() {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return reply, nil
+}
+
+func (a *api) createOrder(c echo.Context) error {
+	create, err := decodeCreate(c.Request())
+	if err != nil {
+		return err
+	}
+	cmdID, fromKey, err := commandID(c)
+	if err != nil {
+		return err
+	}
+	id := newOrderID(cmdID, fromKey)
+	cmd := &orderpb.Command{CommandId: cmdID, Fingerprint: fingerprint("create", "", create), Command: &orderpb.Command_Create{Create: create}}
+	reply, err := a.send(c, id, cmd)
+	if err != nil {
+		return err
+	}
+	o := reply.GetOrder()
+	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+id)
+	return c.JSON(http.StatusCreated, createdJSON{OrderID: o.GetOrderId(), CustomerID: o.GetCustomerId(), Total: order.Cents(o.GetTotalCents()), CreatedAt: o.GetCreatedAt().AsTime().UTC()})
+}
+
+func (a *api) transition(op string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id, err := orderID(c)
+		if err != nil {
+			return err
+		}
+		cmd, err := decodeTransition(op, c.Request())
+		if err != nil {
+			return err
+		}
+		cmdID, _, err := commandID(c)
+		if err != nil {
+			return err
+		}
+		cmd.CommandId = cmdID
+		cmd.Fingerprint = fingerprint(op, id, cmd)
+		reply, err := a.send(c, id, cmd)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toOrderJSON(reply.GetOrder()))
+	}
+}
+
+func (a *api) getOrder(c echo.Context) error {
+	id, err := orderID(c)
+	if err != nil {
+		return err
+	}
+	reply, err := a.send(c, id, &orderpb.GetOrder{})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toOrderJSON(reply.GetOrder()))
+}
+
+func (a *api) history(c echo.Context) error {
+	id, err := orderID(c)
+	if err != nil {
+		return err
+	}
+	reply, err := a.send(c, id, &orderpb.GetHistory{})
+	if err != nil {
+		return err
+	}
+	out := make([]eventJSON, len(reply.GetHistory()))
+	for i, e := range reply.GetHistory() {
+		out[i] = toEventJSON(e)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *api) listOrders(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if k != "status" && k != "limit" && k != "cursor" {
+			return badRequest("unknown query parameter %q (use status, limit, cursor)", k)
+		}
+	}
+	status := order.StatusNone
+	if s := q.Get("status"); s != "" {
+		st, ok := order.ParseStatus(s)
+		if !ok {
+			return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "status",
+				msg: fmt.Sprintf("status: must be one of Pending, Paid, Shipped, Delivered, Cancelled (got %q)", truncate(s, 40))}
+		}
+		status = st
+	}
+	limit := DefaultListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "limit",
+				msg: fmt.Sprintf("limit: must be an integer from 1 to %d (got %q)", MaxListLimit, truncate(s, 40))}
+		}
+		limit = n
+	}
+	page, next, err := a.cfg.ReadModel.List(status, limit, q.Get("cursor"))
+	if errors.Is(err, projection.ErrBadCursor) {
+		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "cursor", msg: "cursor: not a cursor this API returned"}
+	}
+	if err != nil {
+		return err
+	}
+	if next != "" {
+		c.Response().Header().Set("X-Next-Cursor", next)
+		u := *c.Request().URL
+		v := u.Query()
+		v.Set("cursor", next)
+		u.RawQuery = v.Encode()
+		c.Response().Header().Set("Link", "<"+u.RequestURI()+`>; rel="next"`)
+	}
+	out := make([]summaryJSON, len(page))
+	for i, s := range page {
+		out[i] = summaryJSON{OrderID: s.OrderID, CustomerID: s.CustomerID, Status: s.Status.String(), Total: s.Total,
+			ItemCount: s.Items, Version: s.Version, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC()}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *api) stats(c echo.Context) error {
+	st := a.cfg.ReadModel.Stats()
+	out := statsJSON{TotalOrders: st.TotalOrders, ByStatus: make(map[string]int, len(st.ByStatus)), TotalRevenue: st.TotalRevenue, Timestamp: time.Now().UTC()}
+	for s, n := range st.ByStatus {
+		out.ByStatus[s.String()] = n
+	}
+	if a.cfg.StatsExtra != nil {
+		out.Outbox = a.cfg.StatsExtra()
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (a *api) info(c echo.Context) error {
+	if a.cfg.Info == nil {
+		return c.JSON(http.StatusOK, map[string]string{"service": "ordersystem"})
+	}
+	return c.JSON(http.StatusOK, a.cfg.Info())
+}
+
+func (a *api) live(c echo.Context) error {
+	if err := a.cfg.Health.Live(); err != nil {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "down", "error": err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "up"})
+}
+
+func (a *api) ready(c echo.Context) error {
+	ok, report := a.cfg.Health.Ready(c.Request().Context())
+	if !ok {
+		c.Response().Header().Set("Retry-After", "1")
+		return c.JSON(http.StatusServiceUnavailable, report)
+	}
+	return c.JSON(http.StatusOK, report)
+}
+
+func (a *api) health(c echo.Context) error {
+	live := a.cfg.Health.Live()
+	ok, report := a.cfg.Health.Ready(c.Request().Context())
+	status := http.StatusOK
+	if live != nil || !ok {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, report)
+}

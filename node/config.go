@@ -1,0 +1,147 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Backend names for --transport and --persistence.
+const (
+	InMemory = "inmemory"
+	Redis    = "redis"
+	NATS     = "nats"
+)
+
+// Config is everything a node needs; the command line, the environment and
+// a YAML file fill it (see cmd/ordersystem).
+type Config struct {
+	Transport   string `koanf:"transport"`
+	Persistence string `koanf:"persistence"`
+	Redis       string `koanf:"redis"`
+	NATS        string `koanf:"nats"`
+	Cluster     bool   `koanf:"cluster"`
+	NodeID      string `koanf:"node-id"`
+	// HTTPHost is the interface the HTTP API listens on (default all).
+	HTTPHost string `koanf:"http-host"`
+	Port     int    `koanf:"port"`
+	// RemotePort is the node-to-node gRPC port; -1 means Port+1000, 0 any.
+	RemotePort    int    `koanf:"remote-port"`
+	AdvertiseHost string `koanf:"advertise-host"`
+	APIToken      string `koanf:"api-token"`
+	LogFormat     string `koanf:"log-format"`
+	LogLevel      string `koanf:"log-level"`
+
+	IdleTimeout     time.Duration `koanf:"idle-timeout"`
+	RequestTimeout  time.Duration `koanf:"request-timeout"`
+	OutboxInterval  time.Duration `koanf:"outbox-interval"`
+	OutboxBatch     int           `koanf:"outbox-batch"`
+	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
+
+	// Logger is set by the caller, not by configuration.
+	Logger *slog.Logger `koanf:"-"`
+}
+
+// Default returns the configuration of `go run ./cmd/ordersystem`: a
+// standalone in-memory node on port 5000.
+func Default() Config {
+	return Config{
+		Transport:       InMemory,
+		Persistence:     InMemory,
+		Redis:           "localhost:6379",
+		NATS:            "nats://localhost:4222",
+		NodeID:          "auto",
+		Port:            5000,
+		RemotePort:      -1,
+		LogFormat:       "text",
+		LogLevel:        "info",
+		IdleTimeout:     2 * time.Minute,
+		RequestTimeout:  10 * time.Second,
+		OutboxInterval:  2 * time.Second,
+		OutboxBatch:     100,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// Validate checks every setting and names the flag and the bad value.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag string, value any, why string) {
+		errs = append(errs, fmt.Errorf("--%s=%v: %s", flag, value, why))
+	}
+	for _, b := range []struct{ flag, v string }{{"transport", c.Transport}, {"persistence", c.Persistence}} {
+		switch b.v {
+		case InMemory, Redis, NATS:
+		default:
+			bad(b.flag, b.v, "must be inmemory, redis or nats")
+		}
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("port", c.Port, "must be 0-65535")
+	}
+	if c.RemotePort < -1 || c.RemotePort > 65535 {
+		bad("remote-port", c.RemotePort, "must be 0-65535 (0: any free port; default: --port + 1000)")
+	}
+	if c.RemotePort == -1 && c.Port+1000 > 65535 {
+		bad("remote-port", "default", fmt.Sprintf("--port %d + 1000 is not a port; set --remote-port", c.Port))
+	}
+	if c.NodeID != "auto" && !nodeIDPattern.MatchString(c.NodeID) {
+		bad("node-id", c.NodeID, "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	}
+	if c.HTTPHost != "" && net.ParseIP(c.HTTPHost) == nil && c.HTTPHost != "localhost" {
+		bad("http-host", c.HTTPHost, "must be an IP address or localhost")
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("log-format", c.LogFormat, "must be text or json")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", c.LogLevel, "must be debug, info, warn or error")
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
+		}
+	}
+	if c.OutboxBatch < 1 || c.OutboxBatch > 10000 {
+		bad("outbox-batch", c.OutboxBatch, "must be 1-10000")
+	}
+	if c.Redis == "" && (c.Transport == Redis || c.Persistence == Redis) {
+		bad("redis", `""`, "is required when a redis backend is used")
+	}
+	if c.NATS == "" && (c.Transport == NATS || c.Persistence == NATS) {
+		bad("nats", `""`, "is required when a nats backend is used")
+	}
+	return errors.Join(errs...)
+}
+
+// Mode is "cluster" or "standalone".
+func (c *Config) Mode() string {
+	if c.Cluster {
+		return "cluster"
+	}
+	return "standalone"
+}
+
+// remotePort resolves the default node-to-node port.
+func (c *Config) remotePort() int {
+	if c.RemotePort == -1 {
+		if !c.Cluster {
+			return 0 // standalone: nobody dials us
+		}
+		return c.Port + 1000
+	}
+	return c.RemotePort
+}

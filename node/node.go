@@ -1,0 +1,372 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ordersystem/ordersystem/actors"
+	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/cluster"
+	httpapi "github.com/ordersystem/ordersystem/http"
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/transport"
+)
+
+// Version is the service version reported by GET /.
+var Version = "0.1.0"
+
+// Node is a running OrderSystem node.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	backend   persistence.Backend
+	transport transport.Transport
+	readModel *projection.ReadModel
+	subs      []transport.Subscription
+	member    *cluster.Node
+	driver    *actors.OutboxDriver
+	outbox    *actors.OutboxStats
+	health    *health
+	api       *echo.Echo
+	listener  net.Listener
+	startedAt time.Time
+
+	serveErr  chan error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start builds and starts a node: it returns once the node serves HTTP and
+// is ready, or with an error naming what failed (nothing is left running).
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.NodeID == "auto" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "node"
+		}
+		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
+	}
+	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
+	n = &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+
+	// Listen first: a port in use is the most common start-up mistake.
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("HTTP port %d: %w (is another node running? choose another with --port)", cfg.Port, err)
+	}
+	n.listener = ln
+
+	if n.backend, err = openPersistence(ctx, cfg); err != nil {
+		return nil, err
+	}
+	d := n.backend.Describe()
+	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability))
+	if n.transport, err = openTransport(ctx, cfg); err != nil {
+		return nil, err
+	}
+	log.Info("transport ready", slog.String("backend", n.transport.Name()))
+
+	// Read side: subscribe first, then rebuild from the journal, so that no
+	// event falls between the two (duplicates are dropped by version).
+	n.readModel = projection.New(n.backend)
+	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.project)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe the read model: %w", err)
+	}
+	n.subs = append(n.subs, sub)
+	logSub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{Group: "order-event-logger"}, n.logEvents)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe the event logger: %w", err)
+	}
+	n.subs = append(n.subs, logSub)
+	pos, err := n.readModel.Rebuild(ctx, n.backend)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders))
+
+	// Write side: the order and outbox kinds on a cluster member.
+	var member *cluster.Node
+	requester := requesterFunc(func(ctx context.Context, identity, kind string, msg any) (any, error) {
+		return member.Request(ctx, identity, kind, msg)
+	})
+	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
+	orderKind := actors.NewOrderKind(actors.OrderConfig{
+		Journal:     n.backend,
+		NodeID:      cfg.NodeID,
+		IdleTimeout: cfg.IdleTimeout,
+		Appended:    n.driver.Nudge,
+		Logger:      log,
+	})
+	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
+		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Logger: log,
+	})
+	member, err = cluster.Start(cluster.Config{
+		NodeID:        cfg.NodeID,
+		Host:          remoteHost(cfg),
+		Port:          cfg.remotePort(),
+		AdvertiseHost: cfg.AdvertiseHost,
+		Kinds:         []*clusterKind{orderKind, outboxKind},
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.member = member
+	go n.driver.Run()
+	n.driver.Nudge() // publish whatever an earlier run left behind
+
+	n.health = newHealth(n)
+	n.api = httpapi.New(httpapi.Config{
+		Orders:         actors.NewOrderClient(requester),
+		ReadModel:      n.readModel,
+		Health:         n.health,
+		Info:           n.info,
+		StatsExtra:     n.outboxFigures,
+		APIToken:       cfg.APIToken,
+		RequestTimeout: cfg.RequestTimeout,
+		Logger:         log,
+	})
+	srv := &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	n.api.Server = srv
+	go func() { n.serveErr <- srv.Serve(ln) }()
+	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
+		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
+	return n, nil
+}
+
+type clusterKind = actorsKind
+
+func remoteHost(cfg Config) string {
+	if cfg.Cluster {
+		return "0.0.0.0"
+	}
+	return "127.0.0.1"
+}
+
+type requesterFunc func(ctx context.Context, identity, kind string, msg any) (any, error)
+
+func (f requesterFunc) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
+	return f(ctx, identity, kind, msg)
+}
+
+// project feeds delivered events into the read model.
+func (n *Node) project(ctx context.Context, batch []transport.Message) error {
+	for _, m := range batch {
+		ev := &orderpb.Event{}
+		if err := proto.Unmarshal(m.Payload, ev); err != nil {
+			n.log.Error("undecodable event on the transport, skipped", slog.String("event_id", m.ID()), slog.Any("error", err))
+			continue
+		}
+		if err := n.readModel.Apply(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logEvents is the seed's OrderEventLogger: one structured line per event
+// (debug level, so that nothing is logged per request at info under load).
+func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
+	if !n.log.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	for _, m := range batch {
+		n.log.Debug("order event", slog.String("event_id", m.ID()), slog.String("type", m.Type), slog.String("order_id", m.OrderID), slog.Uint64("version", m.Version))
+	}
+	return nil
+}
+
+// Addr is the HTTP address the node listens on.
+func (n *Node) Addr() string { return n.listener.Addr().String() }
+
+// Handler is the node's HTTP handler (for tests).
+func (n *Node) Handler() http.Handler { return n.api }
+
+// ReadModel is the node's read model.
+func (n *Node) ReadModel() *projection.ReadModel { return n.readModel }
+
+// Backend is the node's persistence backend.
+func (n *Node) Backend() persistence.Backend { return n.backend }
+
+// Done is closed... returns the error of the HTTP server when it stops by itself.
+func (n *Node) Done() <-chan error { return n.serveErr }
+
+type outboxJSON struct {
+	Lag        uint64 `json:"lag"`
+	Checkpoint uint64 `json:"checkpoint"`
+	Head       uint64 `json:"head"`
+	Published  uint64 `json:"published"`
+	Failures   uint64 `json:"failures"`
+}
+
+func (n *Node) outboxFigures() any {
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	head, err := n.backend.Head(ctx)
+	if err == nil {
+		n.outbox.Head.Store(head)
+	}
+	return outboxJSON{Lag: n.outbox.Lag(), Checkpoint: n.outbox.Checkpoint.Load(), Head: n.outbox.Head.Load(),
+		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load()}
+}
+
+type infoJSON struct {
+	Service     string                  `json:"service"`
+	Version     string                  `json:"version"`
+	NodeID      string                  `json:"nodeId"`
+	Mode        string                  `json:"mode"`
+	Transport   string                  `json:"transport"`
+	Persistence persistence.Description `json:"persistence"`
+	Members     []cluster.Member        `json:"members"`
+	StartedAt   time.Time               `json:"startedAt"`
+	Outbox      any                     `json:"outbox"`
+}
+
+func (n *Node) info() any {
+	return infoJSON{
+		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
+		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.member.Members(),
+		StartedAt: n.startedAt.UTC(), Outbox: n.outboxFigures(),
+	}
+}
+
+// Shutdown drains the node: readiness turns 503, the HTTP server stops
+// accepting and finishes requests in flight, the outbox publishes what is
+// journaled, the member leaves the cluster and connections close. ctx bounds
+// it all.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	n.health.shuttingDown.Store(true)
+	if err := n.api.Server.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
+	}
+	// Flush the outbox so that everything acknowledged is published.
+	for {
+		st, err := n.driver.Drain(ctx)
+		if err != nil || st.GetError() != "" {
+			errs = append(errs, fmt.Errorf("flush outbox: %v %s", err, st.GetError()))
+			break
+		}
+		if st.GetCheckpoint() >= st.GetHead() {
+			break
+		}
+	}
+	errs = append(errs, n.closeAll())
+	return errors.Join(errs...)
+}
+
+// closeAll stops everything that was started, in reverse order; idempotent.
+func (n *Node) closeAll() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.driver != nil && n.member != nil {
+			n.driver.Stop()
+		}
+		if n.member != nil {
+			n.member.Stop(n.cfg.Cluster)
+		}
+		for _, s := range n.subs {
+			errs = append(errs, s.Close())
+		}
+		if n.transport != nil {
+			errs = append(errs, n.transport.Close())
+		}
+		if n.backend != nil {
+			errs = append(errs, n.backend.Close())
+		}
+		if n.listener != nil {
+			_ = n.listener.Close()
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// health implements httpapi.Health.
+type health struct {
+	n            *Node
+	shuttingDown atomic.Bool
+	mu           sync.Mutex
+	checkedAt    time.Time
+	ok           bool
+	report       healthReport
+}
+
+type componentJSON struct {
+	Status    string `json:"status"`
+	LatencyMS int64  `json:"latencyMs"`
+	Error     string `json:"error,omitempty"`
+}
+
+type healthReport struct {
+	Status     string                   `json:"status"`
+	Components map[string]componentJSON `json:"components"`
+}
+
+func newHealth(n *Node) *health { return &health{n: n} }
+
+func (h *health) Live() error {
+	if h.n.member == nil {
+		return errors.New("actor system not running")
+	}
+	return nil
+}
+
+// Ready checks the backends live with a short timeout, cached for 250 ms.
+func (h *health) Ready(ctx context.Context) (bool, any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if time.Since(h.checkedAt) < 250*time.Millisecond && !h.shuttingDown.Load() {
+		return h.ok, h.report
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rep := healthReport{Components: map[string]componentJSON{}}
+	ok := true
+	check := func(name string, f func(context.Context) error) {
+		start := time.Now()
+		err := f(ctx)
+		c := componentJSON{Status: "up", LatencyMS: time.Since(start).Milliseconds()}
+		if err != nil {
+			c.Status, c.Error, ok = "down", err.Error(), false
+		}
+		rep.Components[name] = c
+	}
+	check("persistence", h.n.backend.Ping)
+	check("transport", h.n.transport.Ping)
+	if h.shuttingDown.Load() {
+		ok = false
+		rep.Components["node"] = componentJSON{Status: "down", Error: "shutting down"}
+	}
+	rep.Status = "up"
+	if !ok {
+		rep.Status = "down"
+	}
+	h.ok, h.report, h.checkedAt = ok, rep, time.Now()
+	return ok, rep
+}
