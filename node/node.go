@@ -44,14 +44,16 @@ type Node struct {
 	listener  net.Listener
 	startedAt time.Time
 
-	serveErr  chan error
-	closeOnce sync.Once
-	closeErr  error
+	serveErr     chan error
+	shutdownOnce sync.Once
+	shutdownErr  error
+	closeOnce    sync.Once
+	closeErr     error
 }
 
 // Start builds and starts a node: it returns once the node serves HTTP and
 // is ready, or with an error naming what failed (nothing is left running).
-func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,7 +68,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
-	n = &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
+	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -213,7 +215,7 @@ func (n *Node) ReadModel() *projection.ReadModel { return n.readModel }
 // Backend is the node's persistence backend.
 func (n *Node) Backend() persistence.Backend { return n.backend }
 
-// Done is closed... returns the error of the HTTP server when it stops by itself.
+// Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
 type outboxJSON struct {
@@ -260,6 +262,11 @@ func (n *Node) info() any {
 // journaled, the member leaves the cluster and connections close. ctx bounds
 // it all.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown(ctx) })
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	var errs []error
 	n.health.shuttingDown.Store(true)
 	if err := n.api.Server.Shutdown(ctx); err != nil {
