@@ -108,7 +108,15 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	if err := k.Load(posflag.Provider(fs, ".", k), nil); err != nil { // defaults
 		return def, err
 	}
-	if path, _ := fs.GetString("config"); path != "" {
+	path, _ := fs.GetString("config")
+	if !fs.Changed("config") {
+		for _, kv := range environ {
+			if v, ok := strings.CutPrefix(kv, "ORDERSYSTEM_CONFIG="); ok {
+				path = v
+			}
+		}
+	}
+	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 			return def, fmt.Errorf("--config=%s: %w", path, err)
 		}

@@ -1,6 +1,5 @@
 package testservers
 
-
 import (
 	"context"
 	"fmt"

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(file, []byte("port: 6001\nnode-id: from-file\ntransport: redis\nidle-timeout: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		args    []string
+		env     []string
+		port    int
+		nodeID  string
+		trans   string
+		idle    time.Duration
+		cluster bool
+	}{
+		{"defaults", nil, nil, 5000, "auto", "inmemory", 2 * time.Minute, false},
+		{"file", []string{"--config", file}, nil, 6001, "from-file", "redis", 30 * time.Second, false},
+		{"env beats file", []string{"--config", file}, []string{"ORDERSYSTEM_PORT=6002", "ORDERSYSTEM_CLUSTER=true"}, 6002, "from-file", "redis", 30 * time.Second, true},
+		{"flag beats env", []string{"--config", file, "--port", "6003", "--node-id", "n9"}, []string{"ORDERSYSTEM_PORT=6002", "ORDERSYSTEM_NODE_ID=env"}, 6003, "n9", "redis", 30 * time.Second, false},
+		{"config from env", nil, []string{"ORDERSYSTEM_CONFIG=" + file}, 6001, "from-file", "redis", 30 * time.Second, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadConfig(c.args, c.env, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Port != c.port || cfg.NodeID != c.nodeID || cfg.Transport != c.trans || cfg.IdleTimeout != c.idle || cfg.Cluster != c.cluster {
+				t.Fatalf("got port=%d node=%s transport=%s idle=%s cluster=%v", cfg.Port, cfg.NodeID, cfg.Transport, cfg.IdleTimeout, cfg.Cluster)
+			}
+		})
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--transport", "kafka"}, nil, "--transport=kafka: must be inmemory, redis or nats"},
+		{[]string{"--persistence", "mysql"}, nil, "--persistence=mysql"},
+		{[]string{"--port", "70000"}, nil, "--port=70000"},
+		{[]string{"--node-id", "bad id"}, nil, `--node-id=bad id`},
+		{[]string{"--log-format", "xml"}, nil, "--log-format=xml"},
+		{[]string{"--idle-timeout", "0s"}, nil, "--idle-timeout=0s"},
+		{nil, []string{"ORDERSYSTEM_PORTT=1"}, "ORDERSYSTEM_PORTT: no such setting"},
+		{[]string{"--port", "abc"}, nil, "abc"},
+		{[]string{"stray"}, nil, `unexpected argument "stray"`},
+		{[]string{"--config", "/does/not/exist.yaml"}, nil, "--config=/does/not/exist.yaml"},
+	}
+	for _, c := range cases {
+		_, err := loadConfig(c.args, c.env, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("args %v env %v: error %v, want it to contain %q", c.args, c.env, err, c.want)
+		}
+	}
+}
+
+func TestHelpListsEveryFlag(t *testing.T) {
+	var out bytes.Buffer
+	_, err := loadConfig([]string{"--help"}, nil, &out)
+	if !errors.Is(err, pflag.ErrHelp) {
+		t.Fatalf("--help: %v", err)
+	}
+	for _, f := range []string{"--transport", "--persistence", "--redis", "--nats", "--cluster", "--node-id", "--port", "--remote-port", "--advertise-host", "--config", "--log-format", "--api-token", "ORDERSYSTEM_"} {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("--help does not mention %s", f)
+		}
+	}
+	if !strings.Contains(out.String(), `(default "inmemory")`) {
+		t.Errorf("--help does not show defaults:\n%s", out.String())
+	}
+}
