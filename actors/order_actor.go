@@ -46,6 +46,10 @@ type OrderConfig struct {
 	// Appended, if set, is called after every successful append (the outbox
 	// nudge). It must not block.
 	Appended func()
+	// StorageFailed, if set, is called when a journal call fails for another
+	// reason than a conflict (the persistence monitor checks at once). It
+	// must not block.
+	StorageFailed func(error)
 	Logger   *slog.Logger
 }
 
@@ -98,6 +102,18 @@ type orderActor struct {
 }
 
 func (a *orderActor) Receive(ctx actor.Context) {
+	defer func() {
+		// A panic must not leave a half-applied state behind, nor loop: the
+		// actor answers, stops, and the next request re-activates it from
+		// the journal.
+		if p := recover(); p != nil {
+			a.cfg.Logger.Error("order actor panicked; stopping it", slog.String("order_id", a.state.ID), slog.Any("panic", p))
+			if ctx.Sender() != nil {
+				ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: fmt.Sprintf("order %s failed; retry", a.state.ID)}))
+			}
+			ctx.Stop(ctx.Self())
+		}
+	}()
 	switch msg := ctx.Message().(type) {
 	case *pcluster.ClusterInit:
 		a.state.ID = msg.Identity.GetIdentity()
@@ -185,7 +201,7 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 	}
 	if err := a.catchUp(); err != nil {
 		a.cfg.Logger.Warn("order load failed", slog.String("order_id", a.state.ID), slog.Any("error", err))
-		return a.reply(nil, storageError(err))
+		return a.reply(nil, a.storageError(err))
 	}
 	return nil
 }
@@ -205,7 +221,7 @@ func (a *orderActor) handleHistory() *orderpb.Reply {
 	defer cancel()
 	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
 	if err != nil {
-		return a.reply(nil, storageError(err))
+		return a.reply(nil, a.storageError(err))
 	}
 	if len(recs) == 0 {
 		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
@@ -266,13 +282,13 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
 			if err := a.catchUp(); err != nil {
 				a.loaded = false
-				return a.reply(nil, storageError(err))
+				return a.reply(nil, a.storageError(err))
 			}
 		default:
 			// Outcome unknown (timeout, connection lost) or too much
 			// contention: read the stream again before the next command.
 			a.loaded = false
-			return a.reply(nil, storageError(err))
+			return a.reply(nil, a.storageError(err))
 		}
 	}
 }
@@ -293,7 +309,7 @@ func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Rep
 		defer cancel()
 		recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
 		if err != nil {
-			return a.reply(nil, storageError(err))
+			return a.reply(nil, a.storageError(err))
 		}
 		st = order.State{ID: a.state.ID}
 		for _, r := range recs {
@@ -335,7 +351,14 @@ func domainError(err error) *orderpb.Error {
 	return e
 }
 
-// storageError maps a journal error to its wire form.
+// storageError maps a journal error to its wire form and tells the monitor.
+func (a *orderActor) storageError(err error) *orderpb.Error {
+	if a.cfg.StorageFailed != nil && !errors.Is(err, persistence.ErrVersionConflict) {
+		a.cfg.StorageFailed(err)
+	}
+	return storageError(err)
+}
+
 func storageError(err error) *orderpb.Error {
 	if errors.Is(err, persistence.ErrVersionConflict) {
 		return &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: "too many concurrent writers on this order, retry: " + err.Error()}

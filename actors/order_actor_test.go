@@ -25,6 +25,7 @@ type journalProbe struct {
 	loads     atomic.Int64
 	failNext  atomic.Int32 // fail the next N calls with ErrUnavailable
 	ambiguous atomic.Bool  // append succeeds but reports a timeout
+	panicNext atomic.Bool  // the next append panics
 }
 
 func (j *journalProbe) Load(ctx context.Context, id string, from uint64) ([]persistence.Record, error) {
@@ -40,6 +41,9 @@ func (j *journalProbe) Append(ctx context.Context, id string, exp uint64, rs []p
 	if j.failNext.Load() > 0 {
 		j.failNext.Add(-1)
 		return 0, persistence.Unavailable("append", errors.New("injected"))
+	}
+	if j.panicNext.CompareAndSwap(true, false) {
+		panic("injected panic")
 	}
 	v, err := j.Journal.Append(ctx, id, exp, rs)
 	if err == nil && j.ambiguous.CompareAndSwap(true, false) {
@@ -301,6 +305,22 @@ func TestOrderActorConcurrentPaysApplyOnce(t *testing.T) {
 		t.Fatalf("%d pays succeeded and %d conflicted, want 1 and 49", ok.Load(), conflict.Load())
 	}
 	if n := len(f.stream("o6")); n != 2 {
+		t.Fatalf("journal has %d events, want 2", n)
+	}
+}
+
+func TestOrderActorPanicStopsAndReactivates(t *testing.T) {
+	f := newFixture(t, time.Minute)
+	f.send("o7", createCmd("c1"))
+	f.probe.panicNext.Store(true)
+	wantCode(t, f.send("o7", payCmd("c2")), orderpb.ErrorCode_ERROR_CODE_INTERNAL)
+	// The actor stopped; the next request re-activates it from the journal
+	// and the command goes through once.
+	r := f.send("o7", payCmd("c2"))
+	if r.GetError() != nil || r.GetOrder().GetVersion() != 2 {
+		t.Fatalf("pay after a panic: %v", r)
+	}
+	if n := len(f.stream("o7")); n != 2 {
 		t.Fatalf("journal has %d events, want 2", n)
 	}
 }

@@ -3,10 +3,10 @@ package actors
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
@@ -82,7 +82,7 @@ func (d *OutboxDriver) Run() {
 			continue
 		}
 		failures++
-		wait := Backoff(failures, 100*time.Millisecond, 10*time.Second)
+		wait := supervisor.BackoffPolicy{Base: 100 * time.Millisecond, Max: 10 * time.Second}.Delay(failures)
 		d.logger.Debug("outbox drain failed", slog.Int("failures", failures), slog.Duration("retry_in", wait), slog.Any("error", err), slog.String("outbox_error", st.GetError()))
 		select {
 		case <-d.stop:
@@ -97,16 +97,4 @@ func (d *OutboxDriver) Run() {
 func (d *OutboxDriver) Stop() {
 	d.stopOnce.Do(func() { close(d.stop) })
 	<-d.done
-}
-
-// Backoff returns the wait before retry number attempt (1-based): exponential
-// from base, capped at max, with "equal jitter" (between half and all of it).
-func Backoff(attempt int, base, max time.Duration) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < max; i++ {
-		d *= 2
-	}
-	d = min(d, max)
-	half := d / 2
-	return half + time.Duration(rand.Int64N(int64(half)+1))
 }

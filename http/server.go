@@ -49,6 +49,9 @@ type Config struct {
 	Orders    Orders
 	ReadModel ReadModel
 	Health    Health
+	// Writable, if set, is asked before every command; an error refuses it
+	// at once with 503 (a backend is known to be down).
+	Writable func() error
 	// Info returns the body of GET / (node id, mode, backends, members...).
 	Info func() any
 	// Extra returns extra fields for GET /stats (outbox lag), may be nil.
@@ -271,6 +274,11 @@ func newOrderID(key string, fromKey bool) string {
 }
 
 func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
+	if _, isCmd := msg.(*orderpb.Command); isCmd && a.cfg.Writable != nil {
+		if err := a.cfg.Writable(); err != nil {
+			return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: err.Error()}
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
 	defer cancel()
 	reply, err := a.cfg.Orders.Send(ctx, id, msg)

@@ -41,6 +41,7 @@ type Config struct {
 	OutboxInterval  time.Duration `koanf:"outbox-interval"`
 	OutboxBatch     int           `koanf:"outbox-batch"`
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
+	HealthInterval  time.Duration `koanf:"health-interval"`
 
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
@@ -64,6 +65,7 @@ func Default() Config {
 		OutboxInterval:  2 * time.Second,
 		OutboxBatch:     100,
 		ShutdownTimeout: 30 * time.Second,
+		HealthInterval:  30 * time.Second,
 	}
 }
 
@@ -110,7 +112,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}} {
+	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}, {"health-interval", c.HealthInterval}} {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}

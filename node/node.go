@@ -18,6 +18,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -40,6 +41,7 @@ type Node struct {
 	driver    *actors.OutboxDriver
 	outbox    *actors.OutboxStats
 	health    *health
+	board     *supervisor.Board
 	api       *echo.Echo
 	listener  net.Listener
 	startedAt time.Time
@@ -122,7 +124,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:      cfg.NodeID,
 		IdleTimeout: cfg.IdleTimeout,
 		Appended:    n.driver.Nudge,
-		Logger:      log,
+		StorageFailed: func(error) {
+			if b := n.board; b != nil {
+				b.Report(componentPersistence)
+			}
+		},
+		Logger: log,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
 		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Logger: log,
@@ -139,6 +146,18 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.member = member
+	// The supervisor tree watches every dependency and feeds readiness.
+	n.board, _, err = supervisor.Start(member.System(), supervisor.Config{
+		Checks: map[string]supervisor.Check{
+			componentPersistence: n.backend.Ping,
+			componentTransport:   n.transport.Ping,
+		},
+		Interval: cfg.HealthInterval,
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start the supervisor: %w", err)
+	}
 	go n.driver.Run()
 	n.driver.Nudge() // publish whatever an earlier run left behind
 
@@ -147,6 +166,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Orders:         actors.NewOrderClient(requester),
 		ReadModel:      n.readModel,
 		Health:         n.health,
+		Writable:       n.writable,
 		Info:           n.info,
 		StatsExtra:     n.outboxFigures,
 		APIToken:       cfg.APIToken,
@@ -314,7 +334,23 @@ func (n *Node) closeAll() error {
 	return n.closeErr
 }
 
-// health implements httpapi.Health.
+// Components watched by the supervisor.
+const (
+	componentPersistence = "persistence"
+	componentTransport   = "transport"
+)
+
+// writable refuses writes at once while persistence is known to be down.
+func (n *Node) writable() error {
+	if st, ok := n.board.Get(componentPersistence); ok && !st.Up {
+		return fmt.Errorf("persistence is unavailable (%s); retry with the same Idempotency-Key", st.LastError)
+	}
+	return nil
+}
+
+// health implements httpapi.Health: liveness never depends on a backend;
+// readiness pings every backend with a short timeout (cached briefly) and
+// reports failures to the supervisor, which then watches with backoff.
 type health struct {
 	n            *Node
 	shuttingDown atomic.Bool
@@ -325,13 +361,15 @@ type health struct {
 }
 
 type componentJSON struct {
-	Status    string `json:"status"`
-	LatencyMS int64  `json:"latencyMs"`
-	Error     string `json:"error,omitempty"`
+	Status    string             `json:"status"`
+	LatencyMS float64            `json:"latencyMs"`
+	Error     string             `json:"error,omitempty"`
+	Monitor   *supervisor.Status `json:"monitor,omitempty"`
 }
 
 type healthReport struct {
 	Status     string                   `json:"status"`
+	NodeID     string                   `json:"nodeId"`
 	Components map[string]componentJSON `json:"components"`
 }
 
@@ -344,28 +382,35 @@ func (h *health) Live() error {
 	return nil
 }
 
-// Ready checks the backends live with a short timeout, cached for 250 ms.
+// readyCache is how long a readiness answer is reused.
+const readyCache = 250 * time.Millisecond
+
+// Ready checks the backends live with a short timeout.
 func (h *health) Ready(ctx context.Context) (bool, any) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if time.Since(h.checkedAt) < 250*time.Millisecond && !h.shuttingDown.Load() {
+	if time.Since(h.checkedAt) < readyCache && !h.shuttingDown.Load() {
 		return h.ok, h.report
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	rep := healthReport{Components: map[string]componentJSON{}}
+	rep := healthReport{NodeID: h.n.cfg.NodeID, Components: map[string]componentJSON{}}
 	ok := true
 	check := func(name string, f func(context.Context) error) {
 		start := time.Now()
 		err := f(ctx)
-		c := componentJSON{Status: "up", LatencyMS: time.Since(start).Milliseconds()}
+		c := componentJSON{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
 		if err != nil {
 			c.Status, c.Error, ok = "down", err.Error(), false
+			h.n.board.Report(name)
+		}
+		if st, found := h.n.board.Get(name); found {
+			c.Monitor = &st
 		}
 		rep.Components[name] = c
 	}
-	check("persistence", h.n.backend.Ping)
-	check("transport", h.n.transport.Ping)
+	check(componentPersistence, h.n.backend.Ping)
+	check(componentTransport, h.n.transport.Ping)
 	if h.shuttingDown.Load() {
 		ok = false
 		rep.Components["node"] = componentJSON{Status: "down", Error: "shutting down"}

@@ -93,6 +93,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")
 	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
 	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown")
+	fs.Duration("health-interval", def.HealthInterval, "interval of the supervisor's dependency checks (failures are re-checked with backoff)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: ordersystem [flags]\n\nRuns one OrderSystem node. Every flag can also be set as ORDERSYSTEM_<NAME>\n(e.g. ORDERSYSTEM_PORT=5001, ORDERSYSTEM_NODE_ID=node1) or in the --config file.\n\nFlags:\n")
 		fs.PrintDefaults()

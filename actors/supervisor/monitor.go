@@ -1,0 +1,94 @@
+// Package supervisor is the node's recovery service (the seed's
+// RecoveryHostedService): a root supervisor actor with one monitor actor per
+// external dependency (persistence, transport, cluster membership). A monitor
+// checks its dependency on a timer (default every 30 s) and at once when the
+// data path reports an error; after a failure it checks again with capped
+// exponential backoff with jitter until the dependency answers (the clients
+// reconnect by themselves; the monitor tells when they did). Status changes
+// go to a Board that the health probes read, and onto the actor system's
+// event stream as *StatusChanged.
+package supervisor
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Status is what a monitor knows of its dependency.
+type Status struct {
+	Component string        `json:"-"`
+	Up        bool          `json:"up"`
+	LastError string        `json:"lastError,omitempty"`
+	Latency   time.Duration `json:"-"`
+	LatencyMS float64       `json:"latencyMs"`
+	Since     time.Time     `json:"since"`
+	CheckedAt time.Time     `json:"checkedAt"`
+	Failures  int           `json:"consecutiveFailures"`
+}
+
+// BackoffPolicy is a capped exponential backoff with "equal jitter": retry n
+// waits between half and all of min(Base*2^(n-1), Max).
+type BackoffPolicy struct {
+	Base, Max time.Duration
+	// Rand returns a float in [0,1); default math/rand/v2.
+	Rand func() float64
+}
+
+// Delay returns the wait before retry attempt (1-based).
+func (p BackoffPolicy) Delay(attempt int) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := p.Base
+	for i := 1; i < attempt && d < p.Max; i++ {
+		d *= 2
+	}
+	d = min(d, p.Max)
+	r := p.Rand
+	if r == nil {
+		r = rand.Float64
+	}
+	half := d / 2
+	return half + time.Duration(r()*float64(d-half))
+}
+
+// Monitor is the state machine of one dependency's health: Record a check's
+// outcome and it returns whether the status changed and when to check next.
+// It is not safe for concurrent use (its actor owns it).
+type Monitor struct {
+	status   Status
+	interval time.Duration
+	backoff  BackoffPolicy
+}
+
+// NewMonitor returns a monitor that assumes the dependency is up at now.
+func NewMonitor(component string, now time.Time, interval time.Duration, backoff BackoffPolicy) *Monitor {
+	return &Monitor{status: Status{Component: component, Up: true, Since: now}, interval: interval, backoff: backoff}
+}
+
+// Status returns the current status.
+func (m *Monitor) Status() Status { return m.status }
+
+// Record folds in a check made at now that took latency and returned err. It
+// returns whether Up changed and the delay until the next check: the regular
+// interval while up, the backoff while down.
+func (m *Monitor) Record(now time.Time, latency time.Duration, err error) (changed bool, next time.Duration) {
+	s := &m.status
+	s.CheckedAt, s.Latency, s.LatencyMS = now, latency, float64(latency.Microseconds())/1000
+	if err == nil {
+		changed = !s.Up
+		if changed {
+			s.Since = now
+		}
+		s.Up, s.Failures, s.LastError = true, 0, ""
+		return changed, m.interval
+	}
+	changed = s.Up
+	if changed {
+		s.Since = now
+	}
+	s.Up = false
+	s.Failures++
+	s.LastError = err.Error()
+	return changed, min(m.backoff.Delay(s.Failures), m.interval)
+}
