@@ -50,7 +50,7 @@ type OrderConfig struct {
 	// reason than a conflict (the persistence monitor checks at once). It
 	// must not block.
 	StorageFailed func(error)
-	Logger   *slog.Logger
+	Logger        *slog.Logger
 }
 
 func (c *OrderConfig) setDefaults() {
