@@ -42,6 +42,7 @@ type Config struct {
 	OutboxBatch     int           `koanf:"outbox-batch"`
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
 	HealthInterval  time.Duration `koanf:"health-interval"`
+	SnapshotEvery   int           `koanf:"snapshot-every"`
 
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
@@ -66,6 +67,7 @@ func Default() Config {
 		OutboxBatch:     100,
 		ShutdownTimeout: 30 * time.Second,
 		HealthInterval:  30 * time.Second,
+		SnapshotEvery:   100,
 	}
 }
 
@@ -116,6 +118,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}
+	}
+	if c.SnapshotEvery < 0 {
+		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")
 	}
 	if c.OutboxBatch < 1 || c.OutboxBatch > 10000 {
 		bad("outbox-batch", c.OutboxBatch, "must be 1-10000")

@@ -120,10 +120,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
-		Journal:     n.backend,
-		NodeID:      cfg.NodeID,
-		IdleTimeout: cfg.IdleTimeout,
-		Appended:    n.driver.Nudge,
+		Journal:       n.backend,
+		Snapshots:     n.backend,
+		SnapshotEvery: uint64(cfg.SnapshotEvery),
+		NodeID:        cfg.NodeID,
+		IdleTimeout:   cfg.IdleTimeout,
+		Appended:      n.driver.Nudge,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
 				b.Report(componentPersistence)

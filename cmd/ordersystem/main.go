@@ -92,6 +92,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Duration("request-timeout", def.RequestTimeout, "bound of one HTTP request's call to an order actor")
 	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")
 	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
+	fs.Int("snapshot-every", def.SnapshotEvery, "store an order's state every N events (0: never); activation reads the snapshot plus the tail")
 	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown")
 	fs.Duration("health-interval", def.HealthInterval, "interval of the supervisor's dependency checks (failures are re-checked with backoff)")
 	fs.Usage = func() {

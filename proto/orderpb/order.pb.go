@@ -1497,6 +1497,122 @@ func (x *OutboxStatus) GetError() string {
 	return ""
 }
 
+// SeenCommand is a command id an order actor remembers, with the stream
+// version right after its events.
+type SeenCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CommandId     string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
+	Fingerprint   string                 `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeenCommand) Reset() {
+	*x = SeenCommand{}
+	mi := &file_order_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeenCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeenCommand) ProtoMessage() {}
+
+func (x *SeenCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeenCommand.ProtoReflect.Descriptor instead.
+func (*SeenCommand) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SeenCommand) GetCommandId() string {
+	if x != nil {
+		return x.CommandId
+	}
+	return ""
+}
+
+func (x *SeenCommand) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *SeenCommand) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// OrderSnapshot is an order actor's state at a version, stored every N events
+// so that activation reads the snapshot plus the tail of the stream.
+type OrderSnapshot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Order         *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Commands      []*SeenCommand         `protobuf:"bytes,2,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderSnapshot) Reset() {
+	*x = OrderSnapshot{}
+	mi := &file_order_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderSnapshot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderSnapshot) ProtoMessage() {}
+
+func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderSnapshot.ProtoReflect.Descriptor instead.
+func (*OrderSnapshot) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *OrderSnapshot) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
+func (x *OrderSnapshot) GetCommands() []*SeenCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 var File_order_proto protoreflect.FileDescriptor
 
 const file_order_proto_rawDesc = "" +
@@ -1604,7 +1720,15 @@ const file_order_proto_rawDesc = "" +
 	"checkpoint\x12\x12\n" +
 	"\x04head\x18\x02 \x01(\x04R\x04head\x12\x1c\n" +
 	"\tpublished\x18\x03 \x01(\x04R\tpublished\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error*\xae\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"h\n" +
+	"\vSeenCommand\x12\x1d\n" +
+	"\n" +
+	"command_id\x18\x01 \x01(\tR\tcommandId\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\"u\n" +
+	"\rOrderSnapshot\x12+\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.ordersystem.v1.OrderR\x05order\x127\n" +
+	"\bcommands\x18\x02 \x03(\v2\x1b.ordersystem.v1.SeenCommandR\bcommands*\xae\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n" +
@@ -1635,7 +1759,7 @@ func file_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: ordersystem.v1.OrderStatus
 	(ErrorCode)(0),                // 1: ordersystem.v1.ErrorCode
@@ -1659,15 +1783,17 @@ var file_order_proto_goTypes = []any{
 	(*Reply)(nil),                 // 19: ordersystem.v1.Reply
 	(*DrainOutbox)(nil),           // 20: ordersystem.v1.DrainOutbox
 	(*OutboxStatus)(nil),          // 21: ordersystem.v1.OutboxStatus
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*SeenCommand)(nil),           // 22: ordersystem.v1.SeenCommand
+	(*OrderSnapshot)(nil),         // 23: ordersystem.v1.OrderSnapshot
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_order_proto_depIdxs = []int32{
 	2,  // 0: ordersystem.v1.OrderCreated.items:type_name -> ordersystem.v1.Item
-	22, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
-	22, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
-	22, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
-	22, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	22, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	24, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
+	24, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
+	24, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
+	24, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	24, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	3,  // 6: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
 	4,  // 7: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
 	5,  // 8: ordersystem.v1.Event.shipped:type_name -> ordersystem.v1.OrderShipped
@@ -1681,20 +1807,22 @@ var file_order_proto_depIdxs = []int32{
 	13, // 16: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
 	2,  // 17: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
 	0,  // 18: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
-	22, // 19: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	22, // 20: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	22, // 21: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
-	22, // 22: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
-	22, // 23: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
+	24, // 19: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	24, // 20: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	24, // 21: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
+	24, // 22: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
+	24, // 23: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
 	1,  // 24: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
 	17, // 25: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
 	18, // 26: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
 	8,  // 27: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	17, // 28: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
+	22, // 29: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_order_proto_init() }
@@ -1722,7 +1850,7 @@ func file_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_proto_rawDesc), len(file_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
