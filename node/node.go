@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
@@ -84,12 +85,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.listener = ln
 
-	if n.backend, err = openPersistence(ctx, cfg); err != nil {
+	if n.backend, err = openPersistence(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	d := n.backend.Describe()
 	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability))
-	if n.transport, err = openTransport(ctx, cfg); err != nil {
+	if n.transport, err = openTransport(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	log.Info("transport ready", slog.String("backend", n.transport.Name()))
@@ -141,7 +142,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Host:          remoteHost(cfg),
 		Port:          cfg.remotePort(),
 		AdvertiseHost: cfg.AdvertiseHost,
-		Kinds:         []*clusterKind{orderKind, outboxKind},
+		Kinds:         []*pcluster.Kind{orderKind, outboxKind},
 		Logger:        log,
 	})
 	if err != nil {
@@ -182,8 +183,6 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
 }
-
-type clusterKind = actorsKind
 
 func remoteHost(cfg Config) string {
 	if cfg.Cluster {

@@ -1,0 +1,131 @@
+package nats
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/persistence"
+)
+
+// benchWriters is the number of concurrent writers of every benchmark here.
+const benchWriters = 32
+
+// runWriters splits b.N operations over benchWriters goroutines, each with
+// its own op (made by newOp for that worker), and reports ops per second.
+func runWriters(b *testing.B, unit string, newOp func(worker int) func(ctx context.Context) error) {
+	b.Helper()
+	ctx := context.Background()
+	ops := make([]func(context.Context) error, benchWriters)
+	for w := range ops {
+		ops[w] = newOp(w)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for w := range benchWriters {
+		n := b.N / benchWriters
+		if w < b.N%benchWriters {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n {
+				if err := ops[w](ctx); err != nil {
+					mu.Lock()
+					ferr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if ferr != nil {
+		b.Fatal(ferr)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit+"/s")
+}
+
+// BenchmarkAppend measures journal appends of one ~100-byte event with 32
+// concurrent writers on distinct orders.
+func BenchmarkAppend(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		cache int
+	}{{"HeadCache", 0}, {"NoHeadCache", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			be := newBackend(b, testservers.NATS(b), Options{CacheSize: c.cache})
+			runWriters(b, "appends", func(w int) func(context.Context) error {
+				stream := fmt.Sprintf("bench-%d", w)
+				data := make([]byte, 100)
+				var v uint64
+				return func(ctx context.Context) error {
+					nv, err := be.Append(ctx, stream, v, []persistence.Record{{Type: "OrderPaid", Data: data}})
+					v = nv
+					return err
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRawPublish is the baseline: a plain JetStream publish of 100
+// bytes, waiting for the ack, from 32 goroutines on the backend's own
+// connection, into the backend's stream.
+func BenchmarkRawPublish(b *testing.B) {
+	be := newBackend(b, testservers.NATS(b), Options{})
+	runWriters(b, "publishes", func(w int) func(context.Context) error {
+		subject := be.subject(fmt.Sprintf("raw-%d", w))
+		data := make([]byte, 100)
+		return func(ctx context.Context) error {
+			_, err := be.js.Publish(ctx, subject, data, jetstream.WithExpectStream(be.opts.Stream))
+			return err
+		}
+	})
+}
+
+// BenchmarkReadAll measures how fast the global log is read back (the
+// outbox and the read-model rebuild), in pages of 1000 records.
+func BenchmarkReadAll(b *testing.B) {
+	be := newBackend(b, testservers.NATS(b), Options{})
+	ctx := context.Background()
+	const orders, perOrder = 100, 20
+	for o := range orders {
+		for v := range perOrder {
+			if _, err := be.Append(ctx, fmt.Sprintf("o%d", o), uint64(v), []persistence.Record{{Type: "Ev", Data: make([]byte, 100)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ResetTimer()
+	start := time.Now()
+	read := 0
+	for range b.N {
+		var after uint64
+		for {
+			page, err := be.ReadAll(ctx, after, 1000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			read += len(page)
+			after = page[len(page)-1].Position
+		}
+	}
+	b.ReportMetric(float64(read)/time.Since(start).Seconds(), "records/s")
+}

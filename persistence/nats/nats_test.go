@@ -1,0 +1,506 @@
+package nats
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/persistence/journaltest"
+)
+
+// uniqueNames returns a stream name and subject prefix no other test uses.
+func uniqueNames(t testing.TB) (stream, prefix string) {
+	t.Helper()
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	return "OSTEST_" + id, "ostest." + id
+}
+
+// destroy deletes the stream and buckets of opts (test cleanup on a shared
+// server).
+func destroy(t testing.TB, url string, opts Options) {
+	t.Helper()
+	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
+	if err != nil {
+		t.Logf("cleanup: connect: %v", err)
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, opts.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Logf("cleanup: delete stream %s: %v", opts.Stream, err)
+	}
+	for _, bucket := range []string{opts.checkpointBucket(), opts.snapshotBucket(), opts.idempotencyBucket()} {
+		if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
+		}
+	}
+}
+
+// newBackend opens a backend on url with fresh names, destroyed when the
+// test ends.
+func newBackend(t testing.TB, url string, opts Options) *Backend {
+	t.Helper()
+	opts.URL = url
+	opts.Stream, opts.SubjectPrefix = uniqueNames(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := New(ctx, opts)
+	if err != nil {
+		t.Fatalf("nats.New(%s): %v", url, err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close()
+		destroy(t, url, b.opts)
+	})
+	return b
+}
+
+func TestContract(t *testing.T) {
+	url := testservers.NATS(t)
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, url, Options{})
+	}, journaltest.Features{})
+}
+
+// TestContractPrivateServer runs the suite, restart included, on a private
+// embedded nats-server (the version in go.mod, with per-message TTL) that the
+// suite stops and starts again.
+func TestContractPrivateServer(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, srv.URL(), Options{})
+	}, journaltest.Features{
+		Restart: func(t *testing.T) { srv.Restart() },
+	})
+}
+
+// TestMemoryStorage checks a backend on memory storage: it works and says
+// what it keeps.
+func TestMemoryStorage(t *testing.T) {
+	b := newBackend(t, testservers.NATS(t), Options{Storage: jetstream.MemoryStorage})
+	ctx := context.Background()
+	if v, err := b.Append(ctx, "m", 0, []persistence.Record{{Type: "A"}, {Type: "B"}}); err != nil || v != 2 {
+		t.Fatalf("append: %d %v", v, err)
+	}
+	if rs, err := b.Load(ctx, "m", 0); err != nil || len(rs) != 2 {
+		t.Fatalf("load: %d records, %v", len(rs), err)
+	}
+	if d := b.Describe().Durability; !strings.Contains(d, "memory storage") || !strings.Contains(d, "lost when nats-server restarts") {
+		t.Fatalf("durability %q", d)
+	}
+}
+
+func TestUnreachableServerFailsFast(t *testing.T) {
+	addr := "127.0.0.1:" + strconv.Itoa(testservers.FreePort(t))
+	for _, u := range []string{"nats://" + addr, "nats://user:secret@" + addr, addr} {
+		start := time.Now()
+		b, err := New(context.Background(), Options{URL: u})
+		took := time.Since(start)
+		if err == nil {
+			_ = b.Close()
+			t.Fatalf("New(%s) succeeded against a closed port", u)
+		}
+		if !errors.Is(err, persistence.ErrUnavailable) {
+			t.Fatalf("New(%s): %v, want ErrUnavailable", u, err)
+		}
+		if !strings.Contains(err.Error(), addr) {
+			t.Fatalf("error %q does not name %s", err, addr)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Fatalf("error %q shows the password", err)
+		}
+		if took > 5*time.Second {
+			t.Fatalf("New took %s to fail, want < 5 s", took)
+		}
+	}
+}
+
+// TestServerGoneFailsFast stops a private server under an open backend:
+// calls fail with ErrUnavailable within seconds, and work again once the
+// server is back.
+func TestServerGoneFailsFast(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	b := newBackend(t, srv.URL(), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := b.Append(ctx, "gone", 0, []persistence.Record{{Type: "Ev", Data: []byte("1")}}); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	srv.Stop()
+	calls := map[string]func() error{
+		"append": func() error {
+			_, err := b.Append(ctx, "gone", 1, []persistence.Record{{Type: "Ev", Data: []byte("2")}})
+			return err
+		},
+		"load":      func() error { _, err := b.Load(ctx, "gone", 0); return err },
+		"read all":  func() error { _, err := b.ReadAll(ctx, 0, 10); return err },
+		"head":      func() error { _, err := b.Head(ctx); return err },
+		"ping":      func() error { return b.Ping(ctx) },
+		"put idem":  func() error { _, _, err := b.PutIdempotency(ctx, "k", []byte("v"), time.Minute); return err },
+		"save snap": func() error { return b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "gone", Version: 1}) },
+		"load cp":   func() error { _, err := b.LoadCheckpoint(ctx, "c"); return err },
+	}
+	for name, call := range calls {
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, persistence.ErrUnavailable) {
+			t.Fatalf("%s with the server stopped: %v, want ErrUnavailable", name, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("%s took %s to fail", name, took)
+		}
+	}
+	srv.Start()
+	waitFor(t, 20*time.Second, func() error { return b.Ping(ctx) })
+	if v, err := b.Append(ctx, "gone", 1, []persistence.Record{{Type: "Ev", Data: []byte("2")}}); err != nil || v != 2 {
+		t.Fatalf("append after the server came back: %d, %v", v, err)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	url := testservers.NATS(t)
+	b := newBackend(t, url, Options{})
+	d := b.Describe()
+	if d.Name != "nats" || d.Address != url {
+		t.Fatalf("describe: %+v", d)
+	}
+	for _, want := range []string{"file storage", "1 replica", "sync_interval"} {
+		if !strings.Contains(d.Durability, want) {
+			t.Fatalf("durability %q does not mention %q", d.Durability, want)
+		}
+	}
+	t.Logf("shared server %s: %+v", b.nc.ConnectedServerVersion(), d)
+}
+
+// TestPasswordNeverShown connects to a private server that requires a user
+// and password, and checks that neither Describe nor errors show it.
+func TestPasswordNeverShown(t *testing.T) {
+	port := testservers.FreePort(t)
+	const pw = "s3cr3t-pw"
+	srv, err := natsserver.NewServer(&natsserver.Options{
+		Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(),
+		Username: "alice", Password: pw, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("private nats-server not ready")
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ctx := context.Background()
+	b, err := New(ctx, Options{URL: "nats://alice:" + pw + "@" + addr, Stream: "PW", SubjectPrefix: "pw"})
+	if err != nil {
+		t.Fatalf("New with a password: %v", err)
+	}
+	d := b.Describe()
+	_ = b.Close()
+	if d.Address != "nats://"+addr {
+		t.Fatalf("address %q, want nats://%s", d.Address, addr)
+	}
+	if strings.Contains(d.Address+d.Durability, pw) || strings.Contains(d.Address, "alice") {
+		t.Fatalf("describe shows credentials: %+v", d)
+	}
+	_, err = New(ctx, Options{URL: "nats://alice:wrong-" + pw + "@" + addr, Stream: "PW", SubjectPrefix: "pw"})
+	if err == nil {
+		t.Fatal("New with a wrong password succeeded")
+	}
+	if strings.Contains(err.Error(), pw) || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("error %q: shows the password or does not name the server", err)
+	}
+	if errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("a refused password is reported as unavailable: %v", err)
+	}
+	t.Logf("wrong password: %v", err)
+}
+
+func TestInvalidOrderIDsRefused(t *testing.T) {
+	b := newBackend(t, testservers.NATS(t), Options{})
+	ctx := context.Background()
+	for _, id := range []string{"a.b", "*", ">", "a b", "ü", "a\x00"} {
+		if _, err := b.Append(ctx, id, 0, []persistence.Record{{Type: "Ev"}}); !errors.Is(err, persistence.ErrInvalidArgument) {
+			t.Fatalf("append to %q: %v, want ErrInvalidArgument", id, err)
+		}
+		if _, err := b.Load(ctx, id, 0); !errors.Is(err, persistence.ErrInvalidArgument) {
+			t.Fatalf("load %q: %v, want ErrInvalidArgument", id, err)
+		}
+	}
+	// Keys of the buckets may be anything.
+	for _, k := range []string{"a.b", "*", "idem key/with spaces?", "ü"} {
+		if _, created, err := b.PutIdempotency(ctx, k, []byte(k), time.Minute); err != nil || !created {
+			t.Fatalf("put idempotency %q: created=%v %v", k, created, err)
+		}
+		if v, ok, err := b.GetIdempotency(ctx, k); err != nil || !ok || string(v) != k {
+			t.Fatalf("get idempotency %q: %q %v %v", k, v, ok, err)
+		}
+		if err := b.SaveCheckpoint(ctx, k, 7); err != nil {
+			t.Fatalf("save checkpoint %q: %v", k, err)
+		}
+		if p, err := b.LoadCheckpoint(ctx, k); err != nil || p != 7 {
+			t.Fatalf("load checkpoint %q: %d %v", k, p, err)
+		}
+	}
+	if _, err := b.Append(ctx, "many", 0, make([]persistence.Record, positionScale+1)); !errors.Is(err, persistence.ErrInvalidArgument) {
+		t.Fatalf("append of %d records: %v, want ErrInvalidArgument", positionScale+1, err)
+	}
+}
+
+// TestStaleCacheAcrossBackends has two backends (two nodes) write the same
+// order: each one's cache goes stale, the server's check refuses the stale
+// append and the conflict carries the actual version.
+func TestStaleCacheAcrossBackends(t *testing.T) {
+	url := testservers.NATS(t)
+	a := newBackend(t, url, Options{})
+	o := a.opts
+	o.URL = url
+	b, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	rec := func(s string) []persistence.Record { return []persistence.Record{{Type: "Ev", Data: []byte(s)}} }
+	if _, err := a.Append(ctx, "o", 0, rec("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Append(ctx, "o", 1, rec("b2")); err != nil {
+		t.Fatal(err)
+	}
+	// a's cache says version 1: its append at 1 must be refused.
+	_, err = a.Append(ctx, "o", 1, rec("a2"))
+	var ce *persistence.ConflictError
+	if !errors.As(err, &ce) || ce.Actual != 2 {
+		t.Fatalf("stale append: %v, want a conflict with actual 2", err)
+	}
+	if v, err := a.Append(ctx, "o", 2, rec("a3")); err != nil || v != 3 {
+		t.Fatalf("append at the real head: %d %v", v, err)
+	}
+	// b's cache says 2; the expected version 3 is right, the cached
+	// sequence is not: the append succeeds after one lookup.
+	if v, err := b.Append(ctx, "o", 3, rec("b4")); err != nil || v != 4 {
+		t.Fatalf("append with a stale cached sequence: %d %v", v, err)
+	}
+	rs, err := a.Load(ctx, "o", 0)
+	if err != nil || len(rs) != 4 {
+		t.Fatalf("load: %d records, %v", len(rs), err)
+	}
+	for i, want := range []string{"a1", "b2", "a3", "b4"} {
+		if string(rs[i].Data) != want {
+			t.Fatalf("record %d is %q, want %q", i, rs[i].Data, want)
+		}
+	}
+}
+
+// TestLoadLongStreamPaths checks both read paths of Load (next-by-subject
+// gets and the consumer) with single- and multi-record messages mixed, and
+// from every version.
+func TestLoadLongStreamPaths(t *testing.T) {
+	for _, cache := range []int{0, -1} {
+		t.Run(fmt.Sprintf("CacheSize=%d", cache), func(t *testing.T) { testLoadLongStreamPaths(t, cache) })
+	}
+}
+
+func testLoadLongStreamPaths(t *testing.T, cacheSize int) {
+	b := newBackend(t, testservers.NATS(t), Options{CacheSize: cacheSize})
+	ctx := context.Background()
+	var v uint64
+	for i := range 15 {
+		n := 1 + i%4
+		rs := make([]persistence.Record, n)
+		for j := range rs {
+			rs[j] = persistence.Record{Type: "Ev", Data: []byte(fmt.Sprint(v + uint64(j) + 1))}
+		}
+		// Interleave another order so that subjects share the stream.
+		if _, err := b.Append(ctx, fmt.Sprintf("other%d", i), 0, rs[:1]); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if v, err = b.Append(ctx, "long", v, rs); err != nil {
+			t.Fatal(err)
+		}
+		for from := uint64(0); from <= v+1; from++ {
+			got, err := b.Load(ctx, "long", from)
+			if err != nil {
+				t.Fatalf("load from %d at version %d: %v", from, v, err)
+			}
+			want := int(v) - int(max(from, 1)) + 1
+			if want < 0 {
+				want = 0
+			}
+			if len(got) != want {
+				t.Fatalf("load from %d at version %d: %d records, want %d", from, v, len(got), want)
+			}
+			for k, r := range got {
+				if r.Version != max(from, 1)+uint64(k) || string(r.Data) != fmt.Sprint(r.Version) {
+					t.Fatalf("load from %d: record %d is version %d %q", from, k, r.Version, r.Data)
+				}
+			}
+		}
+	}
+	if v <= loadDirectMax {
+		t.Fatalf("the stream reached only %d records; the consumer path was not taken", v)
+	}
+}
+
+func TestPositions(t *testing.T) {
+	b := newBackend(t, testservers.NATS(t), Options{})
+	ctx := context.Background()
+	if _, err := b.Append(ctx, "p", 0, []persistence.Record{{Type: "A"}, {Type: "B"}, {Type: "C"}}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := b.Load(ctx, "p", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := rs[0].Position / positionScale
+	for i, r := range rs {
+		if r.Position != seq*positionScale+uint64(i) {
+			t.Fatalf("record %d position %d, want %d", i, r.Position, seq*positionScale+uint64(i))
+		}
+	}
+	head, err := b.Head(ctx)
+	if err != nil || head != rs[2].Position {
+		t.Fatalf("head %d, want %d: %v", head, rs[2].Position, err)
+	}
+	// Resuming in the middle of a multi-record message.
+	page, err := b.ReadAll(ctx, rs[0].Position, 10)
+	if err != nil || len(page) != 2 || page[0].Type != "B" {
+		t.Fatalf("read all after the first record of a message: %+v %v", page, err)
+	}
+}
+
+// TestIdempotencyPerKeyTTL checks that on a server with per-message TTL the
+// server itself removes an expired record.
+func TestIdempotencyPerKeyTTL(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	b := newBackend(t, srv.URL(), Options{})
+	if !b.keyTTL {
+		t.Fatalf("server %s: per-key TTL not detected", b.nc.ConnectedServerVersion())
+	}
+	ctx := context.Background()
+	if _, _, err := b.PutIdempotency(ctx, "k", []byte("v"), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		_, err := b.idem.Get(ctx, "k")
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return fmt.Errorf("key still stored: %v", err)
+	})
+}
+
+// waitFor polls f until it returns nil or the time is up.
+func waitFor(t testing.TB, total time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %s: %v", total, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestConcurrentNodes has several backends (nodes, each with its own cache)
+// write one order concurrently, reloading on conflict, and checks that every
+// node then loads the same history with each winner's record at its version.
+func TestConcurrentNodes(t *testing.T) {
+	url := testservers.NATS(t)
+	first := newBackend(t, url, Options{})
+	nodes := []*Backend{first}
+	for range 3 {
+		o := first.opts
+		b, err := New(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		nodes = append(nodes, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const perNode, rounds = 3, 8
+	var (
+		mu   sync.Mutex
+		wins = map[uint64]string{}
+		wg   sync.WaitGroup
+	)
+	for n, b := range nodes {
+		for w := range perNode {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range rounds {
+					tag := fmt.Sprintf("n%d-w%d-r%d", n, w, r)
+					for {
+						cur, err := b.Load(ctx, "hot", 0)
+						if err != nil {
+							t.Errorf("load: %v", err)
+							return
+						}
+						v, err := b.Append(ctx, "hot", uint64(len(cur)), []persistence.Record{{Type: "Ev", Data: []byte(tag)}})
+						if errors.Is(err, persistence.ErrVersionConflict) {
+							continue
+						}
+						if err != nil {
+							t.Errorf("append: %v", err)
+							return
+						}
+						mu.Lock()
+						if prev, dup := wins[v]; dup {
+							t.Errorf("version %d won twice: %s and %s", v, prev, tag)
+						}
+						wins[v] = tag
+						mu.Unlock()
+						break
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	total := len(nodes) * perNode * rounds
+	for i, b := range nodes {
+		for _, from := range []uint64{0, 5, uint64(total)} {
+			rs, err := b.Load(ctx, "hot", from)
+			if err != nil {
+				t.Fatalf("node %d load from %d: %v", i, from, err)
+			}
+			if want := total - int(max(from, 1)) + 1; len(rs) != want {
+				t.Fatalf("node %d load from %d: %d records, want %d", i, from, len(rs), want)
+			}
+			for _, r := range rs {
+				if wins[r.Version] != string(r.Data) {
+					t.Fatalf("node %d: version %d holds %q, %q was told it won", i, r.Version, r.Data, wins[r.Version])
+				}
+			}
+		}
+	}
+}

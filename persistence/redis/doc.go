@@ -1,0 +1,38 @@
+// Package redis is the Redis persistence backend: the event journal,
+// checkpoints, snapshots and idempotency records of OrderSystem kept in one
+// Redis server (standalone, or a primary with replicas when Options.WaitReplicas
+// is set).
+//
+// # Key layout
+//
+// Every key starts with Options.Prefix (default "ordersystem:"):
+//
+//	<prefix>log              Redis Stream, the global log. Entry id "0-<position>",
+//	                         fields s (stream id), v (version), t (type), d (data).
+//	<prefix>seq              string counter: the last position handed out (Head).
+//	<prefix>stream:<id>      list of the positions of stream <id>'s records, in
+//	                         version order; its length is the stream's version.
+//	<prefix>checkpoints      hash: checkpoint name -> position.
+//	<prefix>snapshot:<id>    hash {v: version, d: data}: the newest snapshot.
+//	<prefix>idem:<key>       string with a PX expiry: one idempotency record.
+//
+// Each event is stored once (in the log); a stream list holds positions only.
+//
+// # Appends
+//
+// One Lua script (EVALSHA, re-loaded after a server restart) checks the
+// stream's length against the expected version, takes positions from the
+// counter, XADDs the records to the log and RPUSHes their positions to the
+// stream list: all records or none, and a conflict reply with the actual
+// version when the stream moved. Positions are dense and strictly increasing
+// in commit order because Redis runs scripts one at a time.
+//
+// Concurrent appends are group-committed: callers hand their append to one
+// committer goroutine (owned by the Backend, stopped by Close), which sends
+// whatever is waiting as one pipeline of EVALSHA calls, followed by one WAIT
+// when Options.WaitReplicas is set. Each append still runs as its own script
+// and gets its own result; the pipeline only saves round trips.
+//
+// For Redis Cluster all keys must live in one slot: use a hash-tag prefix
+// such as "{ordersystem}:" (this backend opens a standalone client only).
+package redis

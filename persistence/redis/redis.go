@@ -1,0 +1,621 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ordersystem/ordersystem/persistence"
+)
+
+// Backend implements persistence.Backend on Redis. It is safe for concurrent
+// use. Create it with New and release it with Close.
+type Backend struct {
+	opts       Options
+	addr       string // without credentials
+	durability string
+	rdb        *goredis.Client
+
+	logKey, seqKey, checkpointKey string
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	// Group commit (nil queue when Options.MaxBatch == 1).
+	queue chan *appendReq
+	stop  chan struct{}  // closed by Close: the committers finish and exit
+	wg    sync.WaitGroup // the committers
+	done  chan struct{}  // closed by Close once every committer has exited
+}
+
+// committers is the number of committer goroutines: while one waits for
+// its pipeline's replies the next batch is already on its way.
+const committers = 2
+
+var _ persistence.Backend = (*Backend)(nil)
+
+// New connects to Redis, checks that it answers and learns its durability
+// settings. When the server cannot be reached the error wraps
+// persistence.ErrUnavailable and names the address.
+func New(ctx context.Context, opts Options) (*Backend, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	co, err := opts.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{
+		opts:          opts,
+		addr:          redact(opts.Addr),
+		rdb:           goredis.NewClient(co),
+		logKey:        opts.Prefix + "log",
+		seqKey:        opts.Prefix + "seq",
+		checkpointKey: opts.Prefix + "checkpoints",
+	}
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		_ = b.rdb.Close()
+		return nil, b.wrap("connect: ping", err)
+	}
+	// Load the scripts now so that the first appends find them (a restarted
+	// server forgets them; append and load re-load on NOSCRIPT).
+	for _, s := range []*goredis.Script{appendScript, loadScript, snapshotScript} {
+		if err := s.Load(ctx, b.rdb).Err(); err != nil {
+			_ = b.rdb.Close()
+			return nil, b.wrap("load scripts", err)
+		}
+	}
+	b.durability = b.describeDurability(ctx)
+	if opts.MaxBatch > 1 {
+		b.queue = make(chan *appendReq, 4*opts.MaxBatch)
+		b.stop = make(chan struct{})
+		b.done = make(chan struct{})
+		for range committers {
+			b.wg.Add(1)
+			go b.committer()
+		}
+	}
+	return b, nil
+}
+
+func (b *Backend) streamKey(id string) string   { return b.opts.Prefix + "stream:" + id }
+func (b *Backend) snapshotKey(id string) string { return b.opts.Prefix + "snapshot:" + id }
+func (b *Backend) idemKey(key string) string    { return b.opts.Prefix + "idem:" + key }
+
+// begin is the common entry check of every operation.
+func (b *Backend) begin(ctx context.Context, op string) error {
+	if b.closed.Load() {
+		return persistence.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return persistence.Unavailable("redis "+op, err)
+	}
+	return nil
+}
+
+// wrap classifies an error from go-redis: after Close ErrClosed; a reply
+// saying the server cannot serve now (LOADING, READONLY, ...) and every
+// network or timeout error wrap ErrUnavailable; other server replies (a bug
+// or a misconfiguration) are returned as they are, with the operation.
+func (b *Backend) wrap(op string, err error) error {
+	if b.closed.Load() || errors.Is(err, goredis.ErrClosed) {
+		return persistence.ErrClosed
+	}
+	var rerr goredis.Error
+	if errors.As(err, &rerr) && !isTransientReply(rerr.Error()) {
+		return fmt.Errorf("redis %s at %s: %w", op, b.addr, err)
+	}
+	return persistence.Unavailable(fmt.Sprintf("redis %s at %s", op, b.addr), err)
+}
+
+// isTransientReply tells server replies that mean "not now" from real errors.
+func isTransientReply(msg string) bool {
+	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "OOM", "MISCONF"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// ---------------------------------------------------------------- journal
+
+// appendReq is one Append on its way through the group committer.
+type appendReq struct {
+	ctx      context.Context
+	streamID string
+	expected uint64
+	n        int
+	keys     []string
+	args     []any
+	res      chan appendRes // buffered, 1
+}
+
+type appendRes struct {
+	version uint64
+	err     error
+}
+
+// Append implements persistence.Journal.
+func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, records []persistence.Record) (uint64, error) {
+	if err := persistence.ValidateAppend(streamID, records); err != nil {
+		return 0, err
+	}
+	if err := b.begin(ctx, "append"); err != nil {
+		return 0, err
+	}
+	args := make([]any, 0, 2+2*len(records))
+	args = append(args, expected, streamID)
+	for _, r := range records {
+		args = append(args, r.Type, r.Data)
+	}
+	req := &appendReq{
+		ctx:      ctx,
+		streamID: streamID,
+		expected: expected,
+		n:        len(records),
+		keys:     []string{b.streamKey(streamID), b.logKey, b.seqKey},
+		args:     args,
+		res:      make(chan appendRes, 1),
+	}
+	if b.queue == nil {
+		b.commit(ctx, []*appendReq{req})
+		r := <-req.res
+		return r.version, r.err
+	}
+	select {
+	case b.queue <- req:
+	case <-b.done:
+		return 0, persistence.ErrClosed
+	case <-ctx.Done():
+		return 0, persistence.Unavailable("redis append", ctx.Err())
+	}
+	select {
+	case r := <-req.res:
+		return r.version, r.err
+	case <-b.done:
+		select {
+		case r := <-req.res:
+			return r.version, r.err
+		default:
+			return 0, persistence.ErrClosed
+		}
+	case <-ctx.Done():
+		// The committer may still run the script: the outcome is unknown,
+		// which is what ErrUnavailable promises.
+		return 0, persistence.Unavailable("redis append", ctx.Err())
+	}
+}
+
+// committer is the one goroutine that sends queued appends, as many as are
+// waiting (up to MaxBatch) in one pipeline. It exits when stop is closed,
+// failing what is still queued with ErrClosed.
+func (b *Backend) committer() {
+	defer b.wg.Done()
+	batch := make([]*appendReq, 0, b.opts.MaxBatch)
+	for {
+		select {
+		case <-b.stop:
+			for {
+				select {
+				case r := <-b.queue:
+					r.res <- appendRes{err: persistence.ErrClosed}
+				default:
+					return
+				}
+			}
+		case r := <-b.queue:
+			batch = append(batch[:0], r)
+		fill:
+			for len(batch) < b.opts.MaxBatch {
+				select {
+				case r := <-b.queue:
+					batch = append(batch, r)
+				default:
+					break fill
+				}
+			}
+			// Requests whose caller gave up are not sent.
+			live := batch[:0]
+			for _, r := range batch {
+				if err := r.ctx.Err(); err != nil {
+					r.res <- appendRes{err: persistence.Unavailable("redis append", err)}
+					continue
+				}
+				live = append(live, r)
+			}
+			if len(live) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), b.batchTimeout())
+				b.commit(ctx, live)
+				cancel()
+			}
+			clear(batch)
+		}
+	}
+}
+
+// batchTimeout bounds one pipeline round trip of the committer.
+func (b *Backend) batchTimeout() time.Duration {
+	d := b.opts.WriteTimeout + b.opts.ReadTimeout
+	if d <= 0 {
+		d = 2 * DefaultTimeout
+	}
+	return d
+}
+
+// commit runs the append script for each request in one pipeline (plus one
+// WAIT when configured) and answers every request.
+func (b *Backend) commit(ctx context.Context, reqs []*appendReq) {
+	for attempt := 0; ; attempt++ {
+		pipe := b.rdb.Pipeline()
+		cmds := make([]*goredis.Cmd, len(reqs))
+		for i, r := range reqs {
+			cmds[i] = appendScript.EvalSha(ctx, pipe, r.keys, r.args...)
+		}
+		var wait *goredis.Cmd
+		if b.opts.WaitReplicas > 0 {
+			wait = pipe.Do(ctx, "WAIT", b.opts.WaitReplicas, b.opts.WaitTimeout.Milliseconds())
+		}
+		_, _ = pipe.Exec(ctx)
+
+		// A restarted server has forgotten the script: NOSCRIPT means it did
+		// not run, so load it and send those requests again.
+		var again []*appendReq
+		for i, r := range reqs {
+			if isNoScript(cmds[i].Err()) && attempt == 0 {
+				again = append(again, r)
+				continue
+			}
+			b.answer(r, cmds[i], wait)
+		}
+		if len(again) == 0 {
+			return
+		}
+		if err := appendScript.Load(ctx, b.rdb).Err(); err != nil {
+			for _, r := range again {
+				r.res <- appendRes{err: b.wrap("append: load script", err)}
+			}
+			return
+		}
+		reqs = again
+	}
+}
+
+func (b *Backend) answer(r *appendReq, cmd *goredis.Cmd, wait *goredis.Cmd) {
+	out, err := cmd.Int64Slice()
+	if err != nil {
+		r.res <- appendRes{err: b.wrap("append to "+strconv.Quote(r.streamID), err)}
+		return
+	}
+	if len(out) < 2 {
+		r.res <- appendRes{err: fmt.Errorf("redis append to %q: unexpected script reply %v", r.streamID, out)}
+		return
+	}
+	if out[0] == 0 {
+		r.res <- appendRes{err: &persistence.ConflictError{StreamID: r.streamID, Expected: r.expected, Actual: uint64(out[1])}}
+		return
+	}
+	if wait != nil {
+		acked, err := wait.Int64()
+		if err != nil {
+			r.res <- appendRes{err: b.wrap("append to "+strconv.Quote(r.streamID)+": wait for replicas", err)}
+			return
+		}
+		if acked < int64(b.opts.WaitReplicas) {
+			r.res <- appendRes{err: persistence.Unavailable("redis append to "+strconv.Quote(r.streamID),
+				fmt.Errorf("written on the primary but only %d of %d replicas acknowledged within %s", acked, b.opts.WaitReplicas, b.opts.WaitTimeout))}
+			return
+		}
+	}
+	r.res <- appendRes{version: uint64(out[1])}
+}
+
+// Load implements persistence.Journal.
+func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error) {
+	if err := b.begin(ctx, "load"); err != nil {
+		return nil, err
+	}
+	start := int64(0)
+	if from > 1 {
+		start = int64(from - 1)
+	}
+	raw, err := loadScript.Run(ctx, b.rdb, []string{b.streamKey(streamID), b.logKey}, start).Slice()
+	if err != nil {
+		if errors.Is(err, goredis.Nil) {
+			return nil, nil
+		}
+		return nil, b.wrap("load "+strconv.Quote(streamID), err)
+	}
+	recs, err := decodeEntries(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis load %q: %w", streamID, err)
+	}
+	return recs, nil
+}
+
+// ReadAll implements persistence.Journal.
+func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	if err := b.begin(ctx, "read all"); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || after == ^uint64(0) {
+		return nil, nil
+	}
+	start := "0-" + strconv.FormatUint(after+1, 10)
+	raw, err := b.rdb.Do(ctx, "XRANGE", b.logKey, start, "+", "COUNT", limit).Slice()
+	if err != nil {
+		if errors.Is(err, goredis.Nil) {
+			return nil, nil
+		}
+		return nil, b.wrap("read all", err)
+	}
+	recs, err := decodeEntries(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis read all after %d: %w", after, err)
+	}
+	return recs, nil
+}
+
+// decodeEntries turns XRANGE-shaped entries into records.
+func decodeEntries(raw []any) ([]persistence.Record, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	out := make([]persistence.Record, 0, len(raw))
+	for _, e := range raw {
+		entry, ok := e.([]any)
+		if !ok || len(entry) != 2 {
+			return nil, fmt.Errorf("malformed log entry %v", e)
+		}
+		id, _ := entry[0].(string)
+		pos, ok := strings.CutPrefix(id, "0-")
+		if !ok {
+			return nil, fmt.Errorf("log entry id %q is not 0-<position>", id)
+		}
+		var r persistence.Record
+		var err error
+		if r.Position, err = strconv.ParseUint(pos, 10, 64); err != nil {
+			return nil, fmt.Errorf("log entry id %q: %w", id, err)
+		}
+		fields, ok := entry[1].([]any)
+		if !ok || len(fields)%2 != 0 {
+			return nil, fmt.Errorf("log entry %s: malformed fields", id)
+		}
+		for i := 0; i < len(fields); i += 2 {
+			name, _ := fields[i].(string)
+			val, _ := fields[i+1].(string)
+			switch name {
+			case "s":
+				r.StreamID = val
+			case "v":
+				if r.Version, err = strconv.ParseUint(val, 10, 64); err != nil {
+					return nil, fmt.Errorf("log entry %s: version %q: %w", id, val, err)
+				}
+			case "t":
+				r.Type = val
+			case "d":
+				r.Data = []byte(val)
+			}
+		}
+		if r.StreamID == "" || r.Version == 0 || r.Type == "" {
+			return nil, fmt.Errorf("log entry %s lacks stream, version or type", id)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Head implements persistence.Journal.
+func (b *Backend) Head(ctx context.Context) (uint64, error) {
+	if err := b.begin(ctx, "head"); err != nil {
+		return 0, err
+	}
+	v, err := b.rdb.Get(ctx, b.seqKey).Uint64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.wrap("head", err)
+	}
+	return v, nil
+}
+
+// ------------------------------------------------- checkpoints, snapshots
+
+// LoadCheckpoint implements persistence.Checkpoints.
+func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
+	if err := b.begin(ctx, "load checkpoint"); err != nil {
+		return 0, err
+	}
+	v, err := b.rdb.HGet(ctx, b.checkpointKey, name).Uint64()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.wrap("load checkpoint "+strconv.Quote(name), err)
+	}
+	return v, nil
+}
+
+// SaveCheckpoint implements persistence.Checkpoints.
+func (b *Backend) SaveCheckpoint(ctx context.Context, name string, pos uint64) error {
+	if err := b.begin(ctx, "save checkpoint"); err != nil {
+		return err
+	}
+	if err := b.rdb.HSet(ctx, b.checkpointKey, name, pos).Err(); err != nil {
+		return b.wrap("save checkpoint "+strconv.Quote(name), err)
+	}
+	return nil
+}
+
+// SaveSnapshot implements persistence.Snapshots.
+func (b *Backend) SaveSnapshot(ctx context.Context, s persistence.Snapshot) error {
+	if err := b.begin(ctx, "save snapshot"); err != nil {
+		return err
+	}
+	if s.StreamID == "" {
+		return fmt.Errorf("save snapshot: empty stream id: %w", persistence.ErrInvalidArgument)
+	}
+	err := snapshotScript.Run(ctx, b.rdb, []string{b.snapshotKey(s.StreamID)}, strconv.FormatUint(s.Version, 10), s.Data).Err()
+	if err != nil {
+		return b.wrap("save snapshot of "+strconv.Quote(s.StreamID), err)
+	}
+	return nil
+}
+
+// LoadSnapshot implements persistence.Snapshots.
+func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistence.Snapshot, bool, error) {
+	if err := b.begin(ctx, "load snapshot"); err != nil {
+		return persistence.Snapshot{}, false, err
+	}
+	vals, err := b.rdb.HMGet(ctx, b.snapshotKey(streamID), "v", "d").Result()
+	if err != nil {
+		return persistence.Snapshot{}, false, b.wrap("load snapshot of "+strconv.Quote(streamID), err)
+	}
+	vs, ok1 := vals[0].(string)
+	ds, ok2 := vals[1].(string)
+	if !ok1 || !ok2 {
+		return persistence.Snapshot{}, false, nil
+	}
+	v, err := strconv.ParseUint(vs, 10, 64)
+	if err != nil {
+		return persistence.Snapshot{}, false, fmt.Errorf("redis load snapshot of %q: version %q: %w", streamID, vs, err)
+	}
+	return persistence.Snapshot{StreamID: streamID, Version: v, Data: []byte(ds)}, true, nil
+}
+
+// ------------------------------------------------------------ idempotency
+
+// PutIdempotency implements persistence.Idempotency with SET NX PX, then GET
+// when the key is taken. ttl is rounded up to whole milliseconds.
+func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
+	if err := b.begin(ctx, "put idempotency record"); err != nil {
+		return nil, false, err
+	}
+	if key == "" {
+		return nil, false, fmt.Errorf("put idempotency record: empty key: %w", persistence.ErrInvalidArgument)
+	}
+	if ttl <= 0 {
+		return nil, false, fmt.Errorf("put idempotency record %q: ttl %s is not positive: %w", key, ttl, persistence.ErrInvalidArgument)
+	}
+	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
+	k := b.idemKey(key)
+	// The key can expire between a refused SET NX and the GET: try again.
+	for range 5 {
+		ok, err := b.rdb.SetNX(ctx, k, value, ttl).Result()
+		if err != nil {
+			return nil, false, b.wrap("put idempotency record "+strconv.Quote(key), err)
+		}
+		if ok {
+			return value, true, nil
+		}
+		stored, err := b.rdb.Get(ctx, k).Bytes()
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, false, b.wrap("put idempotency record "+strconv.Quote(key), err)
+		}
+		return stored, false, nil
+	}
+	return nil, false, persistence.Unavailable("redis put idempotency record "+strconv.Quote(key), errors.New("the key kept expiring between SET NX and GET"))
+}
+
+// GetIdempotency implements persistence.Idempotency.
+func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool, error) {
+	if err := b.begin(ctx, "get idempotency record"); err != nil {
+		return nil, false, err
+	}
+	v, err := b.rdb.Get(ctx, b.idemKey(key)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, b.wrap("get idempotency record "+strconv.Quote(key), err)
+	}
+	return v, true, nil
+}
+
+// ---------------------------------------------------------------- backend
+
+// Ping implements persistence.Backend.
+func (b *Backend) Ping(ctx context.Context) error {
+	if err := b.begin(ctx, "ping"); err != nil {
+		return err
+	}
+	if err := b.rdb.Ping(ctx).Err(); err != nil {
+		return b.wrap("ping", err)
+	}
+	return nil
+}
+
+// Describe implements persistence.Backend. The durability text was learned
+// from the server's configuration when New connected.
+func (b *Backend) Describe() persistence.Description {
+	return persistence.Description{Name: "redis", Address: b.addr, Durability: b.durability}
+}
+
+// describeDurability asks the server how it persists writes.
+func (b *Backend) describeDurability(ctx context.Context) string {
+	var wait string
+	if b.opts.WaitReplicas > 0 {
+		wait = fmt.Sprintf("; every append waits for %d replica(s) (WAIT, %s) or fails as unavailable", b.opts.WaitReplicas, b.opts.WaitTimeout)
+	} else {
+		wait = "; appends do not wait for replicas (WaitReplicas=0): a failover can lose writes not yet replicated"
+	}
+	cfg, err := b.rdb.ConfigGet(ctx, "append*").Result()
+	if err != nil {
+		return "unknown: CONFIG GET was refused (" + err.Error() + "); ask the operator whether appendonly is on" + wait
+	}
+	save, _ := b.rdb.ConfigGet(ctx, "save").Result()
+	return durabilityText(cfg["appendonly"], cfg["appendfsync"], save["save"]) + wait
+}
+
+// durabilityText states what a server with these settings keeps.
+func durabilityText(appendonly, appendfsync, save string) string {
+	switch {
+	case appendonly == "":
+		return "unknown: the server did not report appendonly"
+	case appendonly != "yes":
+		if strings.TrimSpace(save) == "" {
+			return "appendonly=no, no RDB snapshots: every acknowledged write is lost if redis-server restarts"
+		}
+		return fmt.Sprintf("appendonly=no, RDB save %q: acknowledged writes since the last snapshot are lost if redis-server restarts", save)
+	case appendfsync == "always":
+		return "appendonly=yes appendfsync=always: each write is fsynced before it is acknowledged"
+	case appendfsync == "everysec":
+		return "appendonly=yes appendfsync=everysec: up to about 1 s (2 s on a slow disk) of acknowledged writes can be lost on a crash"
+	case appendfsync == "no":
+		return "appendonly=yes appendfsync=no: the OS decides when to flush (typically within 30 s); a host crash loses what it had not flushed"
+	default:
+		return fmt.Sprintf("appendonly=yes appendfsync=%s", appendfsync)
+	}
+}
+
+// Close implements persistence.Backend: it stops the committer (queued
+// appends fail with ErrClosed) and closes the connections. It is idempotent.
+func (b *Backend) Close() error {
+	var err error
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		if b.stop != nil {
+			close(b.stop)
+			b.wg.Wait()
+			close(b.done)
+		}
+		err = b.rdb.Close()
+	})
+	return err
+}

@@ -1,0 +1,40 @@
+// Package nats is the transport on a NATS JetStream stream (client: nats.go
+// and its jetstream package, imported as natsgo and jetstream).
+//
+// Wire format, which other services rely on: the stream Options.Stream
+// (default "ORDER_EVENTS") holds the subjects "<prefix>.*" with the prefix
+// Options.SubjectPrefix (default "orders.events"); a message is published on
+// "<prefix>.<Type>" (orders.events.OrderCreated, OrderPaid, OrderShipped,
+// OrderDelivered, OrderCancelled), its data is the encoded orderpb.Event
+// (raw protobuf bytes) and its headers are
+//
+//	Nats-Msg-Id            "<orderId>:<version>", the event id
+//	Ordersystem-Order-Id   the order id
+//	Ordersystem-Version    the order version, decimal
+//	Ordersystem-Type       the event type name
+//
+// so consumers need not decode the payload. New creates the stream or
+// updates its configuration (file storage, limits retention with
+// Options.MaxMsgs, duplicate window Options.DuplicateWindow, default two
+// minutes). Within the window the server drops a second publish of the same
+// event id, so a retried Publish does not duplicate events.
+//
+// Publish sends the batch with asynchronous publishes and waits for every
+// acknowledgement (bounded by ctx and Options.AckTimeout); messages of one
+// batch are stored in batch order.
+//
+// Durable groups are durable pull consumers named after
+// SubscribeOptions.Group with explicit acknowledgement, AckWait
+// Options.AckWait, unlimited redeliveries, and deliver policy "new": a group
+// that does not exist yet receives what is published after its first
+// Subscribe returns, an existing group resumes where it left off. Every member
+// of a group pulls from the same consumer, so the server spreads the messages
+// over them; a message not acknowledged within AckWait (its member died) is
+// redelivered to any member. Members acknowledge each message after the
+// handler accepted its batch, mark the batch in progress before each retry
+// after a handler error, and negatively acknowledge (for prompt redelivery)
+// what they hold when they close.
+//
+// Ephemeral subscriptions are ordered consumers with deliver policy "new",
+// created before Subscribe returns; the server removes them after Close.
+package nats

@@ -1,0 +1,447 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersystem/ordersystem/transport"
+)
+
+// Header names carried by every message besides Nats-Msg-Id.
+const (
+	HeaderOrderID = "Ordersystem-Order-Id"
+	HeaderVersion = "Ordersystem-Version"
+	HeaderType    = "Ordersystem-Type"
+)
+
+// Defaults for Options.
+const (
+	DefaultStream        = "ORDER_EVENTS"
+	DefaultSubjectPrefix = "orders.events"
+	// DefaultDuplicateWindow is how long the stream remembers event ids
+	// to drop repeated publishes.
+	DefaultDuplicateWindow = 2 * time.Minute
+	// DefaultMaxMsgs bounds the stream: the oldest events are discarded
+	// beyond about a million.
+	DefaultMaxMsgs = 1_000_000
+	// DefaultConnectTimeout bounds connecting, so New fails fast.
+	DefaultConnectTimeout = 2 * time.Second
+	// DefaultReconnectWait is the pause between reconnection attempts.
+	DefaultReconnectWait = 250 * time.Millisecond
+	// DefaultRequestTimeout bounds JetStream API requests (stream and
+	// consumer management, Ping).
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultAckTimeout bounds the wait for one publish acknowledgement.
+	DefaultAckTimeout = 5 * time.Second
+	// DefaultMaxPending is how many publishes may await their
+	// acknowledgement at once, over all concurrent Publish calls.
+	DefaultMaxPending = 8192
+	// DefaultAckWait is how long a group member may hold a message before
+	// the server redelivers it.
+	DefaultAckWait = 30 * time.Second
+	// DefaultMaxAckPending bounds the unacknowledged messages of a group.
+	DefaultMaxAckPending = 4096
+	// DefaultBatchSize is the largest batch a handler receives.
+	DefaultBatchSize = 256
+	// DefaultRetryMin and DefaultRetryMax bound the backoff between
+	// redeliveries of a batch whose handler failed.
+	DefaultRetryMin = 100 * time.Millisecond
+	DefaultRetryMax = 5 * time.Second
+)
+
+// Options configures a Transport. Only URL is required.
+type Options struct {
+	// URL is the server URL, or several separated by commas.
+	URL string
+	// Stream is the JetStream stream name (default DefaultStream).
+	Stream string
+	// SubjectPrefix is the subject prefix (default DefaultSubjectPrefix);
+	// the stream holds "<SubjectPrefix>.*". Two streams cannot share
+	// subjects, so a second stream needs a second prefix.
+	SubjectPrefix string
+	// DuplicateWindow is the stream's duplicate window (default
+	// DefaultDuplicateWindow).
+	DuplicateWindow time.Duration
+	// MaxMsgs bounds the stream (default DefaultMaxMsgs); negative means
+	// no bound.
+	MaxMsgs int64
+	// Replicas is the stream's replica count (default 1).
+	Replicas int
+	// ConnectTimeout, ReconnectWait, RequestTimeout and AckTimeout: see
+	// the defaults of the same names.
+	ConnectTimeout, ReconnectWait, RequestTimeout, AckTimeout time.Duration
+	// MaxPending bounds publishes awaiting acknowledgement (default
+	// DefaultMaxPending); a Publish beyond it waits for room.
+	MaxPending int
+	// AckWait and MaxAckPending configure every group's consumer.
+	AckWait       time.Duration
+	MaxAckPending int
+	// BatchSize is the largest batch a handler receives (default DefaultBatchSize).
+	BatchSize int
+	// RetryMin and RetryMax bound redelivery backoff.
+	RetryMin, RetryMax time.Duration
+	// Name is the connection name the server shows (default
+	// "ordersystem-transport").
+	Name string
+	// Logger receives warnings; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = DefaultSubjectPrefix
+	}
+	set(&o.DuplicateWindow, DefaultDuplicateWindow)
+	if o.MaxMsgs == 0 {
+		o.MaxMsgs = DefaultMaxMsgs
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	set(&o.ConnectTimeout, DefaultConnectTimeout)
+	set(&o.ReconnectWait, DefaultReconnectWait)
+	set(&o.RequestTimeout, DefaultRequestTimeout)
+	set(&o.AckTimeout, DefaultAckTimeout)
+	if o.MaxPending == 0 {
+		o.MaxPending = DefaultMaxPending
+	}
+	set(&o.AckWait, DefaultAckWait)
+	if o.MaxAckPending == 0 {
+		o.MaxAckPending = DefaultMaxAckPending
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	set(&o.RetryMin, DefaultRetryMin)
+	set(&o.RetryMax, DefaultRetryMax)
+	if o.Name == "" {
+		o.Name = "ordersystem-transport"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first option that is out of range (after defaults).
+func (o Options) Validate() error {
+	switch {
+	case o.URL == "":
+		return errors.New("nats transport: URL is empty: want nats://host:port")
+	case strings.ContainsAny(o.Stream, ". *>/\\\t\r\n"):
+		return fmt.Errorf("nats transport: Stream %q: must not contain '.', '*', '>', slashes or spaces", o.Stream)
+	case !validPrefix(o.SubjectPrefix):
+		return fmt.Errorf("nats transport: SubjectPrefix %q: want dot-separated tokens without wildcards or spaces", o.SubjectPrefix)
+	case o.DuplicateWindow < 0 || o.ConnectTimeout < 0 || o.ReconnectWait < 0 || o.RequestTimeout < 0 || o.AckTimeout < 0:
+		return errors.New("nats transport: DuplicateWindow, ConnectTimeout, ReconnectWait, RequestTimeout and AckTimeout must not be negative")
+	case o.AckWait < time.Millisecond:
+		return fmt.Errorf("nats transport: AckWait %v: must be at least 1ms", o.AckWait)
+	case o.Replicas < 1 || o.MaxPending < 1 || o.MaxAckPending < 1 || o.BatchSize < 1:
+		return fmt.Errorf("nats transport: Replicas %d, MaxPending %d, MaxAckPending %d, BatchSize %d: each must be at least 1",
+			o.Replicas, o.MaxPending, o.MaxAckPending, o.BatchSize)
+	case o.RetryMin <= 0 || o.RetryMax < o.RetryMin:
+		return fmt.Errorf("nats transport: RetryMin %v, RetryMax %v: need 0 < RetryMin <= RetryMax", o.RetryMin, o.RetryMax)
+	}
+	return nil
+}
+
+func validPrefix(p string) bool {
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return false
+		}
+	}
+	return true
+}
+
+// Transport publishes to and subscribes on one JetStream stream. It is safe
+// for concurrent use; Close stops every subscription and closes the
+// connection.
+type Transport struct {
+	opts Options
+	addr string // URL without credentials, for messages
+	nc   *natsgo.Conn
+	js   jetstream.JetStream
+
+	mu     sync.Mutex
+	closed bool
+	subs   map[*subscription]struct{}
+}
+
+var _ transport.Transport = (*Transport)(nil)
+
+// New connects to opts.URL and creates or updates the stream. An
+// unreachable server fails within about ConnectTimeout with an error that
+// matches transport.ErrUnavailable and names the address; after that the
+// connection reconnects by itself forever.
+func New(ctx context.Context, opts Options) (*Transport, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Transport{opts: opts, addr: redact(opts.URL), subs: make(map[*subscription]struct{})}
+	log := opts.Logger
+	nc, err := natsgo.Connect(opts.URL,
+		natsgo.Name(opts.Name),
+		natsgo.Timeout(opts.ConnectTimeout),
+		natsgo.MaxReconnects(-1),
+		natsgo.ReconnectWait(opts.ReconnectWait),
+		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
+			if err != nil {
+				log.Warn("nats transport: disconnected", "url", t.addr, "error", err)
+			}
+		}),
+		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
+			log.Info("nats transport: reconnected", "url", t.addr, "server", nc.ConnectedUrlRedacted())
+		}),
+		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
+			log.Warn("nats transport: asynchronous error", "url", t.addr, "error", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("nats transport: server at %s: %w", t.addr, transport.Unavailable("connect", err))
+	}
+	t.nc = nc
+	t.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(opts.MaxPending),
+		jetstream.WithPublishAsyncTimeout(opts.AckTimeout),
+		jetstream.WithDefaultTimeout(opts.RequestTimeout),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats transport: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+	defer cancel()
+	maxMsgs := opts.MaxMsgs
+	if maxMsgs < 0 {
+		maxMsgs = -1
+	}
+	_, err = t.js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
+		Name:        opts.Stream,
+		Description: "OrderSystem order events",
+		Subjects:    []string{opts.SubjectPrefix + ".*"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxMsgs:     maxMsgs,
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		Duplicates:  opts.DuplicateWindow,
+	})
+	if err != nil {
+		nc.Close()
+		return nil, t.wrap(fmt.Sprintf("create or update stream %s", opts.Stream), err)
+	}
+	return t, nil
+}
+
+// redact drops credentials from a (comma-separated) server URL.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if u, err := url.Parse(p); err == nil && u.User != nil {
+			u.User = nil
+			p = u.String()
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
+}
+
+// Name implements transport.Transport; it is "nats".
+func (t *Transport) Name() string { return "nats" }
+
+// Stream returns the stream name.
+func (t *Transport) Stream() string { return t.opts.Stream }
+
+// Subject returns the subject events of type typ are published on.
+func (t *Transport) Subject(typ string) string { return t.opts.SubjectPrefix + "." + typ }
+
+func (t *Transport) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// Ping implements transport.Transport: it asks JetStream for the stream's
+// info, so it fails when the server, JetStream or the stream is missing.
+func (t *Transport) Ping(ctx context.Context) error {
+	if t.isClosed() {
+		return transport.ErrClosed
+	}
+	if _, err := t.js.Stream(ctx, t.opts.Stream); err != nil {
+		return t.wrap("ping (stream info)", err)
+	}
+	return nil
+}
+
+// wrap turns a client error into the transport's: ErrClosed after Close, a
+// plain error for a JetStream API error retrying cannot fix (bad
+// configuration), ErrUnavailable for everything else.
+func (t *Transport) wrap(op string, err error) error {
+	if t.isClosed() {
+		return fmt.Errorf("nats %s: %w", op, transport.ErrClosed)
+	}
+	var jerr jetstream.JetStreamError
+	if errors.As(err, &jerr) {
+		if api := jerr.APIError(); api != nil && api.Code != 503 && api.Code != 408 {
+			return fmt.Errorf("nats %s on %s: %w", op, t.addr, err)
+		}
+	}
+	return transport.Unavailable(fmt.Sprintf("nats %s on %s", op, t.addr), err)
+}
+
+// Publish implements transport.Transport: an asynchronous publish per
+// message, then a wait for every acknowledgement.
+func (t *Transport) Publish(ctx context.Context, batch []transport.Message) error {
+	if err := transport.ValidateBatch(batch); err != nil {
+		return err
+	}
+	if t.isClosed() {
+		return transport.ErrClosed
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return transport.Unavailable("nats publish", err)
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(batch))
+	for _, m := range batch {
+		f, err := t.js.PublishMsgAsync(t.natsMsg(m),
+			jetstream.WithExpectStream(t.opts.Stream), jetstream.WithStallWait(t.opts.AckTimeout))
+		if err != nil {
+			return t.wrap(fmt.Sprintf("publish of %s", m.ID()), err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return t.wrap(fmt.Sprintf("publish of %s (%d of %d)", batch[i].ID(), i+1, len(batch)), err)
+		case <-ctx.Done():
+			return transport.Unavailable(fmt.Sprintf("nats publish: waiting for %d acknowledgements", len(futures)-i), ctx.Err())
+		}
+	}
+	return nil
+}
+
+func (t *Transport) natsMsg(m transport.Message) *natsgo.Msg {
+	return &natsgo.Msg{
+		Subject: t.Subject(m.Type),
+		Data:    m.Payload,
+		Header: natsgo.Header{
+			jetstream.MsgIDHeader: {m.ID()},
+			HeaderOrderID:         {m.OrderID},
+			HeaderVersion:         {strconv.FormatUint(m.Version, 10)},
+			HeaderType:            {m.Type},
+		},
+	}
+}
+
+// Subscribe implements transport.Transport. The consumer (durable for a
+// group, ordered for an ephemeral subscription) exists before Subscribe
+// returns, so nothing published afterwards is missed. ctx bounds that setup
+// only; the subscription runs until it or the Transport is closed.
+func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptions, h transport.Handler) (transport.Subscription, error) {
+	if err := transport.ValidateGroup(opts.Group); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, fmt.Errorf("nats subscribe: nil handler: %w", transport.ErrInvalidArgument)
+	}
+	if t.isClosed() {
+		return nil, transport.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, transport.Unavailable("nats subscribe", err)
+	}
+	s := &subscription{t: t, h: h, group: opts.Group, done: make(chan struct{})}
+	var err error
+	if opts.Group != "" {
+		s.cons, err = t.js.CreateOrUpdateConsumer(ctx, t.opts.Stream, t.groupConfig(opts.Group))
+	} else {
+		s.cons, err = t.js.OrderedConsumer(ctx, t.opts.Stream, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverNewPolicy,
+		})
+	}
+	if err != nil {
+		return nil, t.wrap(fmt.Sprintf("subscribe (group %q): create consumer", opts.Group), err)
+	}
+	if info := s.cons.CachedInfo(); info != nil {
+		s.lastSeq = info.Delivered.Stream
+	}
+	if s.it, err = s.cons.Messages(jetstream.PullMaxMessages(t.opts.BatchSize)); err != nil {
+		s.deleteEphemeral()
+		return nil, t.wrap("subscribe: start pulling", err)
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		s.it.Stop()
+		s.deleteEphemeral()
+		return nil, transport.ErrClosed
+	}
+	t.subs[s] = struct{}{}
+	t.mu.Unlock()
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go s.run(runCtx)
+	return s, nil
+}
+
+func (t *Transport) groupConfig(group string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       group,
+		Description:   "OrderSystem transport group " + group,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.opts.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: t.opts.MaxAckPending,
+	}
+}
+
+// Close implements transport.Transport: it stops every subscription (waiting
+// for running handler calls), flushes acknowledgements and closes the
+// connection. Idempotent.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	subs := make([]*subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	if t.nc.IsConnected() {
+		_ = t.nc.FlushTimeout(time.Second)
+	}
+	t.nc.Close()
+	return nil
+}
