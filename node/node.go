@@ -14,6 +14,7 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
@@ -38,7 +39,9 @@ type Node struct {
 	transport transport.Transport
 	readModel *projection.ReadModel
 	subs      []transport.Subscription
-	member    *cluster.Node
+	member    atomic.Pointer[cluster.Node]
+	kinds     []*pcluster.Kind
+	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
 	outbox    *actors.OutboxStats
 	health    *health
@@ -115,10 +118,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders))
 
 	// Write side: the order and outbox kinds on a cluster member.
-	var member *cluster.Node
-	requester := requesterFunc(func(ctx context.Context, identity, kind string, msg any) (any, error) {
-		return member.Request(ctx, identity, kind, msg)
-	})
+	requester := requesterFunc(n.request)
 	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
@@ -137,20 +137,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
 		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Logger: log,
 	})
-	member, err = cluster.Start(cluster.Config{
-		NodeID:        cfg.NodeID,
-		Host:          remoteHost(cfg),
-		Port:          cfg.remotePort(),
-		AdvertiseHost: cfg.AdvertiseHost,
-		Kinds:         []*pcluster.Kind{orderKind, outboxKind},
-		Logger:        log,
-	})
+	n.kinds = []*pcluster.Kind{orderKind, outboxKind}
+	member, err := n.join(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n.member = member
-	// The supervisor tree watches every dependency and feeds readiness.
-	n.board, _, err = supervisor.Start(member.System(), supervisor.Config{
+	// The supervisor tree watches every dependency and feeds readiness. It
+	// lives in its own actor system, which outlives cluster incarnations.
+	n.supSystem = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
+	n.board, _, err = supervisor.Start(n.supSystem, supervisor.Config{
 		Checks: map[string]supervisor.Check{
 			componentPersistence: n.backend.Ping,
 			componentTransport:   n.transport.Ping,
@@ -182,6 +177,37 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
 		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
+}
+
+// request sends a message to a cluster actor through the current member.
+func (n *Node) request(ctx context.Context, identity, kind string, msg any) (any, error) {
+	m := n.member.Load()
+	if m == nil {
+		return nil, fmt.Errorf("%w: this node is not a cluster member right now", cluster.ErrUnavailable)
+	}
+	return m.Request(ctx, identity, kind, msg)
+}
+
+// join starts a cluster member (a new incarnation) with the node's kinds.
+func (n *Node) join(ctx context.Context) (*cluster.Node, error) {
+	provider, err := n.newProvider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m, err := cluster.Start(cluster.Config{
+		NodeID:        n.cfg.NodeID,
+		Host:          remoteHost(n.cfg),
+		Port:          n.cfg.remotePort(),
+		AdvertiseHost: n.cfg.AdvertiseHost,
+		Kinds:         n.kinds,
+		Provider:      provider,
+		Logger:        n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.member.Store(m)
+	return m, nil
 }
 
 func remoteHost(cfg Config) string {
@@ -273,7 +299,7 @@ type infoJSON struct {
 func (n *Node) info() any {
 	return infoJSON{
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
-		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.member.Members(),
+		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.members(),
 		StartedAt: n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
 }
@@ -312,11 +338,15 @@ func (n *Node) shutdown(ctx context.Context) error {
 func (n *Node) closeAll() error {
 	n.closeOnce.Do(func() {
 		var errs []error
-		if n.driver != nil && n.member != nil {
+		m := n.member.Swap(nil)
+		if n.driver != nil && m != nil {
 			n.driver.Stop()
 		}
-		if n.member != nil {
-			n.member.Stop(n.cfg.Cluster)
+		if m != nil {
+			m.Stop(n.cfg.Cluster)
+		}
+		if n.supSystem != nil {
+			n.supSystem.Shutdown()
 		}
 		for _, s := range n.subs {
 			errs = append(errs, s.Close())
@@ -377,7 +407,7 @@ type healthReport struct {
 func newHealth(n *Node) *health { return &health{n: n} }
 
 func (h *health) Live() error {
-	if h.n.member == nil {
+	if h.n.supSystem == nil || h.n.supSystem.IsStopped() {
 		return errors.New("actor system not running")
 	}
 	return nil
