@@ -87,3 +87,20 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		t.Errorf("--help does not show defaults:\n%s", out.String())
 	}
 }
+
+func TestShippedConfigsLoad(t *testing.T) {
+	files, _ := filepath.Glob("../../configs/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("configs/ holds %d YAML files, want standalone + 3 nodes", len(files))
+	}
+	for _, f := range files {
+		cfg, err := loadConfig([]string{"--config", f}, nil, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if strings.Contains(f, "node") && (!cfg.Cluster || cfg.NodeID == "auto") {
+			t.Errorf("%s: cluster=%v node-id=%s", f, cfg.Cluster, cfg.NodeID)
+		}
+	}
+}

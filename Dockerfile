@@ -1,0 +1,14 @@
+# Multi-stage build of a small static OrderSystem image.
+#   docker build -t ordersystem .
+FROM golang:1.26-alpine AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ordersystem ./cmd/ordersystem
+
+FROM scratch
+COPY --from=build /out/ordersystem /ordersystem
+USER 65532:65532
+EXPOSE 5000 6000
+ENTRYPOINT ["/ordersystem"]
