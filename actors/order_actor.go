@@ -302,8 +302,15 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 	if err != nil {
 		return a.reply(nil, domainError(err))
 	}
-	if r := a.ensureLoaded(); r != nil {
-		return r
+	// A create on a fresh activation appends optimistically at version 0
+	// instead of reading the stream first: a new order costs one journal
+	// round trip, and if the order exists the append conflicts and the
+	// actor reads the stream and decides again (a retried create is then
+	// recognised by its command id).
+	if _, isCreate := cmd.(order.Create); !(isCreate && !a.loaded && a.state.Version == 0) {
+		if r := a.ensureLoaded(); r != nil {
+			return r
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		if seen, ok := a.seen[msg.GetCommandId()]; ok && msg.GetCommandId() != "" {
@@ -329,6 +336,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		cancel()
 		switch {
 		case err == nil:
+			a.loaded = true
 			before := a.state.Version
 			for _, pe := range envelopes {
 				_ = a.apply(pe) // built from a domain event just above: cannot fail

@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,9 +32,10 @@ func (s stuckPublisher) Publish(ctx context.Context, _ []transport.Message) erro
 }
 
 type outboxNode struct {
-	node   *cluster.Node
-	driver *actors.OutboxDriver
-	client *actors.OrderClient
+	killOnce sync.Once
+	node     *cluster.Node
+	driver   *actors.OutboxDriver
+	client   *actors.OrderClient
 }
 
 func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outboxNode {
@@ -54,7 +56,9 @@ func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outb
 	}
 	on := &outboxNode{}
 	var member *cluster.Node
-	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) { return member.Request(ctx, id, kind, msg) })
+	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
+		return member.Request(ctx, id, kind, msg)
+	})
 	on.driver = actors.NewOutboxDriver(req, 50*time.Millisecond, nil)
 	member, err = cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
 		actors.NewOrderKind(actors.OrderConfig{Journal: backend, NodeID: "n", Appended: on.driver.Nudge}),
@@ -65,12 +69,18 @@ func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outb
 	}
 	on.node, on.client = member, actors.NewOrderClient(member)
 	go on.driver.Run()
+	t.Cleanup(on.kill)
 	return on
 }
 
+// kill stops the node at once (no outbox flush); idempotent. Every member a
+// test starts must be stopped before the next starts: protoactor's remote
+// sets grpc's global logger on start, which races with a running server.
 func (on *outboxNode) kill() {
-	on.driver.Stop()
-	on.node.Stop(false)
+	on.killOnce.Do(func() {
+		on.driver.Stop()
+		on.node.Stop(false)
+	})
 }
 
 type reqFunc func(ctx context.Context, id, kind string, msg any) (any, error)

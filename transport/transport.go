@@ -1,14 +1,3 @@
-// Package transport publishes order events to other services and delivers
-// them to subscribers. Backends live in sub-packages (memory, redis, nats);
-// every one passes the contract suite in transporttest.
-//
-// The wire format other services consume:
-//   - NATS: JetStream stream ORDER_EVENTS, subjects orders.events.<Type>,
-//     header Nats-Msg-Id: <orderId>:<version>, payload = orderpb.Event bytes.
-//   - Redis: stream key orders:events, fields eventId (<orderId>:<version>),
-//     type, payload (orderpb.Event bytes).
-//
-// Delivery is at-least-once: consumers deduplicate by event id.
 package transport
 
 import (
@@ -41,16 +30,27 @@ type Message struct {
 func (m Message) ID() string { return m.OrderID + ":" + strconv.FormatUint(m.Version, 10) }
 
 // Handler processes a batch of delivered messages. Returning nil acknowledges
-// the batch; returning an error asks for redelivery (at-least-once). A handler
-// is never called concurrently with itself for one subscription.
+// the batch; returning an error asks for redelivery (at-least-once): every
+// backend calls the handler again with the same batch after a backoff, until
+// it returns nil or the subscription closes (after which a durable group's
+// next member receives it). A handler is never called concurrently with
+// itself for one subscription. ctx is canceled when the subscription or the
+// transport is closing; a batch the handler then fails is redelivered later.
+// The batch and its payloads belong to the handler.
 type Handler func(ctx context.Context, batch []Message) error
 
 // SubscribeOptions selects what a subscription receives.
 type SubscribeOptions struct {
 	// Group names a durable consumer group: every message is delivered to
 	// one member of the group, and the group resumes where it left off after
-	// a restart. Empty means an ephemeral subscription that receives every
-	// message published after Subscribe returns.
+	// a restart. A group that does not exist yet starts with the messages
+	// published after its first Subscribe returns. Messages of one order
+	// keep their order within each member; with several members they may
+	// be spread over them. Group names are letters, digits, '_' and '-'
+	// (see ValidateGroup).
+	//
+	// Empty means an ephemeral subscription that receives every message
+	// published after Subscribe returns.
 	Group string
 }
 
@@ -60,12 +60,17 @@ type Transport interface {
 	// Publish sends the batch and returns only after the server acknowledged
 	// every message (or with an error; some messages may then have been
 	// published, which the event ids make harmless). Messages of one order
-	// are delivered in the order published.
+	// are delivered in the order published. A malformed batch is refused
+	// whole with ErrInvalidArgument (see ValidateBatch); after Close,
+	// Publish returns ErrClosed.
 	Publish(ctx context.Context, batch []Message) error
 	// Subscribe starts delivering messages to h until the returned
-	// Subscription is closed or the transport is closed.
+	// Subscription is closed or the transport is closed. ctx bounds the
+	// setup (creating the group or consumer) only. Each subscription runs
+	// one goroutine of its own, which Close stops.
 	Subscribe(ctx context.Context, opts SubscribeOptions, h Handler) (Subscription, error)
-	// Ping checks that the transport's server answers.
+	// Ping checks that the transport's server answers; after Close it
+	// returns ErrClosed.
 	Ping(ctx context.Context) error
 	// Name is the backend name: inmemory, redis or nats.
 	Name() string

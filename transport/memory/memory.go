@@ -100,6 +100,7 @@ type group struct {
 	next    uint64                // sequence of the next message to hand out
 	redo    [][]transport.Message // batches handed out but not acknowledged by a member that closed
 	members int
+	drops   dropCounter
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -196,26 +197,40 @@ func cloneBatch(batch []transport.Message) []transport.Message {
 	return out
 }
 
+// dropWarnEvery limits the warnings about dropped messages to one per reader
+// per interval (with the count since the last one).
+const dropWarnEvery = 10 * time.Second
+
 // dropOldest moves every reader that is behind seq up to it, counting what
 // they lose; trim then discards the entries. Call with t.mu held.
 func (t *Transport) dropOldest(seq uint64) {
 	for _, g := range t.groups {
 		if g.next < seq {
-			lost := seq - g.next
-			t.dropped += lost
-			t.opts.Logger.Warn("memory transport: log full, group loses its oldest unread messages",
-				"group", g.name, "lost", lost, "max_backlog", t.opts.MaxBacklog)
+			g.drops.add(t, seq-g.next, "group", g.name)
 			g.next = seq
 		}
 	}
 	for s := range t.subs {
 		if s.group == nil && s.cursor < seq {
-			lost := seq - s.cursor
-			t.dropped += lost
-			t.opts.Logger.Warn("memory transport: log full, subscription loses its oldest unread messages",
-				"lost", lost, "max_backlog", t.opts.MaxBacklog)
+			s.drops.add(t, seq-s.cursor, "group", "")
 			s.cursor = seq
 		}
+	}
+}
+
+// dropCounter counts a reader's dropped messages and warns now and then.
+type dropCounter struct {
+	unreported uint64
+	lastWarn   time.Time
+}
+
+func (d *dropCounter) add(t *Transport, lost uint64, args ...any) {
+	t.dropped += lost
+	d.unreported += lost
+	if now := time.Now(); now.Sub(d.lastWarn) >= dropWarnEvery {
+		t.opts.Logger.Warn("memory transport: log full, a reader lost its oldest unread messages",
+			append(args, "lost", d.unreported, "max_backlog", t.opts.MaxBacklog)...)
+		d.unreported, d.lastWarn = 0, now
 	}
 }
 
@@ -335,8 +350,9 @@ func (t *Transport) Close() error {
 type subscription struct {
 	t      *Transport
 	h      transport.Handler
-	group  *group // nil for an ephemeral subscription
-	cursor uint64 // ephemeral only: next sequence to read; guarded by t.mu
+	group  *group      // nil for an ephemeral subscription
+	cursor uint64      // ephemeral only: next sequence to read; guarded by t.mu
+	drops  dropCounter // ephemeral only; guarded by t.mu
 
 	cancel    context.CancelFunc
 	done      chan struct{}

@@ -281,11 +281,16 @@ func (t *Transport) isClosed() bool {
 	return t.closed
 }
 
-// Ping implements transport.Transport: it asks JetStream for the stream's
-// info, so it fails when the server, JetStream or the stream is missing.
+// Ping implements transport.Transport: it fails at once while the
+// connection is down (reconnecting), and otherwise asks JetStream for the
+// stream's info, so it fails when the server, JetStream or the stream is
+// missing.
 func (t *Transport) Ping(ctx context.Context) error {
 	if t.isClosed() {
 		return transport.ErrClosed
+	}
+	if !t.nc.IsConnected() {
+		return transport.Unavailable("nats ping on "+t.addr, fmt.Errorf("connection %s", strings.ToLower(t.nc.Status().String())))
 	}
 	if _, err := t.js.Stream(ctx, t.opts.Stream); err != nil {
 		return t.wrap("ping (stream info)", err)

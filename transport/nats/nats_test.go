@@ -98,9 +98,8 @@ func TestContract(t *testing.T) {
 // stream and consumers survive) under a running durable group.
 func TestRestart(t *testing.T) {
 	srv := testservers.StartNATS(t)
-	o := uniqueOptions(t, srv.URL())
-	o.AckTimeout, o.RequestTimeout = time.Second, time.Second
-	tr := newTransport(t, o)
+	// A private server: the default stream and subjects, nothing to clean up.
+	tr := newTransport(t, nats.Options{URL: srv.URL(), AckTimeout: time.Second, RequestTimeout: time.Second})
 	defer tr.Close()
 	transporttest.RunRestart(t, tr, srv.Restart)
 }
@@ -341,4 +340,12 @@ func idsOf(msgs []transport.Message) []string {
 		out[i] = m.ID()
 	}
 	return out
+}
+
+// TestServerDown shuts a private server down under a running transport.
+func TestServerDown(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	tr := newTransport(t, nats.Options{URL: srv.URL(), AckTimeout: time.Second, RequestTimeout: time.Second})
+	defer tr.Close()
+	transporttest.RunServerDown(t, tr, srv.Stop)
 }

@@ -235,25 +235,31 @@ func (s *subscription) deliverGroup(ctx context.Context, entries []goredis.XMess
 	return true
 }
 
-// ack acknowledges ids, retrying on errors while the subscription runs and
-// once more with a short deadline if it is closing. An acknowledgement that
-// is lost only causes a redelivery.
+// ack acknowledges ids, retrying on errors while the subscription runs, and
+// with a short deadline of its own once it is closing (the handler did
+// accept the batch). An acknowledgement that is lost only causes a
+// redelivery.
 func (s *subscription) ack(ctx context.Context, ids []string) {
 	t := s.t
 	for fails := 1; ; fails++ {
+		closing := ctx.Err() != nil
 		actx, cancel := ctx, context.CancelFunc(func() {})
-		if ctx.Err() != nil {
+		if closing {
 			actx, cancel = context.WithTimeout(context.Background(), cleanupTimeout)
 		}
 		err := t.client.XAck(actx, t.opts.Key, s.group, ids...).Err()
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return
+		case closing:
+			s.warn("redis transport: acknowledgement failed while closing; the entries will be redelivered", "XACK", fails, err)
+			return
+		case ctx.Err() != nil:
+			continue // closed during the call: once more with a fresh deadline
 		}
 		s.warn("redis transport: acknowledgement failed", "XACK", fails, err)
-		if ctx.Err() != nil || !retry.Sleep(ctx, s.backoff().Delay(fails)) {
-			return
-		}
+		retry.Sleep(ctx, s.backoff().Delay(fails))
 	}
 }
 

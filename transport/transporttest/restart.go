@@ -1,6 +1,7 @@
 package transporttest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -76,3 +77,46 @@ func publishRetrying(t *testing.T, tr transport.Transport, msgs []transport.Mess
 	}
 }
 
+// RunServerDown checks behaviour while tr's server is gone (stop kills it and
+// does not bring it back): Ping and Publish fail with ErrUnavailable within
+// their context's deadline, and Close still returns promptly, stopping the
+// subscriptions that are retrying. The caller may close tr again.
+func RunServerDown(t *testing.T, tr transport.Transport, stop func()) {
+	grp, eph := NewRecorder(t), NewRecorder(t)
+	subscribe(t, tr, "down", grp.Handle)
+	subscribe(t, tr, "", eph.Handle)
+	msgs := Interleaved("down", 2, 2)
+	publish(t, tr, msgs, 10)
+	grp.WaitFor(t, "group", ids(msgs), 10*time.Second)
+	eph.WaitFor(t, "ephemeral", ids(msgs), 10*time.Second)
+
+	stop()
+
+	for _, op := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"ping", tr.Ping},
+		{"publish", func(ctx context.Context) error { return tr.Publish(ctx, Interleaved("down-after", 1, 1)) }},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		err := op.call(ctx)
+		cancel()
+		if !errors.Is(err, transport.ErrUnavailable) {
+			t.Fatalf("%s with the server down: %v, want ErrUnavailable", op.name, err)
+		}
+		if d := time.Since(start); d > 6*time.Second {
+			t.Fatalf("%s with the server down took %v", op.name, d)
+		}
+		t.Logf("%s with the server down: %v (after %v)", op.name, err, time.Since(start))
+	}
+	start := time.Now()
+	if err := tr.Close(); err != nil {
+		t.Fatalf("close with the server down: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("close with the server down took %v", d)
+	}
+	t.Logf("close with the server down took %v", time.Since(start))
+}
