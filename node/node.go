@@ -273,14 +273,26 @@ type outboxJSON struct {
 	Failures   uint64 `json:"failures"`
 }
 
+// lagCounter is implemented by journals whose positions are not dense.
+type lagCounter interface {
+	Behind(ctx context.Context, after uint64) (uint64, error)
+}
+
 func (n *Node) outboxFigures() any {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
+	cp := n.outbox.Checkpoint.Load()
 	head, err := n.backend.Head(ctx)
 	if err == nil {
 		n.outbox.Head.Store(head)
 	}
-	return outboxJSON{Lag: n.outbox.Lag(), Checkpoint: n.outbox.Checkpoint.Load(), Head: n.outbox.Head.Load(),
+	lag := n.outbox.Lag()
+	if lc, ok := n.backend.(lagCounter); ok {
+		if behind, err := lc.Behind(ctx, cp); err == nil {
+			lag = behind
+		}
+	}
+	return outboxJSON{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
 		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load()}
 }
 

@@ -130,7 +130,9 @@ func (c *streamCache) appended(id string, expected, prev, seq uint64, recs []per
 	// The server accepted the message on top of prev: if the cached prefix
 	// ends exactly there, the new records extend it.
 	if uint64(len(ce.recs)) == expected && ce.recsSeq == prev {
-		ext := slices.Grow(slices.Clone(ce.recs), len(recs))
+		// Appending in place is safe: readers got ce.recs with a shorter
+		// length and never look past it, and appends happen under c.mu.
+		ext := ce.recs
 		for i, r := range recs {
 			ext = append(ext, persistence.Record{
 				StreamID: id,

@@ -686,3 +686,17 @@ func (b *Backend) Close() error {
 	})
 	return nil
 }
+
+// Behind returns how many journal messages lie after position after: the
+// outbox's lag in appends (positions here are seq*1000+index, so Head minus a
+// checkpoint would overstate it a thousandfold).
+func (b *Backend) Behind(ctx context.Context, after uint64) (uint64, error) {
+	head, err := b.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if head <= after {
+		return 0, nil
+	}
+	return head/positionScale - after/positionScale, nil
+}

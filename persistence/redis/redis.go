@@ -148,7 +148,9 @@ type appendRes struct {
 	err     error
 }
 
-// Append implements persistence.Journal.
+// Append implements persistence.Journal. With group commit on, the append
+// waits for a committer; if ctx ends first the call returns ErrUnavailable
+// and the append may or may not be committed.
 func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, records []persistence.Record) (uint64, error) {
 	if err := persistence.ValidateAppend(streamID, records); err != nil {
 		return 0, err
@@ -199,9 +201,9 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 	}
 }
 
-// committer is the one goroutine that sends queued appends, as many as are
-// waiting (up to MaxBatch) in one pipeline. It exits when stop is closed,
-// failing what is still queued with ErrClosed.
+// committer is one of the goroutines that send queued appends, as many as
+// are waiting (up to MaxBatch) in one pipeline. It exits when stop is
+// closed, failing what is still queued with ErrClosed.
 func (b *Backend) committer() {
 	defer b.wg.Done()
 	batch := make([]*appendReq, 0, b.opts.MaxBatch)
@@ -259,16 +261,23 @@ func (b *Backend) batchTimeout() time.Duration {
 // WAIT when configured) and answers every request.
 func (b *Backend) commit(ctx context.Context, reqs []*appendReq) {
 	for attempt := 0; ; attempt++ {
-		pipe := b.rdb.Pipeline()
 		cmds := make([]*goredis.Cmd, len(reqs))
-		for i, r := range reqs {
-			cmds[i] = appendScript.EvalSha(ctx, pipe, r.keys, r.args...)
-		}
 		var wait *goredis.Cmd
-		if b.opts.WaitReplicas > 0 {
-			wait = pipe.Do(ctx, "WAIT", b.opts.WaitReplicas, b.opts.WaitTimeout.Milliseconds())
+		if len(reqs) == 1 && b.opts.WaitReplicas == 0 {
+			// One append: a plain call, no pipeline to set up.
+			cmds[0] = appendScript.EvalSha(ctx, b.rdb, reqs[0].keys, reqs[0].args...)
+		} else {
+			// WAIT must run on the connection that wrote: one pipeline
+			// holds the appends and the WAIT after them.
+			pipe := b.rdb.Pipeline()
+			for i, r := range reqs {
+				cmds[i] = appendScript.EvalSha(ctx, pipe, r.keys, r.args...)
+			}
+			if b.opts.WaitReplicas > 0 {
+				wait = pipe.Do(ctx, "WAIT", b.opts.WaitReplicas, b.opts.WaitTimeout.Milliseconds())
+			}
+			_, _ = pipe.Exec(ctx)
 		}
-		_, _ = pipe.Exec(ctx)
 
 		// A restarted server has forgotten the script: NOSCRIPT means it did
 		// not run, so load it and send those requests again.
