@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Measures OrderSystem side by side in one run and writes BENCHMARKS.md.
+#   scripts/bench.sh [seconds-per-scenario]   (default 8)
+# Loopback only. Needs Redis on 127.0.0.1:6379 and NATS (JetStream) on
+# 127.0.0.1:4222 for the backend rows; they are skipped if absent.
+# The node runs on CPU 1 and the load generator on CPU 0 (taskset), so that
+# the generator does not steal the server's core.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-8}
+out=BENCHMARKS.md
+bin=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin"' EXIT
+go build -o "$bin/ordersystem" ./cmd/ordersystem
+go build -o "$bin/loadgen" ./cmd/loadgen
+
+pin_server="taskset -c 1"; pin_load="taskset -c 0"
+command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_node() { # port args...
+  local port=$1; shift
+  $pin_server "$bin/ordersystem" --port "$port" --http-host 127.0.0.1 --log-level warn "$@" >"$bin/node-$port.log" 2>&1 &
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "node on $port did not become ready:" >&2; cat "$bin/node-$port.log" >&2; return 1
+}
+stop_nodes() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
+
+loadgen() { $pin_load "$bin/loadgen" -duration "${secs}s" -concurrency 32 "$@"; }
+tput_of() { sed -n "s/^$1 .*throughput=\([0-9.]*\).*/\1/p"; }
+
+rows=()
+row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); echo "$1: $2 / $3 = $4 (aim $5)"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# 1-2: in-memory node, create and read vs live.
+start_node 5101
+r=$(loadgen -targets http://127.0.0.1:5101 -compare live,create,read)
+echo "$r"
+live=$(echo "$r" | tput_of live); create=$(echo "$r" | tput_of create); read_=$(echo "$r" | tput_of read)
+row "POST /orders vs GET /health/live (in memory)" "$create/s" "$live/s" "$(ratio "$create" "$live")" ">= 0.5"
+row "GET /orders/{id} vs GET /health/live (in memory)" "$read_/s" "$live/s" "$(ratio "$read_" "$live")" ">= 0.7"
+stop_nodes
+
+# 3: create on Redis and NATS persistence vs in memory.
+for be in redis nats; do
+  port=4222; [ "$be" = redis ] && port=6379
+  if answers $port; then
+    start_node 5102 --persistence "$be" --transport "$be"
+    c=$(loadgen -targets http://127.0.0.1:5102 -scenario create | tput_of create)
+    row "POST /orders on $be vs in memory" "$c/s" "$create/s" "$(ratio "$c" "$create")" ">= 0.5"
+    stop_nodes
+  fi
+done
+
+# 4: journal appends vs the raw server (Go benchmarks, 32 writers), and
+#    redis-benchmark SET as the raw Redis figure.
+metric() { sed -n "s/^Benchmark$1[^ ]* .* \([0-9.]*\) $2\/s.*/\1/p" | head -1; }
+if answers 6379; then
+  b=$(go test -run x -bench 'Append|RawSet' -benchtime 3s ./persistence/redis 2>/dev/null | grep -E '^Benchmark' || true)
+  echo "$b"
+  app=$(echo "$b" | metric Append/GroupCommit appends); set=$(echo "$b" | metric RawSet sets)
+  rb=$(redis-benchmark -t set -c 32 -n 200000 -q 2>/dev/null | sed -n 's/.*SET: \([0-9.]*\) requests.*/\1/p')
+  row "Redis journal appends, 32 writers vs go-redis SET" "$app/s" "$set/s" "$(ratio "$app" "$set")" ">= 0.5"
+  [ -n "$rb" ] && row "Redis journal appends vs redis-benchmark -t set -c 32" "$app/s" "$rb/s" "$(ratio "$app" "$rb")" ">= 0.5"
+fi
+if answers 4222; then
+  b=$(go test -run x -bench 'Append|RawPublish' -benchtime 3s ./persistence/nats 2>/dev/null | grep -E '^Benchmark' || true)
+  echo "$b"
+  app=$(echo "$b" | metric Append appends); pub=$(echo "$b" | metric RawPublish publishes)
+  row "NATS journal appends, 32 writers vs JetStream publish loop" "$app/s" "$pub/s" "$(ratio "$app" "$pub")" ">= 0.5"
+fi
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Go $(go env GOVERSION), loopback."
+  echo "Produced by \`scripts/bench.sh $secs\`: node pinned to CPU 1, load generator to CPU 0, 32 closed-loop workers, ${secs} s per scenario."
+  echo
+  echo "| Figure | Measured | Reference | Ratio | Aim |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} > "$out"
+echo "wrote $out"
