@@ -261,12 +261,18 @@ func fingerprint(op, orderID string, payload proto.Message) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
+// OrderIDForKey is the id of the order that POST /orders creates with the
+// header Idempotency-Key: key (a client may compute it before the answer).
+func OrderIDForKey(key string) string {
+	sum := sha256.Sum256([]byte("ordersystem/create/" + key))
+	return hex.EncodeToString(sum[:8])
+}
+
 // newOrderID derives the order id from the idempotency key (so that a retried
 // create reaches the same order) or makes a random one.
 func newOrderID(key string, fromKey bool) string {
 	if fromKey {
-		sum := sha256.Sum256([]byte("ordersystem/create/" + key))
-		return hex.EncodeToString(sum[:8])
+		return OrderIDForKey(key)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -1,0 +1,199 @@
+package drill
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	httpapi "github.com/ordersystem/ordersystem/http"
+)
+
+// Recorder keeps every client operation, safe for concurrent use.
+type Recorder struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	owner map[string]string // order -> node id of the last answer
+	codes map[int]int
+}
+
+// NewRecorder starts a history.
+func NewRecorder() *Recorder {
+	return &Recorder{start: time.Now(), owner: map[string]string{}, codes: map[int]int{}}
+}
+
+func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
+
+func (r *Recorder) add(client int, in Op, call int64, out Outcome, owner string) {
+	ret := r.now()
+	if out.Unknown {
+		ret = math.MaxInt64 // may take effect at any later time
+	}
+	r.mu.Lock()
+	r.ops = append(r.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
+	if owner != "" {
+		r.owner[in.Order] = owner
+	}
+	r.codes[out.Code]++
+	r.mu.Unlock()
+}
+
+// Owners returns the orders whose last answer came from node id.
+func (r *Recorder) Owners(node string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for o, n := range r.owner {
+		if n == node {
+			out = append(out, o)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Orders returns every order id the workload created (or tried to).
+func (r *Recorder) Orders() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, op := range r.ops {
+		o := op.Input.(Op).Order
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Codes returns how many answers had each status (0 = no answer).
+func (r *Recorder) Codes() map[int]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int]int, len(r.codes))
+	for k, v := range r.codes {
+		out[k] = v
+	}
+	return out
+}
+
+// Check runs the linearizability checker over the history.
+func (r *Recorder) Check(timeout time.Duration) (porcupine.CheckResult, int) {
+	r.mu.Lock()
+	ops := append([]porcupine.Operation(nil), r.ops...)
+	r.mu.Unlock()
+	res, _ := porcupine.CheckOperationsVerbose(Model(), ops, timeout)
+	return res, len(ops)
+}
+
+// Client talks to the cluster's nodes.
+type Client struct {
+	http  *http.Client
+	nodes func() []string // base URLs of the nodes to use now
+	rec   *Recorder
+}
+
+// NewClient returns a client over the live nodes' URLs.
+func NewClient(rec *Recorder, nodes func() []string, timeout time.Duration) *Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	return &Client{http: &http.Client{Timeout: timeout, Transport: tr}, nodes: nodes, rec: rec}
+}
+
+type orderBody struct {
+	OrderID string `json:"orderId"`
+	Status  string `json:"status"`
+	Version uint64 `json:"version"`
+}
+
+// Do performs one recorded operation through a random live node.
+func (c *Client) Do(client int, in Op) Outcome {
+	nodes := c.nodes()
+	base := nodes[rand.IntN(len(nodes))]
+	var req *http.Request
+	switch in.Kind {
+	case "create":
+		body := `{"customerId":"drill","items":[{"productId":"p","name":"n","quantity":1,"price":1.25}]}`
+		req, _ = http.NewRequest("POST", base+"/orders", bytes.NewBufferString(body))
+		req.Header.Set("Idempotency-Key", "drill-"+in.key) // the order id derives from the key
+	case "read":
+		req, _ = http.NewRequest("GET", base+"/orders/"+in.Order, nil)
+	default:
+		req, _ = http.NewRequest("POST", base+"/orders/"+in.Order+"/"+in.Kind, nil)
+	}
+	call := c.rec.now()
+	res, err := c.http.Do(req)
+	if err != nil {
+		out := Outcome{Unknown: true}
+		c.rec.add(client, in, call, out, "")
+		return out
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	out := Outcome{Code: res.StatusCode}
+	if res.StatusCode == http.StatusServiceUnavailable || res.StatusCode >= 500 {
+		out = Outcome{Unknown: true, Code: res.StatusCode}
+	} else if res.StatusCode < 300 {
+		var o orderBody
+		_ = json.Unmarshal(b, &o)
+		out.Status, out.Version = o.Status, o.Version
+		if in.Kind == "create" {
+			out.Status, out.Version = "Pending", 1
+		}
+	}
+	c.rec.add(client, in, call, out, res.Header.Get("X-Order-Owner"))
+	return out
+}
+
+// Run drives the workload until ctx ends: each worker walks its own orders
+// through create, pay, ship, deliver, reading in between.
+func (c *Client) Run(ctx context.Context, workers int, created *atomic.Int64) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("w%d-%d-%d", w, i, c.rec.start.UnixNano()%1_000_000)
+				c.walk(ctx, w, key, created)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (c *Client) walk(ctx context.Context, w int, key string, created *atomic.Int64) {
+	order := httpapi.OrderIDForKey("drill-" + key)
+	out := c.Do(w, Op{Order: order, Kind: "create", key: key})
+	if out.Code == 201 {
+		created.Add(1)
+	}
+	for _, kind := range []string{"pay", "ship", "deliver"} {
+		if ctx.Err() != nil {
+			return
+		}
+		// Learn the state before each step (and after an unknown outcome).
+		r := c.Do(w, Op{Order: order, Kind: "read"})
+		for r.Unknown && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+			r = c.Do(w, Op{Order: order, Kind: "read"})
+		}
+		if r.Code == 404 {
+			return
+		}
+		c.Do(w, Op{Order: order, Kind: kind})
+	}
+	c.Do(w, Op{Order: order, Kind: "read"})
+}
