@@ -57,6 +57,9 @@ type OrderConfig struct {
 	// Appended, if set, is called after every successful append (the outbox
 	// nudge). It must not block.
 	Appended func()
+	// Serving, if set, is asked before every message; an error refuses it
+	// as unavailable (the node lost its cluster lease).
+	Serving func() error
 	// StorageFailed, if set, is called when a journal call fails for another
 	// reason than a conflict (the persistence monitor checks at once). It
 	// must not block.
@@ -125,6 +128,12 @@ func (a *orderActor) Receive(ctx actor.Context) {
 			ctx.Stop(ctx.Self())
 		}
 	}()
+	if a.cfg.Serving != nil && ctx.Sender() != nil {
+		if err := a.cfg.Serving(); err != nil {
+			ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: err.Error()}))
+			return
+		}
+	}
 	switch msg := ctx.Message().(type) {
 	case *pcluster.ClusterInit:
 		a.state.ID = msg.Identity.GetIdentity()

@@ -119,6 +119,7 @@ func (n *Node) Address() string { return n.system.Address() }
 // Member is one cluster member as this node sees it.
 type Member struct {
 	ID      string   `json:"id"`
+	NodeID  string   `json:"nodeId,omitempty"`
 	Address string   `json:"address"`
 	Kinds   []string `json:"kinds,omitempty"`
 }

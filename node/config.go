@@ -43,6 +43,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
 	HealthInterval  time.Duration `koanf:"health-interval"`
 	SnapshotEvery   int           `koanf:"snapshot-every"`
+	// Discovery is where cluster members find each other: auto (the shared
+	// persistence/transport backend), redis or nats.
+	Discovery   string        `koanf:"discovery"`
+	ClusterName string        `koanf:"cluster-name"`
+	LeaseTTL    time.Duration `koanf:"lease-ttl"`
 
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
@@ -68,6 +73,9 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		HealthInterval:  30 * time.Second,
 		SnapshotEvery:   100,
+		Discovery:       "auto",
+		ClusterName:     "ordersystem",
+		LeaseTTL:        2 * time.Second,
 	}
 }
 
@@ -118,6 +126,20 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}
+	}
+	switch c.Discovery {
+	case "", "auto", Redis, NATS:
+	default:
+		bad("discovery", c.Discovery, "must be auto, redis or nats")
+	}
+	if !nodeIDPattern.MatchString(c.ClusterName) {
+		bad("cluster-name", c.ClusterName, "must be 1-63 letters, digits, '.', '_' or '-'")
+	}
+	if c.LeaseTTL < time.Second {
+		bad("lease-ttl", c.LeaseTTL, "must be at least 1s")
+	}
+	if c.Cluster && c.discovery() == InMemory {
+		bad("cluster", true, "a cluster needs a shared backend: add --persistence redis (or nats); in-memory orders would be lost on failover")
 	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")

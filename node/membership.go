@@ -2,11 +2,58 @@ package node
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/natsreg"
+	"github.com/ordersystem/ordersystem/cluster/redisreg"
 )
+
+// registry is the membership registry with its Close.
+type registry interface {
+	cluster.Registry
+	io.Closer
+}
+
+// discovery returns the backend that holds the member leases: --discovery,
+// else the persistence backend if it is shared, else the transport's.
+func (c *Config) discovery() string {
+	if c.Discovery != "" && c.Discovery != "auto" {
+		return c.Discovery
+	}
+	for _, b := range []string{c.Persistence, c.Transport} {
+		if b == Redis || b == NATS {
+			return b
+		}
+	}
+	return InMemory
+}
+
+// openRegistry connects the membership registry of a cluster node.
+func (n *Node) openRegistry(ctx context.Context) (registry, error) {
+	switch d := n.cfg.discovery(); d {
+	case Redis:
+		r, err := redisreg.New(redisreg.Options{Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
+		if err != nil {
+			return nil, fmt.Errorf("cluster membership on Redis (--redis=%s): %w", redactURL(n.cfg.Redis), err)
+		}
+		return r, nil
+	case NATS:
+		r, err := natsreg.New(ctx, natsreg.Options{URL: n.cfg.NATS, Cluster: n.cfg.ClusterName, TTL: n.cfg.LeaseTTL})
+		if err != nil {
+			return nil, fmt.Errorf("cluster membership on NATS (--nats=%s): %w", redactURL(n.cfg.NATS), err)
+		}
+		return r, nil
+	default:
+		return nil, fmt.Errorf("--cluster needs a shared backend for membership and orders: use --persistence redis or nats (--discovery=%s)", d)
+	}
+}
 
 // newProvider returns the membership provider of a new incarnation: nil (a
 // one-member cluster) in standalone mode.
@@ -14,14 +61,91 @@ func (n *Node) newProvider(ctx context.Context) (pcluster.ClusterProvider, error
 	if !n.cfg.Cluster {
 		return nil, nil
 	}
-	return nil, nil
+	if n.registry == nil {
+		r, err := n.openRegistry(ctx)
+		if err != nil {
+			return nil, err
+		}
+		n.registry = r
+	}
+	lp := cluster.NewLeaseProvider(n.registry, cluster.LeaseOptions{
+		NodeID:   n.cfg.NodeID,
+		TTL:      n.cfg.LeaseTTL,
+		Poll:     n.cfg.LeaseTTL / 8,
+		Logger:   n.log,
+		OnFenced: n.onFenced,
+	})
+	n.lease.Store(lp)
+	return lp, nil
 }
 
-// members lists the members this node sees.
+// serving refuses work while this node's lease is not valid (paused, cut off
+// from the backend): another member may own its orders by now.
+func (n *Node) serving() error {
+	lp := n.lease.Load()
+	if lp == nil {
+		return nil
+	}
+	if ok, _ := lp.Lease(); !ok {
+		return fmt.Errorf("node %s lost its cluster lease and is rejoining", n.cfg.NodeID)
+	}
+	return nil
+}
+
+// onFenced runs when the provider fenced itself: stop serving, leave, and
+// rejoin as a new incarnation (protoactor never readmits a member id).
+func (n *Node) onFenced(reason string) {
+	n.log.Warn("fenced: this node lost its cluster lease; stopping its actors and rejoining", slog.String("reason", reason))
+	n.fenced.Store(true)
+	go n.rejoin()
+}
+
+func (n *Node) rejoin() {
+	n.rejoinMu.Lock()
+	defer n.rejoinMu.Unlock()
+	if old := n.member.Swap(nil); old != nil {
+		old.Stop(false)
+	}
+	backoff := supervisor.BackoffPolicy{Base: 200 * time.Millisecond, Max: 5 * time.Second}
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-n.stopping:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := n.join(ctx)
+		cancel()
+		if err == nil {
+			n.fenced.Store(false)
+			n.log.Info("rejoined the cluster as a new incarnation", slog.Int("attempt", attempt))
+			n.driver.Nudge()
+			return
+		}
+		n.log.Warn("rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		select {
+		case <-n.stopping:
+			return
+		case <-time.After(backoff.Delay(attempt)):
+		}
+	}
+}
+
+// members lists the members this node sees, with their node ids.
 func (n *Node) members() []cluster.Member {
 	m := n.member.Load()
 	if m == nil {
 		return nil
 	}
-	return m.Members()
+	ms := m.Members()
+	if lp := n.lease.Load(); lp != nil {
+		for i := range ms {
+			ms[i].NodeID = lp.NodeIDOf(ms[i].ID)
+		}
+	} else {
+		for i := range ms {
+			ms[i].NodeID = n.cfg.NodeID
+		}
+	}
+	return ms
 }

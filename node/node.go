@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
@@ -41,6 +41,11 @@ type Node struct {
 	subs      []transport.Subscription
 	member    atomic.Pointer[cluster.Node]
 	kinds     []*pcluster.Kind
+	registry  registry
+	lease     atomic.Pointer[cluster.LeaseProvider]
+	fenced    atomic.Bool
+	rejoinMu  sync.Mutex
+	stopping  chan struct{}
 	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
 	outbox    *actors.OutboxStats
@@ -74,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
-	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
+	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}, stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -127,6 +132,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		Appended:      n.driver.Nudge,
+		Serving:       n.serving,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
 				b.Report(componentPersistence)
@@ -146,10 +152,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// lives in its own actor system, which outlives cluster incarnations.
 	n.supSystem = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
 	n.board, _, err = supervisor.Start(n.supSystem, supervisor.Config{
-		Checks: map[string]supervisor.Check{
-			componentPersistence: n.backend.Ping,
-			componentTransport:   n.transport.Ping,
-		},
+		Checks:   n.checks(),
 		Interval: cfg.HealthInterval,
 		Logger:   log,
 	})
@@ -210,8 +213,11 @@ func (n *Node) join(ctx context.Context) (*cluster.Node, error) {
 	return m, nil
 }
 
+// remoteHost is where the node-to-node endpoint listens: every interface
+// when the node advertises an address for other machines, else loopback
+// (a cluster of processes on one machine, the seed's three-terminal recipe).
 func remoteHost(cfg Config) string {
-	if cfg.Cluster {
+	if cfg.AdvertiseHost != "" {
 		return "0.0.0.0"
 	}
 	return "127.0.0.1"
@@ -350,6 +356,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 func (n *Node) closeAll() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		close(n.stopping)
+		n.rejoinMu.Lock() // no rejoin after this point
+		defer n.rejoinMu.Unlock()
 		m := n.member.Swap(nil)
 		if n.driver != nil && m != nil {
 			n.driver.Stop()
@@ -359,6 +368,9 @@ func (n *Node) closeAll() error {
 		}
 		if n.supSystem != nil {
 			n.supSystem.Shutdown()
+		}
+		if n.registry != nil {
+			errs = append(errs, n.registry.Close())
 		}
 		for _, s := range n.subs {
 			errs = append(errs, s.Close())
@@ -381,7 +393,27 @@ func (n *Node) closeAll() error {
 const (
 	componentPersistence = "persistence"
 	componentTransport   = "transport"
+	componentMembership  = "membership"
 )
+
+// membershipOK reports whether this node is a cluster member with a valid lease.
+func (n *Node) membershipOK() error {
+	if n.fenced.Load() || n.member.Load() == nil {
+		return fmt.Errorf("node %s is not a cluster member right now (fenced, rejoining)", n.cfg.NodeID)
+	}
+	return n.serving()
+}
+
+func (n *Node) checks() map[string]supervisor.Check {
+	c := map[string]supervisor.Check{
+		componentPersistence: n.backend.Ping,
+		componentTransport:   n.transport.Ping,
+	}
+	if n.cfg.Cluster {
+		c[componentMembership] = func(context.Context) error { return n.membershipOK() }
+	}
+	return c
+}
 
 // writable refuses writes at once while persistence is known to be down.
 func (n *Node) writable() error {
@@ -454,6 +486,9 @@ func (h *health) Ready(ctx context.Context) (bool, any) {
 	}
 	check(componentPersistence, h.n.backend.Ping)
 	check(componentTransport, h.n.transport.Ping)
+	if h.n.cfg.Cluster {
+		check(componentMembership, func(context.Context) error { return h.n.membershipOK() })
+	}
 	if h.shuttingDown.Load() {
 		ok = false
 		rep.Components["node"] = componentJSON{Status: "down", Error: "shutting down"}

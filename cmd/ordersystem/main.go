@@ -94,6 +94,9 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
 	fs.Int("snapshot-every", def.SnapshotEvery, "store an order's state every N events (0: never); activation reads the snapshot plus the tail")
 	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown")
+	fs.String("discovery", def.Discovery, "where cluster members find each other: auto (the redis/nats backend in use), redis or nats")
+	fs.String("cluster-name", def.ClusterName, "cluster name; nodes with the same name and backend form one cluster")
+	fs.Duration("lease-ttl", def.LeaseTTL, "membership lease: a node that cannot renew it for this long is dropped by the others and fences itself")
 	fs.Duration("health-interval", def.HealthInterval, "interval of the supervisor's dependency checks (failures are re-checked with backoff)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: ordersystem [flags]\n\nRuns one OrderSystem node. Every flag can also be set as ORDERSYSTEM_<NAME>\n(e.g. ORDERSYSTEM_PORT=5001, ORDERSYSTEM_NODE_ID=node1) or in the --config file.\n\nFlags:\n")
