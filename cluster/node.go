@@ -167,9 +167,9 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 		}
 		pid, ok := n.cluster.PidCache.Get(identity, kind)
 		if !ok || pid == nil {
-			pid = n.cluster.Get(identity, kind)
+			pid = n.lookup(identity, kind, timeout)
 			if pid == nil {
-				lastErr = errors.New("no member could activate it")
+				lastErr = errors.New("no member could activate it in time")
 				continue
 			}
 			n.cluster.PidCache.Set(identity, kind, pid)
@@ -188,6 +188,24 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 	}
 }
 
+// lookup asks the owner to activate the actor, bounded by timeout:
+// protoactor's Get waits a fixed 5 s on an owner that just died, far longer
+// than one attempt should (the goroutine it runs in ends with it).
+func (n *Node) lookup(identity, kind string, timeout time.Duration) *actor.PID {
+	ch := make(chan *actor.PID, 1)
+	go func() { ch <- n.cluster.Get(identity, kind) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case pid := <-ch:
+		return pid
+	case <-t.C:
+		return nil
+	case <-n.stopped:
+		return nil
+	}
+}
+
 // Stop leaves the cluster. With graceful set, the node tells the others it
 // leaves and waits for ownership to move (protoactor waits about 2 s).
 func (n *Node) Stop(graceful bool) {
@@ -197,8 +215,25 @@ func (n *Node) Stop(graceful bool) {
 	default:
 		close(n.stopped)
 	}
+	if graceful && n.cfg.Provider != nil {
+		// Leave the member list first, so that the others route this
+		// member's orders elsewhere while its actors still answer.
+		_ = n.cfg.Provider.Shutdown(true)
+		time.Sleep(leaveDelay)
+	}
 	n.cluster.Shutdown(graceful)
+	if !graceful && n.cfg.Provider != nil {
+		// protoactor calls the provider's Shutdown only on a graceful stop:
+		// stop the lease loop here, and close the endpoint writers, or their
+		// gRPC clients redial the other members forever.
+		_ = n.cfg.Provider.Shutdown(false)
+		remote.GetRemote(n.system).Shutdown(true)
+	}
 }
+
+// leaveDelay is how long a leaving member keeps serving after it left the
+// member list, so that the others have polled the registry.
+const leaveDelay = 750 * time.Millisecond
 
 // singleMember is the membership provider of a standalone node: the member
 // list is this node alone.

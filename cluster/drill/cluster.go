@@ -185,4 +185,3 @@ func StartRedis(dir string) (addr string, stop func(), err error) {
 	_ = cmd.Process.Kill()
 	return "", nil, fmt.Errorf("redis-server on %s did not answer", addr)
 }
-

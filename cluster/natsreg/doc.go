@@ -1,0 +1,34 @@
+// Package natsreg is a cluster.Registry on a NATS JetStream key-value
+// bucket.
+//
+// Layout: bucket Options.Bucket (default "ordersystem_members", memory
+// storage, history 1), key <Cluster>.<memberID>, value = the member record's
+// canonical JSON (cluster.MemberRecord.Encode). Register is kv.Create (fails
+// if the key exists); Renew reads the key, checks it still holds our record
+// and rewrites it with an expected last revision, so an expired, deleted or
+// foreign key fails with cluster.ErrLeaseLost; Deregister purges the key at
+// our revision only. List reads the keys present under <Cluster>.* from one
+// stream-info request (the subjects of the bucket's stream) and Gets each:
+// 1 + members requests per poll, fine for small clusters. (ListKeys, a KV
+// watcher, can finish before it delivers a key renewed during the listing,
+// which would drop a live member.)
+//
+// Expiry comes in two modes, chosen when the bucket is created (ModeAuto
+// picks by the server's JetStream API level):
+//
+//   - ModeKeyTTL (nats-server 2.11+): the bucket allows per-message TTLs
+//     (LimitMarkerTTL); Register creates the key with jetstream.KeyTTL and
+//     Renew republishes it with a fresh Nats-TTL, so each member's record
+//     expires on its own lease. Server TTLs are whole seconds: leases are
+//     rounded up to the next second.
+//   - ModeBucketTTL (older servers, such as 2.9): the bucket's MaxAge is
+//     the lease, every write restarts a key's age, and a key that was not
+//     rewritten for MaxAge disappears. The trade-off: the lease is a
+//     property of the bucket, so every member must use the TTL the bucket
+//     was created with (Register rejects another with ErrTTLMismatch), and
+//     changing it means deleting the bucket.
+//
+// An existing bucket keeps its mode: one with LimitMarkerTTL is used in
+// ModeKeyTTL, one with only MaxAge in ModeBucketTTL, one with neither is
+// refused (records of dead members would never expire).
+package natsreg

@@ -1,0 +1,234 @@
+package redisreg
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ordersystem/ordersystem/cluster"
+)
+
+// Options configure a Registry. The zero value of each field takes its
+// default.
+type Options struct {
+	// Addr is host:port or a redis:// or rediss:// URL (default 127.0.0.1:6379).
+	Addr string
+	// Prefix starts every key (default "ordersystem:").
+	Prefix string
+	// Cluster is the cluster name: members of different clusters in one
+	// Redis do not see each other (default "ordersystem").
+	Cluster string
+	// DialTimeout (default 1 s), ReadTimeout and WriteTimeout (default
+	// 500 ms) are short: a membership call that hangs is worse than one that
+	// fails and is retried at the next heartbeat.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:6379"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "ordersystem:"
+	}
+	if o.Cluster == "" {
+		o.Cluster = "ordersystem"
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = time.Second
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = 500 * time.Millisecond
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = 500 * time.Millisecond
+	}
+}
+
+// Registry is a cluster.Registry on Redis. Safe for concurrent use; Close
+// releases the connection pool.
+type Registry struct {
+	client    *goredis.Client
+	keyPrefix string // <Prefix>members:<Cluster>:
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ cluster.Registry = (*Registry)(nil)
+
+// New returns a registry for opts. It does no I/O: an unreachable Redis
+// shows up as errors of the registry's methods.
+func New(opts Options) (*Registry, error) {
+	opts.setDefaults()
+	if err := cluster.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
+		return nil, fmt.Errorf("redis membership registry: %w", err)
+	}
+	var ro *goredis.Options
+	if strings.Contains(opts.Addr, "://") {
+		var err error
+		if ro, err = goredis.ParseURL(opts.Addr); err != nil {
+			return nil, fmt.Errorf("redis membership registry: address %q: %w", opts.Addr, err)
+		}
+	} else {
+		ro = &goredis.Options{Addr: opts.Addr}
+	}
+	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
+	ro.MaxRetries = -1 // the lease loop retries; a hidden retry would only stretch a call past its deadline
+	return &Registry{
+		client:    goredis.NewClient(ro),
+		keyPrefix: opts.Prefix + "members:" + opts.Cluster + ":",
+	}, nil
+}
+
+// Close closes the client. Idempotent.
+func (r *Registry) Close() error {
+	r.closeOnce.Do(func() { r.closeErr = r.client.Close() })
+	return r.closeErr
+}
+
+// KeyPrefix is the prefix of this registry's keys (<Prefix>members:<Cluster>:).
+func (r *Registry) KeyPrefix() string { return r.keyPrefix }
+
+func (r *Registry) key(memberID string) string { return r.keyPrefix + memberID }
+
+// renewScript extends the lease only while the key holds our record.
+// Returns 1 renewed, 0 gone, -1 another record.
+var renewScript = goredis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if v ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`)
+
+// deregisterScript deletes the key only while it holds our record.
+var deregisterScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func checkTTL(op, id string, ttl time.Duration) error {
+	if ttl < time.Millisecond {
+		return fmt.Errorf("%s %s: ttl %v must be at least 1ms", op, id, ttl)
+	}
+	return nil
+}
+
+// Register implements cluster.Registry with SET NX PX.
+func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+	data, err := rec.Encode()
+	if err != nil {
+		return err
+	}
+	if err := checkTTL("register", rec.MemberID, ttl); err != nil {
+		return err
+	}
+	ok, err := r.client.SetNX(ctx, r.key(rec.MemberID), data, ttl).Result()
+	if err != nil {
+		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
+	}
+	if !ok {
+		return fmt.Errorf("redis register %s: %w", rec.MemberID, cluster.ErrMemberExists)
+	}
+	return nil
+}
+
+// Renew implements cluster.Registry: a Lua script compares the stored
+// record with rec and PEXPIREs the key only if they are equal.
+func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+	data, err := rec.Encode()
+	if err != nil {
+		return err
+	}
+	if err := checkTTL("renew", rec.MemberID, ttl); err != nil {
+		return err
+	}
+	res, err := renewScript.Run(ctx, r.client, []string{r.key(rec.MemberID)}, data, ttl.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("redis renew %s: %w", rec.MemberID, err)
+	}
+	switch res {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("redis renew %s: key expired or deleted: %w", rec.MemberID, cluster.ErrLeaseLost)
+	default:
+		return fmt.Errorf("redis renew %s: key holds another incarnation's record: %w", rec.MemberID, cluster.ErrLeaseLost)
+	}
+}
+
+// Deregister implements cluster.Registry: DEL only if the key holds rec.
+func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) error {
+	data, err := rec.Encode()
+	if err != nil {
+		return err
+	}
+	if err := deregisterScript.Run(ctx, r.client, []string{r.key(rec.MemberID)}, data).Err(); err != nil {
+		return fmt.Errorf("redis deregister %s: %w", rec.MemberID, err)
+	}
+	return nil
+}
+
+// List implements cluster.Registry with SCAN by prefix and MGET. Values
+// that do not decode are skipped (they expire with their lease).
+func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
+	var keys []string
+	pattern := globEscape(r.keyPrefix) + "*"
+	var cursor uint64
+	for {
+		batch, next, err := r.client.Scan(ctx, cursor, pattern, 256).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redis list members: %w", err)
+		}
+		for _, k := range batch {
+			// Another cluster's name may extend ours ("a" and "a:b"):
+			// member ids have no ':'.
+			if !strings.Contains(k[len(r.keyPrefix):], ":") {
+				keys = append(keys, k)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	out := make([]cluster.MemberRecord, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), 256)
+		vals, err := r.client.MGet(ctx, keys[:n]...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redis list members: %w", err)
+		}
+		for i, v := range vals {
+			s, ok := v.(string)
+			if !ok {
+				continue // expired between SCAN and MGET
+			}
+			rec, err := cluster.DecodeMemberRecord([]byte(s))
+			if err != nil || r.key(rec.MemberID) != keys[i] || seen[rec.MemberID] {
+				continue // not a record of ours, or a key SCAN returned twice
+			}
+			seen[rec.MemberID] = true
+			out = append(out, rec)
+		}
+		keys = keys[n:]
+	}
+	cluster.SortRecords(out)
+	return out, nil
+}
+
+// globEscape escapes the glob metacharacters of a SCAN MATCH pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\^`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
