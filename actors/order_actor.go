@@ -274,8 +274,18 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 	return nil
 }
 
+// handleGet answers the current state. It first reads the stream's tail
+// (usually nothing): protoactor may briefly run a second activation of the
+// order elsewhere (after a topology change), and a read must reflect every
+// write acknowledged before it, wherever it was written. If the journal
+// cannot be reached, a known state is still answered, marked stale.
 func (a *orderActor) handleGet() *orderpb.Reply {
-	if r := a.ensureLoaded(); r != nil {
+	if err := a.catchUp(); err != nil {
+		if !a.loaded || !a.state.Exists() {
+			return a.reply(nil, a.storageError(err))
+		}
+		r := a.reply(StateToProto(&a.state), nil)
+		r.Stale = true
 		return r
 	}
 	if !a.state.Exists() {
@@ -316,16 +326,29 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 	// round trip, and if the order exists the append conflicts and the
 	// actor reads the stream and decides again (a retried create is then
 	// recognised by its command id).
+	fresh := false // whether the state was read from the journal for this command
 	if _, isCreate := cmd.(order.Create); !(isCreate && !a.loaded && a.state.Version == 0) {
+		wasLoaded := a.loaded
 		if r := a.ensureLoaded(); r != nil {
 			return r
 		}
+		fresh = !wasLoaded
 	}
 	for attempt := 0; ; attempt++ {
 		if seen, ok := a.seen[msg.GetCommandId()]; ok && msg.GetCommandId() != "" {
 			return a.replay(msg, seen)
 		}
 		events, err := order.Decide(a.state, cmd, a.cfg.Now())
+		if err != nil && !fresh {
+			// Refusing on a state that may be stale (another activation
+			// may have written) is not allowed: read the tail, decide again.
+			if err := a.catchUp(); err != nil {
+				a.loaded = false
+				return a.reply(nil, a.storageError(err))
+			}
+			fresh = true
+			continue
+		}
 		if err != nil {
 			return a.reply(nil, domainError(err))
 		}
@@ -362,6 +385,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 				a.loaded = false
 				return a.reply(nil, a.storageError(err))
 			}
+			fresh = true
 		default:
 			// Outcome unknown (timeout, connection lost) or too much
 			// contention: read the stream again before the next command.

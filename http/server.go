@@ -297,6 +297,11 @@ func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply
 	if reply.GetError() != nil {
 		return nil, replyError(reply.GetError())
 	}
+	if reply.GetStale() {
+		// The journal could not be read: this is the last state the
+		// owning actor knew, which may miss recent writes.
+		c.Response().Header().Set("X-Order-Stale", "true")
+	}
 	if reply.GetReplayed() {
 		c.Response().Header().Set("Idempotent-Replayed", "true")
 	}

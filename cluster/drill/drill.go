@@ -128,11 +128,11 @@ func (r *run) finish(name string) Report {
 	r.cancel()
 	<-r.done
 	rep := Report{Drill: name, Created: r.created.Load(), Codes: r.rec.Codes()}
-	res, n := r.rec.Check(2 * time.Minute)
+	res, n, bad := r.rec.Check(2 * time.Minute)
 	rep.Operations, rep.Orders = n, len(r.rec.Orders())
 	rep.Linearizable = res == porcupine.Ok
 	if res != porcupine.Ok {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("porcupine result %v", res))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("porcupine result %v%s", res, bad))
 	}
 	rep.JournalOK, rep.JournalError = true, ""
 	if err := r.checkJournals(); err != nil {

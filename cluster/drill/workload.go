@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,13 +91,32 @@ func (r *Recorder) Codes() map[int]int {
 	return out
 }
 
-// Check runs the linearizability checker over the history.
-func (r *Recorder) Check(timeout time.Duration) (porcupine.CheckResult, int) {
+// Check runs the linearizability checker over the history. When it finds
+// a violation it also returns the history of the first offending order.
+func (r *Recorder) Check(timeout time.Duration) (porcupine.CheckResult, int, string) {
 	r.mu.Lock()
 	ops := append([]porcupine.Operation(nil), r.ops...)
 	r.mu.Unlock()
-	res, _ := porcupine.CheckOperationsVerbose(Model(), ops, timeout)
-	return res, len(ops)
+	m := Model()
+	res := porcupine.CheckOperationsTimeout(m, ops, timeout)
+	if res != porcupine.Illegal {
+		return res, len(ops), ""
+	}
+	for _, part := range m.Partition(ops) {
+		if porcupine.CheckOperationsTimeout(m, part, timeout) == porcupine.Illegal {
+			sort.Slice(part, func(i, j int) bool { return part[i].Call < part[j].Call })
+			var b strings.Builder
+			for _, op := range part {
+				ret := "inf"
+				if op.Return != math.MaxInt64 {
+					ret = fmt.Sprint(time.Duration(op.Return))
+				}
+				fmt.Fprintf(&b, "\n  client %d [%s .. %s] %s", op.ClientId, time.Duration(op.Call), ret, m.DescribeOperation(op.Input, op.Output))
+			}
+			return res, len(ops), b.String()
+		}
+	}
+	return res, len(ops), ""
 }
 
 // Client talks to the cluster's nodes.

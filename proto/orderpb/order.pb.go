@@ -1320,7 +1320,10 @@ type Reply struct {
 	History []*Event `protobuf:"bytes,4,rep,name=history,proto3" json:"history,omitempty"`
 	// replayed is true when the command id was seen before and this is the
 	// first answer again, with nothing changed.
-	Replayed      bool `protobuf:"varint,5,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	Replayed bool `protobuf:"varint,5,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// stale is true when the journal could not be read and the order is the
+	// last state this activation knew.
+	Stale         bool `protobuf:"varint,6,opt,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1386,6 +1389,13 @@ func (x *Reply) GetHistory() []*Event {
 func (x *Reply) GetReplayed() bool {
 	if x != nil {
 		return x.Replayed
+	}
+	return false
+}
+
+func (x *Reply) GetStale() bool {
+	if x != nil {
+		return x.Stale
 	}
 	return false
 }
@@ -1706,13 +1716,14 @@ const file_order_proto_rawDesc = "" +
 	"\x05Error\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.ordersystem.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x14\n" +
-	"\x05field\x18\x03 \x01(\tR\x05field\"\xc4\x01\n" +
+	"\x05field\x18\x03 \x01(\tR\x05field\"\xda\x01\n" +
 	"\x05Reply\x12+\n" +
 	"\x05order\x18\x01 \x01(\v2\x15.ordersystem.v1.OrderR\x05order\x12+\n" +
 	"\x05error\x18\x02 \x01(\v2\x15.ordersystem.v1.ErrorR\x05error\x12\x14\n" +
 	"\x05owner\x18\x03 \x01(\tR\x05owner\x12/\n" +
 	"\ahistory\x18\x04 \x03(\v2\x15.ordersystem.v1.EventR\ahistory\x12\x1a\n" +
-	"\breplayed\x18\x05 \x01(\bR\breplayed\"\r\n" +
+	"\breplayed\x18\x05 \x01(\bR\breplayed\x12\x14\n" +
+	"\x05stale\x18\x06 \x01(\bR\x05stale\"\r\n" +
 	"\vDrainOutbox\"v\n" +
 	"\fOutboxStatus\x12\x1e\n" +
 	"\n" +
