@@ -130,7 +130,8 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	}()
 	if a.cfg.Serving != nil && ctx.Sender() != nil {
 		if err := a.cfg.Serving(); err != nil {
-			ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, Message: err.Error()}))
+			ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_NOT_SERVING, Message: err.Error()}))
+			ctx.Stop(ctx.Self())
 			return
 		}
 	}

@@ -188,6 +188,12 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 	}
 }
 
+// Forget drops the cached location of an actor, so that the next Request
+// asks its owner again.
+func (n *Node) Forget(identity, kind string) {
+	n.cluster.PidCache.Remove(identity, kind)
+}
+
 // lookup asks the owner to activate the actor, bounded by timeout:
 // protoactor's Get waits a fixed 5 s on an owner that just died, far longer
 // than one attempt should (the goroutine it runs in ends with it).

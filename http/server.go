@@ -171,7 +171,7 @@ func replyError(e *orderpb.Error) *apiError {
 		ae.status, ae.code = http.StatusConflict, "already_exists"
 	case orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH:
 		ae.status, ae.code = http.StatusUnprocessableEntity, "idempotency_key_reused"
-	case orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE:
+	case orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, orderpb.ErrorCode_ERROR_CODE_NOT_SERVING:
 		ae.status, ae.code = http.StatusServiceUnavailable, "unavailable"
 	default:
 		ae.status, ae.code = http.StatusInternalServerError, "internal"

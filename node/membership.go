@@ -86,7 +86,12 @@ func (n *Node) serving() error {
 	if lp == nil {
 		return nil
 	}
-	if ok, _ := lp.Lease(); !ok {
+	if lp.Fenced() {
+		return fmt.Errorf("node %s lost its cluster lease and is rejoining", n.cfg.NodeID)
+	}
+	// While it leaves gracefully the node keeps serving; otherwise a lease
+	// that ran out (a pause the provider has not noticed yet) stops it.
+	if ok, _ := lp.Lease(); !ok && !n.leaving.Load() {
 		return fmt.Errorf("node %s lost its cluster lease and is rejoining", n.cfg.NodeID)
 	}
 	return nil
@@ -133,19 +138,21 @@ func (n *Node) rejoin() {
 
 // members lists the members this node sees, with their node ids.
 func (n *Node) members() []cluster.Member {
+	if lp := n.lease.Load(); lp != nil {
+		recs := lp.Records()
+		out := make([]cluster.Member, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, cluster.Member{ID: r.MemberID, NodeID: r.NodeID, Address: r.Address(), Kinds: r.Kinds})
+		}
+		return out
+	}
 	m := n.member.Load()
 	if m == nil {
 		return nil
 	}
 	ms := m.Members()
-	if lp := n.lease.Load(); lp != nil {
-		for i := range ms {
-			ms[i].NodeID = lp.NodeIDOf(ms[i].ID)
-		}
-	} else {
-		for i := range ms {
-			ms[i].NodeID = n.cfg.NodeID
-		}
+	for i := range ms {
+		ms[i].NodeID = n.cfg.NodeID
 	}
 	return ms
 }

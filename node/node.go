@@ -44,6 +44,7 @@ type Node struct {
 	registry  registry
 	lease     atomic.Pointer[cluster.LeaseProvider]
 	fenced    atomic.Bool
+	leaving   atomic.Bool
 	rejoinMu  sync.Mutex
 	stopping  chan struct{}
 	supSystem *actor.ActorSystem
@@ -123,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders))
 
 	// Write side: the order and outbox kinds on a cluster member.
-	requester := requesterFunc(n.request)
+	requester := nodeRequester{n}
 	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
@@ -223,10 +224,17 @@ func remoteHost(cfg Config) string {
 	return "127.0.0.1"
 }
 
-type requesterFunc func(ctx context.Context, identity, kind string, msg any) (any, error)
+// nodeRequester reaches cluster actors through the node's current member.
+type nodeRequester struct{ n *Node }
 
-func (f requesterFunc) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
-	return f(ctx, identity, kind, msg)
+func (r nodeRequester) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
+	return r.n.request(ctx, identity, kind, msg)
+}
+
+func (r nodeRequester) Forget(identity, kind string) {
+	if m := r.n.member.Load(); m != nil {
+		m.Forget(identity, kind)
+	}
 }
 
 // project feeds delivered events into the read model.
@@ -359,6 +367,7 @@ func (n *Node) closeAll() error {
 		close(n.stopping)
 		n.rejoinMu.Lock() // no rejoin after this point
 		defer n.rejoinMu.Unlock()
+		n.leaving.Store(true)
 		m := n.member.Swap(nil)
 		if n.driver != nil && m != nil {
 			n.driver.Stop()

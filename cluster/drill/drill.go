@@ -40,6 +40,7 @@ type Report struct {
 	// last served by the dead node answered again from a survivor.
 	RecoveryTime time.Duration
 	Moved        int
+	Errors       map[string]int
 	Notes        []string
 }
 
@@ -58,6 +59,9 @@ func (r Report) String() string {
 	}
 	if r.JournalError != "" {
 		s += ", journal: " + r.JournalError
+	}
+	for msg, n := range r.Errors {
+		s += fmt.Sprintf("\n  %d x %s", n, msg)
 	}
 	for _, n := range r.Notes {
 		s += "; " + n
@@ -127,7 +131,7 @@ func (r *run) live() []string {
 func (r *run) finish(name string) Report {
 	r.cancel()
 	<-r.done
-	rep := Report{Drill: name, Created: r.created.Load(), Codes: r.rec.Codes()}
+	rep := Report{Drill: name, Created: r.created.Load(), Codes: r.rec.Codes(), Errors: r.rec.Errors()}
 	res, n, bad := r.rec.Check(2 * time.Minute)
 	rep.Operations, rep.Orders = n, len(r.rec.Orders())
 	rep.Linearizable = res == porcupine.Ok

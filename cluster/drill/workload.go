@@ -27,11 +27,12 @@ type Recorder struct {
 	ops   []porcupine.Operation
 	owner map[string]string // order -> node id of the last answer
 	codes map[int]int
+	errs  map[string]int // 5xx answers by message
 }
 
 // NewRecorder starts a history.
 func NewRecorder() *Recorder {
-	return &Recorder{start: time.Now(), owner: map[string]string{}, codes: map[int]int{}}
+	return &Recorder{start: time.Now(), owner: map[string]string{}, codes: map[int]int{}, errs: map[string]int{}}
 }
 
 func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
@@ -86,6 +87,17 @@ func (r *Recorder) Codes() map[int]int {
 	defer r.mu.Unlock()
 	out := make(map[int]int, len(r.codes))
 	for k, v := range r.codes {
+		out[k] = v
+	}
+	return out
+}
+
+// Errors returns the 5xx answers by message.
+func (r *Recorder) Errors() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.errs))
+	for k, v := range r.errs {
 		out[k] = v
 	}
 	return out
@@ -165,6 +177,18 @@ func (c *Client) Do(client int, in Op) Outcome {
 	out := Outcome{Code: res.StatusCode}
 	if res.StatusCode == http.StatusServiceUnavailable || res.StatusCode >= 500 {
 		out = Outcome{Unknown: true, Code: res.StatusCode}
+		var e struct{ Error string }
+		_ = json.Unmarshal(b, &e)
+		msg := e.Error
+		if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "order ") {
+			msg = msg[i+2:] // drop the order id
+		}
+		if len(msg) > 90 {
+			msg = msg[:90]
+		}
+		c.rec.mu.Lock()
+		c.rec.errs[fmt.Sprintf("%d %s", res.StatusCode, msg)]++
+		c.rec.mu.Unlock()
 	} else if res.StatusCode < 300 {
 		var o orderBody
 		_ = json.Unmarshal(b, &o)

@@ -97,6 +97,10 @@ const (
 	ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH ErrorCode = 5
 	ErrorCode_ERROR_CODE_UNAVAILABLE          ErrorCode = 6
 	ErrorCode_ERROR_CODE_INTERNAL             ErrorCode = 7
+	// NOT_SERVING: the activation that received the message does not serve
+	// any more (its node lost its cluster lease); the caller retries, which
+	// finds the current owner.
+	ErrorCode_ERROR_CODE_NOT_SERVING ErrorCode = 8
 )
 
 // Enum value maps for ErrorCode.
@@ -110,6 +114,7 @@ var (
 		5: "ERROR_CODE_IDEMPOTENCY_MISMATCH",
 		6: "ERROR_CODE_UNAVAILABLE",
 		7: "ERROR_CODE_INTERNAL",
+		8: "ERROR_CODE_NOT_SERVING",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":          0,
@@ -120,6 +125,7 @@ var (
 		"ERROR_CODE_IDEMPOTENCY_MISMATCH": 5,
 		"ERROR_CODE_UNAVAILABLE":          6,
 		"ERROR_CODE_INTERNAL":             7,
+		"ERROR_CODE_NOT_SERVING":          8,
 	}
 )
 
@@ -1746,7 +1752,7 @@ const file_order_proto_rawDesc = "" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12\x18\n" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x05*\xf4\x01\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x05*\x90\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -1755,7 +1761,8 @@ const file_order_proto_rawDesc = "" +
 	"\x19ERROR_CODE_ALREADY_EXISTS\x10\x04\x12#\n" +
 	"\x1fERROR_CODE_IDEMPOTENCY_MISMATCH\x10\x05\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x06\x12\x17\n" +
-	"\x13ERROR_CODE_INTERNAL\x10\aB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
+	"\x13ERROR_CODE_INTERNAL\x10\a\x12\x1a\n" +
+	"\x16ERROR_CODE_NOT_SERVING\x10\bB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
 
 var (
 	file_order_proto_rawDescOnce sync.Once
