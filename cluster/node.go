@@ -100,6 +100,11 @@ func Start(cfg Config) (n *Node, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("start cluster member: %v", r)
+			// Release the node-to-node port, or the next attempt (a rejoin)
+			// cannot bind it.
+			if c.Remote != nil {
+				c.Remote.Shutdown(false)
+			}
 			system.Shutdown()
 		}
 	}()

@@ -98,11 +98,16 @@ type run struct {
 	done    chan struct{}
 }
 
-func start(name string, opts Options) (*run, error) {
+func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, error) {
 	opts.defaults()
 	c, err := NewCluster(opts.Binary, opts.Nodes, opts.Backend)
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range prepare {
+		if err := p(c); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.Start(30 * time.Second); err != nil {
 		c.Close()
@@ -306,4 +311,59 @@ func Rolling(opts Options) (Report, error) {
 		time.Sleep(r.opts.Load / 2)
 	}
 	return r.finish("rolling-restart"), nil
+}
+
+// Cutoff: one node reaches the backend through a proxy that is cut for
+// longer than the lease: that node must fence (its lease cannot be renewed),
+// the others carry on, and it rejoins when the backend is back.
+func Cutoff(opts Options) (Report, error) {
+	var proxy *Proxy
+	var victim *Node
+	r, err := start("backend-cutoff", opts, func(c *Cluster) error {
+		victim = c.Nodes[len(c.Nodes)-1]
+		for i, a := range victim.args {
+			if (a == "--redis" || a == "--nats") && i+1 < len(victim.args) {
+				target := strings.TrimPrefix(victim.args[i+1], "nats://")
+				p, err := NewProxy(target)
+				if err != nil {
+					return err
+				}
+				proxy = p
+				if a == "--nats" {
+					victim.args[i+1] = "nats://" + p.Addr()
+				} else {
+					victim.args[i+1] = p.Addr()
+				}
+			}
+		}
+		if proxy == nil {
+			return fmt.Errorf("cutoff drill: no --redis or --nats flag to proxy")
+		}
+		return nil
+	})
+	if err != nil {
+		return Report{}, err
+	}
+	defer proxy.Close()
+	time.Sleep(r.opts.Load)
+	r.down.Store(victim.ID, true)
+	proxy.Cut()
+	// The others must carry on: their requests keep succeeding.
+	time.Sleep(r.opts.Pause)
+	proxy.Restore()
+	rejoined := victim.WaitReady(30 * time.Second)
+	if rejoined == nil {
+		r.down.Delete(victim.ID)
+	}
+	time.Sleep(r.opts.Load)
+	rep := r.finish("backend-cutoff")
+	if rejoined != nil {
+		rep.Notes = append(rep.Notes, "cut-off node did not become ready again: "+rejoined.Error())
+		rep.JournalOK = false
+	}
+	if !strings.Contains(victim.Logs(), "fenced") {
+		rep.Notes = append(rep.Notes, "the cut-off node did not fence itself")
+		rep.JournalOK = false
+	}
+	return rep, nil
 }

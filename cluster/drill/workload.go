@@ -38,6 +38,14 @@ func NewRecorder() *Recorder {
 func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
 
 func (r *Recorder) add(client int, in Op, call int64, out Outcome, owner string) {
+	if out.Unknown && in.Kind == "read" {
+		// A read with no answer has no effect and tells nothing: leaving
+		// it out keeps the checker's search small.
+		r.mu.Lock()
+		r.codes[out.Code]++
+		r.mu.Unlock()
+		return
+	}
 	ret := r.now()
 	if out.Unknown {
 		ret = math.MaxInt64 // may take effect at any later time

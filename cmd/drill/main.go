@@ -26,7 +26,7 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling or all")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff or all")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
@@ -56,17 +56,17 @@ func run(which, backend, bin string, opts drill.Options) error {
 	}
 	opts.Binary = bin
 	drills := map[string]func(drill.Options) (drill.Report, error){
-		"failover": drill.Failover, "pause": drill.Pause, "rolling": drill.Rolling,
+		"failover": drill.Failover, "pause": drill.Pause, "rolling": drill.Rolling, "cutoff": drill.Cutoff,
 	}
 	names := []string{which}
 	if which == "all" {
-		names = []string{"failover", "pause", "rolling"}
+		names = []string{"failover", "pause", "rolling", "cutoff"}
 	}
 	failed := false
 	for _, name := range names {
 		f, ok := drills[name]
 		if !ok {
-			return fmt.Errorf("-drill=%s: must be failover, pause, rolling or all", name)
+			return fmt.Errorf("-drill=%s: must be failover, pause, rolling, cutoff or all", name)
 		}
 		args, stop, err := startBackend(backend, filepath.Join(dir, name))
 		if err != nil {
