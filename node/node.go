@@ -273,6 +273,12 @@ func (n *Node) Handler() http.Handler { return n.api }
 // ReadModel is the node's read model.
 func (n *Node) ReadModel() *projection.ReadModel { return n.readModel }
 
+// Config is the node's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Transport is the node's event transport.
+func (n *Node) Transport() transport.Transport { return n.transport }
+
 // Backend is the node's persistence backend.
 func (n *Node) Backend() persistence.Backend { return n.backend }
 

@@ -59,7 +59,7 @@ done
 
 # 4: journal appends vs the raw server (Go benchmarks, 32 writers), and
 #    redis-benchmark SET as the raw Redis figure.
-metric() { sed -n "s/^Benchmark$1[^ ]* .* \([0-9.]*\) $2\/s.*/\1/p" | head -1; }
+metric() { sed -n "s|^Benchmark$1[^ ]* .* \([0-9.]*\) $2/s.*|\1|p" | head -1; }
 if answers 6379; then
   b=$(go test -run x -bench 'Append|RawSet' -benchtime 3s ./persistence/redis 2>/dev/null | grep -E '^Benchmark' || true)
   echo "$b"
