@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,9 @@ type OutboxStats struct {
 	Head       atomic.Uint64
 	Published  atomic.Uint64
 	Failures   atomic.Uint64
+	// DeadLettered counts events the transport refused for good; they are
+	// logged at error level with their event id and skipped.
+	DeadLettered atomic.Uint64
 }
 
 // Lag is the number of journaled events not yet published, as last seen.
@@ -139,6 +143,12 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		ctx, cancel = o.io()
 		err = o.cfg.Publisher.Publish(ctx, batch)
 		cancel()
+		if err != nil && !errors.Is(err, transport.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			// The transport refused something in the batch for good (too
+			// large, invalid): publish one by one and dead-letter what is
+			// refused, so that one poison event cannot block the rest.
+			err = o.publishEach(batch)
+		}
 		if err != nil {
 			return fail("publish", err)
 		}
@@ -169,4 +179,25 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	o.cfg.Stats.Checkpoint.Store(o.checkpoint)
 	st.Checkpoint = o.checkpoint
 	return st
+}
+
+// publishEach publishes messages one at a time; a message the transport
+// refuses for good (not a transient ErrUnavailable) is dead-lettered: logged
+// with its event id, counted, and skipped. A transient failure stops it.
+func (o *outboxActor) publishEach(batch []transport.Message) error {
+	for _, m := range batch {
+		ctx, cancel := o.io()
+		err := o.cfg.Publisher.Publish(ctx, []transport.Message{m})
+		cancel()
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, transport.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		o.cfg.Stats.DeadLettered.Add(1)
+		o.cfg.Logger.Error("outbox dead-lettered an event the transport refuses; it stays in the journal but is not published",
+			slog.String("event_id", m.ID()), slog.String("type", m.Type), slog.Int("payload_bytes", len(m.Payload)), slog.Any("error", err))
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/persistence/memory"
 	predis "github.com/ordersystem/ordersystem/persistence/redis"
 	"github.com/ordersystem/ordersystem/transport"
 	tredis "github.com/ordersystem/ordersystem/transport/redis"
@@ -150,5 +151,63 @@ func TestOutboxPublishesAfterThePublisherDied(t *testing.T) {
 			t.Fatalf("after the restart only %d of %d events were published", len(count), len(want))
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// picky refuses one event for good and publishes the rest into a slice.
+type picky struct {
+	mu        sync.Mutex
+	refuse    string
+	published []string
+}
+
+func (p *picky) Publish(_ context.Context, batch []transport.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range batch {
+		if m.ID() == p.refuse {
+			return fmt.Errorf("message %s too large: %w", m.ID(), transport.ErrInvalidArgument)
+		}
+	}
+	for _, m := range batch {
+		p.published = append(p.published, m.ID())
+	}
+	return nil
+}
+
+// TestOutboxDeadLettersAPoisonEvent: an event the transport refuses for good
+// is dead-lettered and the events after it are still published.
+func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
+	mem := memory.New()
+	pub := &picky{refuse: "p-2:1"}
+	stats := &actors.OutboxStats{}
+	var member *cluster.Node
+	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) { return member.Request(ctx, id, kind, msg) })
+	driver := actors.NewOutboxDriver(req, time.Hour, nil)
+	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
+		actors.NewOrderKind(actors.OrderConfig{Journal: mem, NodeID: "n"}),
+		actors.NewOutboxKind(actors.OutboxConfig{Log: mem, Publisher: pub, Stats: stats}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Stop(false) })
+	client := actors.NewOrderClient(member)
+	ctx := context.Background()
+	for i := range 4 {
+		id := fmt.Sprint("p-", i)
+		if r, err := client.Send(ctx, id, createCmd(id)); err != nil || r.GetError() != nil {
+			t.Fatalf("create: %v %v", err, r.GetError())
+		}
+	}
+	st, err := driver.Drain(ctx)
+	if err != nil || st.GetError() != "" {
+		t.Fatalf("drain: %v %s", err, st.GetError())
+	}
+	if got := fmt.Sprint(pub.published); got != "[p-0:1 p-1:1 p-3:1]" {
+		t.Fatalf("published %s, want every event but the poison one", got)
+	}
+	if stats.DeadLettered.Load() != 1 || st.GetCheckpoint() != 4 {
+		t.Fatalf("dead-lettered %d, checkpoint %d", stats.DeadLettered.Load(), st.GetCheckpoint())
 	}
 }

@@ -291,6 +291,7 @@ type outboxJSON struct {
 	Head       uint64 `json:"head"`
 	Published  uint64 `json:"published"`
 	Failures   uint64 `json:"failures"`
+	DeadLetter uint64 `json:"deadLettered"`
 }
 
 // lagCounter is implemented by journals whose positions are not dense.
@@ -313,7 +314,7 @@ func (n *Node) outboxFigures() any {
 		}
 	}
 	return outboxJSON{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
-		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load()}
+		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLetter: n.outbox.DeadLettered.Load()}
 }
 
 type infoJSON struct {
