@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ordersystem/ordersystem/persistence"
 	pmemory "github.com/ordersystem/ordersystem/persistence/memory"
 	pnats "github.com/ordersystem/ordersystem/persistence/nats"
@@ -20,13 +22,13 @@ import (
 func openPersistence(ctx context.Context, cfg Config, log *slog.Logger) (persistence.Backend, error) {
 	switch cfg.Persistence {
 	case Redis:
-		b, err := predis.New(ctx, predis.Options{Addr: cfg.Redis})
+		b, err := predis.New(ctx, predis.Options{Addr: cfg.Redis, WaitReplicas: cfg.RedisWaitReplicas})
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=redis: %w (is Redis running at --redis=%s?)", err, redactURL(cfg.Redis))
 		}
 		return b, nil
 	case NATS:
-		b, err := pnats.New(ctx, pnats.Options{URL: cfg.NATS, Logger: log})
+		b, err := pnats.New(ctx, pnats.Options{URL: cfg.NATS, Replicas: cfg.NATSReplicas, Storage: natsStorage(cfg.NATSStorage), Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redactURL(cfg.NATS))
 		}
@@ -54,4 +56,11 @@ func openTransport(ctx context.Context, cfg Config, log *slog.Logger) (transport
 	default:
 		return tmemory.New(tmemory.Options{Logger: log})
 	}
+}
+
+func natsStorage(s string) jetstream.StorageType {
+	if s == "memory" {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
 }

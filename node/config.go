@@ -48,6 +48,10 @@ type Config struct {
 	Discovery   string        `koanf:"discovery"`
 	ClusterName string        `koanf:"cluster-name"`
 	LeaseTTL    time.Duration `koanf:"lease-ttl"`
+	// Durability asked of the servers.
+	RedisWaitReplicas int    `koanf:"redis-wait-replicas"`
+	NATSReplicas      int    `koanf:"nats-replicas"`
+	NATSStorage       string `koanf:"nats-storage"`
 
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
@@ -76,6 +80,8 @@ func Default() Config {
 		Discovery:       "auto",
 		ClusterName:     "ordersystem",
 		LeaseTTL:        2 * time.Second,
+		NATSReplicas:    1,
+		NATSStorage:     "file",
 	}
 }
 
@@ -140,6 +146,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Cluster && c.discovery() == InMemory {
 		bad("cluster", true, "a cluster needs a shared backend: add --persistence redis (or nats); in-memory orders would be lost on failover")
+	}
+	if c.RedisWaitReplicas < 0 {
+		bad("redis-wait-replicas", c.RedisWaitReplicas, "must be 0 (do not wait) or the number of replicas an append waits for")
+	}
+	if c.NATSReplicas < 1 || c.NATSReplicas > 5 {
+		bad("nats-replicas", c.NATSReplicas, "must be 1-5")
+	}
+	if c.NATSStorage != "file" && c.NATSStorage != "memory" {
+		bad("nats-storage", c.NATSStorage, "must be file or memory")
 	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")

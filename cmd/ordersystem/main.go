@@ -97,6 +97,9 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.String("discovery", def.Discovery, "where cluster members find each other: auto (the redis/nats backend in use), redis or nats")
 	fs.String("cluster-name", def.ClusterName, "cluster name; nodes with the same name and backend form one cluster")
 	fs.Duration("lease-ttl", def.LeaseTTL, "membership lease: a node that cannot renew it for this long is dropped by the others and fences itself")
+	fs.Int("redis-wait-replicas", def.RedisWaitReplicas, "Redis: every append waits until this many replicas acknowledged it (WAIT); 0 = do not wait (a failover of the Redis primary can lose acknowledged writes)")
+	fs.Int("nats-replicas", def.NATSReplicas, "NATS: replicas of the journal stream and buckets (a JetStream cluster of at least this many servers)")
+	fs.String("nats-storage", def.NATSStorage, "NATS: journal storage, file or memory (memory loses everything when the server restarts)")
 	fs.Duration("health-interval", def.HealthInterval, "interval of the supervisor's dependency checks (failures are re-checked with backoff)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: ordersystem [flags]\n\nRuns one OrderSystem node. Every flag can also be set as ORDERSYSTEM_<NAME>\n(e.g. ORDERSYSTEM_PORT=5001, ORDERSYSTEM_NODE_ID=node1) or in the --config file.\n\nFlags:\n")
