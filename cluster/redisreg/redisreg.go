@@ -134,8 +134,16 @@ func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl t
 	if !ok {
 		return fmt.Errorf("redis register %s: %w", rec.MemberID, cluster.ErrMemberExists)
 	}
+	if err := r.client.SAdd(ctx, r.indexKey(), rec.MemberID).Err(); err != nil {
+		return fmt.Errorf("redis register %s: index: %w", rec.MemberID, err)
+	}
 	return nil
 }
+
+// indexKey is the set of member ids that may have a record: List reads it
+// instead of scanning the database (which may hold millions of order keys).
+// Ids whose record expired are removed from it by List.
+func (r *Registry) indexKey() string { return strings.TrimSuffix(r.keyPrefix, ":") + ":index" }
 
 // Renew implements cluster.Registry: a Lua script compares the stored
 // record with rec and PEXPIREs the key only if they are equal.
@@ -170,31 +178,24 @@ func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) err
 	if err := deregisterScript.Run(ctx, r.client, []string{r.key(rec.MemberID)}, data).Err(); err != nil {
 		return fmt.Errorf("redis deregister %s: %w", rec.MemberID, err)
 	}
+	if exists, err := r.client.Exists(ctx, r.key(rec.MemberID)).Result(); err == nil && exists == 0 {
+		_ = r.client.SRem(ctx, r.indexKey(), rec.MemberID).Err()
+	}
 	return nil
 }
 
 // List implements cluster.Registry with SCAN by prefix and MGET. Values
 // that do not decode are skipped (they expire with their lease).
 func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
-	var keys []string
-	pattern := globEscape(r.keyPrefix) + "*"
-	var cursor uint64
-	for {
-		batch, next, err := r.client.Scan(ctx, cursor, pattern, 256).Result()
-		if err != nil {
-			return nil, fmt.Errorf("redis list members: %w", err)
-		}
-		for _, k := range batch {
-			// Another cluster's name may extend ours ("a" and "a:b"):
-			// member ids have no ':'.
-			if !strings.Contains(k[len(r.keyPrefix):], ":") {
-				keys = append(keys, k)
-			}
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+	ids, err := r.client.SMembers(ctx, r.indexKey()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis list members: %w", err)
 	}
+	keys := make([]string, 0, len(ids))
+	for _, id := range ids {
+		keys = append(keys, r.key(id))
+	}
+	var expired []any
 	out := make([]cluster.MemberRecord, 0, len(keys))
 	seen := make(map[string]bool, len(keys))
 	for len(keys) > 0 {
@@ -206,7 +207,8 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 		for i, v := range vals {
 			s, ok := v.(string)
 			if !ok {
-				continue // expired between SCAN and MGET
+				expired = append(expired, strings.TrimPrefix(keys[i], r.keyPrefix))
+				continue // the lease ran out
 			}
 			rec, err := cluster.DecodeMemberRecord([]byte(s))
 			if err != nil || r.key(rec.MemberID) != keys[i] || seen[rec.MemberID] {
@@ -216,6 +218,9 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 			out = append(out, rec)
 		}
 		keys = keys[n:]
+	}
+	if len(expired) > 0 {
+		_ = r.client.SRem(ctx, r.indexKey(), expired...).Err() // best effort
 	}
 	cluster.SortRecords(out)
 	return out, nil
