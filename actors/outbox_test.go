@@ -182,7 +182,9 @@ func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
 	pub := &picky{refuse: "p-2:1"}
 	stats := &actors.OutboxStats{}
 	var member *cluster.Node
-	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) { return member.Request(ctx, id, kind, msg) })
+	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
+		return member.Request(ctx, id, kind, msg)
+	})
 	driver := actors.NewOutboxDriver(req, time.Hour, nil)
 	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
 		actors.NewOrderKind(actors.OrderConfig{Journal: mem, NodeID: "n"}),

@@ -8,13 +8,16 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
+	predis "github.com/ordersystem/ordersystem/persistence/redis"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
@@ -79,7 +82,9 @@ func TestSnapshotsShortenActivation(t *testing.T) {
 
 // longStream journals an order with n events (a create and n-1 payments:
 // Evolve folds facts without judging them).
-func longStream(b testing.TB, j *memory.Backend, id string, n int) {
+func longStream(b testing.TB, j interface {
+	Append(ctx context.Context, id string, exp uint64, rs []persistence.Record) (uint64, error)
+}, id string, n int) {
 	ctx := context.Background()
 	recs := make([]persistence.Record, 0, n)
 	for v := 1; v <= n; v++ {
@@ -96,40 +101,69 @@ func longStream(b testing.TB, j *memory.Backend, id string, n int) {
 }
 
 // BenchmarkActivation1000Events: activation (load + fold + first reply) of an
-// order with 1,000 events, without and with a snapshot at version 1,000.
+// order with 1,000 events, without and with a snapshot at version 1,000, on
+// the in-memory journal and on Redis.
 func BenchmarkActivation1000Events(b *testing.B) {
-	for _, withSnap := range []bool{false, true} {
-		b.Run(fmt.Sprintf("snapshot=%v", withSnap), func(b *testing.B) {
-			mem := memory.New()
-			cfg := actors.OrderConfig{Journal: mem, NodeID: "bench", IdleTimeout: time.Hour}
-			if withSnap {
-				cfg.Snapshots, cfg.SnapshotEvery = mem, 100
+	type store interface {
+		actors.Journal
+		actors.Snapshots
+		Append(ctx context.Context, id string, exp uint64, rs []persistence.Record) (uint64, error)
+	}
+	backends := map[string]func(b *testing.B) store{
+		"memory": func(*testing.B) store { return memory.New() },
+		"redis": func(b *testing.B) store {
+			addr, prefix := testservers.Redis(b), fmt.Sprintf("bench-%d:", time.Now().UnixNano())
+			be, err := predis.New(context.Background(), predis.Options{Addr: addr, Prefix: prefix})
+			if err != nil {
+				b.Fatal(err)
 			}
-			c := startWith(b, cfg)
-			ctx := context.Background()
-			ids := make([]string, b.N)
-			for i := range ids {
-				ids[i] = fmt.Sprint("long-", i)
-				longStream(b, mem, ids[i], 1000)
+			b.Cleanup(func() {
+				_ = be.Close()
+				rdb := goredis.NewClient(&goredis.Options{Addr: addr})
+				defer rdb.Close()
+				ctx := context.Background()
+				iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+				for iter.Next(ctx) {
+					rdb.Del(ctx, iter.Val())
+				}
+			})
+			return be
+		},
+	}
+	for _, name := range []string{"memory", "redis"} {
+		for _, withSnap := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/snapshot=%v", name, withSnap), func(b *testing.B) {
+				st := backends[name](b)
+				cfg := actors.OrderConfig{Journal: st, NodeID: "bench", IdleTimeout: time.Hour}
 				if withSnap {
-					st := order.State{ID: ids[i]}
-					recs, _ := mem.Load(ctx, ids[i], 1)
-					for _, r := range recs {
-						pe, _ := actors.DecodeRecord(r)
-						e, _ := actors.EventFromProto(pe)
-						st = order.Evolve(st, e)
+					cfg.Snapshots, cfg.SnapshotEvery = st, 100
+				}
+				c := startWith(b, cfg)
+				ctx := context.Background()
+				ids := make([]string, b.N)
+				for i := range ids {
+					ids[i] = fmt.Sprint("long-", i)
+					longStream(b, st, ids[i], 1000)
+					if withSnap {
+						state := order.State{ID: ids[i]}
+						recs, _ := st.Load(ctx, ids[i], 1)
+						for _, r := range recs {
+							pe, _ := actors.DecodeRecord(r)
+							e, _ := actors.EventFromProto(pe)
+							state = order.Evolve(state, e)
+						}
+						data, _ := proto.Marshal(&orderpb.OrderSnapshot{Order: actors.StateToProto(&state)})
+						_ = st.SaveSnapshot(ctx, persistence.Snapshot{StreamID: ids[i], Version: 1000, Data: data})
 					}
-					data, _ := proto.Marshal(&orderpb.OrderSnapshot{Order: actors.StateToProto(&st)})
-					_ = mem.SaveSnapshot(ctx, persistence.Snapshot{StreamID: ids[i], Version: 1000, Data: data})
 				}
-			}
-			b.ResetTimer()
-			for i := range b.N {
-				r, err := c.Send(ctx, ids[i], &orderpb.GetOrder{})
-				if err != nil || r.GetOrder().GetVersion() != 1000 {
-					b.Fatalf("activation: %v %v", err, r)
+				b.ResetTimer()
+				for i := range b.N {
+					r, err := c.Send(ctx, ids[i], &orderpb.GetOrder{})
+					if err != nil || r.GetOrder().GetVersion() != 1000 {
+						b.Fatalf("activation: %v %v", err, r)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
