@@ -232,14 +232,12 @@ func (n *Node) Stop(graceful bool) {
 		_ = n.cfg.Provider.Shutdown(true)
 		time.Sleep(leaveDelay)
 	}
-	n.cluster.Shutdown(graceful)
 	if !graceful && n.cfg.Provider != nil {
 		// protoactor calls the provider's Shutdown only on a graceful stop:
-		// stop the lease loop here, and close the endpoint writers, or their
-		// gRPC clients redial the other members forever.
+		// stop the lease loop here (the record then expires as after a crash).
 		_ = n.cfg.Provider.Shutdown(false)
-		remote.GetRemote(n.system).Shutdown(true)
 	}
+	n.cluster.Shutdown(graceful)
 }
 
 // leaveDelay is how long a leaving member keeps serving after it left the
