@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
@@ -57,6 +58,8 @@ type OrderConfig struct {
 	// Appended, if set, is called after every successful append (the outbox
 	// nudge). It must not block.
 	Appended func()
+	// Metrics, if set, receives activations and journal append figures.
+	Metrics *metrics.Metrics
 	// Serving, if set, is asked before every message; an error refuses it
 	// as unavailable (the node lost its cluster lease).
 	Serving func() error
@@ -110,9 +113,10 @@ type orderActor struct {
 	state order.State
 	// loaded is false until the stream was read, and again after a write
 	// whose outcome is unknown (the journal may or may not have it).
-	loaded bool
-	seen   map[string]seenCommand
-	fifo   []string
+	loaded  bool
+	counted bool // counted in the active-actors gauge
+	seen    map[string]seenCommand
+	fifo    []string
 }
 
 func (a *orderActor) Receive(ctx actor.Context) {
@@ -136,7 +140,15 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		}
 	}
 	switch msg := ctx.Message().(type) {
+	case *actor.Stopped:
+		if a.counted {
+			a.cfg.Metrics.ActorStopped()
+			a.counted = false
+		}
+		return
 	case *pcluster.ClusterInit:
+		a.cfg.Metrics.ActorActivated()
+		a.counted = true
 		a.state.ID = msg.Identity.GetIdentity()
 		a.seen = make(map[string]seenCommand, 4)
 	case *actor.ReceiveTimeout:
@@ -365,7 +377,9 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 			records[i] = persistence.Record{Type: e.EventType(), Data: data}
 		}
 		ctx, cancel := a.ioContext()
+		start := time.Now()
 		_, err = a.cfg.Journal.Append(ctx, a.state.ID, a.state.Version, records)
+		a.cfg.Metrics.ObserveAppend(time.Since(start), errors.Is(err, persistence.ErrVersionConflict))
 		cancel()
 		switch {
 		case err == nil:

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/transport"
@@ -46,6 +47,8 @@ type OutboxConfig struct {
 	BatchSize int
 	// IOTimeout bounds one read, publish or checkpoint save (default 5 s).
 	IOTimeout time.Duration
+	// Metrics, if set, counts publishes and failures.
+	Metrics *metrics.Metrics
 	// Stats, if set, receives the outbox figures after every drain.
 	Stats  *OutboxStats
 	Logger *slog.Logger
@@ -112,6 +115,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	st := &orderpb.OutboxStatus{}
 	fail := func(what string, err error) *orderpb.OutboxStatus {
 		o.cfg.Stats.Failures.Add(1)
+		o.cfg.Metrics.ObservePublish(0, err)
 		o.cfg.Logger.Warn("outbox "+what+" failed", slog.Uint64("checkpoint", o.checkpoint), slog.Any("error", err))
 		st.Error = what + ": " + err.Error()
 		st.Checkpoint = o.checkpoint
@@ -164,6 +168,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		o.checkpoint = next
 		st.Published += uint64(len(recs))
 		o.cfg.Stats.Published.Add(uint64(len(recs)))
+		o.cfg.Metrics.ObservePublish(len(recs), nil)
 		o.cfg.Stats.Checkpoint.Store(next)
 		if len(recs) < o.cfg.BatchSize {
 			break

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
@@ -57,8 +58,14 @@ type Config struct {
 	// Extra returns extra fields for GET /stats (outbox lag), may be nil.
 	StatsExtra func() any
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
-	// every route but the probes.
+	// every route but the probes and /metrics (see ProtectMetrics).
 	APIToken string
+	// Metrics, if set, receives the HTTP and command metrics and is served
+	// at GET /metrics.
+	Metrics *metrics.Metrics
+	// ProtectMetrics requires the APIToken on /metrics too (by default it
+	// is open, like the probes, for scrapers).
+	ProtectMetrics bool
 	// RequestTimeout bounds one call to an order actor (default 10 s).
 	RequestTimeout time.Duration
 	// BodyLimit is the largest request body accepted (default 1 MiB).
@@ -83,10 +90,11 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{cfg: cfg}
+	a := &api{cfg: cfg, routes: map[string]bool{}}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
+	e.Use(a.observe)
 	e.Use(a.limitBody)
 	if cfg.APIToken != "" {
 		e.Use(a.requireToken)
@@ -97,19 +105,26 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/health/live", a.live)
 	e.GET("/health/ready", a.ready)
 	e.GET("/stats", a.stats)
-	e.POST("/orders", a.createOrder)
+	e.POST("/orders", a.command("create", a.createOrder))
 	e.GET("/orders", a.listOrders)
 	e.GET("/orders/:id", a.getOrder)
 	e.GET("/orders/:id/history", a.history)
-	e.POST("/orders/:id/pay", a.transition("pay"))
-	e.POST("/orders/:id/ship", a.transition("ship"))
-	e.POST("/orders/:id/deliver", a.transition("deliver"))
-	e.POST("/orders/:id/cancel", a.transition("cancel"))
+	for _, op := range []string{"pay", "ship", "deliver", "cancel"} {
+		e.POST("/orders/:id/"+op, a.command(op, a.transition(op)))
+	}
+	e.GET("/openapi.json", a.openAPI)
+	if cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	}
+	for _, r := range e.Routes() {
+		a.routes[r.Path] = true
+	}
 	return e
 }
 
 type api struct {
-	cfg Config
+	cfg    Config
+	routes map[string]bool // route templates, for the metrics' route label
 }
 
 // apiError is an error with its HTTP status and code; every handler returns
@@ -148,7 +163,7 @@ func (a *api) errorHandler(err error, c echo.Context) {
 			ae.msg = fmt.Sprintf("method %s not allowed on %s", c.Request().Method, c.Request().URL.Path)
 		}
 	default:
-		a.cfg.Logger.Error("unhandled error", slog.String("path", c.Request().URL.Path), slog.Any("error", err))
+		requestLogger(c.Request().Context(), a.cfg.Logger).Error("unhandled error", slog.String("route", a.routeLabel(c)), slog.Any("error", err))
 		ae = &apiError{status: http.StatusInternalServerError, code: "internal", msg: "internal error"}
 	}
 	if ae.status == http.StatusServiceUnavailable {
@@ -194,10 +209,16 @@ func (a *api) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 
 func isProbe(path string) bool { return path == "/health" || strings.HasPrefix(path, "/health/") }
 
+// open reports whether a path is served without the API token: the probes,
+// and /metrics unless ProtectMetrics is set.
+func (a *api) open(path string) bool {
+	return isProbe(path) || (path == "/metrics" && a.cfg.Metrics != nil && !a.cfg.ProtectMetrics)
+}
+
 func (a *api) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	want := []byte("Bearer " + a.cfg.APIToken)
 	return func(c echo.Context) error {
-		if isProbe(c.Request().URL.Path) {
+		if a.open(c.Request().URL.Path) {
 			return next(c)
 		}
 		got := []byte(c.Request().Header.Get(echo.HeaderAuthorization))

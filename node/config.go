@@ -33,8 +33,10 @@ type Config struct {
 	RemotePort    int    `koanf:"remote-port"`
 	AdvertiseHost string `koanf:"advertise-host"`
 	APIToken      string `koanf:"api-token"`
-	LogFormat     string `koanf:"log-format"`
-	LogLevel      string `koanf:"log-level"`
+	// ProtectMetrics requires the API token on /metrics too.
+	ProtectMetrics bool   `koanf:"protect-metrics"`
+	LogFormat      string `koanf:"log-format"`
+	LogLevel       string `koanf:"log-level"`
 
 	IdleTimeout     time.Duration `koanf:"idle-timeout"`
 	RequestTimeout  time.Duration `koanf:"request-timeout"`

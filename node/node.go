@@ -23,6 +23,7 @@ import (
 	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
 	httpapi "github.com/ordersystem/ordersystem/http"
+	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/transport"
@@ -52,6 +53,7 @@ type Node struct {
 	outbox    *actors.OutboxStats
 	health    *health
 	board     *supervisor.Board
+	metrics   *metrics.Metrics
 	api       *echo.Echo
 	listener  net.Listener
 	startedAt time.Time
@@ -123,6 +125,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders))
 
+	n.metrics = metrics.New()
+
 	// Write side: the order and outbox kinds on a cluster member.
 	requester := nodeRequester{n}
 	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
@@ -134,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		IdleTimeout:   cfg.IdleTimeout,
 		Appended:      n.driver.Nudge,
 		Serving:       n.serving,
+		Metrics:       n.metrics,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
 				b.Report(componentPersistence)
@@ -142,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger: log,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
-		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Logger: log,
+		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
 	})
 	n.kinds = []*pcluster.Kind{orderKind, outboxKind}
 	member, err := n.join(ctx)
@@ -160,6 +165,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
+	n.metrics.OnScrape(func() {
+		if o, ok := n.outboxFigures().(outboxJSON); ok {
+			n.metrics.SetOutboxLag(o.Lag)
+		}
+		n.metrics.SetClusterMembers(len(n.members()))
+		for _, st := range n.board.All() {
+			n.metrics.SetBackendUp(st.Component, st.Up)
+		}
+	})
 	go n.driver.Run()
 	n.driver.Nudge() // publish whatever an earlier run left behind
 
@@ -172,6 +186,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Info:           n.info,
 		StatsExtra:     n.outboxFigures,
 		APIToken:       cfg.APIToken,
+		Metrics:        n.metrics,
+		ProtectMetrics: cfg.ProtectMetrics,
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         log,
 	})

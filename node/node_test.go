@@ -469,3 +469,32 @@ func TestStartErrors(t *testing.T) {
 		t.Fatalf("bad transport: %v", err)
 	}
 }
+
+func TestMetricsMoveAfterTraffic(t *testing.T) {
+	tn := startNode(t, func(c *node.Config) { c.APIToken = "tok" })
+	r := tn.expect(tn.do("POST", "/orders", seedOrder, "Authorization", "Bearer tok"), http.StatusCreated)
+	var c struct{ OrderID string }
+	r.json(t, &c)
+	tn.expect(tn.do("POST", "/orders/"+c.OrderID+"/pay", "", "Authorization", "Bearer tok"), http.StatusOK)
+	waitFor(t, "the outbox to publish", func() bool {
+		body := string(tn.expect(tn.do("GET", "/metrics", ""), http.StatusOK).body) // open without the token
+		return strings.Contains(body, "outbox_published_total 2")
+	})
+	body := string(tn.do("GET", "/metrics", "").body)
+	for _, want := range []string{
+		`order_commands_total{command="create",outcome="ok"} 1`,
+		`order_commands_total{command="pay",outcome="ok"} 1`,
+		"journal_append_duration_seconds_count 2",
+		"order_actors_active 1",
+		`backend_up{component="persistence"} 1`,
+		"cluster_members 1",
+		`http_requests_total{method="POST",route="/orders",status="201"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, c.OrderID) {
+		t.Error("/metrics has an order id in a label")
+	}
+}

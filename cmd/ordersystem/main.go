@@ -86,6 +86,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Int("remote-port", def.RemotePort, "node-to-node gRPC port (default: --port + 1000 in cluster mode; 0: any free port)")
 	fs.String("advertise-host", def.AdvertiseHost, "host (or host:port) other nodes use to reach this one, e.g. in containers")
 	fs.String("api-token", def.APIToken, "require 'Authorization: Bearer <token>' on every route but the health probes")
+	fs.Bool("protect-metrics", false, "require the --api-token on /metrics too (it is open by default, like the probes)")
 	fs.String("log-format", def.LogFormat, "log format: text or json")
 	fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
 	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages")

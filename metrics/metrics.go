@@ -1,0 +1,264 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Outcomes of an order command, the values of order_commands_total's
+// outcome label.
+const (
+	OutcomeOK          = "ok"          // applied
+	OutcomeReplayed    = "replayed"    // answered from an earlier request with the same command id
+	OutcomeInvalid     = "invalid"     // refused as bad input (400, 413, 422)
+	OutcomeNotFound    = "not_found"   // no such order
+	OutcomeConflict    = "conflict"    // the state machine forbids it, or the order exists already
+	OutcomeUnavailable = "unavailable" // a backend or the order's actor could not be reached
+	OutcomeInternal    = "internal"    // anything else
+)
+
+// Commands are the values of order_commands_total's command label.
+var Commands = []string{"create", "pay", "ship", "deliver", "cancel"}
+
+// Outcomes lists every outcome.
+var Outcomes = []string{OutcomeOK, OutcomeReplayed, OutcomeInvalid, OutcomeNotFound, OutcomeConflict, OutcomeUnavailable, OutcomeInternal}
+
+// Metrics is a node's set of metrics on its own registry. The zero value is
+// not usable: build one with New. A nil *Metrics is valid and does nothing.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
+
+	commands *prometheus.CounterVec
+
+	appendDuration   prometheus.Histogram
+	journalConflicts prometheus.Counter
+
+	outboxLag       prometheus.Gauge
+	outboxPublished prometheus.Counter
+	outboxFailures  prometheus.Counter
+
+	actorsActive   prometheus.Gauge
+	clusterMembers prometheus.Gauge
+	backendUp      *prometheus.GaugeVec
+
+	handler http.Handler
+
+	hooksMu sync.Mutex
+	hooks   []func()
+}
+
+// New returns a Metrics registered on a new registry, with the Go runtime
+// and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests answered, by route template, method and status.",
+		}, []string{"route", "method", "status"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "Time to answer an HTTP request, by route template and method.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "order_commands_total",
+			Help: "Order commands answered, by command (create, pay, ship, deliver, cancel) and outcome.",
+		}, []string{"command", "outcome"}),
+		appendDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "journal_append_duration_seconds",
+			Help:    "Time of one journal append (successful or not).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		journalConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "journal_conflicts_total",
+			Help: "Journal appends refused because the stream moved (another activation wrote first).",
+		}),
+		outboxLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outbox_lag_events",
+			Help: "Journaled events not yet published to the transport.",
+		}),
+		outboxPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outbox_published_total",
+			Help: "Events the outbox published to the transport.",
+		}),
+		outboxFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outbox_publish_failures_total",
+			Help: "Outbox publish attempts that failed.",
+		}),
+		actorsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "order_actors_active",
+			Help: "Order actors activated on this node.",
+		}),
+		clusterMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cluster_members",
+			Help: "Cluster members this node sees, itself included.",
+		}),
+		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "backend_up",
+			Help: "1 when the component (persistence, transport, membership) answers, else 0.",
+		}, []string{"component"}),
+	}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.httpRequests, m.httpDuration, m.commands,
+		m.appendDuration, m.journalConflicts,
+		m.outboxLag, m.outboxPublished, m.outboxFailures,
+		m.actorsActive, m.clusterMembers, m.backendUp,
+	)
+	// Every command/outcome pair exists from the start, so that rates and
+	// alerts see a 0 rather than no series.
+	for _, c := range Commands {
+		for _, o := range Outcomes {
+			m.commands.WithLabelValues(c, o)
+		}
+	}
+	inner := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
+	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.runHooks()
+		inner.ServeHTTP(w, r)
+	})
+	return m
+}
+
+// OnScrape registers f to run before every scrape through Handler, to set
+// gauges from state the node already keeps (backend health, members,
+// outbox lag) instead of on every change. Hooks run one at a time, in the
+// order registered; f must be quick and must not block (a scrape waits for
+// it) and must not call OnScrape.
+func (m *Metrics) OnScrape(f func()) {
+	if m == nil || f == nil {
+		return
+	}
+	m.hooksMu.Lock()
+	m.hooks = append(m.hooks, f)
+	m.hooksMu.Unlock()
+}
+
+func (m *Metrics) runHooks() {
+	m.hooksMu.Lock()
+	defer m.hooksMu.Unlock()
+	for _, f := range m.hooks {
+		f()
+	}
+}
+
+// Registry is the registry the metrics live in (to add collectors).
+func (m *Metrics) Registry() *prometheus.Registry {
+	if m == nil {
+		return nil
+	}
+	return m.reg
+}
+
+// Handler serves the metrics in the Prometheus text format (GET /metrics).
+// On a nil *Metrics it answers 404.
+func (m *Metrics) Handler() http.Handler {
+	if m == nil {
+		return http.NotFoundHandler()
+	}
+	return m.handler
+}
+
+// ObserveHTTP records one answered request. route must be the route
+// template (/orders/:id), never the raw path, and method one of a bounded
+// set: both are labels.
+func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// ObserveCommand counts one answered order command. command is one of
+// Commands and outcome one of the Outcome constants.
+func (m *Metrics) ObserveCommand(command, outcome string) {
+	if m == nil {
+		return
+	}
+	m.commands.WithLabelValues(command, outcome).Inc()
+}
+
+// ObserveAppend records one journal append that took d; conflict reports
+// that it was refused with a version conflict.
+func (m *Metrics) ObserveAppend(d time.Duration, conflict bool) {
+	if m == nil {
+		return
+	}
+	m.appendDuration.Observe(d.Seconds())
+	if conflict {
+		m.journalConflicts.Inc()
+	}
+}
+
+// SetOutboxLag sets the number of journaled events not yet published.
+func (m *Metrics) SetOutboxLag(lag uint64) {
+	if m == nil {
+		return
+	}
+	m.outboxLag.Set(float64(lag))
+}
+
+// ObservePublish records one outbox publish attempt of n events: n are
+// counted as published when err is nil, else one failure is counted.
+func (m *Metrics) ObservePublish(n int, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.outboxFailures.Inc()
+		return
+	}
+	if n > 0 {
+		m.outboxPublished.Add(float64(n))
+	}
+}
+
+// ActorActivated counts an order actor that started on this node; call
+// ActorStopped exactly once when it stops (passivation or shutdown).
+func (m *Metrics) ActorActivated() {
+	if m == nil {
+		return
+	}
+	m.actorsActive.Inc()
+}
+
+// ActorStopped is the counterpart of ActorActivated.
+func (m *Metrics) ActorStopped() {
+	if m == nil {
+		return
+	}
+	m.actorsActive.Dec()
+}
+
+// SetClusterMembers sets the number of cluster members this node sees.
+func (m *Metrics) SetClusterMembers(n int) {
+	if m == nil {
+		return
+	}
+	m.clusterMembers.Set(float64(n))
+}
+
+// SetBackendUp records whether a component (persistence, transport,
+// membership) answers.
+func (m *Metrics) SetBackendUp(component string, up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.backendUp.WithLabelValues(component).Set(v)
+}
