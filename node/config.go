@@ -50,6 +50,10 @@ type Config struct {
 	Discovery   string        `koanf:"discovery"`
 	ClusterName string        `koanf:"cluster-name"`
 	LeaseTTL    time.Duration `koanf:"lease-ttl"`
+	// Peers are the HTTP addresses (host:port) of the cluster's nodes, for a
+	// cluster without a shared backend (in-memory experiments): membership
+	// then runs on each node's HTTP port + 2000.
+	Peers []string `koanf:"peers"`
 	// Durability asked of the servers.
 	RedisWaitReplicas int    `koanf:"redis-wait-replicas"`
 	NATSReplicas      int    `koanf:"nats-replicas"`
@@ -136,9 +140,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.Discovery {
-	case "", "auto", Redis, NATS:
+	case "", "auto", Redis, NATS, "peers":
 	default:
-		bad("discovery", c.Discovery, "must be auto, redis or nats")
+		bad("discovery", c.Discovery, "must be auto, redis, nats or peers")
+	}
+	for _, p := range c.Peers {
+		if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
+			bad("peers", p, "must be a comma-separated list of host:port (the HTTP addresses of the nodes)")
+		}
+	}
+	if c.discovery() == "peers" && len(c.Peers) == 0 {
+		bad("discovery", "peers", "needs --peers")
 	}
 	if !nodeIDPattern.MatchString(c.ClusterName) {
 		bad("cluster-name", c.ClusterName, "must be 1-63 letters, digits, '.', '_' or '-'")
@@ -147,7 +159,7 @@ func (c *Config) Validate() error {
 		bad("lease-ttl", c.LeaseTTL, "must be at least 1s")
 	}
 	if c.Cluster && c.discovery() == InMemory {
-		bad("cluster", true, "a cluster needs a shared backend: add --persistence redis (or nats); in-memory orders would be lost on failover")
+		bad("cluster", true, "a cluster needs a shared backend (--persistence redis or nats), or --peers for an in-memory experiment")
 	}
 	if c.RedisWaitReplicas < 0 {
 		bad("redis-wait-replicas", c.RedisWaitReplicas, "must be 0 (do not wait) or the number of replicas an append waits for")

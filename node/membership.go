@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 
 	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
@@ -32,8 +35,34 @@ func (c *Config) discovery() string {
 			return b
 		}
 	}
+	if len(c.Peers) > 0 {
+		return "peers"
+	}
 	return InMemory
 }
+
+// peerProvider is static membership over --peers (protoactor's automanaged
+// provider: each node answers on its HTTP port + 2000 and polls the others).
+// It has no lease and no fencing; it is for in-memory experiments only.
+func (n *Node) peerProvider() (pcluster.ClusterProvider, error) {
+	hosts := make([]string, 0, len(n.cfg.Peers))
+	for _, p := range n.cfg.Peers {
+		h, port, _ := net.SplitHostPort(p)
+		pn, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("--peers=%s: %w", p, err)
+		}
+		hosts = append(hosts, net.JoinHostPort(h, strconv.Itoa(pn+peerPortOffset)))
+	}
+	if n.cfg.Persistence == InMemory {
+		n.log.Warn("IN-MEMORY CLUSTER: every node keeps its own orders in memory; when a node stops, the orders it owned are LOST and others cannot see them. Use --persistence redis or nats for anything but an experiment.")
+	}
+	return automanaged.NewWithConfig(time.Second, n.cfg.Port+peerPortOffset, hosts...), nil
+}
+
+// peerPortOffset is the distance from a node's HTTP port to its --peers
+// membership port.
+const peerPortOffset = 2000
 
 // openRegistry connects the membership registry of a cluster node.
 func (n *Node) openRegistry(ctx context.Context) (registry, error) {
@@ -60,6 +89,9 @@ func (n *Node) openRegistry(ctx context.Context) (registry, error) {
 func (n *Node) newProvider(ctx context.Context) (pcluster.ClusterProvider, error) {
 	if !n.cfg.Cluster {
 		return nil, nil
+	}
+	if n.cfg.discovery() == "peers" {
+		return n.peerProvider()
 	}
 	if n.registry == nil {
 		r, err := n.openRegistry(ctx)
@@ -152,7 +184,9 @@ func (n *Node) members() []cluster.Member {
 	}
 	ms := m.Members()
 	for i := range ms {
-		ms[i].NodeID = n.cfg.NodeID
+		if ms[i].ID == m.System().ID {
+			ms[i].NodeID = n.cfg.NodeID
+		}
 	}
 	return ms
 }

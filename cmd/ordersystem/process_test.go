@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -57,12 +58,24 @@ type proc struct {
 	cmd  *exec.Cmd
 	base string
 	logs *bytes.Buffer
+	mu   *sync.Mutex // guards logs
 	done chan error
+}
+
+// logText returns what the process printed so far.
+func (p *proc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
 }
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	port := testservers.FreePort(t)
+	return startProcOn(t, testservers.FreePort(t), args...)
+}
+
+func startProcOn(t *testing.T, port int, args ...string) *proc {
+	t.Helper()
 	args = append([]string{"--port", strconv.Itoa(port), "--http-host", "127.0.0.1", "--log-level", "info"}, args...)
 	cmd := exec.Command(binary(t), args...)
 	logs := &bytes.Buffer{}
@@ -72,7 +85,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, cmd: cmd, base: "http://127.0.0.1:" + strconv.Itoa(port), logs: logs, done: make(chan error, 1)}
+	p := &proc{t: t, cmd: cmd, base: "http://127.0.0.1:" + strconv.Itoa(port), logs: logs, mu: &mu, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
@@ -285,4 +298,50 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	}
 	t.Logf("SIGTERM under load: %d created (all found after restart), statuses %v, %d refused at the socket, exit 0 after %s",
 		len(created), statuses, refused.Load(), stopTime)
+}
+
+// TestPeersCluster: two in-memory nodes that find each other through --peers
+// route every order to its owner, whichever node the request reaches.
+func TestPeersCluster(t *testing.T) {
+	p1, p2 := testservers.FreePort(t), testservers.FreePort(t)
+	peers := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", p1, p2)
+	a := startProcOn(t, p1, "--cluster", "--node-id", "n1", "--peers", peers, "--remote-port", "0")
+	b := startProcOn(t, p2, "--cluster", "--node-id", "n2", "--peers", peers, "--remote-port", "0")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, body := a.get("/")
+		var info struct{ Members []struct{ ID string } }
+		_ = json.Unmarshal(body, &info)
+		if len(info.Members) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("members never reached 2: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	owners := map[string]bool{}
+	for range 12 {
+		res, err := http.Post(a.base+"/orders", "application/json", bytes.NewBufferString(order1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 201 {
+			t.Fatalf("create: %d %s", res.StatusCode, body)
+		}
+		owners[res.Header.Get("X-Order-Owner")] = true
+		var c struct{ OrderID string }
+		_ = json.Unmarshal(body, &c)
+		if status, got := b.get("/orders/" + c.OrderID); status != 200 {
+			t.Fatalf("order %s through the other node: %d %s", c.OrderID, status, got)
+		}
+	}
+	if !owners["n1"] || !owners["n2"] {
+		t.Fatalf("owners %v: orders should spread over both nodes", owners)
+	}
+	if !strings.Contains(a.logText(), "IN-MEMORY CLUSTER") {
+		t.Error("no loud warning that an in-memory cluster loses orders")
+	}
 }
