@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Errors of cluster calls.
@@ -38,6 +41,9 @@ type Config struct {
 	AdvertiseHost string
 	// Kinds are the actor kinds this member hosts.
 	Kinds []*pcluster.Kind
+	// ServerTLS and ClientTLS, if set, make node-to-node gRPC use (mutual)
+	// TLS; both or neither.
+	ServerTLS, ClientTLS *tls.Config
 	// Provider is the membership provider; nil means a one-member cluster.
 	Provider pcluster.ClusterProvider
 	// AttemptTimeout bounds one attempt of a Request (default 2 s); the
@@ -88,6 +94,11 @@ func Start(cfg Config) (n *Node, err error) {
 			adv = net.JoinHostPort(adv, strconv.Itoa(cfg.Port))
 		}
 		ropts = append(ropts, remote.WithAdvertisedHost(adv))
+	}
+	if cfg.ServerTLS != nil && cfg.ClientTLS != nil {
+		ropts = append(ropts,
+			remote.WithServerOptions(grpc.Creds(credentials.NewTLS(cfg.ServerTLS))),
+			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.ClientTLS))))
 	}
 	rcfg := remote.Configure(cfg.Host, cfg.Port, ropts...)
 	provider := cfg.Provider

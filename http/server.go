@@ -68,6 +68,9 @@ type Config struct {
 	ProtectMetrics bool
 	// RequestTimeout bounds one call to an order actor (default 10 s).
 	RequestTimeout time.Duration
+	// MaxInFlight bounds the order requests (/orders...) served at once; past
+	// it they are refused at once with 503 instead of queueing (0: no limit).
+	MaxInFlight int
 	// BodyLimit is the largest request body accepted (default 1 MiB).
 	BodyLimit int64
 	Logger    *slog.Logger
@@ -96,6 +99,10 @@ func New(cfg Config) *echo.Echo {
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(a.observe)
 	e.Use(a.limitBody)
+	if cfg.MaxInFlight > 0 {
+		a.inFlight = make(chan struct{}, cfg.MaxInFlight)
+		e.Use(a.limitInFlight)
+	}
 	if cfg.APIToken != "" {
 		e.Use(a.requireToken)
 	}
@@ -123,8 +130,25 @@ func New(cfg Config) *echo.Echo {
 }
 
 type api struct {
-	cfg    Config
-	routes map[string]bool // route templates, for the metrics' route label
+	cfg      Config
+	routes   map[string]bool // route templates, for the metrics' route label
+	inFlight chan struct{}   // semaphore of MaxInFlight
+}
+
+func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !strings.HasPrefix(c.Request().URL.Path, "/orders") {
+			return next(c)
+		}
+		select {
+		case a.inFlight <- struct{}{}:
+			defer func() { <-a.inFlight }()
+			return next(c)
+		default:
+			return &apiError{status: http.StatusServiceUnavailable, code: "overloaded",
+				msg: fmt.Sprintf("more than %d order requests in flight; retry shortly", cap(a.inFlight))}
+		}
+	}
 }
 
 // apiError is an error with its HTTP status and code; every handler returns

@@ -33,6 +33,13 @@ type Config struct {
 	RemotePort    int    `koanf:"remote-port"`
 	AdvertiseHost string `koanf:"advertise-host"`
 	APIToken      string `koanf:"api-token"`
+	// TLS: --tls-cert/--tls-key serve HTTPS; with --tls-ca as well,
+	// node-to-node gRPC uses mutual TLS with the same certificate.
+	TLSCert string `koanf:"tls-cert"`
+	TLSKey  string `koanf:"tls-key"`
+	TLSCA   string `koanf:"tls-ca"`
+	// MaxInFlight bounds order requests served at once (0: no bound).
+	MaxInFlight int `koanf:"max-in-flight"`
 	// ProtectMetrics requires the API token on /metrics too.
 	ProtectMetrics bool   `koanf:"protect-metrics"`
 	LogFormat      string `koanf:"log-format"`
@@ -83,6 +90,7 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		HealthInterval:  30 * time.Second,
 		SnapshotEvery:   100,
+		MaxInFlight:     4096,
 		Discovery:       "auto",
 		ClusterName:     "ordersystem",
 		LeaseTTL:        2 * time.Second,
@@ -169,6 +177,15 @@ func (c *Config) Validate() error {
 	}
 	if c.NATSStorage != "file" && c.NATSStorage != "memory" {
 		bad("nats-storage", c.NATSStorage, "must be file or memory")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert", c.TLSCert, "--tls-cert and --tls-key go together")
+	}
+	if c.TLSCA != "" && c.TLSCert == "" {
+		bad("tls-ca", c.TLSCA, "mutual TLS between nodes also needs --tls-cert and --tls-key")
+	}
+	if c.MaxInFlight < 0 {
+		bad("max-in-flight", c.MaxInFlight, "must be 0 (no bound) or positive")
 	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")

@@ -188,12 +188,22 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		APIToken:       cfg.APIToken,
 		Metrics:        n.metrics,
 		ProtectMetrics: cfg.ProtectMetrics,
+		MaxInFlight:    cfg.MaxInFlight,
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         log,
 	})
 	srv := &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	n.api.Server = srv
-	go func() { n.serveErr <- srv.Serve(ln) }()
+	if srv.TLSConfig, err = cfg.httpTLS(); err != nil {
+		return nil, err
+	}
+	go func() {
+		if srv.TLSConfig != nil {
+			n.serveErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		n.serveErr <- srv.Serve(ln)
+	}()
 	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
 		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
@@ -214,7 +224,13 @@ func (n *Node) join(ctx context.Context) (*cluster.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	serverTLS, clientTLS, err := n.cfg.peerTLS()
+	if err != nil {
+		return nil, err
+	}
 	m, err := cluster.Start(cluster.Config{
+		ServerTLS:     serverTLS,
+		ClientTLS:     clientTLS,
 		NodeID:        n.cfg.NodeID,
 		Host:          remoteHost(n.cfg),
 		Port:          n.cfg.remotePort(),
