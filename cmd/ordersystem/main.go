@@ -20,6 +20,7 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
 	"github.com/ordersystem/ordersystem/node"
@@ -35,6 +36,9 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Logger = newLogger(cfg, os.Stderr)
+	// go-redis prints its own lines (dial failures) to stderr: route them
+	// through our logger at debug level, where the node's own error says it.
+	goredis.SetLogger(redisLog{cfg.Logger})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, stop, cfg); err != nil {
@@ -172,6 +176,12 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 		return def, err
 	}
 	return cfg, nil
+}
+
+type redisLog struct{ l *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.l.Debug(fmt.Sprintf(format, v...), slog.String("component", "go-redis"))
 }
 
 func newLogger(cfg node.Config, w io.Writer) *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -343,5 +344,36 @@ func TestPeersCluster(t *testing.T) {
 	}
 	if !strings.Contains(a.logText(), "IN-MEMORY CLUSTER") {
 		t.Error("no loud warning that an in-memory cluster loses orders")
+	}
+}
+
+// TestStartupErrorsAreOneLine: a newcomer's mistakes end the process with one
+// error line that names the problem and the fix (after any progress lines),
+// a non-zero code, no stack trace.
+func TestStartupErrorsAreOneLine(t *testing.T) {
+	busy := startProc(t)
+	busyPort := strings.TrimPrefix(busy.base, "http://127.0.0.1:")
+	closed := testservers.FreePort(t)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--port", busyPort}, "choose another with --port"},
+		{[]string{"--port", "0", "--persistence", "redis", "--redis", fmt.Sprintf("127.0.0.1:%d", closed)}, "is Redis running at --redis="},
+		{[]string{"--port", "0", "--transport", "nats", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", closed)}, "is NATS with JetStream running"},
+		{[]string{"--transport", "kafka"}, "--transport=kafka: must be inmemory, redis or nats"},
+	}
+	for _, c := range cases {
+		out, err := exec.Command(binary(t), c.args...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("%v: exit %v, want non-zero", c.args, err)
+		}
+		text := strings.TrimSpace(string(out))
+		lines := strings.Split(text, "\n")
+		last := lines[len(lines)-1]
+		if !strings.HasPrefix(last, "ordersystem: ") || !strings.Contains(last, c.want) || strings.Contains(text, "goroutine") || strings.Contains(text, "panic") {
+			t.Errorf("%v: printed %q, want it to end with one error line containing %q and no stack trace", c.args, text, c.want)
+		}
 	}
 }
