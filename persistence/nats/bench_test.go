@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,53 +10,8 @@ import (
 
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/persistence/journaltest"
 )
-
-// benchWriters is the number of concurrent writers of every benchmark here.
-const benchWriters = 32
-
-// runWriters splits b.N operations over benchWriters goroutines, each with
-// its own op (made by newOp for that worker), and reports ops per second.
-func runWriters(b *testing.B, unit string, newOp func(worker int) func(ctx context.Context) error) {
-	b.Helper()
-	ctx := context.Background()
-	ops := make([]func(context.Context) error, benchWriters)
-	for w := range ops {
-		ops[w] = newOp(w)
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		ferr error
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for w := range benchWriters {
-		n := b.N / benchWriters
-		if w < b.N%benchWriters {
-			n++
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range n {
-				if err := ops[w](ctx); err != nil {
-					mu.Lock()
-					ferr = err
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if ferr != nil {
-		b.Fatal(ferr)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit+"/s")
-}
 
 // BenchmarkAppend measures journal appends of one ~100-byte event with 32
 // concurrent writers on distinct orders, with the stream cache (one round
@@ -69,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 	}{{"Cache", 0}, {"NoCache", -1}} {
 		b.Run(c.name, func(b *testing.B) {
 			be := newBackend(b, testservers.NATS(b), Options{CacheSize: c.cache})
-			runWriters(b, "appends", func(w int) func(context.Context) error {
+			journaltest.RunWriters(b, "appends", func(w int) func(context.Context) error {
 				stream := fmt.Sprintf("bench-%d", w)
 				data := make([]byte, 100)
 				var v uint64
@@ -88,7 +42,7 @@ func BenchmarkAppend(b *testing.B) {
 // connection, into the backend's stream.
 func BenchmarkRawPublish(b *testing.B) {
 	be := newBackend(b, testservers.NATS(b), Options{})
-	runWriters(b, "publishes", func(w int) func(context.Context) error {
+	journaltest.RunWriters(b, "publishes", func(w int) func(context.Context) error {
 		subject := be.subject(fmt.Sprintf("raw-%d", w))
 		data := make([]byte, 100)
 		return func(ctx context.Context) error {

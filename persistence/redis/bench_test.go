@@ -5,59 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
+	"github.com/ordersystem/ordersystem/persistence/journaltest"
 )
-
-// benchWriters is the number of concurrent writers of every benchmark here.
-const benchWriters = 32
-
-// runWriters splits b.N operations over benchWriters goroutines, each with
-// its own op (made by newOp for that worker), and reports ops per second.
-func runWriters(b *testing.B, unit string, newOp func(worker int) func(ctx context.Context) error) {
-	b.Helper()
-	ctx := context.Background()
-	ops := make([]func(context.Context) error, benchWriters)
-	for w := range ops {
-		ops[w] = newOp(w)
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		ferr error
-	)
-	b.ResetTimer()
-	start := time.Now()
-	for w := range benchWriters {
-		n := b.N / benchWriters
-		if w < b.N%benchWriters {
-			n++
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range n {
-				if err := ops[w](ctx); err != nil {
-					mu.Lock()
-					ferr = err
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	if ferr != nil {
-		b.Fatal(ferr)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), unit+"/s")
-}
 
 func benchBackend(b *testing.B, opts Options) *Backend {
 	b.Helper()
@@ -110,7 +64,7 @@ func BenchmarkAppend(b *testing.B) {
 	}{{"GroupCommit", 0}, {"NoGroupCommit", 1}} {
 		b.Run(c.name, func(b *testing.B) {
 			be := benchBackend(b, Options{MaxBatch: c.maxBatch})
-			runWriters(b, "appends", func(w int) func(context.Context) error { return appendOp(be, w) })
+			journaltest.RunWriters(b, "appends", func(w int) func(context.Context) error { return appendOp(be, w) })
 		})
 	}
 }
@@ -119,7 +73,7 @@ func BenchmarkAppend(b *testing.B) {
 // default) from 32 goroutines through the backend's own go-redis client.
 func BenchmarkRawSet(b *testing.B) {
 	be := benchBackend(b, Options{})
-	runWriters(b, "sets", func(w int) func(context.Context) error {
+	journaltest.RunWriters(b, "sets", func(w int) func(context.Context) error {
 		key := fmt.Sprintf("%sraw-%d", be.opts.Prefix, w)
 		return func(ctx context.Context) error { return be.rdb.Set(ctx, key, "xxx", 0).Err() }
 	})
