@@ -299,9 +299,6 @@ func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
 // Addr is the HTTP address the node listens on.
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
-// Handler is the node's HTTP handler (for tests).
-func (n *Node) Handler() http.Handler { return n.api }
-
 // ReadModel is the node's read model.
 func (n *Node) ReadModel() *projection.ReadModel { return n.readModel }
 
@@ -310,9 +307,6 @@ func (n *Node) Config() Config { return n.cfg }
 
 // Transport is the node's event transport.
 func (n *Node) Transport() transport.Transport { return n.transport }
-
-// Backend is the node's persistence backend.
-func (n *Node) Backend() persistence.Backend { return n.backend }
 
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }

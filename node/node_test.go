@@ -427,7 +427,7 @@ func TestInfoHealthAndToken(t *testing.T) {
 	}
 }
 
-func TestShutdownTurnsReadinessDown(t *testing.T) {
+func TestShutdownStopsServingAndIsIdempotent(t *testing.T) {
 	cfg := node.Default()
 	cfg.Port, cfg.NodeID = 0, "n1"
 	n, err := node.Start(context.Background(), cfg)
