@@ -12,6 +12,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Shared server addresses, overridable with ORDERSYSTEM_TEST_REDIS and
@@ -132,9 +134,39 @@ func (s *RedisServer) Restart() {
 func NATS(t testing.TB) string {
 	t.Helper()
 	if u := SharedNATSURL; reachable(hostPort(u)) {
+		pinStoreDir(t, u)
 		return u
 	}
 	return StartNATS(t).URL()
+}
+
+// pinStoreDir makes sure the server keeps one file-storage stream that tests
+// never delete. nats-server removes an account's streams directory in a
+// goroutine once its last stream is deleted, and a stream created at that
+// moment fails with "error creating store for stream" (its MkdirAll loses
+// the race). Tests create and delete many streams, so they would hit it.
+func pinStoreDir(t testing.TB, url string) {
+	t.Helper()
+	nc, err := natsgo.Connect(url, natsgo.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("nats at %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("nats at %s: %v", url, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:     "OSTEST_KEEP",
+		Subjects: []string{"ostest-keep"},
+		Storage:  jetstream.FileStorage,
+		MaxMsgs:  1,
+	})
+	if err != nil {
+		t.Fatalf("nats at %s: pin stream OSTEST_KEEP: %v", url, err)
+	}
 }
 
 func hostPort(url string) string {
@@ -159,6 +191,7 @@ func StartNATS(t testing.TB) *NATSServer {
 	s := &NATSServer{t: t, port: FreePort(t), dir: t.TempDir()}
 	s.Start()
 	t.Cleanup(s.Stop)
+	pinStoreDir(t, s.URL())
 	return s
 }
 
