@@ -35,6 +35,7 @@ func BenchmarkCreateOrder(b *testing.B) {
 	c := benchNode(b, memory.New())
 	ctx := context.Background()
 	b.ReportAllocs()
+	b.ResetTimer() // not the node's start
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		prefix := fmt.Sprintf("%p", pb)
@@ -56,6 +57,7 @@ func BenchmarkGetOrder(b *testing.B) {
 		b.Fatal(err, r.GetError())
 	}
 	b.ReportAllocs()
+	b.ResetTimer() // not the node's start
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if r, err := c.Send(ctx, "hot", &orderpb.GetOrder{}); err != nil || r.GetError() != nil {
