@@ -127,3 +127,31 @@ func BenchmarkHistogramRecord(b *testing.B) {
 		h.record(time.Duration(1000 + 37*i))
 	}
 }
+
+// BenchmarkRoutedRead is a read of a routed run (-route owner): the target
+// comes from the order's route and the answer's X-Order-Owner is counted.
+// It should allocate no more than BenchmarkSend/read.
+func BenchmarkRoutedRead(b *testing.B) {
+	for _, routed := range []bool{false, true} {
+		b.Run(map[bool]string{false: "any", true: "owner"}[routed], func(b *testing.B) {
+			w := benchWorker(b, benchServer(b).URL)
+			r := w.r
+			r.kind, r.op, r.pool = kindPool, OpRead, []string{"order-0123456789"}
+			if routed {
+				r.cfg.Route, r.routed = RouteOwner, true
+				r.targets[0].nodeID = "n1"
+				r.poolRoute = []poolRoute{{to: 0, owner: 0}}
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !w.step(ctx) {
+					b.Fatal("run over")
+				}
+			}
+			if n := w.rec.op(OpRead).successes; n == 0 {
+				b.Fatal("no successful read")
+			}
+		})
+	}
+}

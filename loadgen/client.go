@@ -119,8 +119,9 @@ func createBody(worker int) []byte {
 // are never sent themselves: each request is a shallow copy made by
 // WithContext, sharing the template's read-only header map.
 type target struct {
-	base *url.URL
-	tmpl [numOps]*http.Request
+	base   *url.URL
+	tmpl   [numOps]*http.Request
+	nodeID string // routed runs: the node id GET / answered
 }
 
 func newTarget(base *url.URL, cfg *Config) *target {

@@ -36,6 +36,30 @@ const maxConcurrency = 10_000
 // The warm-up is not measured and is bounded by one minute of its own.
 var Scenarios = []string{"live", "ready", "create", "read", "history", "list", "stats", "lifecycle", "mix"}
 
+// Routes lists the values of Config.Route:
+//
+//   - any: reads go round-robin over the targets, whoever owns the order.
+//   - owner: each read goes to the target whose node owns the order (the
+//     node named by X-Order-Owner when the warm-up created it).
+//   - other: each read goes to a target that does not own the order: the
+//     target after the owner's in Config.Targets, so the node that answers
+//     has to forward it to the owner.
+//
+// owner and other need the read or history scenario and at least two
+// targets, each a different member of one cluster; every target must answer
+// GET / with its nodeId.
+var Routes = []string{RouteAny, RouteOwner, RouteOther}
+
+// The values of Config.Route.
+const (
+	RouteAny   = "any"
+	RouteOwner = "owner"
+	RouteOther = "other"
+)
+
+// OwnerHeader names the cluster member whose order actor answered.
+const OwnerHeader = "X-Order-Owner"
+
 // Errors callers may test with errors.Is.
 var (
 	// ErrRemoteTarget means a target is not a loopback address and
@@ -80,6 +104,9 @@ type Config struct {
 	Token string
 	// AllowRemote accepts targets that are not loopback addresses.
 	AllowRemote bool
+	// Route chooses the target of each read of the read and history
+	// scenarios: one of Routes; "" means RouteAny.
+	Route string
 }
 
 // DefaultConfig returns the defaults of the command-line tool.
@@ -94,6 +121,7 @@ func DefaultConfig() Config {
 		Timeout:     5 * time.Second,
 		Pool:        1000,
 		ListLimit:   20,
+		Route:       RouteAny,
 	}
 }
 
@@ -134,7 +162,24 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.Token, "\r\n") {
 		return errors.New("-token: contains a line break")
 	}
+	switch c.Route {
+	case "", RouteAny:
+	case RouteOwner, RouteOther:
+		if c.Scenario != "read" && c.Scenario != "history" {
+			return fmt.Errorf("-route %s: only for the read and history scenarios, not %s", c.Route, c.Scenario)
+		}
+		if len(c.Targets) < 2 {
+			return fmt.Errorf("-route %s: needs at least 2 -targets, each a member of one cluster (got %d)", c.Route, len(c.Targets))
+		}
+	default:
+		return fmt.Errorf("-route %q: unknown (want one of %s)", c.Route, strings.Join(Routes, ", "))
+	}
 	return nil
+}
+
+// routed reports whether reads are sent by owner rather than round-robin.
+func (c *Config) routed() bool {
+	return c.Route == RouteOwner || c.Route == RouteOther
 }
 
 func knownScenario(s string) bool {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ type fakeAPI struct {
 	delay      time.Duration       // added to requests, cut short by their context
 	slow       int                 // when positive, only the first slow requests get delay
 	refuse     map[string]struct{} // patterns answering 503
+	// owner, when set, names the node that owns order id; create and order
+	// answers carry it as X-Order-Owner (r is the request being answered).
+	owner func(r *http.Request, id string) string
 
 	mu      sync.Mutex
 	nextID  int
@@ -40,6 +44,13 @@ type fakeOrder struct {
 
 func newFakeServer(t *testing.T, f *fakeAPI) *httptest.Server {
 	t.Helper()
+	srv := httptest.NewServer(f.handler())
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// handler initializes f and returns its HTTP handler.
+func (f *fakeAPI) handler() http.Handler {
 	f.orders = map[string]*fakeOrder{}
 	f.status = map[int]uint64{}
 	f.byRoute = map[string]int{}
@@ -132,9 +143,7 @@ func newFakeServer(t *testing.T, f *fakeAPI) *httptest.Server {
 		}
 		mux.ServeHTTP(rec, r)
 	})
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return srv
+	return h
 }
 
 func (f *fakeAPI) create(w http.ResponseWriter, r *http.Request) {
@@ -159,6 +168,9 @@ func (f *fakeAPI) create(w http.ResponseWriter, r *http.Request) {
 	if !f.noLocation {
 		w.Header().Set("Location", "/orders/"+id)
 	}
+	if f.owner != nil {
+		w.Header().Set(OwnerHeader, f.owner(r, id))
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{"orderId": id, "customerId": in.CustomerID, "total": 1059.97, "createdAt": time.Now()})
 }
 
@@ -174,6 +186,9 @@ func (f *fakeAPI) withOrder(w http.ResponseWriter, r *http.Request, fn func(*fak
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such order", "code": "not_found"})
 		return
+	}
+	if f.owner != nil {
+		w.Header().Set(OwnerHeader, f.owner(r, o.ID))
 	}
 	writeJSON(w, code, body)
 }
@@ -211,4 +226,64 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// fakeNode is one member of a fake cluster: its own server and node id in
+// front of the cluster's shared fakeAPI, so that every node knows every
+// order, as the nodes of a real cluster do.
+type fakeNode struct {
+	id  string
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	byOwner map[string]int // order reads this node answered, by X-Order-Owner
+}
+
+// newFakeCluster starts a node per id in front of f. GET / on a node
+// answers {"nodeId": id, "members": [...]}, like an OrderSystem node.
+func newFakeCluster(t *testing.T, f *fakeAPI, ids ...string) []*fakeNode {
+	t.Helper()
+	h := f.handler()
+	members := make([]map[string]string, len(ids))
+	for i, id := range ids {
+		members[i] = map[string]string{"id": id}
+	}
+	nodes := make([]*fakeNode, len(ids))
+	for i, id := range ids {
+		n := &fakeNode{id: id, byOwner: map[string]int{}}
+		n.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == "/" {
+				writeJSON(w, http.StatusOK, map[string]any{"service": "ordersystem", "nodeId": n.id, "members": members})
+				return
+			}
+			h.ServeHTTP(w, r)
+			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/orders/") {
+				n.mu.Lock()
+				n.byOwner[w.Header().Get(OwnerHeader)]++
+				n.mu.Unlock()
+			}
+		}))
+		t.Cleanup(n.srv.Close)
+		nodes[i] = n
+	}
+	return nodes
+}
+
+// reads returns a copy of the node's order reads by owner.
+func (n *fakeNode) reads() map[string]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]int, len(n.byOwner))
+	for k, v := range n.byOwner {
+		out[k] = v
+	}
+	return out
+}
+
+// spreadOwners makes order "o-N" owned by ids[N % len(ids)].
+func spreadOwners(ids ...string) func(*http.Request, string) string {
+	return func(_ *http.Request, id string) string {
+		n, _ := strconv.Atoi(strings.TrimPrefix(id, "o-"))
+		return ids[n%len(ids)]
+	}
 }

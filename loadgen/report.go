@@ -129,6 +129,12 @@ type Report struct {
 	Fallbacks uint64 `json:"fallbacks,omitempty"`
 	// WarmupOrders is the number of orders the warm-up created.
 	WarmupOrders int `json:"warmupOrders,omitempty"`
+	// Route is Config.Route of a routed run (owner or other), else empty.
+	Route string `json:"route,omitempty"`
+	// Nodes are the node ids of Targets, in order, for a routed run.
+	Nodes []string `json:"nodes,omitempty"`
+	// Routing counts a routed run's requests by the node that answered.
+	Routing *Routing `json:"routing,omitempty"`
 	// Operations breaks the numbers down per operation when there are several.
 	Operations []OpReport `json:"operations,omitempty"`
 	// GeneratorCPU is the CPU the generator process used during the measured
@@ -245,6 +251,10 @@ func WriteText(w io.Writer, reports []Report) error {
 			fmt.Fprintf(&b, " gen-cpu=%.2f/%d", r.GeneratorCPU, r.GOMAXPROCS)
 		}
 		b.WriteByte('\n')
+		if rt := r.Routing; rt != nil {
+			fmt.Fprintf(&b, "  route=%s nodes=%s: to-owner=%d to-other=%d no-owner=%d moved=%d\n",
+				r.Route, strings.Join(r.Nodes, ","), rt.ToOwner, rt.ToOther, rt.NoOwner, rt.Moved)
+		}
 		for _, o := range r.Operations {
 			fmt.Fprintf(&b, "  %-8s requests=%d ok=%d p50=%s p90=%s p99=%s max=%s status=%s errors=%s\n",
 				o.Op, o.Requests, o.Successes,
@@ -332,6 +342,7 @@ type recorder struct {
 	ops       [numOps]*stats
 	aborted   uint64
 	fallbacks uint64
+	route     routeCounts // routed runs only
 }
 
 func (r *recorder) op(o Op) *stats {
@@ -385,9 +396,14 @@ func (s *stats) fill(requests, successes *uint64, lat *Latency, status map[int]u
 func buildReport(r *Report, recs []*recorder) {
 	var all stats
 	var per [numOps]*stats
+	var rc routeCounts
 	for _, rec := range recs {
 		r.Aborted += rec.aborted
 		r.Fallbacks += rec.fallbacks
+		rc.toOwner += rec.route.toOwner
+		rc.toOther += rec.route.toOther
+		rc.noOwner += rec.route.noOwner
+		rc.moved += rec.route.moved
 		for o, s := range rec.ops {
 			if s == nil {
 				continue
@@ -398,6 +414,9 @@ func buildReport(r *Report, recs []*recorder) {
 			per[o].merge(s)
 			all.merge(s)
 		}
+	}
+	if rc != (routeCounts{}) {
+		r.Routing = &Routing{ToOwner: rc.toOwner, ToOther: rc.toOther, NoOwner: rc.noOwner, Moved: rc.moved}
 	}
 	r.Status = map[int]uint64{}
 	r.Errors = map[string]uint64{}

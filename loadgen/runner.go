@@ -40,17 +40,23 @@ type runner struct {
 	op      Op // kindSingle, kindPool
 	picker  picker
 	pool    []string // warm-up orders; read-only once the measured phase starts
+	// poolRoute, set for a routed run (Config.Route), says where the reads
+	// of pool[i] go; read-only like pool.
+	poolRoute []poolRoute
+	routed    bool // cfg.routed(): record X-Order-Owner of every answer
 }
 
-// Run runs cfg.Scenario and reports on it. It returns an error only when
-// cfg is invalid; a scenario whose every request failed is a report with
-// zero Successes (see CheckSuccess). The measured phase lasts cfg.Duration
-// at most, or less when ctx ends first (the report then has a note).
+// Run runs cfg.Scenario and reports on it. It returns an error when cfg is
+// invalid or, for a routed run (cfg.Route owner or other), when a target's
+// node id or an order's owner cannot be matched with the targets; a scenario
+// whose every request failed is a report with zero Successes (see
+// CheckSuccess). The measured phase lasts cfg.Duration at most, or less when
+// ctx ends first (the report then has a note).
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return Report{}, err
 	}
-	r := &runner{cfg: cfg}
+	r := &runner{cfg: cfg, routed: cfg.routed()}
 	for _, s := range cfg.Targets {
 		u, err := parseTarget(s, cfg.AllowRemote)
 		if err != nil {
@@ -60,6 +66,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	r.rt = newTransport(&cfg, len(r.targets))
 	defer r.rt.CloseIdleConnections()
+	if cfg.routed() {
+		if err := r.learnNodes(ctx); err != nil {
+			return Report{}, err
+		}
+	}
 
 	switch cfg.Scenario {
 	case "live":
@@ -98,11 +109,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if r.kind == kindMix {
 		rep.Mix = cfg.Mix.String()
 	}
+	if cfg.routed() {
+		rep.Route = cfg.Route
+		for _, t := range r.targets {
+			rep.Nodes = append(rep.Nodes, t.nodeID)
+		}
+	}
 
 	var perWorker [][]string
 	if cfg.needsPool() {
 		var note string
-		r.pool, perWorker, note = r.warmup(ctx)
+		var owners []string
+		r.pool, owners, perWorker, note = r.warmup(ctx)
 		rep.WarmupOrders = len(r.pool)
 		if note != "" {
 			rep.Notes = append(rep.Notes, note)
@@ -110,6 +128,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if len(r.pool) == 0 {
 			rep.GOMAXPROCS = runtime.GOMAXPROCS(0)
 			return rep, nil
+		}
+		if cfg.routed() {
+			if err := r.routePool(owners); err != nil {
+				return Report{}, err
+			}
 		}
 	}
 
@@ -149,6 +172,18 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		recs[i] = &w.rec
 	}
 	buildReport(&rep, recs)
+	if cfg.routed() {
+		rt := rep.Routing
+		if rt == nil {
+			rt = &Routing{}
+			rep.Routing = rt
+		}
+		if rt.Moved > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf(
+				"%d of %d requests were answered by a node other than the order's owner at warm-up: owners moved during the run, so the owner/other split is not clean",
+				rt.Moved, rep.Requests))
+		}
+	}
 	if cpuOK && rep.Elapsed > 0 {
 		rep.GeneratorCPU = (cpu1 - cpu0).Seconds() / rep.Elapsed.Seconds()
 		if rep.GeneratorCPU >= 0.85*float64(rep.GOMAXPROCS) {
@@ -254,13 +289,17 @@ func openBacklog(cfg Config) int64 {
 }
 
 // warmup creates cfg.Pool orders with up to cfg.Concurrency workers, and
-// returns them all and split by worker, plus a note when it fell short.
-func (r *runner) warmup(ctx context.Context) (all []string, perWorker [][]string, note string) {
+// returns them all, for a routed run their owners (owners[i] owns all[i],
+// from X-Order-Owner; nil otherwise), the orders split by worker, and a note
+// when it fell short.
+func (r *runner) warmup(ctx context.Context) (all, owners []string, perWorker [][]string, note string) {
 	ctx, cancel := context.WithTimeout(ctx, warmupTimeout)
 	defer cancel()
 	n := r.cfg.Pool
 	ws := make([]*worker, min(r.cfg.Concurrency, n))
 	ids := make([][]string, len(ws))
+	own := make([][]string, len(ws))
+	routed := r.routed
 	var claimed atomic.Int64
 	var wg sync.WaitGroup
 	for i := range ws {
@@ -271,6 +310,9 @@ func (r *runner) warmup(ctx context.Context) (all []string, perWorker [][]string
 				id, ok, _ := ws[i].send(ctx, OpCreate, "")
 				if ok {
 					ids[i] = append(ids[i], id)
+					if routed {
+						own[i] = append(own[i], ws[i].owner)
+					}
 				}
 			}
 		})
@@ -278,10 +320,13 @@ func (r *runner) warmup(ctx context.Context) (all []string, perWorker [][]string
 	wg.Wait()
 
 	perWorker = make([][]string, r.cfg.Concurrency)
-	for _, l := range ids {
+	for i, l := range ids {
 		for _, id := range l {
 			perWorker[len(all)%len(perWorker)] = append(perWorker[len(all)%len(perWorker)], id)
 			all = append(all, id)
+		}
+		if routed {
+			owners = append(owners, own[i]...)
 		}
 	}
 	if len(all) < n {
@@ -297,7 +342,7 @@ func (r *runner) warmup(ctx context.Context) (all []string, perWorker [][]string
 			note += "; nothing to measure"
 		}
 	}
-	return all, perWorker, note
+	return all, owners, perWorker, note
 }
 
 // budget counts down the requests a run may still send.
@@ -313,6 +358,7 @@ type worker struct {
 	budget *budget // nil: unlimited
 	next   int     // round-robin index into r.targets
 	create []byte  // this worker's POST /orders body
+	owner  string  // routed runs: X-Order-Owner of the last answer, "" if none
 
 	// lifecycle scenario
 	lcOp Op
@@ -341,7 +387,11 @@ func (w *worker) step(ctx context.Context) bool {
 		_, _, more := w.send(ctx, r.op, "")
 		return more
 	case kindPool:
-		_, _, more := w.send(ctx, r.op, r.pool[rand.IntN(len(r.pool))])
+		i := rand.IntN(len(r.pool))
+		if r.poolRoute != nil {
+			return w.routedStep(ctx, i)
+		}
+		_, _, more := w.send(ctx, r.op, r.pool[i])
 		return more
 	case kindLifecycle:
 		return w.lifecycle(ctx)
@@ -417,17 +467,28 @@ func (w *worker) mix(ctx context.Context) bool {
 }
 
 // send performs one request of op (on order id when op needs one) against
-// the next target. It returns the new order's id for a successful create,
-// whether the answer was 2xx, and more=false when the run is over: the
-// budget is spent or ctx ended (a request cut short by ctx is counted as
-// aborted, not as a request).
+// the next target, round-robin; see sendTo.
 func (w *worker) send(ctx context.Context, op Op, id string) (orderID string, ok, more bool) {
-	if w.budget != nil && !w.budget.take() {
-		return "", false, false
-	}
 	t := w.r.targets[w.next]
 	if w.next++; w.next == len(w.r.targets) {
 		w.next = 0
+	}
+	return w.sendTo(ctx, t, op, id)
+}
+
+// sendTo performs one request of op (on order id when op needs one) against
+// target t. It returns the new order's id for a successful create, whether
+// the answer was 2xx, and more=false when the run is over: the budget is
+// spent or ctx ended (a request cut short by ctx is counted as aborted, not
+// as a request). In a routed run it leaves the answer's X-Order-Owner in
+// w.owner.
+func (w *worker) sendTo(ctx context.Context, t *target, op Op, id string) (orderID string, ok, more bool) {
+	if w.budget != nil && !w.budget.take() {
+		return "", false, false
+	}
+	routed := w.r.routed
+	if routed {
+		w.owner = ""
 	}
 	req := t.tmpl[op].WithContext(w.arm(ctx))
 	if op.needsOrder() {
@@ -454,6 +515,9 @@ func (w *worker) send(ctx context.Context, op Op, id string) (orderID string, ok
 	}
 	code := resp.StatusCode
 	ok = code >= 200 && code < 300
+	if routed {
+		w.owner = resp.Header.Get(OwnerHeader)
+	}
 	if op == OpCreate && ok {
 		if orderID = idFromLocation(resp.Header.Get("Location")); orderID == "" {
 			orderID, err = idFromBody(resp.Body)

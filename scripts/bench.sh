@@ -2,9 +2,11 @@
 # Measures OrderSystem side by side in one run and writes BENCHMARKS.md.
 #   scripts/bench.sh [seconds-per-scenario]   (default 8)
 # Loopback only. Needs Redis on 127.0.0.1:6379 and NATS (JetStream) on
-# 127.0.0.1:4222 for the backend rows; they are skipped if absent.
+# 127.0.0.1:4222 for the backend rows, and Redis for the 3-node cluster row
+# (ports 5201-5203); they are skipped if absent.
 # The node runs on CPU 1 and the load generator on CPU 0 (taskset), so that
-# the generator does not steal the server's core.
+# the generator does not steal the server's core; the three cluster nodes
+# share CPU 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-8}
@@ -79,11 +81,49 @@ if answers 4222; then
   row "NATS journal appends, 32 writers vs JetStream publish loop" "$app/s" "$pub/s" "$(ratio "$app" "$pub")" ">= 0.5"
 fi
 
+# 5: reads through a non-owner node vs through the owner, 3-node cluster on
+#    Redis (database 9, emptied before and after). loadgen learns each node's
+#    id from GET / and each order's owner from X-Order-Owner in its warm-up;
+#    -route owner sends every read to the owner, -route other to the next
+#    node, which forwards it. All three nodes share CPU 1.
+members_of() { curl -sf "http://127.0.0.1:$1/" | grep -o '"id":"' | wc -l; }
+cluster_fail() { # message
+  echo "$1" >&2
+  for p in 5201 5202 5203; do echo "--- node on $p:" >&2; tail -n 20 "$bin/node-$p.log" >&2; done
+  stop_nodes; redis-cli -n 9 flushdb >/dev/null; exit 1
+}
+if answers 6379; then
+  redis-cli -n 9 flushdb >/dev/null
+  for i in 1 2 3; do
+    start_node 520$i --cluster --node-id node$i --persistence redis --transport redis --redis redis://127.0.0.1:6379/9 ||
+      cluster_fail "cluster node node$i did not start"
+  done
+  for p in 5201 5202 5203; do
+    n=0
+    for _ in $(seq 1 150); do
+      n=$(members_of $p || true)
+      [ "${n:-0}" -ge 3 ] && break
+      sleep 0.1
+    done
+    [ "${n:-0}" -ge 3 ] || cluster_fail "node on $p lists ${n:-0} cluster members after 15 s, want 3"
+  done
+  targets=http://127.0.0.1:5201,http://127.0.0.1:5202,http://127.0.0.1:5203
+  r=$(loadgen -targets "$targets" -scenario read -route owner) || cluster_fail "loadgen -route owner failed: $r"
+  echo "$r"
+  own=$(echo "$r" | tput_of read)
+  r=$(loadgen -targets "$targets" -scenario read -route other) || cluster_fail "loadgen -route other failed: $r"
+  echo "$r"
+  oth=$(echo "$r" | tput_of read)
+  row "GET /orders/{id} through a non-owner vs the owner (3 nodes, redis)" "$oth/s" "$own/s" "$(ratio "$oth" "$own")" ">= 0.6"
+  stop_nodes
+  redis-cli -n 9 flushdb >/dev/null
+fi
+
 {
   echo "# Benchmarks"
   echo
   echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), Go $(go env GOVERSION), loopback."
-  echo "Produced by \`scripts/bench.sh $secs\`: node pinned to CPU 1, load generator to CPU 0, 32 closed-loop workers, ${secs} s per scenario."
+  echo "Produced by \`scripts/bench.sh $secs\`: node pinned to CPU 1 (the three cluster nodes share it), load generator to CPU 0, 32 closed-loop workers, ${secs} s per scenario."
   echo
   echo "| Figure | Measured | Reference | Ratio | Aim |"
   echo "|---|---|---|---|---|"

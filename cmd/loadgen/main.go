@@ -72,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&cfg.ListLimit, "limit", def.ListLimit, "?limit= of GET /orders (list)")
 	fs.StringVar(&cfg.Token, "token", "", "bearer token for the Authorization header (default $ORDERSYSTEM_API_TOKEN)")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets that are not loopback addresses")
+	fs.StringVar(&cfg.Route, "route", def.Route, "read and history with 2+ cluster targets: send each read to the order's owner (owner), to another node (other, the target after the owner's), or round-robin (any)")
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to this file")
 	if err := fs.Parse(args); err != nil {

@@ -31,7 +31,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	c := opts.cfg
 	if strings.Join(c.Targets, ",") != "http://127.0.0.1:5000" || c.Concurrency != 64 || c.Duration != 10*time.Second ||
 		c.Timeout != 5*time.Second || c.Pool != 1000 || c.Rate != 0 || c.Token != "" || opts.json ||
-		len(opts.scenarios) != 1 || c.Mix.String() != "create=1,read=7,pay=1,ship=1" {
+		len(opts.scenarios) != 1 || c.Mix.String() != "create=1,read=7,pay=1,ship=1" || c.Route != loadgen.RouteAny {
 		t.Fatalf("defaults: %+v", opts)
 	}
 }
@@ -46,6 +46,10 @@ func TestParseFlags(t *testing.T) {
 		opts.cfg.Concurrency != 8 || opts.cfg.Duration != 3*time.Second || !opts.json || opts.cfg.Token != "from-env" ||
 		opts.cfg.Mix.String() != "read=1,pay=2" {
 		t.Fatalf("parsed: %+v", opts)
+	}
+	opts, err = parseFlags(strings.Fields("-targets http://127.0.0.1:5201,http://127.0.0.1:5202 -compare read,history -route other"), io.Discard)
+	if err != nil || opts.cfg.Route != loadgen.RouteOther {
+		t.Fatalf("-route other: %v %+v", err, opts.cfg)
 	}
 	opts, err = parseFlags([]string{"-token", "from-flag"}, io.Discard)
 	if err != nil || opts.cfg.Token != "from-flag" {
@@ -64,6 +68,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-compare live", "at least two"},
 		{"-compare live,bogus", `"bogus"`},
 		{"-concurrency 0", "-concurrency 0"},
+		{"-route nearest -scenario read -targets http://127.0.0.1:1,http://127.0.0.1:2", `-route "nearest"`},
+		{"-route owner -scenario read", "-route owner: needs at least 2 -targets"},
+		{"-route other -compare read,live -targets http://127.0.0.1:1,http://127.0.0.1:2", "-route other: only for the read and history scenarios, not live"},
 		{"stray", "unexpected argument"},
 		{"-nosuchflag", "not defined"},
 	} {
