@@ -95,7 +95,8 @@ func (c *OrderConfig) setDefaults() {
 func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	cfg.setDefaults()
 	shared := &cfg
-	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared} })
+	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared} },
+		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)))
 	return pcluster.NewKind(OrderKind, props)
 }
 

@@ -267,3 +267,21 @@ func FuzzDecideEvolve(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPlainCentsAgreesWithRat: the fast path reads exactly what the big.Rat
+// path reads, for every input it accepts.
+func FuzzPlainCentsAgreesWithRat(f *testing.F) {
+	for _, s := range []string{"999.99", "10", "0.5", "5.", "-0", "+1.2", "1.999", "999999999999999.99", "1000000000000000", "-92233720368547.75", ".5", "1e2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := parsePlainCents(s)
+		if !ok {
+			return
+		}
+		slow, err := parseCentsRat(s)
+		if err != nil || slow != fast {
+			t.Fatalf("%q: fast path %d, big.Rat %d (%v)", s, int64(fast), int64(slow), err)
+		}
+	})
+}

@@ -20,6 +20,50 @@ func ParseCents(s string) (Cents, error) {
 	if len(s) > 32 {
 		return 0, fmt.Errorf("%.32s... is too long for an amount", s)
 	}
+	if c, ok := parsePlainCents(s); ok {
+		return c, nil
+	}
+	return parseCentsRat(s)
+}
+
+// parsePlainCents reads the common forms ("999.99", "-10", "0.5") without
+// big.Rat: a sign, 1 to 15 digits, and at most two decimals. ok is false for
+// anything else, which parseCentsRat then reads (or refuses).
+func parsePlainCents(s string) (c Cents, ok bool) {
+	i, neg := 0, false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	start := i
+	for ; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
+		c = c*10 + Cents(s[i]-'0')
+	}
+	if n := i - start; n == 0 || n > 15 {
+		return 0, false
+	}
+	c *= 100
+	if i < len(s) && s[i] == '.' {
+		i++
+		for scale := Cents(10); i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
+			if scale == 0 {
+				return 0, false
+			}
+			c += Cents(s[i]-'0') * scale
+			scale /= 10
+		}
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	if neg {
+		c = -c
+	}
+	return c, true
+}
+
+// parseCentsRat reads any decimal form exactly, exponents included.
+func parseCentsRat(s string) (Cents, error) {
 	if !isDecimal(s) {
 		return 0, fmt.Errorf("%q is not a decimal number", s)
 	}

@@ -3,6 +3,7 @@ package order
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -207,6 +208,11 @@ func quote(s string) string {
 	return fmt.Sprintf("%q", s)
 }
 
+// textOK reports whether checkText would accept v.
+func textOK(v string, required bool, max int) bool {
+	return (v != "" || !required) && len(v) <= max && utf8.ValidString(v)
+}
+
 func checkText(field, v string, required bool, max int) error {
 	switch {
 	case required && v == "":
@@ -232,12 +238,14 @@ func ValidateCreate(c Create) (Cents, error) {
 	}
 	var total Cents
 	for i, it := range c.Items {
-		field := func(f string) string { return fmt.Sprintf("items[%d].%s", i, f) }
-		if err := checkText(field("productId"), it.ProductID, true, MaxIDLength); err != nil {
-			return 0, err
+		// Field names are built only for an error: this loop runs for every
+		// create.
+		field := func(f string) string { return "items[" + strconv.Itoa(i) + "]." + f }
+		if !textOK(it.ProductID, true, MaxIDLength) {
+			return 0, checkText(field("productId"), it.ProductID, true, MaxIDLength)
 		}
-		if err := checkText(field("name"), it.Name, false, MaxTextLength); err != nil {
-			return 0, err
+		if !textOK(it.Name, false, MaxTextLength) {
+			return 0, checkText(field("name"), it.Name, false, MaxTextLength)
 		}
 		if it.Quantity <= 0 || it.Quantity > MaxQuantity {
 			return 0, invalid(field("quantity"), fmt.Sprint(it.Quantity), fmt.Sprintf("must be between 1 and %d", MaxQuantity))
