@@ -53,6 +53,10 @@ type OrderConfig struct {
 	// RememberCommands is how many recent command ids an actor keeps for
 	// deduplication (default 64).
 	RememberCommands int
+	// SoleWriter says that nothing but this node's order actors writes the
+	// journal (the in-memory journal): a loaded actor's state is then the
+	// head of its stream, and reads and refusals skip reading the tail.
+	SoleWriter bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Appended, if set, is called after every successful append (the outbox
@@ -222,6 +226,15 @@ func (a *orderActor) saveSnapshot(before uint64) {
 }
 
 // catchUp reads the events after the current version and folds them in.
+// refresh brings a loaded state up to the stream's head: catchUp, unless
+// this node is the journal's only writer and the state is known to be the head.
+func (a *orderActor) refresh() error {
+	if a.loaded && a.cfg.SoleWriter {
+		return nil
+	}
+	return a.catchUp()
+}
+
 func (a *orderActor) catchUp() error {
 	ctx, cancel := a.ioContext()
 	defer cancel()
@@ -294,7 +307,7 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 // write acknowledged before it, wherever it was written. If the journal
 // cannot be reached, a known state is still answered, marked stale.
 func (a *orderActor) handleGet() *orderpb.Reply {
-	if err := a.catchUp(); err != nil {
+	if err := a.refresh(); err != nil {
 		if !a.loaded || !a.state.Exists() {
 			return a.reply(nil, a.storageError(err))
 		}
@@ -356,7 +369,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		if err != nil && !fresh {
 			// Refusing on a state that may be stale (another activation
 			// may have written) is not allowed: read the tail, decide again.
-			if err := a.catchUp(); err != nil {
+			if err := a.refresh(); err != nil {
 				a.loaded = false
 				return a.reply(nil, a.storageError(err))
 			}

@@ -61,13 +61,22 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, idle time.Duration) *fixture {
+	return newFixtureWith(t, idle, nil)
+}
+
+// newFixtureWith lets tune change the configuration before the kind is made.
+func newFixtureWith(t *testing.T, idle time.Duration, tune func(*actors.OrderConfig)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, journal: memory.New()}
 	f.probe = &journalProbe{Journal: f.journal}
-	kind := actors.NewOrderKind(actors.OrderConfig{
+	cfg := actors.OrderConfig{
 		Journal: f.probe, NodeID: "test-node", IdleTimeout: idle,
 		Appended: func() { f.appends.Add(1) },
-	})
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	kind := actors.NewOrderKind(cfg)
 	n, err := cluster.Start(cluster.Config{NodeID: "test-node", Kinds: []*pcluster.Kind{kind}})
 	if err != nil {
 		t.Fatalf("start node: %v", err)
@@ -322,5 +331,35 @@ func TestOrderActorPanicStopsAndReactivates(t *testing.T) {
 	}
 	if n := len(f.stream("o7")); n != 2 {
 		t.Fatalf("journal has %d events, want 2", n)
+	}
+}
+
+// A read reads the stream's tail first (another activation may have
+// written), unless the node is the journal's only writer.
+func TestOrderActorReadsTailUnlessSoleWriter(t *testing.T) {
+	for _, sole := range []bool{false, true} {
+		t.Run(map[bool]string{false: "shared", true: "sole"}[sole], func(t *testing.T) { testReadsTail(t, sole) })
+	}
+}
+
+func testReadsTail(t *testing.T, sole bool) {
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) { c.SoleWriter = sole })
+	if r := f.send("o1", createCmd("c1")); r.GetError() != nil {
+		t.Fatalf("create: %v", r.GetError())
+	}
+	before := f.probe.loads.Load()
+	for range 5 {
+		if r := f.send("o1", &orderpb.GetOrder{}); r.GetOrder().GetVersion() != 1 {
+			t.Fatalf("sole=%v: get %v", sole, r)
+		}
+	}
+	deliver := &orderpb.Command{CommandId: "c2", Command: &orderpb.Command_Deliver{Deliver: &orderpb.DeliverOrder{}}}
+	wantCode(t, f.send("o1", deliver), orderpb.ErrorCode_ERROR_CODE_CONFLICT)
+	loads := f.probe.loads.Load() - before
+	switch {
+	case sole && loads != 0:
+		t.Fatalf("sole writer: %d journal loads for reads and a refusal, want 0", loads)
+	case !sole && loads < 6:
+		t.Fatalf("shared journal: %d journal loads for 5 reads and a refusal, want 6", loads)
 	}
 }

@@ -136,6 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		SnapshotEvery: uint64(cfg.SnapshotEvery),
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
+		SoleWriter:    cfg.Persistence == InMemory,
 		Appended:      n.driver.Nudge,
 		Serving:       n.serving,
 		Metrics:       n.metrics,
