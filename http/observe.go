@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -26,8 +27,17 @@ const routeUnmatched = "unmatched"
 type requestInfoKey struct{}
 
 type requestInfo struct {
-	id  string
-	log *slog.Logger
+	id   string
+	base *slog.Logger
+	once sync.Once
+	log  *slog.Logger // base with request_id, made on first use
+}
+
+// logger returns the request's logger. It is built on first use: most
+// requests log nothing, and slog's With costs an allocation per request.
+func (ri *requestInfo) logger() *slog.Logger {
+	ri.once.Do(func() { ri.log = ri.base.With(slog.String("request_id", ri.id)) })
+	return ri.log
 }
 
 // RequestID returns the id of the request that ctx belongs to (the
@@ -43,7 +53,7 @@ func RequestID(ctx context.Context) string {
 // carries request_id), or fallback.
 func requestLogger(ctx context.Context, fallback *slog.Logger) *slog.Logger {
 	if ri, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
-		return ri.log
+		return ri.logger()
 	}
 	return fallback
 }
@@ -102,8 +112,8 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
-		log := a.cfg.Logger.With(slog.String("request_id", id))
-		ctx := context.WithValue(r.Context(), requestInfoKey{}, &requestInfo{id: id, log: log})
+		ri := &requestInfo{id: id, base: a.cfg.Logger}
+		ctx := context.WithValue(r.Context(), requestInfoKey{}, ri)
 		c.SetRequest(r.WithContext(ctx))
 
 		err := next(c)
@@ -118,7 +128,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if status >= http.StatusInternalServerError {
 			level = slog.LevelWarn
 		}
-		if !log.Enabled(ctx, level) {
+		if !a.cfg.Logger.Enabled(ctx, level) {
 			return nil
 		}
 		attrs := []slog.Attr{
@@ -136,7 +146,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 				attrs = append(attrs, slog.String("error", err.Error()))
 			}
 		}
-		log.LogAttrs(ctx, level, msg, attrs...)
+		ri.logger().LogAttrs(ctx, level, msg, attrs...)
 		return nil
 	}
 }

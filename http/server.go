@@ -370,7 +370,7 @@ func (a *api) createOrder(c echo.Context) error {
 	}
 	o := reply.GetOrder()
 	c.Response().Header().Set(echo.HeaderLocation, "/orders/"+id)
-	return c.JSON(http.StatusCreated, createdJSON{OrderID: o.GetOrderId(), CustomerID: o.GetCustomerId(), Total: order.Cents(o.GetTotalCents()), CreatedAt: o.GetCreatedAt().AsTime().UTC()})
+	return writeCreated(c, o)
 }
 
 func (a *api) transition(op string) echo.HandlerFunc {
@@ -393,7 +393,7 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, toOrderJSON(reply.GetOrder()))
+		return writeOrder(c, reply.GetOrder())
 	}
 }
 
@@ -406,7 +406,7 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toOrderJSON(reply.GetOrder()))
+	return writeOrder(c, reply.GetOrder())
 }
 
 func (a *api) history(c echo.Context) error {
