@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"regexp"
 	"testing"
 	"time"
 
@@ -103,6 +104,17 @@ func BenchmarkOrderJSON(b *testing.B) {
 		buf := make([]byte, 0, 1024)
 		for b.Loop() {
 			buf = appendOrderJSON(buf[:0], o)
+		}
+	})
+}
+
+// validOrderID is the regexp it replaced, on every input.
+func TestValidOrderIDMatchesPattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	rapid.Check(t, func(t *rapid.T) {
+		id := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9_-]{0,70}`), rapid.String()).Draw(t, "id")
+		if validOrderID(id) != pattern.MatchString(id) {
+			t.Fatalf("%q: validOrderID %v, pattern %v", id, validOrderID(id), pattern.MatchString(id))
 		}
 	})
 }
