@@ -12,7 +12,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -105,7 +104,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if provider == nil {
 		provider = &singleMember{}
 	}
-	ccfg := pcluster.Configure(cfg.ClusterName, provider, disthash.New(), rcfg, pcluster.WithKinds(cfg.Kinds...))
+	ccfg := pcluster.Configure(cfg.ClusterName, provider, newPlacement(), rcfg, pcluster.WithKinds(cfg.Kinds...))
 	c := pcluster.New(system, ccfg)
 
 	defer func() {

@@ -1,0 +1,89 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
+
+// idleActor answers "ok" and stops after 50 ms without messages, like a
+// passivating order actor. Its finalizer counts it collected.
+type idleActor struct{ _ [4096]byte }
+
+type ping struct{}
+
+var collected atomic.Int64
+
+func newIdleKind(spawned *atomic.Int64) *pcluster.Kind {
+	return pcluster.NewKind("idle", actor.PropsFromProducer(func() actor.Actor {
+		a := &idleActor{}
+		spawned.Add(1)
+		runtime.SetFinalizer(a, func(*idleActor) { collected.Add(1) })
+		return a
+	}))
+}
+
+func (a *idleActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		ctx.SetReceiveTimeout(50 * time.Millisecond)
+	case *actor.ReceiveTimeout:
+		ctx.Stop(ctx.Self())
+	case *ping:
+		ctx.Respond("ok")
+	}
+}
+
+// Passivated activations leave the placement's maps and the heap: nothing
+// keeps a stopped actor reachable (protoactor's disthash lookup kept every
+// one that was ever active at the same time).
+func TestPlacementForgetsPassivatedActors(t *testing.T) {
+	var spawned atomic.Int64
+	collected.Store(0)
+	n, err := Start(Config{NodeID: "placement-test", Kinds: []*pcluster.Kind{newIdleKind(&spawned)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(false)
+
+	const count = 500
+	for i := range count {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		res, err := n.Request(ctx, fmt.Sprintf("a-%d", i), "idle", &ping{})
+		cancel()
+		if err != nil || res != "ok" {
+			t.Fatalf("request %d: %v %v", i, res, err)
+		}
+	}
+	if got := spawned.Load(); got != count {
+		t.Fatalf("%d activations for %d identities", got, count)
+	}
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		runtime.GC()
+		if collected.Load() >= count*9/10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d passivated actors collected: stopped actors are still reachable", collected.Load(), count)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The identities activate again, each once.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if res, err := n.Request(ctx, "a-1", "idle", &ping{}); err != nil || res != "ok" {
+		t.Fatalf("request after passivation: %v %v", res, err)
+	}
+	if got := spawned.Load(); got != count+1 {
+		t.Fatalf("%d activations after one more request, want %d", got, count+1)
+	}
+}
