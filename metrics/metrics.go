@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -109,7 +110,11 @@ func New() *Metrics {
 		}, []string{"component"}),
 	}
 	m.reg.MustRegister(
-		collectors.NewGoCollector(),
+		// go_memstats_* plus go_gc_heap_live_bytes: the heap the last
+		// collection found live (heap_alloc also counts garbage not yet
+		// collected, which an idle node keeps for up to 2 minutes).
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.commands,
 		m.appendDuration, m.journalConflicts,

@@ -18,8 +18,8 @@
 # The wait for passivation (order_actors_active near 0) is bounded by it plus
 # 60 s. After that the script waits until the node is idle (below 10 % of a
 # core over 5 s), at most SCALE_QUIET_MAX seconds (default 3600): stopped
-# activations are still being unregistered by protoactor's placement actor,
-# which holds them until then.
+# activations are unregistered after the gauge drops (protoactor's disthash
+# lookup took O(n) per stop here; cluster/placement.go takes O(1)).
 #
 # The node runs on CPU 1 and the load generator on CPU 0 (taskset), as in
 # scripts/bench.sh; redis-server is not pinned.
@@ -164,6 +164,7 @@ wait_until 60 0.05 ready || fail "node did not become ready on $base"
 rss_empty=$(rss_kib)
 heap_empty=$(metric go_memstats_heap_inuse_bytes)
 live_empty=$(metric go_memstats_heap_alloc_bytes)
+glive_empty=$(metric go_gc_heap_live_bytes)
 echo "node ready (pid $node_pid), RSS $(mib $((rss_empty * 1024))), heap in use $(mib "$heap_empty") with no orders; idle-timeout ${idle}s"
 
 gen_cmd="loadgen -targets $base -scenario create -concurrency 32 -requests <remaining> -duration 10m"
@@ -200,6 +201,7 @@ echo "created $have orders in ${gen_secs} s of load ($runs run(s), ${create_wall
 rss_created=$(rss_kib)
 heap_created=$(metric go_memstats_heap_inuse_bytes)
 live_created=$(metric go_memstats_heap_alloc_bytes)
+glive_created=$(metric go_gc_heap_live_bytes)
 actors_created=$(metric order_actors_active)
 echo "after creation: RSS $(mib $((rss_created * 1024))), heap in use $(mib "$heap_created"), order actors active $actors_created"
 
@@ -225,6 +227,7 @@ if wait_until 150 1 gc_done; then gc_after=yes; else gc_after=no; fi
 rss_idle=$(rss_kib)
 heap_idle=$(metric go_memstats_heap_inuse_bytes)
 live_idle=$(metric go_memstats_heap_alloc_bytes)
+glive_idle=$(metric go_gc_heap_live_bytes)
 actors_idle=$(metric order_actors_active)
 echo "after passivation (${pass_secs} s, reached: $passivated; then busy ${quiet_secs} s, idle: $quiet; GC since: $gc_after): RSS $(mib $((rss_idle * 1024))), heap in use $(mib "$heap_idle"), heap allocated $(mib "$live_idle"), order actors active $actors_idle"
 
@@ -247,6 +250,7 @@ restart_secs=$(since "$restart_start")
 rss_restart=$(rss_kib)
 heap_restart=$(metric go_memstats_heap_inuse_bytes)
 live_restart=$(metric go_memstats_heap_alloc_bytes)
+glive_restart=$(metric go_gc_heap_live_bytes)
 echo "restart: ready with $have orders in ${restart_secs} s; RSS $(mib $((rss_restart * 1024))), heap in use $(mib "$heap_restart")"
 stop_node
 total_secs=$(since "$script_start")
@@ -264,7 +268,7 @@ section=$(
   echo "Produced by \`${envs}scripts/scale.sh $orders\` in ${total_secs} s: node pinned to CPU 1, load generator to CPU 0."
   echo "Node: \`ordersystem ${node_args[*]}\` (idle timeout ${idle} s$([ "$idle" = 120 ] && echo ", the default"))."
   echo "Load: \`$gen_cmd\`, repeated until \`GET /stats\` shows $orders orders ($runs run(s))."
-  echo "RSS is VmRSS of /proc/<pid>/status; heap in use is go_memstats_heap_inuse_bytes of /metrics (spans holding any object), heap allocated go_memstats_heap_alloc_bytes (live objects plus garbage not yet collected)."
+  echo "RSS is VmRSS of /proc/<pid>/status; heap in use is go_memstats_heap_inuse_bytes of /metrics (spans holding any object), heap allocated go_memstats_heap_alloc_bytes (live objects plus garbage not yet collected), live heap go_gc_heap_live_bytes (marked live by the last GC)."
   echo "The figures after passivation are read after the first garbage collection that followed it (GC seen: $gc_after)."
   echo
   echo "| Figure | Value |"
@@ -279,7 +283,9 @@ section=$(
   echo "| Node busy after that, until below 10 % of a core over 5 s (includes the 5 s probe) | $quiet_secs s$([ "$quiet" = yes ] || echo " (still busy: bound reached)") |"
   echo "| RSS after passivation | $(mib $((rss_idle * 1024))) |"
   echo "| Heap in use / allocated after passivation | $(mib "$heap_idle") / $(mib "$live_idle") |"
-  echo "| Heap per order after passivation (heap / orders) | $(per "$heap_idle" "$have") B |"
+  echo "| Live heap (go_gc_heap_live_bytes: what the last GC found reachable): empty / after creation / after passivation / after restart | $(mib "$glive_empty") / $(mib "$glive_created") / $(mib "$glive_idle") / $(mib "$glive_restart") |"
+  echo "| Live heap per order after passivation, empty node's subtracted (read model, lookup tables) | $(per $((glive_idle - glive_empty)) "$have") B |"
+  echo "| Heap per order after passivation (heap in use / orders) | $(per "$heap_idle" "$have") B |"
   echo "| Heap per order after passivation, empty node's heap subtracted: in use / allocated | $(per $((heap_idle - heap_empty)) "$have") B / $(per $((live_idle - live_empty)) "$have") B |"
   echo "| Redis used_memory | $(mib "$redis_mem") ($dbsize keys) |"
   echo "| Redis bytes per order | $(per "$redis_mem" "$have") B |"
