@@ -109,6 +109,7 @@ func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 const notFoundLinger = 5 * time.Second
 
 type seenCommand struct {
+	id          string
 	version     uint64 // the stream version right after the command's events
 	fingerprint string
 }
@@ -120,8 +121,20 @@ type orderActor struct {
 	// whose outcome is unknown (the journal may or may not have it).
 	loaded  bool
 	counted bool // counted in the active-actors gauge
-	seen    map[string]seenCommand
-	fifo    []string
+	// seen lists the last RememberCommands command ids, oldest first. A
+	// slice searched linearly: an order sees a handful of commands, and a
+	// map would cost every active actor a few hundred bytes more.
+	seen []seenCommand
+}
+
+// lookup returns what is remembered of command id.
+func (a *orderActor) lookup(id string) (seenCommand, bool) {
+	for i := len(a.seen) - 1; i >= 0; i-- {
+		if a.seen[i].id == id {
+			return a.seen[i], true
+		}
+	}
+	return seenCommand{}, false
 }
 
 func (a *orderActor) Receive(ctx actor.Context) {
@@ -155,7 +168,6 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		a.cfg.Metrics.ActorActivated()
 		a.counted = true
 		a.state.ID = msg.Identity.GetIdentity()
-		a.seen = make(map[string]seenCommand, 4)
 	case *actor.ReceiveTimeout:
 		ctx.Stop(ctx.Self())
 	case *orderpb.Command:
@@ -210,9 +222,8 @@ func (a *orderActor) saveSnapshot(before uint64) {
 		return
 	}
 	s := &orderpb.OrderSnapshot{Order: StateToProto(&a.state)}
-	for _, id := range a.fifo {
-		c := a.seen[id]
-		s.Commands = append(s.Commands, &orderpb.SeenCommand{CommandId: id, Fingerprint: c.fingerprint, Version: c.version})
+	for _, c := range a.seen {
+		s.Commands = append(s.Commands, &orderpb.SeenCommand{CommandId: c.id, Fingerprint: c.fingerprint, Version: c.version})
 	}
 	data, err := proto.Marshal(s)
 	if err == nil {
@@ -276,14 +287,18 @@ func (a *orderActor) remember(id, fingerprint string, version uint64) {
 	if id == "" {
 		return
 	}
-	if _, ok := a.seen[id]; !ok {
-		a.fifo = append(a.fifo, id)
-		if len(a.fifo) > a.cfg.RememberCommands {
-			delete(a.seen, a.fifo[0])
-			a.fifo = a.fifo[1:]
+	c := seenCommand{id: id, version: version, fingerprint: fingerprint}
+	for i := range a.seen {
+		if a.seen[i].id == id {
+			a.seen[i] = c
+			return
 		}
 	}
-	a.seen[id] = seenCommand{version: version, fingerprint: fingerprint}
+	if len(a.seen) >= a.cfg.RememberCommands {
+		n := copy(a.seen, a.seen[1:])
+		a.seen = a.seen[:n]
+	}
+	a.seen = append(a.seen, c)
 }
 
 func (a *orderActor) reply(o *orderpb.Order, e *orderpb.Error) *orderpb.Reply {
@@ -362,7 +377,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		fresh = !wasLoaded
 	}
 	for attempt := 0; ; attempt++ {
-		if seen, ok := a.seen[msg.GetCommandId()]; ok && msg.GetCommandId() != "" {
+		if seen, ok := a.lookup(msg.GetCommandId()); ok && msg.GetCommandId() != "" {
 			return a.replay(msg, seen)
 		}
 		events, err := order.Decide(a.state, cmd, a.cfg.Now())

@@ -363,3 +363,23 @@ func testReadsTail(t *testing.T, sole bool) {
 		t.Fatalf("shared journal: %d journal loads for 5 reads and a refusal, want 6", loads)
 	}
 }
+
+// An actor remembers the last RememberCommands command ids, oldest out first.
+func TestOrderActorForgetsOldestCommandIDs(t *testing.T) {
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) { c.RememberCommands = 2 })
+	for _, cmd := range []*orderpb.Command{createCmd("c1"), payCmd("c2"), shipCmd("c3")} {
+		if r := f.send("o1", cmd); r.GetError() != nil {
+			t.Fatalf("%s: %v", cmd.GetCommandId(), r.GetError())
+		}
+	}
+	for _, cmd := range []*orderpb.Command{shipCmd("c3"), payCmd("c2")} {
+		if r := f.send("o1", cmd); r.GetError() != nil || !r.GetReplayed() {
+			t.Fatalf("retry of %s: %v, replayed=%v; want a replay", cmd.GetCommandId(), r.GetError(), r.GetReplayed())
+		}
+	}
+	// c1 was forgotten: its retry is decided again, and an order exists.
+	wantCode(t, f.send("o1", createCmd("c1")), orderpb.ErrorCode_ERROR_CODE_ALREADY_EXISTS)
+	if n := len(f.stream("o1")); n != 3 {
+		t.Fatalf("%d events journaled, want 3", n)
+	}
+}

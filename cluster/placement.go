@@ -25,8 +25,10 @@ const placementName = "order-placement"
 //   - disthash spawns activations as children of its actor, and protoactor's
 //     child set keeps a pointer to each removed child in its backing array,
 //     so every actor that was ever active at once stays on the heap after it
-//     stopped; here activations are spawned from the root context and
-//     watched instead.
+//     stopped; here activations are spawned from the root context. They are
+//     not watched either (a watcher set costs each activation a map): the
+//     cluster middleware publishes ActivationTerminating when one stops, and
+//     an activation request that finds a PID no longer running spawns anew.
 //
 // It also reads the member ring through an atomic pointer (disthash swaps it
 // unguarded while requests read it).
@@ -49,14 +51,19 @@ func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
 	p.ring.Store(pcluster.NewRendezvous())
 	sys := c.ActorSystem
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &placementActor{cluster: c, lookup: p, byKey: map[string]activation{}, byPID: map[string]string{}}
+		return &placementActor{cluster: c, lookup: p, byKey: map[string]activation{}}
 	})
 	p.pid, _ = sys.Root.SpawnNamed(props, placementName)
 	p.sub = sys.EventStream.Subscribe(func(ev any) {
-		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+		switch t := ev.(type) {
+		case *pcluster.ClusterTopology:
 			ring := pcluster.NewRendezvous()
 			ring.UpdateMembers(t.Members)
 			p.ring.Store(ring)
+			sys.Root.Send(p.pid, t)
+		case *pcluster.ActivationTerminating:
+			// Published by the stopping activation itself (protoactor's
+			// cluster middleware, on Stopped).
 			sys.Root.Send(p.pid, t)
 		}
 	})
@@ -107,15 +114,14 @@ type placementActor struct {
 	cluster *pcluster.Cluster
 	lookup  *placement
 	byKey   map[string]activation // kind/identity -> activation
-	byPID   map[string]string     // PID id -> kind/identity
 }
 
 func (a *placementActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *pcluster.ActivationRequest:
 		ctx.Respond(&pcluster.ActivationResponse{Pid: a.activate(ctx, msg.ClusterIdentity)})
-	case *actor.Terminated:
-		a.terminated(msg.Who)
+	case *pcluster.ActivationTerminating:
+		a.terminated(msg.ClusterIdentity, msg.Pid)
 	case *pcluster.ClusterTopology:
 		a.rebalance(ctx)
 	case *actor.Stopping:
@@ -128,35 +134,42 @@ func (a *placementActor) Receive(ctx actor.Context) {
 func (a *placementActor) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) *actor.PID {
 	key := ci.AsKey()
 	if act, ok := a.byKey[key]; ok {
-		return act.pid
+		if _, running := ctx.ActorSystem().ProcessRegistry.GetLocal(act.pid.Id); running {
+			return act.pid
+		}
+		// Stopped without its termination reaching us: start it again.
+		a.forget(key, act)
 	}
 	kind, ok := a.cluster.TryGetClusterKind(ci.Kind)
 	if !ok {
 		ctx.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
 		return nil
 	}
-	// Spawned from the root and watched rather than as a child: see the
-	// type's comment.
+	// Spawned from the root rather than as a child: see the type's comment.
 	pid := ctx.ActorSystem().Root.SpawnPrefix(pcluster.WithClusterIdentity(kind.Props, ci), ci.Identity)
-	ctx.Watch(pid)
 	kind.Inc()
 	a.byKey[key] = activation{id: ci, pid: pid}
-	a.byPID[pid.Id] = key
 	return pid
 }
 
-func (a *placementActor) terminated(pid *actor.PID) {
-	key, ok := a.byPID[pid.Id]
-	if !ok {
+// terminated forgets a stopped activation, unless a newer one of the same
+// identity replaced it already.
+func (a *placementActor) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
+	if ci == nil || pid == nil {
 		return
 	}
-	delete(a.byPID, pid.Id)
-	act := a.byKey[key]
+	key := ci.AsKey()
+	if act, ok := a.byKey[key]; ok && act.pid.Id == pid.Id {
+		a.forget(key, act)
+	}
+}
+
+func (a *placementActor) forget(key string, act activation) {
 	delete(a.byKey, key)
 	if kind, ok := a.cluster.TryGetClusterKind(act.id.Kind); ok {
 		kind.Dec()
 	}
-	a.lookup.RemovePid(act.id, pid)
+	a.lookup.RemovePid(act.id, act.pid)
 }
 
 // rebalance stops the activations whose identity another member owns now;
