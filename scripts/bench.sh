@@ -13,10 +13,10 @@ secs=${1:-8}
 out=BENCHMARKS.md
 bin=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$bin"' EXIT
-# ORDERSYSTEM_BIN / LOADGEN_BIN: measure prebuilt binaries (say, an older
+# BENCH_NODE_BIN / BENCH_LOADGEN_BIN: measure prebuilt binaries (say, an older
 # commit's node for a before/after comparison) instead of this tree's.
-if [ -n "${ORDERSYSTEM_BIN:-}" ]; then cp "$ORDERSYSTEM_BIN" "$bin/ordersystem"; else go build -o "$bin/ordersystem" ./cmd/ordersystem; fi
-if [ -n "${LOADGEN_BIN:-}" ]; then cp "$LOADGEN_BIN" "$bin/loadgen"; else go build -o "$bin/loadgen" ./cmd/loadgen; fi
+if [ -n "${BENCH_NODE_BIN:-}" ]; then cp "$BENCH_NODE_BIN" "$bin/ordersystem"; else go build -o "$bin/ordersystem" ./cmd/ordersystem; fi
+if [ -n "${BENCH_LOADGEN_BIN:-}" ]; then cp "$BENCH_LOADGEN_BIN" "$bin/loadgen"; else go build -o "$bin/loadgen" ./cmd/loadgen; fi
 
 pin_server="taskset -c 1"; pin_load="taskset -c 0"
 command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
