@@ -56,7 +56,9 @@ type Node struct {
 	cfg     Config
 	system  *actor.ActorSystem
 	cluster *pcluster.Cluster
-	stopped chan struct{}
+	// lookupImpl is the cluster's identity lookup.
+	lookupImpl *placement
+	stopped    chan struct{}
 }
 
 // Start starts the actor system, the remote endpoint and cluster membership.
@@ -104,7 +106,8 @@ func Start(cfg Config) (n *Node, err error) {
 	if provider == nil {
 		provider = &singleMember{}
 	}
-	ccfg := pcluster.Configure(cfg.ClusterName, provider, newPlacement(), rcfg, pcluster.WithKinds(cfg.Kinds...))
+	lookup := newPlacement()
+	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...))
 	c := pcluster.New(system, ccfg)
 
 	defer func() {
@@ -119,7 +122,7 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 	}()
 	c.StartMember()
-	return &Node{cfg: cfg, system: system, cluster: c, stopped: make(chan struct{})}, nil
+	return &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, stopped: make(chan struct{})}, nil
 }
 
 // System is the node's actor system.
@@ -213,6 +216,11 @@ func (n *Node) Forget(identity, kind string) {
 // protoactor's Get waits a fixed 5 s on an owner that just died, far longer
 // than one attempt should (the goroutine it runs in ends with it).
 func (n *Node) lookup(identity, kind string, timeout time.Duration) *actor.PID {
+	if n.lookupImpl.ownedHere(identity, kind) {
+		// This member's own placement actor cannot have died: ask it
+		// directly (every create takes this path on a single node).
+		return n.cluster.Get(identity, kind)
+	}
 	ch := make(chan *actor.PID, 1)
 	go func() { ch <- n.cluster.Get(identity, kind) }()
 	t := time.NewTimer(timeout)

@@ -97,6 +97,15 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	return nil
 }
 
+// ownedHere reports whether this member owns the identity now.
+func (p *placement) ownedHere(identity, kind string) bool {
+	ring := p.ring.Load()
+	if ring == nil {
+		return false
+	}
+	return ring.GetByClusterIdentity(&pcluster.ClusterIdentity{Identity: identity, Kind: kind}) == p.cluster.ActorSystem.Address()
+}
+
 // RemovePid implements pcluster.IdentityLookup: every member's PID cache
 // forgets the activation.
 func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
