@@ -236,7 +236,6 @@ func (a *orderActor) saveSnapshot(before uint64) {
 	}
 }
 
-// catchUp reads the events after the current version and folds them in.
 // refresh brings a loaded state up to the stream's head: catchUp, unless
 // this node is the journal's only writer and the state is known to be the head.
 func (a *orderActor) refresh() error {
@@ -246,6 +245,7 @@ func (a *orderActor) refresh() error {
 	return a.catchUp()
 }
 
+// catchUp reads the events after the current version and folds them in.
 func (a *orderActor) catchUp() error {
 	ctx, cancel := a.ioContext()
 	defer cancel()
@@ -368,13 +368,15 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 	// round trip, and if the order exists the append conflicts and the
 	// actor reads the stream and decides again (a retried create is then
 	// recognised by its command id).
-	fresh := false // whether the state was read from the journal for this command
+	fresh := false // whether the state is known to be the stream's head
 	if _, isCreate := cmd.(order.Create); !(isCreate && !a.loaded && a.state.Version == 0) {
 		wasLoaded := a.loaded
 		if r := a.ensureLoaded(); r != nil {
 			return r
 		}
-		fresh = !wasLoaded
+		// Read from the journal for this command, or loaded on a node
+		// that is the journal's only writer.
+		fresh = !wasLoaded || a.cfg.SoleWriter
 	}
 	for attempt := 0; ; attempt++ {
 		if seen, ok := a.lookup(msg.GetCommandId()); ok && msg.GetCommandId() != "" {
@@ -384,7 +386,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		if err != nil && !fresh {
 			// Refusing on a state that may be stale (another activation
 			// may have written) is not allowed: read the tail, decide again.
-			if err := a.refresh(); err != nil {
+			if err := a.catchUp(); err != nil {
 				a.loaded = false
 				return a.reply(nil, a.storageError(err))
 			}

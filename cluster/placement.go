@@ -21,7 +21,8 @@ const placementName = "order-placement"
 //
 //   - disthash finds a stopped activation by scanning all of them, so
 //     passivating n actors costs O(n²) (about 40 minutes of one core for a
-//     million orders); here a second map finds it at once;
+//     million orders); here the stopping activation names its identity,
+//     found in the map at once;
 //   - disthash spawns activations as children of its actor, and protoactor's
 //     child set keeps a pointer to each removed child in its backing array,
 //     so every actor that was ever active at once stays on the heap after it
@@ -37,13 +38,14 @@ type placement struct {
 	ring    atomic.Pointer[pcluster.Rendezvous]
 	pid     *actor.PID
 	sub     *eventstream.Subscription
-	// timeout bounds one activation request to the owner.
-	timeout time.Duration
 }
+
+// activationTimeout bounds one activation request to the owner.
+const activationTimeout = 5 * time.Second
 
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
-func newPlacement() *placement { return &placement{timeout: 5 * time.Second} }
+func newPlacement() *placement { return &placement{} }
 
 // Setup implements pcluster.IdentityLookup.
 func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
@@ -87,7 +89,7 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 		return nil
 	}
 	req := &pcluster.ActivationRequest{ClusterIdentity: ci}
-	res, err := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, p.timeout).Result()
+	res, err := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, activationTimeout).Result()
 	if err != nil {
 		return nil
 	}

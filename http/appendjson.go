@@ -17,7 +17,7 @@ import (
 // The answers of the hot routes (an order, a created order) are written by
 // hand instead of by encoding/json's reflection, which was 8% of the CPU of
 // GET /orders/{id}. The bytes are exactly those encoding/json writes for
-// orderJSON and createdJSON (TestAppendJSONMatchesEncodingJSON checks it on
+// orderJSON and createdJSON in appendjson_test.go (the test checks it on
 // random orders), HTML-safe escaping included.
 
 var jsonBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

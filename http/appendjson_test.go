@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"regexp"
 	"testing"
 	"time"
 
@@ -12,6 +11,51 @@ import (
 	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
+
+// The shapes the hand-written answers must match byte for byte, encoded by
+// encoding/json (the API's order answers were written this way before).
+
+type orderJSON struct {
+	OrderID        string      `json:"orderId"`
+	CustomerID     string      `json:"customerId"`
+	Items          []itemJSON  `json:"items"`
+	Status         string      `json:"status"`
+	Total          order.Cents `json:"total"`
+	CreatedAt      time.Time   `json:"createdAt"`
+	Version        uint64      `json:"version"`
+	PaymentMethod  string      `json:"paymentMethod,omitempty"`
+	PaidAt         *time.Time  `json:"paidAt,omitempty"`
+	TrackingNumber string      `json:"trackingNumber,omitempty"`
+	ShippedAt      *time.Time  `json:"shippedAt,omitempty"`
+	DeliveredAt    *time.Time  `json:"deliveredAt,omitempty"`
+	CancelReason   string      `json:"cancelReason,omitempty"`
+	CancelledAt    *time.Time  `json:"cancelledAt,omitempty"`
+}
+
+type createdJSON struct {
+	OrderID    string      `json:"orderId"`
+	CustomerID string      `json:"customerId"`
+	Total      order.Cents `json:"total"`
+	CreatedAt  time.Time   `json:"createdAt"`
+}
+
+func toOrderJSON(o *orderpb.Order) orderJSON {
+	j := orderJSON{
+		OrderID:        o.GetOrderId(),
+		CustomerID:     o.GetCustomerId(),
+		Items:          itemsJSON(o.GetItems()),
+		Status:         statusName(o.GetStatus()),
+		Total:          order.Cents(o.GetTotalCents()),
+		CreatedAt:      o.GetCreatedAt().AsTime().UTC(),
+		Version:        o.GetVersion(),
+		PaymentMethod:  o.GetPaymentMethod(),
+		TrackingNumber: o.GetTrackingNumber(),
+		CancelReason:   o.GetCancelReason(),
+	}
+	j.PaidAt, j.ShippedAt = tsPtr(o.GetPaidAt()), tsPtr(o.GetShippedAt())
+	j.DeliveredAt, j.CancelledAt = tsPtr(o.GetDeliveredAt()), tsPtr(o.GetCancelledAt())
+	return j
+}
 
 // text draws strings that exercise every escaping rule: ASCII, control
 // characters, quotes and backslashes, HTML characters, multi-byte runes,
@@ -54,8 +98,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 			CancelReason:   text(t, "reason"),
 			CancelledAt:    stamp(t, "cancelled", true),
 		}
-		for i := range rapid.IntRange(0, 3).Draw(t, "items") {
-			_ = i
+		for range rapid.IntRange(0, 3).Draw(t, "items") {
 			o.Items = append(o.Items, &orderpb.Item{
 				ProductId: text(t, "product"), Name: text(t, "name"),
 				Quantity: rapid.Int32().Draw(t, "quantity"), UnitPriceCents: rapid.Int64().Draw(t, "price"),
@@ -104,17 +147,6 @@ func BenchmarkOrderJSON(b *testing.B) {
 		buf := make([]byte, 0, 1024)
 		for b.Loop() {
 			buf = appendOrderJSON(buf[:0], o)
-		}
-	})
-}
-
-// validOrderID is the regexp it replaced, on every input.
-func TestValidOrderIDMatchesPattern(t *testing.T) {
-	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	rapid.Check(t, func(t *rapid.T) {
-		id := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9_-]{0,70}`), rapid.String()).Draw(t, "id")
-		if validOrderID(id) != pattern.MatchString(id) {
-			t.Fatalf("%q: validOrderID %v, pattern %v", id, validOrderID(id), pattern.MatchString(id))
 		}
 	})
 }

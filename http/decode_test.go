@@ -4,8 +4,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/ordersystem/ordersystem/actors/order"
 )
@@ -73,6 +76,17 @@ func FuzzDecodeTransition(f *testing.F) {
 		}
 		if cmd.GetCommand() == nil {
 			t.Fatalf("op %q body %q: command without payload", op, body)
+		}
+	})
+}
+
+// validOrderID is the regexp it replaced, on every input.
+func TestValidOrderIDMatchesPattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	rapid.Check(t, func(t *rapid.T) {
+		id := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9_-]{0,70}`), rapid.String()).Draw(t, "id")
+		if validOrderID(id) != pattern.MatchString(id) {
+			t.Fatalf("%q: validOrderID %v, pattern %v", id, validOrderID(id), pattern.MatchString(id))
 		}
 	})
 }

@@ -19,30 +19,6 @@ type itemJSON struct {
 	Price     order.Cents `json:"price"`
 }
 
-type orderJSON struct {
-	OrderID        string      `json:"orderId"`
-	CustomerID     string      `json:"customerId"`
-	Items          []itemJSON  `json:"items"`
-	Status         string      `json:"status"`
-	Total          order.Cents `json:"total"`
-	CreatedAt      time.Time   `json:"createdAt"`
-	Version        uint64      `json:"version"`
-	PaymentMethod  string      `json:"paymentMethod,omitempty"`
-	PaidAt         *time.Time  `json:"paidAt,omitempty"`
-	TrackingNumber string      `json:"trackingNumber,omitempty"`
-	ShippedAt      *time.Time  `json:"shippedAt,omitempty"`
-	DeliveredAt    *time.Time  `json:"deliveredAt,omitempty"`
-	CancelReason   string      `json:"cancelReason,omitempty"`
-	CancelledAt    *time.Time  `json:"cancelledAt,omitempty"`
-}
-
-type createdJSON struct {
-	OrderID    string      `json:"orderId"`
-	CustomerID string      `json:"customerId"`
-	Total      order.Cents `json:"total"`
-	CreatedAt  time.Time   `json:"createdAt"`
-}
-
 type eventJSON struct {
 	Type           string       `json:"type"`
 	Version        uint64       `json:"version"`
@@ -102,24 +78,6 @@ func itemsJSON(items []*orderpb.Item) []itemJSON {
 }
 
 func statusName(s orderpb.OrderStatus) string { return order.Status(s).String() }
-
-func toOrderJSON(o *orderpb.Order) orderJSON {
-	j := orderJSON{
-		OrderID:        o.GetOrderId(),
-		CustomerID:     o.GetCustomerId(),
-		Items:          itemsJSON(o.GetItems()),
-		Status:         statusName(o.GetStatus()),
-		Total:          order.Cents(o.GetTotalCents()),
-		CreatedAt:      o.GetCreatedAt().AsTime().UTC(),
-		Version:        o.GetVersion(),
-		PaymentMethod:  o.GetPaymentMethod(),
-		TrackingNumber: o.GetTrackingNumber(),
-		CancelReason:   o.GetCancelReason(),
-	}
-	j.PaidAt, j.ShippedAt = tsPtr(o.GetPaidAt()), tsPtr(o.GetShippedAt())
-	j.DeliveredAt, j.CancelledAt = tsPtr(o.GetDeliveredAt()), tsPtr(o.GetCancelledAt())
-	return j
-}
 
 func toEventJSON(e *orderpb.Event) eventJSON {
 	j := eventJSON{Version: e.GetVersion(), OrderID: e.GetOrderId()}
