@@ -11,8 +11,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -76,7 +77,7 @@ func BenchmarkIdleActorMemory(b *testing.B) {
 		j := memory.New()
 		ctx := context.Background()
 		for i := range n {
-			ev := actors.EventToProto(fmt.Sprint("m", i), 1, "c", "f", order.Created{CustomerID: "c", Items: []order.Item{{ProductID: "p", Quantity: 1, UnitPrice: 100}}, Total: 100, At: time.Now()})
+			ev := codec.EventToProto(fmt.Sprint("m", i), 1, "c", "f", order.Created{CustomerID: "c", Items: []order.Item{{ProductID: "p", Quantity: 1, UnitPrice: 100}}, Total: 100, At: time.Now()})
 			data, _ := proto.Marshal(ev)
 			if _, err := j.Append(ctx, fmt.Sprint("m", i), 0, []persistence.Record{{Type: "OrderCreated", Data: data}}); err != nil {
 				b.Fatal(err)

@@ -11,8 +11,9 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/metrics"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
@@ -207,7 +208,7 @@ func (a *orderActor) loadSnapshot(ctx context.Context) error {
 		a.cfg.Logger.Warn("ignoring unreadable snapshot", slog.String("order_id", a.state.ID), slog.Any("error", err))
 		return nil
 	}
-	a.state = StateFromProto(s.GetOrder())
+	a.state = codec.StateFromProto(s.GetOrder())
 	for _, c := range s.GetCommands() {
 		a.remember(c.GetCommandId(), c.GetFingerprint(), c.GetVersion())
 	}
@@ -221,7 +222,7 @@ func (a *orderActor) saveSnapshot(before uint64) {
 	if a.cfg.Snapshots == nil || n == 0 || before/n == a.state.Version/n {
 		return
 	}
-	s := &orderpb.OrderSnapshot{Order: StateToProto(&a.state)}
+	s := &orderpb.OrderSnapshot{Order: codec.StateToProto(&a.state)}
 	for _, c := range a.seen {
 		s.Commands = append(s.Commands, &orderpb.SeenCommand{CommandId: c.id, Fingerprint: c.fingerprint, Version: c.version})
 	}
@@ -260,7 +261,7 @@ func (a *orderActor) catchUp() error {
 		if r.Version != a.state.Version+1 {
 			return fmt.Errorf("order %s: journal returned version %d after %d", a.state.ID, r.Version, a.state.Version)
 		}
-		pe, err := DecodeRecord(r)
+		pe, err := codec.DecodeRecord(r)
 		if err != nil {
 			return err
 		}
@@ -274,7 +275,7 @@ func (a *orderActor) catchUp() error {
 
 // apply folds one journaled event into the state and remembers its command.
 func (a *orderActor) apply(pe *orderpb.Event) error {
-	e, err := EventFromProto(pe)
+	e, err := codec.EventFromProto(pe)
 	if err != nil {
 		return err
 	}
@@ -326,14 +327,14 @@ func (a *orderActor) handleGet() *orderpb.Reply {
 		if !a.loaded || !a.state.Exists() {
 			return a.reply(nil, a.storageError(err))
 		}
-		r := a.reply(StateToProto(&a.state), nil)
+		r := a.reply(codec.StateToProto(&a.state), nil)
 		r.Stale = true
 		return r
 	}
 	if !a.state.Exists() {
 		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
 	}
-	return a.reply(StateToProto(&a.state), nil)
+	return a.reply(codec.StateToProto(&a.state), nil)
 }
 
 func (a *orderActor) handleHistory() *orderpb.Reply {
@@ -349,7 +350,7 @@ func (a *orderActor) handleHistory() *orderpb.Reply {
 	r := a.reply(nil, nil)
 	r.History = make([]*orderpb.Event, 0, len(recs))
 	for _, rec := range recs {
-		pe, err := DecodeRecord(rec)
+		pe, err := codec.DecodeRecord(rec)
 		if err != nil {
 			return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
 		}
@@ -359,7 +360,7 @@ func (a *orderActor) handleHistory() *orderpb.Reply {
 }
 
 func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
-	cmd, err := CommandFromProto(msg)
+	cmd, err := codec.CommandFromProto(msg)
 	if err != nil {
 		return a.reply(nil, domainError(err))
 	}
@@ -399,7 +400,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		records := make([]persistence.Record, len(events))
 		envelopes := make([]*orderpb.Event, len(events))
 		for i, e := range events {
-			pe := EventToProto(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), e)
+			pe := codec.EventToProto(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), e)
 			data, err := proto.Marshal(pe)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
@@ -423,7 +424,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 				a.cfg.Appended()
 			}
 			a.saveSnapshot(before)
-			return a.reply(StateToProto(&a.state), nil)
+			return a.reply(codec.StateToProto(&a.state), nil)
 		case errors.Is(err, persistence.ErrVersionConflict) && attempt < a.cfg.MaxConflictRetries:
 			// Another activation wrote first: read what it wrote and decide again.
 			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
@@ -464,18 +465,18 @@ func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Rep
 			if r.Version > seen.version {
 				break
 			}
-			pe, err := DecodeRecord(r)
+			pe, err := codec.DecodeRecord(r)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
 			}
-			e, err := EventFromProto(pe)
+			e, err := codec.EventFromProto(pe)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
 			}
 			st = order.Evolve(st, e)
 		}
 	}
-	r := a.reply(StateToProto(&st), nil)
+	r := a.reply(codec.StateToProto(&st), nil)
 	r.Replayed = true
 	return r
 }

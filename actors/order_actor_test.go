@@ -12,8 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -244,7 +245,7 @@ func TestOrderActorRedecidesOnVersionConflict(t *testing.T) {
 	f := newFixture(t, time.Minute)
 	f.send("o4", createCmd("c1"))
 	// Another activation (elsewhere) pays the order behind this actor's back.
-	ev := actors.EventToProto("o4", 2, "elsewhere", "fp", order.Paid{PaymentMethod: "cash", At: time.Now()})
+	ev := codec.EventToProto("o4", 2, "elsewhere", "fp", order.Paid{PaymentMethod: "cash", At: time.Now()})
 	data, _ := proto.Marshal(ev)
 	if _, err := f.journal.Append(context.Background(), "o4", 1, []persistence.Record{{Type: "OrderPaid", Data: data}}); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/supervisor"
 )
 
 // OutboxDriver makes the outbox singleton drain: on every nudge (sent after

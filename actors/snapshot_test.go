@@ -12,9 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	predis "github.com/ordersystem/ordersystem/persistence/redis"
@@ -92,7 +93,7 @@ func longStream(b testing.TB, j interface {
 		if v == 1 {
 			e = order.Created{CustomerID: "c", Items: []order.Item{{ProductID: "p", Quantity: 1, UnitPrice: 100}}, Total: 100, At: time.Now()}
 		}
-		data, _ := proto.Marshal(actors.EventToProto(id, uint64(v), fmt.Sprint("cmd", v), "f", e))
+		data, _ := proto.Marshal(codec.EventToProto(id, uint64(v), fmt.Sprint("cmd", v), "f", e))
 		recs = append(recs, persistence.Record{Type: e.EventType(), Data: data})
 	}
 	if _, err := j.Append(ctx, id, 0, recs); err != nil {
@@ -148,11 +149,11 @@ func BenchmarkActivation1000Events(b *testing.B) {
 						state := order.State{ID: ids[i]}
 						recs, _ := st.Load(ctx, ids[i], 1)
 						for _, r := range recs {
-							pe, _ := actors.DecodeRecord(r)
-							e, _ := actors.EventFromProto(pe)
+							pe, _ := codec.DecodeRecord(r)
+							e, _ := codec.EventFromProto(pe)
 							state = order.Evolve(state, e)
 						}
-						data, _ := proto.Marshal(&orderpb.OrderSnapshot{Order: actors.StateToProto(&state)})
+						data, _ := proto.Marshal(&orderpb.OrderSnapshot{Order: codec.StateToProto(&state)})
 						_ = st.SaveSnapshot(ctx, persistence.Snapshot{StreamID: ids[i], Version: 1000, Data: data})
 					}
 				}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // LeaseOptions configure a LeaseProvider. The zero value of each field
@@ -73,12 +75,17 @@ func (o LeaseOptions) Validate() error {
 	return nil
 }
 
-// LeaseProvider is a protoactor cluster.ClusterProvider over a Registry:
+// ErrProviderUsed is returned by LeaseProvider.StartMember and StartClient
+// when the provider was already started: a provider serves one incarnation
+// for its lifetime.
+var ErrProviderUsed = errors.New("lease provider already started")
+
+// LeaseProvider is a protoactor cluster.ClusterProvider over a registry.Registry:
 // a member registers a record with a lease, renews it every Heartbeat and
 // lists the registry every Poll, handing the alive set to protoactor's
 // MemberList (sorted by member id) whenever it changes.
 //
-// Self-fencing: when a renewal fails with ErrLeaseLost, or no renewal
+// Self-fencing: when a renewal fails with registry.ErrLeaseLost, or no renewal
 // succeeded within TTL of being sent (measured on the monotonic clock, so a
 // process that was SIGSTOPped notices it as soon as it runs again), the
 // provider marks itself fenced: it stops renewing and polling, removes what
@@ -93,7 +100,7 @@ func (o LeaseOptions) Validate() error {
 // whoever shuts a cluster down non-gracefully must call Shutdown(false)
 // itself. The query methods are safe for concurrent use.
 type LeaseProvider struct {
-	reg  Registry
+	reg  registry.Registry
 	opts LeaseOptions
 	log  *slog.Logger
 
@@ -105,10 +112,10 @@ type LeaseProvider struct {
 	started  bool
 	member   bool // started with StartMember (else client)
 	shutdown bool
-	self     MemberRecord
+	self     registry.MemberRecord
 	expires  time.Time // local lease expiry: last successful renewal sent + TTL
 	fenced   string    // reason, "" while not fenced
-	view     []MemberRecord
+	view     []registry.MemberRecord
 	viewKey  string
 	pc       *pcluster.Cluster
 }
@@ -117,7 +124,7 @@ var _ pcluster.ClusterProvider = (*LeaseProvider)(nil)
 
 // NewLeaseProvider returns a provider over reg. Options are validated by
 // StartMember/StartClient.
-func NewLeaseProvider(reg Registry, opts LeaseOptions) *LeaseProvider {
+func NewLeaseProvider(reg registry.Registry, opts LeaseOptions) *LeaseProvider {
 	opts.setDefaults()
 	return &LeaseProvider{
 		reg:      reg,
@@ -142,14 +149,14 @@ func (p *LeaseProvider) StartMember(c *pcluster.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("membership: remote address: %w", err)
 	}
-	rec := MemberRecord{
+	rec := registry.MemberRecord{
 		MemberID:  c.ActorSystem.ID,
 		NodeID:    p.opts.NodeID,
 		Host:      host,
 		Port:      port,
 		Kinds:     c.GetClusterKinds(),
 		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
-	}.canonical()
+	}.Canonical()
 	if err := rec.Validate(); err != nil {
 		return err
 	}
@@ -263,10 +270,10 @@ func (p *LeaseProvider) MemberID() string {
 
 // Records returns the member records of the current view (sorted by
 // member id), including this member while its lease is held.
-func (p *LeaseProvider) Records() []MemberRecord {
+func (p *LeaseProvider) Records() []registry.MemberRecord {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]MemberRecord, len(p.view))
+	out := make([]registry.MemberRecord, len(p.view))
 	for i, r := range p.view {
 		r.Kinds = append([]string(nil), r.Kinds...)
 		out[i] = r
@@ -391,7 +398,7 @@ func (p *LeaseProvider) renew() string {
 		}
 		p.mu.Unlock()
 		return ""
-	case errors.Is(err, ErrLeaseLost):
+	case errors.Is(err, registry.ErrLeaseLost):
 		return "registry: " + err.Error()
 	default:
 		p.log.Warn("lease renewal failed; retrying", slog.String("member_id", self.MemberID), slog.Any("error", err))
@@ -443,7 +450,7 @@ func (p *LeaseProvider) refresh() {
 			recs = append(recs, p.self)
 		}
 	}
-	SortRecords(recs)
+	registry.SortRecords(recs)
 	key := viewKey(recs)
 	changed := key != p.viewKey
 	p.view, p.viewKey = recs, key
@@ -466,7 +473,7 @@ func (p *LeaseProvider) refresh() {
 }
 
 // viewKey identifies a member view: ids, addresses and kinds.
-func viewKey(recs []MemberRecord) string {
+func viewKey(recs []registry.MemberRecord) string {
 	var b strings.Builder
 	for _, r := range recs {
 		b.WriteString(r.MemberID)

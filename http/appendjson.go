@@ -10,7 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 

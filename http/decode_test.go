@@ -10,7 +10,7 @@ import (
 
 	"pgregory.net/rapid"
 
-	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/order"
 )
 
 func request(body string) *http.Request {
@@ -80,13 +80,13 @@ func FuzzDecodeTransition(f *testing.F) {
 	})
 }
 
-// validOrderID is the regexp it replaced, on every input.
+// order.ValidID is the regexp it replaced, on every input.
 func TestValidOrderIDMatchesPattern(t *testing.T) {
 	pattern := regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	rapid.Check(t, func(t *rapid.T) {
 		id := rapid.OneOf(rapid.StringMatching(`[A-Za-z0-9_-]{0,70}`), rapid.String()).Draw(t, "id")
-		if validOrderID(id) != pattern.MatchString(id) {
-			t.Fatalf("%q: validOrderID %v, pattern %v", id, validOrderID(id), pattern.MatchString(id))
+		if order.ValidID(id) != pattern.MatchString(id) {
+			t.Fatalf("%q: order.ValidID %v, pattern %v", id, order.ValidID(id), pattern.MatchString(id))
 		}
 	})
 }

@@ -10,10 +10,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ordersystem/ordersystem/actors/order"
-	"github.com/ordersystem/ordersystem/actors/projection"
 	httpapi "github.com/ordersystem/ordersystem/http"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/readmodel"
 )
 
 // fakeOrders is a small stand-in for the order actors: it keeps orders in
@@ -129,23 +129,23 @@ func (f *fakeOrders) Send(ctx context.Context, id string, msg proto.Message) (*o
 // fakeReadModel serves a fixed page and fixed statistics.
 type fakeReadModel struct{}
 
-func (fakeReadModel) List(status order.Status, limit int, cursor string) ([]projection.Summary, string, error) {
+func (fakeReadModel) List(status order.Status, limit int, cursor string) ([]readmodel.Summary, string, error) {
 	if cursor == "boom" {
 		return nil, "", errors.New("read model exploded")
 	}
 	if cursor != "" && cursor != "next" {
-		return nil, "", projection.ErrBadCursor
+		return nil, "", readmodel.ErrBadCursor
 	}
 	at := time.Date(2026, 11, 25, 6, 25, 25, 0, time.UTC)
-	page := []projection.Summary{{OrderID: "o1", CustomerID: "c1", Status: order.StatusPending, Total: 1999, Items: 1, Version: 1, CreatedAt: at, UpdatedAt: at}}
+	page := []readmodel.Summary{{OrderID: "o1", CustomerID: "c1", Status: order.StatusPending, Total: 1999, Items: 1, Version: 1, CreatedAt: at, UpdatedAt: at}}
 	if cursor == "" && limit == 1 {
 		return page, "next", nil
 	}
 	return page, "", nil
 }
 
-func (fakeReadModel) Stats() projection.Stats {
-	return projection.Stats{TotalOrders: 1, ByStatus: map[order.Status]int{order.StatusPending: 1}, TotalRevenue: 1999}
+func (fakeReadModel) Stats() readmodel.Stats {
+	return readmodel.Stats{TotalOrders: 1, ByStatus: map[order.Status]int{order.StatusPending: 1}, TotalRevenue: 1999}
 }
 
 // fakeHealth is live, and ready unless down is set.

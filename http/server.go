@@ -17,10 +17,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ordersystem/ordersystem/actors/order"
-	"github.com/ordersystem/ordersystem/actors/projection"
 	"github.com/ordersystem/ordersystem/metrics"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/readmodel"
 )
 
 // Orders reaches order actors (actors.OrderClient implements it). An error
@@ -29,10 +29,10 @@ type Orders interface {
 	Send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error)
 }
 
-// ReadModel serves the query side (projection.ReadModel implements it).
+// ReadModel serves the query side (readmodel.ReadModel implements it).
 type ReadModel interface {
-	List(status order.Status, limit int, cursor string) ([]projection.Summary, string, error)
-	Stats() projection.Stats
+	List(status order.Status, limit int, cursor string) ([]readmodel.Summary, string, error)
+	Stats() readmodel.Stats
 }
 
 // Health answers the probes.
@@ -253,25 +253,9 @@ func (a *api) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// validOrderID reports whether id is 1 to 64 letters, digits, '-' or '_'
-// (the regexp ^[A-Za-z0-9_-]{1,64}$, checked without one on every request).
-func validOrderID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 func orderID(c echo.Context) (string, error) {
 	id := c.Param("id")
-	if !validOrderID(id) {
+	if !order.ValidID(id) {
 		return "", &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "orderId",
 			msg: fmt.Sprintf("orderId: must be 1 to 64 letters, digits, '-' or '_' (got %q)", truncate(id, 80))}
 	}
@@ -319,18 +303,11 @@ func fingerprint(op, orderID string, payload proto.Message) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// OrderIDForKey is the id of the order that POST /orders creates with the
-// header Idempotency-Key: key (a client may compute it before the answer).
-func OrderIDForKey(key string) string {
-	sum := sha256.Sum256([]byte("ordersystem/create/" + key))
-	return hex.EncodeToString(sum[:8])
-}
-
 // newOrderID derives the order id from the idempotency key (so that a retried
 // create reaches the same order) or makes a random one.
 func newOrderID(key string, fromKey bool) string {
 	if fromKey {
-		return OrderIDForKey(key)
+		return order.IDForKey(key)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -464,7 +441,7 @@ func (a *api) listOrders(c echo.Context) error {
 		limit = n
 	}
 	page, next, err := a.cfg.ReadModel.List(status, limit, q.Get("cursor"))
-	if errors.Is(err, projection.ErrBadCursor) {
+	if errors.Is(err, readmodel.ErrBadCursor) {
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "cursor", msg: "cursor: not a cursor this API returned"}
 	}
 	if err != nil {

@@ -12,15 +12,16 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 
-	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/natsreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
+	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/supervisor"
 )
 
-// registry is the membership registry with its Close.
-type registry interface {
-	cluster.Registry
+// closableRegistry is the membership registry with its Close.
+type closableRegistry interface {
+	registry.Registry
 	io.Closer
 }
 
@@ -65,7 +66,7 @@ func (n *Node) peerProvider() (pcluster.ClusterProvider, error) {
 const peerPortOffset = 2000
 
 // openRegistry connects the membership registry of a cluster node.
-func (n *Node) openRegistry(ctx context.Context) (registry, error) {
+func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	switch d := n.cfg.discovery(); d {
 	case Redis:
 		r, err := redisreg.New(redisreg.Options{Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})

@@ -19,13 +19,13 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/projection"
-	"github.com/ordersystem/ordersystem/actors/supervisor"
 	"github.com/ordersystem/ordersystem/cluster"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/readmodel"
+	"github.com/ordersystem/ordersystem/supervisor"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -38,11 +38,11 @@ type Node struct {
 	log       *slog.Logger
 	backend   persistence.Backend
 	transport transport.Transport
-	readModel *projection.ReadModel
+	readModel *readmodel.ReadModel
 	subs      []transport.Subscription
 	member    atomic.Pointer[cluster.Node]
 	kinds     []*pcluster.Kind
-	registry  registry
+	registry  closableRegistry
 	lease     atomic.Pointer[cluster.LeaseProvider]
 	fenced    atomic.Bool
 	leaving   atomic.Bool
@@ -108,7 +108,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	// Read side: subscribe first, then rebuild from the journal, so that no
 	// event falls between the two (duplicates are dropped by version).
-	n.readModel = projection.New(n.backend)
+	n.readModel = readmodel.New(n.backend)
 	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.project)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
@@ -301,7 +301,7 @@ func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
 // ReadModel is the node's read model.
-func (n *Node) ReadModel() *projection.ReadModel { return n.readModel }
+func (n *Node) ReadModel() *readmodel.ReadModel { return n.readModel }
 
 // Config is the node's configuration.
 func (n *Node) Config() Config { return n.cfg }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/ordersystem/ordersystem/order"
 )
 
 // Sentinel errors shared by every backend.
@@ -65,7 +67,7 @@ type Record struct {
 }
 
 // EventID is the id every consumer deduplicates by: "<streamID>:<version>".
-func (r Record) EventID() string { return fmt.Sprintf("%s:%d", r.StreamID, r.Version) }
+func (r Record) EventID() string { return order.EventID(r.StreamID, r.Version) }
 
 // Journal is an append-only store of event streams. Implementations must be
 // safe for concurrent use.

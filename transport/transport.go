@@ -3,7 +3,8 @@ package transport
 import (
 	"context"
 	"errors"
-	"strconv"
+
+	"github.com/ordersystem/ordersystem/order"
 )
 
 // Errors shared by every transport.
@@ -27,7 +28,7 @@ type Message struct {
 }
 
 // ID is the event id consumers deduplicate by.
-func (m Message) ID() string { return m.OrderID + ":" + strconv.FormatUint(m.Version, 10) }
+func (m Message) ID() string { return order.EventID(m.OrderID, m.Version) }
 
 // Handler processes a batch of delivered messages. Returning nil acknowledges
 // the batch; returning an error asks for redelivery (at-least-once): every

@@ -12,16 +12,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/natsreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // Backend returns the registry client of one member incarnation, whose
 // leases last ttl. Members of one harness share the backend's records; each
 // incarnation gets its own client (as separate processes would), which the
 // harness closes (if it is an io.Closer) when the incarnation stops.
-type Backend func(t testing.TB, ttl time.Duration) cluster.Registry
+type Backend func(t testing.TB, ttl time.Duration) registry.Registry
 
 var uniq atomic.Int64
 
@@ -31,10 +31,10 @@ func uniqueName(prefix string) string {
 	return prefix + strconv.FormatInt(time.Now().UnixNano()%1e10, 36) + "_" + strconv.FormatInt(uniq.Add(1), 10)
 }
 
-// Memory is a backend whose members share one cluster.MemoryRegistry.
+// Memory is a backend whose members share one registry.MemoryRegistry.
 func Memory() Backend {
-	reg := cluster.NewMemoryRegistry()
-	return func(testing.TB, time.Duration) cluster.Registry { return reg }
+	reg := registry.NewMemoryRegistry()
+	return func(testing.TB, time.Duration) registry.Registry { return reg }
 }
 
 // Redis is a backend on the Redis at addr, under a key prefix unique to t;
@@ -51,7 +51,7 @@ func Redis(t testing.TB, addr string) Backend {
 			c.Del(ctx, iter.Val())
 		}
 	})
-	return func(t testing.TB, _ time.Duration) cluster.Registry {
+	return func(t testing.TB, _ time.Duration) registry.Registry {
 		t.Helper()
 		reg, err := redisreg.New(redisreg.Options{Addr: addr, Prefix: prefix})
 		if err != nil {
@@ -81,7 +81,7 @@ func NATS(t testing.TB, url string) Backend {
 			t.Logf("delete bucket %s: %v", bucket, err)
 		}
 	})
-	return func(t testing.TB, ttl time.Duration) cluster.Registry {
+	return func(t testing.TB, ttl time.Duration) registry.Registry {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // Provider lifecycle rules that need a protoactor cluster but no harness.
 
 func TestLeaseProviderStartRules(t *testing.T) {
-	reg := cluster.NewMemoryRegistry()
+	reg := registry.NewMemoryRegistry()
 
 	bad := cluster.NewLeaseProvider(reg, cluster.LeaseOptions{TTL: time.Second, Heartbeat: 2 * time.Second})
 	if _, err := startBare(bad); err == nil {
@@ -53,14 +54,14 @@ func TestLeaseProviderStartRules(t *testing.T) {
 	defer c2.ActorSystem.Shutdown()
 	defer q.Shutdown(true)
 	dup := cluster.NewLeaseProvider(reg, cluster.LeaseOptions{NodeID: "n2", TTL: time.Second})
-	if err := dup.StartMember(c2); !errors.Is(err, cluster.ErrMemberExists) {
+	if err := dup.StartMember(c2); !errors.Is(err, registry.ErrMemberExists) {
 		t.Fatalf("StartMember with a registered member id = %v, want ErrMemberExists", err)
 	}
 }
 
 // OnFenced may shut the provider down from inside the callback.
 func TestOnFencedMayShutdown(t *testing.T) {
-	reg := cluster.NewMemoryRegistry()
+	reg := registry.NewMemoryRegistry()
 	done := make(chan string, 1)
 	var p *cluster.LeaseProvider
 	p = cluster.NewLeaseProvider(reg, cluster.LeaseOptions{NodeID: "n1", TTL: time.Second, Poll: 50 * time.Millisecond,
@@ -87,7 +88,7 @@ func TestOnFencedMayShutdown(t *testing.T) {
 
 // A client provider lists the members without registering itself.
 func TestLeaseProviderClient(t *testing.T) {
-	reg := cluster.NewMemoryRegistry()
+	reg := registry.NewMemoryRegistry()
 	member := cluster.NewLeaseProvider(reg, cluster.LeaseOptions{NodeID: "n1", TTL: time.Second, Poll: 50 * time.Millisecond})
 	mc, err := startBare(member)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // EchoKind is the grain kind every harness member hosts: it answers a
@@ -84,7 +85,7 @@ type member struct {
 	node        *cluster.Node     // full member
 	bare        *pcluster.Cluster // bare member
 	provider    *cluster.LeaseProvider
-	reg         cluster.Registry
+	reg         registry.Registry
 	running     bool
 	fenced      chan struct{} // closed by OnFenced
 	reason      string        // set before fenced is closed
@@ -162,7 +163,7 @@ func Start(t testing.TB, n int, opts Options) *Harness {
 // StartMember runs).
 func (h *Harness) startAll(t testing.TB, ms []*member) {
 	t.Helper()
-	regs := make([]cluster.Registry, len(ms))
+	regs := make([]registry.Registry, len(ms))
 	for i := range ms {
 		regs[i] = h.opts.Backend(t, h.opts.TTL) // may t.Fatal: on the test goroutine
 	}
@@ -201,7 +202,7 @@ func (s *signalingProvider) signal() { s.once.Do(func() { close(s.up) }) }
 
 // start starts a new incarnation of m on reg; remoteUp is closed once the
 // member's remote endpoint is up or the start failed.
-func (h *Harness) start(m *member, reg cluster.Registry, remoteUp chan struct{}) error {
+func (h *Harness) start(m *member, reg registry.Registry, remoteUp chan struct{}) error {
 	h.mu.Lock()
 	m.incarnation++
 	fenced := make(chan struct{})
@@ -279,7 +280,7 @@ func newBare(p pcluster.ClusterProvider) *pcluster.Cluster {
 	return c
 }
 
-func closeRegistry(reg cluster.Registry) {
+func closeRegistry(reg registry.Registry) {
 	if c, ok := reg.(io.Closer); ok {
 		_ = c.Close()
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/clustertest"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -161,11 +161,11 @@ func waitAll(t *testing.T, h *clustertest.Harness, is []int, want int, timeout t
 
 // faultyRegistry wraps a registry and fails Renew on demand.
 type faultyRegistry struct {
-	cluster.Registry
+	registry.Registry
 	failRenew atomic.Pointer[error]
 }
 
-func (f *faultyRegistry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+func (f *faultyRegistry) Renew(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	if err := f.failRenew.Load(); err != nil {
 		return *err
 	}
@@ -178,11 +178,11 @@ func (f *faultyRegistry) Renew(ctx context.Context, rec cluster.MemberRecord, tt
 func TestLeaseProviderFencing(t *testing.T) {
 	t.Run("LeaseLostInRegistry", func(t *testing.T) {
 		t.Parallel()
-		reg := cluster.NewMemoryRegistry()
-		h := clustertest.Start(t, 2, clustertest.Options{Backend: func(testing.TB, time.Duration) cluster.Registry { return reg }, Bare: true, TTL: 3 * time.Second})
+		reg := registry.NewMemoryRegistry()
+		h := clustertest.Start(t, 2, clustertest.Options{Backend: func(testing.TB, time.Duration) registry.Registry { return reg }, Bare: true, TTL: 3 * time.Second})
 		// Someone else removes member 1's record (an operator, a registry
 		// failover): its next renewal fails with ErrLeaseLost.
-		var self cluster.MemberRecord
+		var self registry.MemberRecord
 		for _, r := range h.Provider(1).Records() {
 			if r.MemberID == h.MemberID(1) {
 				self = r
@@ -196,7 +196,7 @@ func TestLeaseProviderFencing(t *testing.T) {
 		start := time.Now()
 		reason := h.WaitFenced(t, 1, 3*time.Second)
 		t.Logf("fenced %v after its record vanished: %s", time.Since(start).Round(time.Millisecond), reason)
-		if !strings.Contains(reason, cluster.ErrLeaseLost.Error()) {
+		if !strings.Contains(reason, registry.ErrLeaseLost.Error()) {
 			t.Fatalf("reason %q does not name the lost lease", reason)
 		}
 		h.WaitMembers(t, 0, 1, 2*time.Second)
@@ -205,10 +205,10 @@ func TestLeaseProviderFencing(t *testing.T) {
 	t.Run("RegistryUnreachable", func(t *testing.T) {
 		t.Parallel()
 		const ttl = time.Second
-		shared := cluster.NewMemoryRegistry()
+		shared := registry.NewMemoryRegistry()
 		var faulty []*faultyRegistry
 		var mu sync.Mutex
-		h := clustertest.Start(t, 2, clustertest.Options{Bare: true, TTL: ttl, Backend: func(testing.TB, time.Duration) cluster.Registry {
+		h := clustertest.Start(t, 2, clustertest.Options{Bare: true, TTL: ttl, Backend: func(testing.TB, time.Duration) registry.Registry {
 			mu.Lock()
 			defer mu.Unlock()
 			f := &faultyRegistry{Registry: shared}

@@ -1,12 +1,12 @@
-// Package natsreg is a cluster.Registry on a NATS JetStream key-value
+// Package natsreg is a registry.Registry on a NATS JetStream key-value
 // bucket.
 //
 // Layout: bucket Options.Bucket (default "ordersystem_members", memory
 // storage, history 1), key <Cluster>.<memberID>, value = the member record's
-// canonical JSON (cluster.MemberRecord.Encode). Register is kv.Create (fails
+// canonical JSON (registry.MemberRecord.Encode). Register is kv.Create (fails
 // if the key exists); Renew reads the key, checks it still holds our record
 // and rewrites it with an expected last revision, so an expired, deleted or
-// foreign key fails with cluster.ErrLeaseLost; Deregister purges the key at
+// foreign key fails with registry.ErrLeaseLost; Deregister purges the key at
 // our revision only. List reads the keys present under <Cluster>.* from one
 // stream-info request (the subjects of the bucket's stream) and Gets each:
 // 1 + members requests per poll, fine for small clusters. (ListKeys, a KV

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // Errors of the NATS registry.
@@ -92,7 +92,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Registry is a cluster.Registry on a JetStream KV bucket. Safe for
+// Registry is a registry.Registry on a JetStream KV bucket. Safe for
 // concurrent use; Close releases the connection it opened.
 type Registry struct {
 	nc         *nats.Conn
@@ -109,13 +109,13 @@ type Registry struct {
 	closeOnce  sync.Once
 }
 
-var _ cluster.Registry = (*Registry)(nil)
+var _ registry.Registry = (*Registry)(nil)
 
 // New connects (unless opts.Conn is set) and binds the bucket, creating it
 // if it does not exist.
 func New(ctx context.Context, opts Options) (*Registry, error) {
 	opts.setDefaults()
-	if err := cluster.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
+	if err := registry.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
 		return nil, fmt.Errorf("nats membership registry: %w", err)
 	}
 	if opts.TTL < time.Second {
@@ -237,8 +237,8 @@ func (r *Registry) checkTTL(op, id string, ttl time.Duration) error {
 	return nil
 }
 
-// Register implements cluster.Registry with kv.Create.
-func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+// Register implements registry.Registry with kv.Create.
+func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -252,7 +252,7 @@ func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl t
 	}
 	if _, err := r.kv.Create(ctx, r.key(rec.MemberID), data, opts...); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("nats register %s: %w", rec.MemberID, cluster.ErrMemberExists)
+			return fmt.Errorf("nats register %s: %w", rec.MemberID, registry.ErrMemberExists)
 		}
 		return fmt.Errorf("nats register %s: %w", rec.MemberID, err)
 	}
@@ -283,9 +283,9 @@ func isRevisionMismatch(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// Renew implements cluster.Registry: read, compare, rewrite at the read
+// Renew implements registry.Registry: read, compare, rewrite at the read
 // revision (with a fresh per-key TTL in ModeKeyTTL).
-func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+func (r *Registry) Renew(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -298,7 +298,7 @@ func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time
 		return fmt.Errorf("nats renew %s: %w", rec.MemberID, err)
 	}
 	if lost != "" {
-		return fmt.Errorf("nats renew %s: %s: %w", rec.MemberID, lost, cluster.ErrLeaseLost)
+		return fmt.Errorf("nats renew %s: %s: %w", rec.MemberID, lost, registry.ErrLeaseLost)
 	}
 	if r.mode == ModeKeyTTL {
 		// kv.Update cannot set a TTL: publish to the key's subject with
@@ -309,7 +309,7 @@ func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time
 		_, err = r.kv.Update(ctx, r.key(rec.MemberID), data, rev)
 	}
 	if isRevisionMismatch(err) {
-		return fmt.Errorf("nats renew %s: key changed or expired while renewing: %w", rec.MemberID, cluster.ErrLeaseLost)
+		return fmt.Errorf("nats renew %s: key changed or expired while renewing: %w", rec.MemberID, registry.ErrLeaseLost)
 	}
 	if err != nil {
 		return fmt.Errorf("nats renew %s: %w", rec.MemberID, err)
@@ -317,8 +317,8 @@ func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time
 	return nil
 }
 
-// Deregister implements cluster.Registry: purge at our revision only.
-func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) error {
+// Deregister implements registry.Registry: purge at our revision only.
+func (r *Registry) Deregister(ctx context.Context, rec registry.MemberRecord) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -341,18 +341,18 @@ func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) err
 	return nil
 }
 
-// List implements cluster.Registry: the subjects of the bucket's stream
+// List implements registry.Registry: the subjects of the bucket's stream
 // under <Cluster>.* from one stream-info request (a snapshot of the keys
 // present), then a Get of each key. A key that expired or was deleted
 // meanwhile is skipped. (A KV watcher, as ListKeys uses, can end its
 // initial pass before a key renewed during the pass is delivered, and so
 // miss a live member, which protoactor would then block for good.)
-func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
+func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	info, err := r.stream.Info(ctx, jetstream.WithSubjectFilter(r.subjectPre+r.cluster+".*"))
 	if err != nil {
 		return nil, fmt.Errorf("nats list members: %w", err)
 	}
-	out := make([]cluster.MemberRecord, 0, len(info.State.Subjects))
+	out := make([]registry.MemberRecord, 0, len(info.State.Subjects))
 	for subj := range info.State.Subjects {
 		key := strings.TrimPrefix(subj, r.subjectPre)
 		e, err := r.kv.Get(ctx, key)
@@ -362,12 +362,12 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 		case err != nil:
 			return nil, fmt.Errorf("nats list members: %w", err)
 		}
-		rec, err := cluster.DecodeMemberRecord(e.Value())
+		rec, err := registry.DecodeMemberRecord(e.Value())
 		if err != nil || r.key(rec.MemberID) != key {
 			continue // not a record of ours; it expires by itself
 		}
 		out = append(out, rec)
 	}
-	cluster.SortRecords(out)
+	registry.SortRecords(out)
 	return out, nil
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/natsreg"
-	"github.com/ordersystem/ordersystem/cluster/registrytest"
+	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/cluster/registry/registrytest"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -61,7 +61,7 @@ func TestNATSRegistryContract(t *testing.T) {
 		t.Parallel()
 		url := testservers.NATS(t)
 		var once sync.Once
-		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) cluster.Registry {
+		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) registry.Registry {
 			reg := newTestRegistry(t, url, natsreg.ModeAuto, ttl)
 			once.Do(func() { t.Logf("shared server %s: expiry mode %v", url, reg.Mode()) })
 			return reg
@@ -70,7 +70,7 @@ func TestNATSRegistryContract(t *testing.T) {
 	embedded := testservers.StartNATS(t)
 	t.Run("EmbeddedKeyTTL", func(t *testing.T) {
 		t.Parallel()
-		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) cluster.Registry {
+		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) registry.Registry {
 			reg := newTestRegistry(t, embedded.URL(), natsreg.ModeKeyTTL, ttl)
 			if reg.Mode() != natsreg.ModeKeyTTL {
 				t.Fatalf("mode %v, want key-ttl", reg.Mode())
@@ -80,7 +80,7 @@ func TestNATSRegistryContract(t *testing.T) {
 	})
 	t.Run("EmbeddedBucketTTL", func(t *testing.T) {
 		t.Parallel()
-		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) cluster.Registry {
+		registrytest.Run(t, opts, func(t *testing.T, ttl time.Duration) registry.Registry {
 			return newTestRegistry(t, embedded.URL(), natsreg.ModeBucketTTL, ttl)
 		})
 	})

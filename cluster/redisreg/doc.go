@@ -1,9 +1,9 @@
-// Package redisreg is a cluster.Registry on Redis: one key per member,
+// Package redisreg is a registry.Registry on Redis: one key per member,
 // written with SET NX PX and renewed by a Lua script that extends the key
 // only while it still holds the member's own record.
 //
 // Key layout: <Prefix>members:<Cluster>:<memberID>, value = the member
-// record's canonical JSON (cluster.MemberRecord.Encode), PX = the lease.
+// record's canonical JSON (registry.MemberRecord.Encode), PX = the lease.
 // A dead member's key disappears when its lease runs out (Redis expiry), so
 // the others stop listing it.
 //

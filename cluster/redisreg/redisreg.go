@@ -9,7 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // Options configure a Registry. The zero value of each field takes its
@@ -49,7 +49,7 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Registry is a cluster.Registry on Redis. Safe for concurrent use; Close
+// Registry is a registry.Registry on Redis. Safe for concurrent use; Close
 // releases the connection pool.
 type Registry struct {
 	client    *goredis.Client
@@ -58,13 +58,13 @@ type Registry struct {
 	closeErr  error
 }
 
-var _ cluster.Registry = (*Registry)(nil)
+var _ registry.Registry = (*Registry)(nil)
 
 // New returns a registry for opts. It does no I/O: an unreachable Redis
 // shows up as errors of the registry's methods.
 func New(opts Options) (*Registry, error) {
 	opts.setDefaults()
-	if err := cluster.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
+	if err := registry.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
 		return nil, fmt.Errorf("redis membership registry: %w", err)
 	}
 	var ro *goredis.Options
@@ -118,8 +118,8 @@ func checkTTL(op, id string, ttl time.Duration) error {
 	return nil
 }
 
-// Register implements cluster.Registry with SET NX PX.
-func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+// Register implements registry.Registry with SET NX PX.
+func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -132,7 +132,7 @@ func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl t
 		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
 	}
 	if !ok {
-		return fmt.Errorf("redis register %s: %w", rec.MemberID, cluster.ErrMemberExists)
+		return fmt.Errorf("redis register %s: %w", rec.MemberID, registry.ErrMemberExists)
 	}
 	if err := r.client.SAdd(ctx, r.indexKey(), rec.MemberID).Err(); err != nil {
 		return fmt.Errorf("redis register %s: index: %w", rec.MemberID, err)
@@ -145,9 +145,9 @@ func (r *Registry) Register(ctx context.Context, rec cluster.MemberRecord, ttl t
 // Ids whose record expired are removed from it by List.
 func (r *Registry) indexKey() string { return strings.TrimSuffix(r.keyPrefix, ":") + ":index" }
 
-// Renew implements cluster.Registry: a Lua script compares the stored
+// Renew implements registry.Registry: a Lua script compares the stored
 // record with rec and PEXPIREs the key only if they are equal.
-func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time.Duration) error {
+func (r *Registry) Renew(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -163,14 +163,14 @@ func (r *Registry) Renew(ctx context.Context, rec cluster.MemberRecord, ttl time
 	case 1:
 		return nil
 	case 0:
-		return fmt.Errorf("redis renew %s: key expired or deleted: %w", rec.MemberID, cluster.ErrLeaseLost)
+		return fmt.Errorf("redis renew %s: key expired or deleted: %w", rec.MemberID, registry.ErrLeaseLost)
 	default:
-		return fmt.Errorf("redis renew %s: key holds another incarnation's record: %w", rec.MemberID, cluster.ErrLeaseLost)
+		return fmt.Errorf("redis renew %s: key holds another incarnation's record: %w", rec.MemberID, registry.ErrLeaseLost)
 	}
 }
 
-// Deregister implements cluster.Registry: DEL only if the key holds rec.
-func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) error {
+// Deregister implements registry.Registry: DEL only if the key holds rec.
+func (r *Registry) Deregister(ctx context.Context, rec registry.MemberRecord) error {
 	data, err := rec.Encode()
 	if err != nil {
 		return err
@@ -184,9 +184,9 @@ func (r *Registry) Deregister(ctx context.Context, rec cluster.MemberRecord) err
 	return nil
 }
 
-// List implements cluster.Registry with SCAN by prefix and MGET. Values
+// List implements registry.Registry with SCAN by prefix and MGET. Values
 // that do not decode are skipped (they expire with their lease).
-func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
+func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	ids, err := r.client.SMembers(ctx, r.indexKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redis list members: %w", err)
@@ -196,7 +196,7 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 		keys = append(keys, r.key(id))
 	}
 	var expired []any
-	out := make([]cluster.MemberRecord, 0, len(keys))
+	out := make([]registry.MemberRecord, 0, len(keys))
 	seen := make(map[string]bool, len(keys))
 	for len(keys) > 0 {
 		n := min(len(keys), 256)
@@ -210,7 +210,7 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 				expired = append(expired, strings.TrimPrefix(keys[i], r.keyPrefix))
 				continue // the lease ran out
 			}
-			rec, err := cluster.DecodeMemberRecord([]byte(s))
+			rec, err := registry.DecodeMemberRecord([]byte(s))
 			if err != nil || r.key(rec.MemberID) != keys[i] || seen[rec.MemberID] {
 				continue // not a record of ours, or a key SCAN returned twice
 			}
@@ -222,7 +222,7 @@ func (r *Registry) List(ctx context.Context) ([]cluster.MemberRecord, error) {
 	if len(expired) > 0 {
 		_ = r.client.SRem(ctx, r.indexKey(), expired...).Err() // best effort
 	}
-	cluster.SortRecords(out)
+	registry.SortRecords(out)
 	return out, nil
 }
 

@@ -8,9 +8,9 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
-	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
-	"github.com/ordersystem/ordersystem/cluster/registrytest"
+	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/cluster/registry/registrytest"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -49,7 +49,7 @@ func deleteKeys(t *testing.T, addr, prefix string) {
 func TestRedisRegistryContract(t *testing.T) {
 	addr := testservers.Redis(t)
 	registrytest.Run(t, registrytest.Options{TTL: 500 * time.Millisecond, ExpirySlack: time.Second},
-		func(t *testing.T, _ time.Duration) cluster.Registry { return newTestRegistry(t, addr) })
+		func(t *testing.T, _ time.Duration) registry.Registry { return newTestRegistry(t, addr) })
 }
 
 func TestRedisURLAndValidation(t *testing.T) {

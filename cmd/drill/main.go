@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ordersystem/ordersystem/cluster/drill"
+	"github.com/ordersystem/ordersystem/internal/drill"
 )
 
 func main() {

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/ordersystem/ordersystem/loadgen"
+	"github.com/ordersystem/ordersystem/internal/loadgen"
 )
 
 // options is the parsed command line.

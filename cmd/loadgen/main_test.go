@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersystem/ordersystem/loadgen"
 	"go.uber.org/goleak"
+
+	"github.com/ordersystem/ordersystem/internal/loadgen"
 )
 
 func TestMain(m *testing.M) {

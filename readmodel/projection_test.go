@@ -1,4 +1,4 @@
-package projection_test
+package readmodel_test
 
 import (
 	"context"
@@ -9,12 +9,12 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
-	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/readmodel"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -24,7 +24,7 @@ func journal(t *testing.T, j *memory.Backend, id string, at time.Time, events ..
 	t.Helper()
 	var out []*orderpb.Event
 	for i, e := range events {
-		pe := actors.EventToProto(id, uint64(i+1), "c", "f", e)
+		pe := codec.EventToProto(id, uint64(i+1), "c", "f", e)
 		data, _ := proto.Marshal(pe)
 		if _, err := j.Append(context.Background(), id, uint64(i), []persistence.Record{{Type: e.EventType(), Data: data}}); err != nil {
 			t.Fatal(err)
@@ -41,7 +41,7 @@ func created(total order.Cents, at time.Time) order.Created {
 func TestApplyDropsDuplicatesAndRepairsGaps(t *testing.T) {
 	j := memory.New()
 	evs := journal(t, j, "a", t0, created(1000, t0), order.Paid{At: t0}, order.Shipped{At: t0})
-	m := projection.New(j)
+	m := readmodel.New(j)
 	ctx := context.Background()
 	// The last event arrives first: the gap is repaired from the journal.
 	if err := m.Apply(ctx, evs[2]); err != nil {
@@ -69,15 +69,15 @@ func TestApplyDropsDuplicatesAndRepairsGaps(t *testing.T) {
 func TestGapWithoutLoaderIsAnError(t *testing.T) {
 	j := memory.New()
 	evs := journal(t, j, "a", t0, created(1000, t0), order.Paid{At: t0})
-	m := projection.New(nil)
-	if err := m.Apply(context.Background(), evs[1]); !errors.Is(err, projection.ErrGap) {
+	m := readmodel.New(nil)
+	if err := m.Apply(context.Background(), evs[1]); !errors.Is(err, readmodel.ErrGap) {
 		t.Fatalf("gap: %v, want ErrGap", err)
 	}
 }
 
 func TestStatsRevenueExcludesCancelled(t *testing.T) {
 	j := memory.New()
-	m := projection.New(j)
+	m := readmodel.New(j)
 	for i, evs := range [][]order.Event{
 		{created(100, t0)},
 		{created(200, t0), order.Paid{At: t0}},
@@ -112,7 +112,7 @@ func TestListNewestFirstWithCursorAndRebuild(t *testing.T) {
 		}
 		journal(t, j, fmt.Sprintf("o%02d", i), t0, evs...)
 	}
-	m := projection.New(j)
+	m := readmodel.New(j)
 	pos, err := m.Rebuild(context.Background(), j)
 	if err != nil || pos != 14 {
 		t.Fatalf("rebuild: position %d, %v", pos, err)
@@ -139,7 +139,7 @@ func TestListNewestFirstWithCursorAndRebuild(t *testing.T) {
 	if len(paid) != 4 || next != "" || paid[0].OrderID != "o09" {
 		t.Fatalf("paid filter: %+v next=%q", paid, next)
 	}
-	if _, _, err := m.List(order.StatusNone, 10, "!!"); !errors.Is(err, projection.ErrBadCursor) {
+	if _, _, err := m.List(order.StatusNone, 10, "!!"); !errors.Is(err, readmodel.ErrBadCursor) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }

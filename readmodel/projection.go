@@ -1,4 +1,4 @@
-// Package projection is the read side of OrderSystem: a read model of every
+// Package readmodel is the read side of OrderSystem: a read model of every
 // order (its summary) and the statistics, built from order events only. It
 // serves GET /orders and GET /stats without asking any order actor.
 //
@@ -6,7 +6,7 @@
 // read model applies an order's event only when it is the next version of
 // that order, drops ones it has seen, and repairs gaps by reading the order's
 // stream from the journal.
-package projection
+package readmodel
 
 import (
 	"context"
@@ -19,8 +19,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
@@ -95,7 +95,7 @@ func (m *ReadModel) Apply(ctx context.Context, ev *orderpb.Event) error {
 		return fmt.Errorf("%w: %s: %w", ErrGap, ev.GetOrderId(), err)
 	}
 	for _, r := range recs {
-		pe, err := actors.DecodeRecord(r)
+		pe, err := codec.DecodeRecord(r)
 		if err != nil {
 			return err
 		}
@@ -117,7 +117,7 @@ func (m *ReadModel) versionLocked(id string) uint64 {
 }
 
 func (m *ReadModel) applyLocked(ev *orderpb.Event) error {
-	e, err := actors.EventFromProto(ev)
+	e, err := codec.EventFromProto(ev)
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func (m *ReadModel) Rebuild(ctx context.Context, j interface {
 			return after, nil
 		}
 		for _, r := range recs {
-			pe, err := actors.DecodeRecord(r)
+			pe, err := codec.DecodeRecord(r)
 			if err != nil {
 				return after, err
 			}

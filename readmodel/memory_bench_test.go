@@ -1,4 +1,4 @@
-package projection_test
+package readmodel_test
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersystem/ordersystem/actors"
-	"github.com/ordersystem/ordersystem/actors/order"
-	"github.com/ordersystem/ordersystem/actors/projection"
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/order"
+	"github.com/ordersystem/ordersystem/readmodel"
 )
 
 // memOrders is how many orders BenchmarkReadModelBytesPerOrder puts in the
@@ -58,7 +58,7 @@ func readModelBytes(b *testing.B, n int, id func() string) float64 {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 	before := liveHeap()
-	m := projection.New(nil)
+	m := readmodel.New(nil)
 	for i := range n {
 		c := order.Created{
 			CustomerID: "customer-" + strconv.Itoa(i%1000),
@@ -66,7 +66,7 @@ func readModelBytes(b *testing.B, n int, id func() string) float64 {
 			Total:      total,
 			At:         at.Add(time.Duration(i) * time.Microsecond),
 		}
-		ev := actors.EventToProto(id(), 1, "cmd-"+strconv.Itoa(i), "fp", c)
+		ev := codec.EventToProto(id(), 1, "cmd-"+strconv.Itoa(i), "fp", c)
 		if err := m.Apply(ctx, ev); err != nil {
 			b.Fatal(err)
 		}

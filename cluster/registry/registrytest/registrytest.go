@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/cluster/registry"
 )
 
 // Factory returns a fresh, empty registry for one subtest whose leases
 // last ttl (a registry whose expiry is a bucket setting needs it up front).
 // The factory registers its own cleanup (t.Cleanup) to close the registry
 // and delete what it stored.
-type Factory func(t *testing.T, ttl time.Duration) cluster.Registry
+type Factory func(t *testing.T, ttl time.Duration) registry.Registry
 
 // Options tune the suite to a backend.
 type Options struct {
@@ -37,8 +37,8 @@ func NewID(prefix string) string {
 }
 
 // Record returns a valid record for member id of node.
-func Record(memberID, nodeID string) cluster.MemberRecord {
-	return cluster.MemberRecord{
+func Record(memberID, nodeID string) registry.MemberRecord {
+	return registry.MemberRecord{
 		MemberID:  memberID,
 		NodeID:    nodeID,
 		Host:      "127.0.0.1",
@@ -54,7 +54,7 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func ids(recs []cluster.MemberRecord) []string {
+func ids(recs []registry.MemberRecord) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
 		out[i] = r.MemberID
@@ -62,7 +62,7 @@ func ids(recs []cluster.MemberRecord) []string {
 	return out
 }
 
-func list(t *testing.T, reg cluster.Registry) []cluster.MemberRecord {
+func list(t *testing.T, reg registry.Registry) []registry.MemberRecord {
 	t.Helper()
 	recs, err := reg.List(ctxT(t))
 	if err != nil {
@@ -71,12 +71,12 @@ func list(t *testing.T, reg cluster.Registry) []cluster.MemberRecord {
 	return recs
 }
 
-func listed(t *testing.T, reg cluster.Registry, id string) bool {
+func listed(t *testing.T, reg registry.Registry, id string) bool {
 	t.Helper()
 	return slices.Contains(ids(list(t, reg)), id)
 }
 
-func register(t *testing.T, reg cluster.Registry, rec cluster.MemberRecord, ttl time.Duration) {
+func register(t *testing.T, reg registry.Registry, rec registry.MemberRecord, ttl time.Duration) {
 	t.Helper()
 	if err := reg.Register(ctxT(t), rec, ttl); err != nil {
 		t.Fatalf("Register(%s): %v", rec.MemberID, err)
@@ -84,7 +84,7 @@ func register(t *testing.T, reg cluster.Registry, rec cluster.MemberRecord, ttl 
 }
 
 // waitGone polls until id is no longer listed and returns how long it took.
-func waitGone(t *testing.T, reg cluster.Registry, id string, within time.Duration) time.Duration {
+func waitGone(t *testing.T, reg registry.Registry, id string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(within)
@@ -97,7 +97,7 @@ func waitGone(t *testing.T, reg cluster.Registry, id string, within time.Duratio
 	return time.Since(start)
 }
 
-func sameRecord(a, b cluster.MemberRecord) error {
+func sameRecord(a, b registry.MemberRecord) error {
 	switch {
 	case a.MemberID != b.MemberID, a.NodeID != b.NodeID, a.Host != b.Host, a.Port != b.Port:
 		return fmt.Errorf("got %+v, want %+v", a, b)
@@ -138,8 +138,8 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		register(t, reg, a, longTTL)
 		register(t, reg, b, longTTL)
 		got := list(t, reg)
-		want := []cluster.MemberRecord{a, b}
-		cluster.SortRecords(want)
+		want := []registry.MemberRecord{a, b}
+		registry.SortRecords(want)
 		if !slices.Equal(ids(got), ids(want)) {
 			t.Fatalf("List = %v, want %v (sorted by member id)", ids(got), ids(want))
 		}
@@ -155,12 +155,12 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		reg := newRegistry(t, longTTL)
 		a := Record(NewID("m"), "node-1")
 		register(t, reg, a, longTTL)
-		if err := reg.Register(ctxT(t), a, longTTL); !errors.Is(err, cluster.ErrMemberExists) {
+		if err := reg.Register(ctxT(t), a, longTTL); !errors.Is(err, registry.ErrMemberExists) {
 			t.Fatalf("second Register = %v, want ErrMemberExists", err)
 		}
 		other := a
 		other.NodeID = "node-2"
-		if err := reg.Register(ctxT(t), other, longTTL); !errors.Is(err, cluster.ErrMemberExists) {
+		if err := reg.Register(ctxT(t), other, longTTL); !errors.Is(err, registry.ErrMemberExists) {
 			t.Fatalf("Register of another record under the same id = %v, want ErrMemberExists", err)
 		}
 	})
@@ -169,7 +169,7 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		t.Parallel()
 		reg := newRegistry(t, longTTL)
 		for _, id := range []string{"", "a.b", "a:b", "a*", "a b"} {
-			if err := reg.Register(ctxT(t), Record(id, "n"), longTTL); !errors.Is(err, cluster.ErrInvalidRecord) {
+			if err := reg.Register(ctxT(t), Record(id, "n"), longTTL); !errors.Is(err, registry.ErrInvalidRecord) {
 				t.Errorf("Register(member id %q) = %v, want ErrInvalidRecord", id, err)
 			}
 		}
@@ -245,13 +245,13 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		a := Record(NewID("m"), "node-1")
 		register(t, reg, a, ttl)
 		waitGone(t, reg, a.MemberID, ttl+opts.ExpirySlack)
-		if err := reg.Renew(ctxT(t), a, ttl); !errors.Is(err, cluster.ErrLeaseLost) {
+		if err := reg.Renew(ctxT(t), a, ttl); !errors.Is(err, registry.ErrLeaseLost) {
 			t.Fatalf("Renew after expiry = %v, want ErrLeaseLost", err)
 		}
 		if listed(t, reg, a.MemberID) {
 			t.Fatalf("failed Renew brought member %s back", a.MemberID)
 		}
-		if err := reg.Renew(ctxT(t), Record(NewID("never"), "n"), ttl); !errors.Is(err, cluster.ErrLeaseLost) {
+		if err := reg.Renew(ctxT(t), Record(NewID("never"), "n"), ttl); !errors.Is(err, registry.ErrLeaseLost) {
 			t.Fatalf("Renew of a never registered member = %v, want ErrLeaseLost", err)
 		}
 	})
@@ -263,7 +263,7 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		register(t, reg, a, longTTL)
 		impostor := a
 		impostor.StartedAt = a.StartedAt.Add(time.Second)
-		if err := reg.Renew(ctxT(t), impostor, longTTL); !errors.Is(err, cluster.ErrLeaseLost) {
+		if err := reg.Renew(ctxT(t), impostor, longTTL); !errors.Is(err, registry.ErrLeaseLost) {
 			t.Fatalf("Renew with a different record under the same id = %v, want ErrLeaseLost", err)
 		}
 		if err := reg.Renew(ctxT(t), a, longTTL); err != nil {
@@ -297,7 +297,7 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		if err := reg.Deregister(ctxT(t), a); err != nil {
 			t.Fatalf("second Deregister: %v (must be idempotent)", err)
 		}
-		if err := reg.Renew(ctxT(t), a, longTTL); !errors.Is(err, cluster.ErrLeaseLost) {
+		if err := reg.Renew(ctxT(t), a, longTTL); !errors.Is(err, registry.ErrLeaseLost) {
 			t.Fatalf("Renew after Deregister = %v, want ErrLeaseLost", err)
 		}
 	})
@@ -307,7 +307,7 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 	t.Run("ListDuringRenewals", func(t *testing.T) {
 		t.Parallel()
 		reg := newRegistry(t, longTTL)
-		recs := make([]cluster.MemberRecord, 3)
+		recs := make([]registry.MemberRecord, 3)
 		for i := range recs {
 			recs[i] = Record(NewID("m"), "node-"+strconv.Itoa(i))
 			register(t, reg, recs[i], longTTL)
@@ -366,7 +366,7 @@ func Run(t *testing.T, opts Options, newRegistry Factory) {
 		if err := reg.Renew(ctxT(t), cur, longTTL); err != nil {
 			t.Fatalf("Renew of the new incarnation: %v", err)
 		}
-		if err := reg.Renew(ctxT(t), old, longTTL); !errors.Is(err, cluster.ErrLeaseLost) {
+		if err := reg.Renew(ctxT(t), old, longTTL); !errors.Is(err, registry.ErrLeaseLost) {
 			t.Fatalf("Renew of the old incarnation = %v, want ErrLeaseLost", err)
 		}
 	})

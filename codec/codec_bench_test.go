@@ -1,4 +1,4 @@
-package actors
+package codec
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ordersystem/ordersystem/actors/order"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 

@@ -1,4 +1,4 @@
-package cluster
+package registry
 
 import (
 	"cmp"
@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Errors of membership registries and of the lease provider.
+// Errors of membership registries.
 var (
 	// ErrLeaseLost means a member's record is gone from the registry (its
 	// lease expired or it was deregistered) or holds another incarnation's
@@ -25,10 +25,6 @@ var (
 	// ErrInvalidRecord means a MemberRecord cannot be stored (see
 	// MemberRecord.Validate).
 	ErrInvalidRecord = errors.New("invalid member record")
-	// ErrProviderUsed is returned by LeaseProvider.StartMember and
-	// StartClient when the provider was already started: a provider serves
-	// one incarnation for its lifetime.
-	ErrProviderUsed = errors.New("lease provider already started")
 )
 
 // Registry stores the membership records of one cluster, each under a
@@ -116,9 +112,9 @@ func ValidateKeyToken(what, s string) error {
 	return nil
 }
 
-// canonical returns r with sorted kinds and a UTC timestamp, so that the
+// Canonical returns r with sorted kinds and a UTC timestamp, so that the
 // same record always encodes to the same bytes.
-func (r MemberRecord) canonical() MemberRecord {
+func (r MemberRecord) Canonical() MemberRecord {
 	r.Kinds = slices.Clone(r.Kinds)
 	slices.Sort(r.Kinds)
 	if r.Kinds == nil {
@@ -134,7 +130,7 @@ func (r MemberRecord) Encode() ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(r.canonical())
+	b, err := json.Marshal(r.Canonical())
 	if err != nil {
 		return nil, fmt.Errorf("encode member record %s: %w", r.MemberID, err)
 	}
@@ -150,7 +146,7 @@ func DecodeMemberRecord(b []byte) (MemberRecord, error) {
 	if err := r.Validate(); err != nil {
 		return MemberRecord{}, err
 	}
-	return r.canonical(), nil
+	return r.Canonical(), nil
 }
 
 // SortRecords sorts records by MemberID (the order List returns).

@@ -17,7 +17,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
-	httpapi "github.com/ordersystem/ordersystem/http"
+	ordercore "github.com/ordersystem/ordersystem/order"
 )
 
 // Recorder keeps every client operation, safe for concurrent use.
@@ -227,7 +227,7 @@ func (c *Client) Run(ctx context.Context, workers int, created *atomic.Int64) {
 }
 
 func (c *Client) walk(ctx context.Context, w int, key string, created *atomic.Int64) {
-	order := httpapi.OrderIDForKey("drill-" + key)
+	order := ordercore.IDForKey("drill-" + key)
 	out := c.Do(w, Op{Order: order, Kind: "create", key: key})
 	if out.Code == 201 {
 		created.Add(1)
