@@ -10,8 +10,9 @@
 package supervisor
 
 import (
-	"math/rand/v2"
 	"time"
+
+	"github.com/ordersystem/ordersystem/internal/backoff"
 )
 
 // Status is what a monitor knows of its dependency.
@@ -26,31 +27,9 @@ type Status struct {
 	Failures  int           `json:"consecutiveFailures"`
 }
 
-// BackoffPolicy is a capped exponential backoff with "equal jitter": retry n
-// waits between half and all of min(Base*2^(n-1), Max).
-type BackoffPolicy struct {
-	Base, Max time.Duration
-	// Rand returns a float in [0,1); default math/rand/v2.
-	Rand func() float64
-}
-
-// Delay returns the wait before retry attempt (1-based).
-func (p BackoffPolicy) Delay(attempt int) time.Duration {
-	if attempt < 1 {
-		attempt = 1
-	}
-	d := p.Base
-	for i := 1; i < attempt && d < p.Max; i++ {
-		d *= 2
-	}
-	d = min(d, p.Max)
-	r := p.Rand
-	if r == nil {
-		r = rand.Float64
-	}
-	half := d / 2
-	return half + time.Duration(r()*float64(d-half))
-}
+// BackoffPolicy is the retry delay policy of the monitors (an alias kept
+// until every caller uses backoff.Policy).
+type BackoffPolicy = backoff.Policy
 
 // Monitor is the state machine of one dependency's health: Record a check's
 // outcome and it returns whether the status changed and when to check next.

@@ -8,42 +8,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-)
 
-func TestBackoffBoundsJitterAndCap(t *testing.T) {
-	base, maxD := 100*time.Millisecond, 2*time.Second
-	for _, c := range []struct {
-		attempt int
-		lo, hi  time.Duration
-	}{
-		{0, 50 * time.Millisecond, 100 * time.Millisecond},
-		{1, 50 * time.Millisecond, 100 * time.Millisecond},
-		{2, 100 * time.Millisecond, 200 * time.Millisecond},
-		{3, 200 * time.Millisecond, 400 * time.Millisecond},
-		{5, 800 * time.Millisecond, 1600 * time.Millisecond},
-		{6, time.Second, 2 * time.Second},
-		{60, time.Second, 2 * time.Second}, // capped, no overflow
-	} {
-		lo := BackoffPolicy{Base: base, Max: maxD, Rand: func() float64 { return 0 }}.Delay(c.attempt)
-		hi := BackoffPolicy{Base: base, Max: maxD, Rand: func() float64 { return 0.999999999 }}.Delay(c.attempt)
-		if lo != c.lo || hi < c.hi-time.Microsecond || hi > c.hi {
-			t.Errorf("attempt %d: range [%s, %s], want [%s, %s]", c.attempt, lo, hi, c.lo, c.hi)
-		}
-	}
-	// Real jitter spreads the delays.
-	p := BackoffPolicy{Base: base, Max: maxD}
-	seen := map[time.Duration]bool{}
-	for range 50 {
-		d := p.Delay(4)
-		if d < 400*time.Millisecond || d > 800*time.Millisecond {
-			t.Fatalf("jittered delay %s outside [400ms, 800ms]", d)
-		}
-		seen[d] = true
-	}
-	if len(seen) < 10 {
-		t.Fatalf("only %d distinct delays in 50: no jitter", len(seen))
-	}
-}
+	"github.com/ordersystem/ordersystem/internal/poll"
+)
 
 func TestMonitorStateChanges(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -110,7 +77,7 @@ func TestSupervisorTreeFollowsADependency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first check", func() bool { return checks.Load() >= 1 })
+	poll.Eventually(t, 5*time.Second, poll.True("first check", func() bool { return checks.Load() >= 1 }))
 	if !board.Up("persistence") {
 		t.Fatal("healthy dependency reported down")
 	}
@@ -142,16 +109,5 @@ func recv(t *testing.T, ch chan Status) Status {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no status change within 5 s")
 		return Status{}
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
