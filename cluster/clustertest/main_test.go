@@ -20,7 +20,8 @@ import (
 //     state.conn without closing the previous one, so up to five gRPC
 //     client connections per attempt keep redialing with nothing holding
 //     them. Only full members (harness_test.go) create these; we ignore the
-//     gRPC client goroutines, which nothing of ours creates.
+//     gRPC client goroutines (CallbackSerializer.run and the redial loop,
+//     addrConn.resetTransportAndUnlock), which nothing of ours creates.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewThrottle.func1.1"),
@@ -29,6 +30,6 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/cluster.(*Gossiper).StartGossiping.NewThrottle.func3.1"),
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/actor.NewDeadLetter.NewThrottle.func4.1"),
 		goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
+		goleak.IgnoreAnyFunction("google.golang.org/grpc.(*addrConn).resetTransportAndUnlock"),
 	)
 }
