@@ -10,10 +10,10 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/natsreg"
+	"github.com/ordersystem/ordersystem/cluster/peerreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
 	"github.com/ordersystem/ordersystem/supervisor"
@@ -42,23 +42,43 @@ func (c *Config) discovery() string {
 	return InMemory
 }
 
-// peerProvider is static membership over --peers (protoactor's automanaged
-// provider: each node answers on its HTTP port + 2000 and polls the others).
-// It has no lease and no fencing; it is for in-memory experiments only.
-func (n *Node) peerProvider() (pcluster.ClusterProvider, error) {
-	hosts := make([]string, 0, len(n.cfg.Peers))
+// peerRegistry is static membership over --peers (cluster/peerreg): each
+// node serves its own member record on its HTTP port + 2000, on the
+// node-to-node interface (loopback unless --advertise-host), behind the API
+// token when one is set and the node-to-node mutual TLS when --tls-ca is;
+// and polls the others. The lease provider runs on top as with Redis or
+// NATS. It is for in-memory experiments only: nothing is shared.
+func (n *Node) peerRegistry() (closableRegistry, error) {
+	peers := make([]string, 0, len(n.cfg.Peers))
 	for _, p := range n.cfg.Peers {
 		h, port, _ := net.SplitHostPort(p)
 		pn, err := strconv.Atoi(port)
-		if err != nil {
-			return nil, fmt.Errorf("--peers=%s: %w", p, err)
+		if err != nil || pn+peerPortOffset > 65535 {
+			return nil, fmt.Errorf("--peers=%s: the port must be a number up to %d (membership runs on it + %d)", p, 65535-peerPortOffset, peerPortOffset)
 		}
-		hosts = append(hosts, net.JoinHostPort(h, strconv.Itoa(pn+peerPortOffset)))
+		peers = append(peers, net.JoinHostPort(h, strconv.Itoa(pn+peerPortOffset)))
 	}
 	if n.cfg.Persistence == InMemory {
 		n.log.Warn("IN-MEMORY CLUSTER: every node keeps its own orders in memory; when a node stops, the orders it owned are LOST and others cannot see them. Use --persistence redis or nats for anything but an experiment.")
 	}
-	return automanaged.NewWithConfig(time.Second, n.cfg.Port+peerPortOffset, hosts...), nil
+	serverTLS, clientTLS, err := n.cfg.peerTLS()
+	if err != nil {
+		return nil, err
+	}
+	listen := net.JoinHostPort(remoteHost(n.cfg), strconv.Itoa(n.cfg.Port+peerPortOffset))
+	r, err := peerreg.New(peerreg.Options{
+		Listen:    listen,
+		Peers:     peers,
+		Cluster:   n.cfg.ClusterName,
+		Secret:    n.cfg.APIToken,
+		ServerTLS: serverTLS,
+		ClientTLS: clientTLS,
+		Logger:    n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster membership over --peers (HTTP port %d + %d): %w", n.cfg.Port, peerPortOffset, err)
+	}
+	return r, nil
 }
 
 // peerPortOffset is the distance from a node's HTTP port to its --peers
@@ -68,6 +88,8 @@ const peerPortOffset = 2000
 // openRegistry connects the membership registry of a cluster node.
 func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	switch d := n.cfg.discovery(); d {
+	case "peers":
+		return n.peerRegistry()
 	case Redis:
 		r, err := redisreg.New(redisreg.Options{Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
 		if err != nil {
@@ -90,9 +112,6 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 func (n *Node) newProvider(ctx context.Context) (pcluster.ClusterProvider, error) {
 	if !n.cfg.Cluster {
 		return nil, nil
-	}
-	if n.cfg.discovery() == "peers" {
-		return n.peerProvider()
 	}
 	if n.registry == nil {
 		r, err := n.openRegistry(ctx)
