@@ -9,6 +9,8 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ordersystem ./cmd/
 
 FROM scratch
 COPY --from=build /out/ordersystem /ordersystem
+# Unprivileged and numeric (scratch has no /etc/passwd), so that Kubernetes'
+# runAsNonRoot can check it; configs/k8s/ordersystem.yaml runs as the same.
 USER 65532:65532
 EXPOSE 5000 6000
 ENTRYPOINT ["/ordersystem"]
