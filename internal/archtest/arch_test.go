@@ -132,7 +132,7 @@ func violations(pkgs map[string]pkg) []string {
 		for contract, backends := range map[string][]string{
 			"persistence":      {"persistence/memory", "persistence/redis", "persistence/nats"},
 			"transport":        {"transport/memory", "transport/redis", "transport/nats"},
-			"cluster/registry": {"cluster/redisreg", "cluster/natsreg"},
+			"cluster/registry": {"cluster/redisreg", "cluster/natsreg", "cluster/peerreg"},
 		} {
 			if !slices.Contains(backends, name) {
 				continue
