@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -49,7 +50,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		c, err := decodeCreate([]byte(body))
 		if err != nil {
 			var ae *apiError
-			if errors.As(err, &ae) && ae.status == 400 && ae.msg != "" && (ae.field == "" || strings.Contains(ae.msg, ae.field)) {
+			if errors.As(err, &ae) && ae.status == 400 && ae.msg != "" && (ae.field == "" || strings.Contains(ae.msg, ae.field) || strings.Contains(ae.msg, strconv.Quote(ae.field))) {
 				return
 			}
 			t.Fatalf("body %q: error %v is not a 400 apiError naming its field", body, err)

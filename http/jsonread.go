@@ -178,7 +178,7 @@ func (r *jsonReader) key(path string, keys []string, seen *[maxKeys]bool, first 
 			break
 		}
 	}
-	return 0, false, &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: f, msg: fmt.Sprintf("%s: unknown field (%s)", f, hint)}
+	return 0, false, &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: f, msg: fmt.Sprintf("unknown field %q (%s)", f, hint)}
 }
 
 func fieldPath(path, key string) string {
