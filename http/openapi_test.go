@@ -411,6 +411,17 @@ func TestOpenAPIResponsesOfFakes(t *testing.T) {
 	id := created.OrderID
 	v.exchange("GET", "/orders", "", 200, true)
 	v.exchange("GET", "/orders?limit=1", "", 200, true)
+
+	// Strict input: each refusal is documented.
+	v.exchange("POST", "/orders", seedOrder, 415, false, "Content-Type", "text/plain")
+	v.exchange("POST", "/orders/"+id+"/cancel", `{"reason":"x"}`, 415, false, "Content-Type", "application/x-www-form-urlencoded")
+	v.exchange("POST", "/orders", `{"customerId":"a","customerId":"b","items":[]}`, 400, false)
+	v.exchange("POST", "/orders/"+id+"/pay", `{"PaymentMethod":"card"}`, 400, false)
+	v.exchange("POST", "/orders/"+id+"/ship", `{"trackingNumber":"T\u0000"}`, 400, false)
+	v.exchange("GET", "/orders?status=Paid&status=Paid", "", 400, false)
+	for _, path := range []string{"/", "/stats", "/openapi.json", "/health", "/health/live", "/health/ready", "/orders/" + id, "/orders/" + id + "/history"} {
+		v.exchange("GET", path+"?x=1", "", 400, false)
+	}
 	v.exchange("GET", "/stats", "", 200, true)
 	v.exchange("GET", "/", "", 200, true)
 	r = v.exchange("GET", "/metrics", "", 200, true)

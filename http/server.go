@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -92,18 +93,23 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{cfg: cfg, routes: map[string]bool{}}
+	a := &api{cfg: cfg, routes: map[string]bool{}, served: map[route]bool{}}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(a.observe)
 	e.Use(a.limitBody)
+	if cfg.APIToken != "" {
+		e.Use(a.requireToken)
+	}
+	e.Use(a.checkQuery)
+	// The body is read before the in-flight slot is taken: a slow client
+	// holds a connection (bounded by the server's timeouts and connection
+	// cap), never a slot.
+	e.Use(a.readBody)
 	if cfg.MaxInFlight > 0 {
 		a.inFlight = make(chan struct{}, cfg.MaxInFlight)
 		e.Use(a.limitInFlight)
-	}
-	if cfg.APIToken != "" {
-		e.Use(a.requireToken)
 	}
 
 	e.GET("/", a.info)
@@ -124,6 +130,7 @@ func New(cfg Config) *echo.Echo {
 	}
 	for _, r := range e.Routes() {
 		a.routes[r.Path] = true
+		a.served[route{r.Method, r.Path}] = true
 	}
 	return e
 }
@@ -131,9 +138,65 @@ func New(cfg Config) *echo.Echo {
 type api struct {
 	cfg      Config
 	routes   map[string]bool // route templates, for the metrics' route label
+	served   map[route]bool  // method and template of every route
 	inFlight chan struct{}   // semaphore of MaxInFlight
 }
 
+// route is a method and a route template.
+type route struct{ method, path string }
+
+// matched reports whether the request matched a route (not a 404 or 405).
+func (a *api) matched(c echo.Context) bool {
+	return a.served[route{c.Request().Method, c.Path()}]
+}
+
+// readBody reads the body of a command (a POST on a route) in full, after
+// checking that it is declared as JSON: a Content-Type other than
+// application/json (charset utf-8 at most), or a non-empty body without
+// one, is refused with 415. This also refuses cross-site HTML form posts,
+// which cannot send application/json. An empty body without Content-Type
+// is accepted (the transitions' bodies are optional).
+func (a *api) readBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Method != http.MethodPost || !a.matched(c) {
+			return next(c)
+		}
+		cts := r.Header.Values(echo.HeaderContentType)
+		if err := checkContentType(cts, r.ContentLength > 0); err != nil {
+			return err
+		}
+		body, err := readAll(r.Body, r.ContentLength)
+		if err != nil {
+			return bodyError(err)
+		}
+		if err := checkContentType(cts, len(body) > 0); err != nil {
+			return err
+		}
+		r.Body = &fullBody{data: body}
+		return next(c)
+	}
+}
+
+// checkQuery refuses any query parameter on the routes that read none:
+// every route but GET /orders, which reads its own strictly, and /metrics,
+// which is Prometheus' handler.
+func (a *api) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.URL.RawQuery == "" || c.Path() == "/metrics" || (c.Path() == "/orders" && r.Method == http.MethodGet) || !a.matched(c) {
+			return next(c)
+		}
+		if err := parseQuery(r.URL.RawQuery, nil); err != nil {
+			return err
+		}
+		return next(c)
+	}
+}
+
+// limitInFlight takes one of the MaxInFlight slots for an order request, or
+// refuses it with 503 at once. It runs after readBody, so a slot is held
+// only while the request is served, not while its body trickles in.
 func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !strings.HasPrefix(c.Request().URL.Path, "/orders") {
@@ -238,14 +301,21 @@ func (a *api) open(path string) bool {
 	return isProbe(path) || (path == "/metrics" && a.cfg.Metrics != nil && !a.cfg.ProtectMetrics)
 }
 
+// requireToken checks "Authorization: Bearer <token>" (the scheme in any
+// case, one header). The token is compared by its SHA-256, in constant time
+// whatever its length.
 func (a *api) requireToken(next echo.HandlerFunc) echo.HandlerFunc {
-	want := []byte("Bearer " + a.cfg.APIToken)
+	want := sha256.Sum256([]byte(a.cfg.APIToken))
 	return func(c echo.Context) error {
 		if a.open(c.Request().URL.Path) {
 			return next(c)
 		}
-		got := []byte(c.Request().Header.Get(echo.HeaderAuthorization))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		tok, ok := "", false
+		if h := c.Request().Header.Values(echo.HeaderAuthorization); len(h) == 1 {
+			tok, ok = bearerToken(h[0])
+		}
+		got := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !ok {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ordersystem"`)
 			return &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or wrong bearer token in the Authorization header"}
 		}
@@ -344,7 +414,11 @@ func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply
 }
 
 func (a *api) createOrder(c echo.Context) error {
-	create, err := decodeCreate(c.Request())
+	body, err := requestBody(c.Request())
+	if err != nil {
+		return bodyError(err)
+	}
+	create, err := decodeCreate(body)
 	if err != nil {
 		return err
 	}
@@ -369,7 +443,11 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		cmd, err := decodeTransition(op, c.Request())
+		body, err := requestBody(c.Request())
+		if err != nil {
+			return bodyError(err)
+		}
+		cmd, err := decodeTransition(op, body)
 		if err != nil {
 			return err
 		}
@@ -416,14 +494,12 @@ func (a *api) history(c echo.Context) error {
 }
 
 func (a *api) listOrders(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if k != "status" && k != "limit" && k != "cursor" {
-			return badRequest("unknown query parameter %q (use status, limit, cursor)", k)
-		}
+	q := [...]queryParam{{name: "status"}, {name: "limit"}, {name: "cursor"}}
+	if err := parseQuery(c.Request().URL.RawQuery, q[:]); err != nil {
+		return err
 	}
 	status := order.StatusNone
-	if s := q.Get("status"); s != "" {
+	if s := q[0].value; s != "" {
 		st, ok := order.ParseStatus(s)
 		if !ok {
 			return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "status",
@@ -432,7 +508,7 @@ func (a *api) listOrders(c echo.Context) error {
 		status = st
 	}
 	limit := DefaultListLimit
-	if s := q.Get("limit"); s != "" {
+	if s := q[1].value; s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > MaxListLimit {
 			return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "limit",
@@ -440,7 +516,7 @@ func (a *api) listOrders(c echo.Context) error {
 		}
 		limit = n
 	}
-	page, next, err := a.cfg.ReadModel.List(status, limit, q.Get("cursor"))
+	page, next, err := a.cfg.ReadModel.List(status, limit, q[2].value)
 	if errors.Is(err, readmodel.ErrBadCursor) {
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "cursor", msg: "cursor: not a cursor this API returned"}
 	}
@@ -450,8 +526,12 @@ func (a *api) listOrders(c echo.Context) error {
 	if next != "" {
 		c.Response().Header().Set("X-Next-Cursor", next)
 		u := *c.Request().URL
-		v := u.Query()
-		v.Set("cursor", next)
+		v := url.Values{"cursor": {next}}
+		for _, p := range q[:2] {
+			if p.set {
+				v.Set(p.name, p.value)
+			}
+		}
 		u.RawQuery = v.Encode()
 		c.Response().Header().Set("Link", "<"+u.RequestURI()+`>; rel="next"`)
 	}

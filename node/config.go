@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Backend names for --transport and --persistence.
@@ -33,6 +37,10 @@ type Config struct {
 	RemotePort    int    `koanf:"remote-port"`
 	AdvertiseHost string `koanf:"advertise-host"`
 	APIToken      string `koanf:"api-token"`
+	// APITokenFile holds the API token instead of APIToken: ReadSecretFiles
+	// reads it once at start (cmd/ordersystem calls it), dropping a trailing
+	// newline.
+	APITokenFile string `koanf:"api-token-file"`
 	// TLS: --tls-cert/--tls-key serve HTTPS; with --tls-ca as well,
 	// node-to-node gRPC uses mutual TLS with the same certificate.
 	TLSCert string `koanf:"tls-cert"`
@@ -40,6 +48,13 @@ type Config struct {
 	TLSCA   string `koanf:"tls-ca"`
 	// MaxInFlight bounds order requests served at once (0: no bound).
 	MaxInFlight int `koanf:"max-in-flight"`
+	// MaxConnections caps the open HTTP connections (0: no cap); past it a
+	// new connection waits in the listen backlog until one closes.
+	MaxConnections int `koanf:"max-connections"`
+	// ReadTimeout bounds reading one HTTP request, headers and body: a
+	// client that sends them more slowly is disconnected. The write timeout
+	// follows from it (see httpServer).
+	ReadTimeout time.Duration `koanf:"read-timeout"`
 	// ProtectMetrics requires the API token on /metrics too.
 	ProtectMetrics bool   `koanf:"protect-metrics"`
 	LogFormat      string `koanf:"log-format"`
@@ -91,6 +106,8 @@ func Default() Config {
 		HealthInterval:  30 * time.Second,
 		SnapshotEvery:   100,
 		MaxInFlight:     4096,
+		MaxConnections:  4096,
+		ReadTimeout:     30 * time.Second,
 		Discovery:       "auto",
 		ClusterName:     "ordersystem",
 		LeaseTTL:        2 * time.Second,
@@ -142,7 +159,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}, {"health-interval", c.HealthInterval}} {
+	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"read-timeout", c.ReadTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}, {"health-interval", c.HealthInterval}} {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}
@@ -187,6 +204,16 @@ func (c *Config) Validate() error {
 	if c.MaxInFlight < 0 {
 		bad("max-in-flight", c.MaxInFlight, "must be 0 (no bound) or positive")
 	}
+	if c.MaxConnections < 0 {
+		bad("max-connections", c.MaxConnections, "must be 0 (no cap) or positive")
+	}
+	// The token's value never appears in a message.
+	if c.APITokenFile != "" && c.APIToken == "" {
+		bad("api-token-file", c.APITokenFile, "was not read (call Config.ReadSecretFiles before starting the node)")
+	}
+	if strings.IndexFunc(c.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		errs = append(errs, errors.New("--api-token: must not contain spaces or control characters (it travels in the Authorization header)"))
+	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")
 	}
@@ -219,4 +246,49 @@ func (c *Config) remotePort() int {
 		return c.Port + 1000
 	}
 	return c.RemotePort
+}
+
+// ReadSecretFiles reads the secrets given as files (--api-token-file) into
+// the configuration. It is called once, at start, before Validate; an error
+// names the flag and the file, never the secret.
+func (c *Config) ReadSecretFiles() error {
+	if c.APITokenFile == "" {
+		return nil
+	}
+	if c.APIToken != "" {
+		return fmt.Errorf("--api-token-file=%s: --api-token is set too; set one of them", c.APITokenFile)
+	}
+	b, err := os.ReadFile(c.APITokenFile)
+	if err != nil {
+		return fmt.Errorf("--api-token-file=%s: %w", c.APITokenFile, err)
+	}
+	tok := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if tok == "" {
+		return fmt.Errorf("--api-token-file=%s: is empty", c.APITokenFile)
+	}
+	c.APIToken = tok
+	return nil
+}
+
+// httpServer is the HTTP server of the API, with every timeout set: the
+// headers and the body of a request must arrive within ReadTimeout (the
+// headers within 10 s at most), and the answer must be written within
+// ReadTimeout + RequestTimeout + 5 s of the headers (the write deadline
+// runs from there, and covers reading the body and serving the request).
+func (c *Config) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(10*time.Second, c.ReadTimeout),
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.ReadTimeout + c.RequestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+}
+
+// httpListener caps the connections ln accepts at MaxConnections.
+func (c *Config) httpListener(ln net.Listener) net.Listener {
+	if c.MaxConnections <= 0 {
+		return ln
+	}
+	return netutil.LimitListener(ln, c.MaxConnections)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -193,11 +192,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		RequestTimeout: cfg.RequestTimeout,
 		Logger:         log,
 	})
-	srv := &http.Server{Handler: n.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := cfg.httpServer(n.api)
 	n.api.Server = srv
 	if srv.TLSConfig, err = cfg.httpTLS(); err != nil {
 		return nil, err
 	}
+	ln = cfg.httpListener(ln)
 	go func() {
 		if srv.TLSConfig != nil {
 			n.serveErr <- srv.ServeTLS(ln, "", "")

@@ -67,3 +67,17 @@ func BenchmarkEvolveLifecycle(b *testing.B) {
 		sinkState = s
 	}
 }
+
+// BenchmarkParseCentsWorstPrice: the most expensive amounts a client can
+// send (an exponent math/big accepts, up to 1e6). Before maxExponent each
+// cost tens of milliseconds; now they are refused before big.Rat.
+func BenchmarkParseCentsWorstPrice(b *testing.B) {
+	for _, s := range []string{"1e999999", "1e1000000", "1e-999999", "9.99999999999999999999e999999", "1e64", "999.99"} {
+		b.Run(s, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, _ = ParseCents(s)
+			}
+		})
+	}
+}

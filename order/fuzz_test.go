@@ -285,3 +285,42 @@ func FuzzPlainCentsAgreesWithRat(f *testing.F) {
 		}
 	})
 }
+
+// ratCents is parseCentsRat without the exponent bound: what big.Rat alone
+// answers (ok false: refused).
+func ratCents(s string) (Cents, bool) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return 0, false
+	}
+	r.Mul(r, big.NewRat(100, 1))
+	if !r.IsInt() || !r.Num().IsInt64() {
+		return 0, false
+	}
+	return Cents(r.Num().Int64()), true
+}
+
+// FuzzExponentBoundAgreesWithRat: refusing exponents past maxExponent
+// before big.Rat changes no answer (exponents up to 2000, where big.Rat is
+// still quick).
+func FuzzExponentBoundAgreesWithRat(f *testing.F) {
+	for _, m := range []string{"1", "0", "-0.0", "9.99", ".0000000000000000000001", "123456789012345678901", "100"} {
+		for _, e := range []int16{0, 2, -2, 17, 18, 19, 48, 64, 65, -30, -64, -65, 999, -999} {
+			f.Add(m, e)
+		}
+	}
+	f.Fuzz(func(t *testing.T, mantissa string, exp int16) {
+		if exp > 2000 || exp < -2000 {
+			return
+		}
+		s := mantissa + "e" + strconv.Itoa(int(exp))
+		if len(s) > 32 || !decimalSyntax.MatchString(s) {
+			return
+		}
+		got, err := ParseCents(s)
+		want, ok := ratCents(s)
+		if (err == nil) != ok || got != want {
+			t.Fatalf("ParseCents(%q) = %d, %v; big.Rat alone: %d, ok %v", s, int64(got), err, int64(want), ok)
+		}
+	})
+}

@@ -62,10 +62,26 @@ func parsePlainCents(s string) (c Cents, ok bool) {
 	return c, true
 }
 
+// maxExponent bounds the decimal exponent handed to big.Rat. An amount has
+// at most 32 characters, so a non-zero mantissa lies between 1e-31 and 1e32:
+// past 1e64 it is out of the int64 range in cents whatever its digits, and
+// below 1e-64 it has more than two decimals. Refusing those exponents here
+// gives the answer big.Rat would give without computing 10^999999 (tens of
+// milliseconds and megabytes per price).
+const maxExponent = 64
+
 // parseCentsRat reads any decimal form exactly, exponents included.
 func parseCentsRat(s string) (Cents, error) {
-	if !isDecimal(s) {
+	exp, zero, ok := scanDecimal(s)
+	switch {
+	case !ok:
 		return 0, fmt.Errorf("%q is not a decimal number", s)
+	case zero:
+		return 0, nil // 0e999999 is zero
+	case exp > maxExponent:
+		return 0, fmt.Errorf("%s is out of range", s)
+	case exp < -maxExponent:
+		return 0, fmt.Errorf("%s has more than two decimals", s)
 	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
@@ -82,40 +98,52 @@ func parseCentsRat(s string) (Cents, error) {
 	return Cents(n.Int64()), nil
 }
 
-// isDecimal reports whether s is a plain decimal number: an optional sign,
-// digits with an optional fraction, and an optional decimal exponent.
-// big.Rat alone would also read fractions ("1/2"), base prefixes ("0x10",
-// "0b11", "0o7"), binary exponents ("1p2") and digit separators ("1_000").
-func isDecimal(s string) bool {
+// scanDecimal reports whether s is a plain decimal number: an optional sign,
+// digits with an optional fraction, and an optional decimal exponent. It
+// returns the exponent (saturated far beyond maxExponent) and whether every
+// digit of the mantissa is zero. big.Rat alone would also read fractions
+// ("1/2"), base prefixes ("0x10", "0b11", "0o7"), binary exponents ("1p2")
+// and digit separators ("1_000").
+func scanDecimal(s string) (exp int, zero, ok bool) {
 	i, digits := 0, 0
+	zero = true
 	if i < len(s) && (s[i] == '+' || s[i] == '-') {
 		i++
 	}
 	for ; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
 		digits++
+		zero = zero && s[i] == '0'
 	}
 	if i < len(s) && s[i] == '.' {
 		for i++; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
 			digits++
+			zero = zero && s[i] == '0'
 		}
 	}
 	if digits == 0 {
-		return false
+		return 0, false, false
 	}
 	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
 		i++
+		neg := false
 		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
 			i++
 		}
 		start := i
-		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
-			i++
+		for ; i < len(s) && '0' <= s[i] && s[i] <= '9'; i++ {
+			if exp < 1<<20 {
+				exp = exp*10 + int(s[i]-'0')
+			}
 		}
 		if i == start {
-			return false
+			return 0, false, false
+		}
+		if neg {
+			exp = -exp
 		}
 	}
-	return i == len(s)
+	return exp, zero, i == len(s)
 }
 
 // String renders the amount with exactly two decimals ("1059.97", "-0.50").

@@ -210,7 +210,30 @@ func quote(s string) string {
 
 // textOK reports whether checkText would accept v.
 func textOK(v string, required bool, max int) bool {
-	return (v != "" || !required) && len(v) <= max && utf8.ValidString(v)
+	return (v != "" || !required) && len(v) <= max && badText(v) < 0
+}
+
+// badText returns the byte offset of the first character a text field
+// refuses, or -1: invalid UTF-8, or a control character (C0 including tab,
+// newline and NUL; DEL; C1). Text fields are identifiers and one-line
+// labels that end up in logs, CSV exports and terminals.
+func badText(v string) int {
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return i
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if (r == utf8.RuneError && size == 1) || (r >= 0x80 && r <= 0x9f) {
+			return i
+		}
+		i += size
+	}
+	return -1
 }
 
 func checkText(field, v string, required bool, max int) error {
@@ -219,11 +242,43 @@ func checkText(field, v string, required bool, max int) error {
 		return invalid(field, "", "is required")
 	case len(v) > max:
 		return invalid(field, fmt.Sprintf("%d bytes", len(v)), fmt.Sprintf("must be at most %d bytes", max))
+	}
+	i := badText(v)
+	switch {
+	case i < 0:
+		return nil
 	case !utf8.ValidString(v):
 		return invalid(field, quote(v), "must be valid UTF-8")
+	default:
+		r, _ := utf8.DecodeRuneInString(v[i:])
+		return invalid(field, quote(v), fmt.Sprintf("must not contain control characters (%U at byte %d)", r, i))
+	}
+}
+
+// ValidateText checks the text of a transition (Pay, Ship, Cancel) as
+// Decide does, without the order: the HTTP edge refuses bad input before it
+// reaches an actor. Create is checked by ValidateCreate.
+func ValidateText(cmd Command) error {
+	switch c := cmd.(type) {
+	case Pay:
+		return c.validate()
+	case Ship:
+		return c.validate()
+	case Cancel:
+		return c.validate()
 	}
 	return nil
 }
+
+func (c Pay) validate() error {
+	return checkText("paymentMethod", c.PaymentMethod, false, MaxTextLength)
+}
+
+func (c Ship) validate() error {
+	return checkText("trackingNumber", c.TrackingNumber, false, MaxTextLength)
+}
+
+func (c Cancel) validate() error { return checkText("reason", c.Reason, false, MaxTextLength) }
 
 // ValidateCreate checks a create command and returns its total.
 func ValidateCreate(c Create) (Cents, error) {
@@ -283,7 +338,7 @@ func Decide(s State, cmd Command, now time.Time) ([]Event, error) {
 	refuse := func() error { return &TransitionError{OrderID: s.ID, From: s.Status, Command: cmd.commandName()} }
 	switch c := cmd.(type) {
 	case Pay:
-		if err := checkText("paymentMethod", c.PaymentMethod, false, MaxTextLength); err != nil {
+		if err := c.validate(); err != nil {
 			return nil, err
 		}
 		if s.Status != StatusPending {
@@ -295,7 +350,7 @@ func Decide(s State, cmd Command, now time.Time) ([]Event, error) {
 		}
 		return []Event{Paid{PaymentMethod: m, At: now}}, nil
 	case Ship:
-		if err := checkText("trackingNumber", c.TrackingNumber, false, MaxTextLength); err != nil {
+		if err := c.validate(); err != nil {
 			return nil, err
 		}
 		if s.Status != StatusPaid {
@@ -308,7 +363,7 @@ func Decide(s State, cmd Command, now time.Time) ([]Event, error) {
 		}
 		return []Event{Delivered{At: now}}, nil
 	case Cancel:
-		if err := checkText("reason", c.Reason, false, MaxTextLength); err != nil {
+		if err := c.validate(); err != nil {
 			return nil, err
 		}
 		if s.Status != StatusPending && s.Status != StatusPaid {

@@ -259,6 +259,11 @@ func TestDecideRejectsBadCommandText(t *testing.T) {
 		{"tracking number not UTF-8", StatusPaid, Ship{TrackingNumber: "\xc3\x28"}, "trackingNumber", `"\xc3("`, `trackingNumber: must be valid UTF-8 (got "\xc3(")`},
 		{"cancel reason too long", StatusPending, Cancel{Reason: long}, "reason", "257 bytes", "reason: must be at most 256 bytes (got 257 bytes)"},
 		{"cancel reason not UTF-8", StatusPaid, Cancel{Reason: "\x80"}, "reason", `"\x80"`, `reason: must be valid UTF-8 (got "\x80")`},
+		{"payment method with NUL", StatusPending, Pay{PaymentMethod: "card\x00"}, "paymentMethod", `"card\x00"`, `paymentMethod: must not contain control characters (U+0000 at byte 4) (got "card\x00")`},
+		{"tracking number with newline", StatusPaid, Ship{TrackingNumber: "T1\nT2"}, "trackingNumber", `"T1\nT2"`, `trackingNumber: must not contain control characters (U+000A at byte 2) (got "T1\nT2")`},
+		{"cancel reason with tab", StatusPending, Cancel{Reason: "\tx"}, "reason", `"\tx"`, `reason: must not contain control characters (U+0009 at byte 0) (got "\tx")`},
+		{"cancel reason with DEL", StatusPending, Cancel{Reason: "x\x7f"}, "reason", `"x\x7f"`, `reason: must not contain control characters (U+007F at byte 1) (got "x\x7f")`},
+		{"cancel reason with C1 control", StatusPending, Cancel{Reason: "é\u0085"}, "reason", `"é\u0085"`, `reason: must not contain control characters (U+0085 at byte 2) (got "é\u0085")`},
 		// Input is checked before the state machine: the bad value is reported
 		// even when the transition is forbidden too.
 		{"bad payment method on a shipped order", StatusShipped, Pay{PaymentMethod: long}, "paymentMethod", "257 bytes", "paymentMethod: must be at most 256 bytes (got 257 bytes)"},
@@ -343,6 +348,10 @@ func TestValidateCreateRejects(t *testing.T) {
 		{"product not UTF-8", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.ProductID = "\xfe\xff" }))}, "items[1].productId", `"\xfe\xff"`, `items[1].productId: must be valid UTF-8 (got "\xfe\xff")`},
 		{"name too long", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Name = strings.Repeat("n", MaxTextLength+1) }))}, "items[1].name", "257 bytes", "items[1].name: must be at most 256 bytes (got 257 bytes)"},
 		{"name not UTF-8", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Name = "Mo\xc0use" }))}, "items[1].name", `"Mo\xc0use"`, `items[1].name: must be valid UTF-8 (got "Mo\xc0use")`},
+		{"customer with NUL", Create{CustomerID: "c\x00", Items: items(1, nil)}, "customerId", `"c\x00"`, `customerId: must not contain control characters (U+0000 at byte 1) (got "c\x00")`},
+		{"product with escape", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.ProductID = "\x1b[31m" }))}, "items[1].productId", `"\x1b[31m"`, `items[1].productId: must not contain control characters (U+001B at byte 0) (got "\x1b[31m")`},
+		{"name with newline", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Name = "a\r\nb" }))}, "items[1].name", `"a\r\nb"`, `items[1].name: must not contain control characters (U+000D at byte 1) (got "a\r\nb")`},
+		{"invalid UTF-8 reported before a control", Create{CustomerID: "\x00\xff", Items: items(1, nil)}, "customerId", `"\x00\xff"`, `customerId: must be valid UTF-8 (got "\x00\xff")`},
 		{"quantity zero", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Quantity = 0 }))}, "items[1].quantity", "0", "items[1].quantity: must be between 1 and 10000 (got 0)"},
 		{"quantity negative", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Quantity = -3 }))}, "items[1].quantity", "-3", "items[1].quantity: must be between 1 and 10000 (got -3)"},
 		{"quantity min int32", Create{CustomerID: "c", Items: items(3, second(func(it *Item) { it.Quantity = -1 << 31 }))}, "items[1].quantity", "-2147483648", "items[1].quantity: must be between 1 and 10000 (got -2147483648)"},
@@ -655,4 +664,26 @@ func TestErrorTypes(t *testing.T) {
 		t.Errorf("TransitionError = %q", got)
 	}
 	wantOnly(t, fmt.Errorf("x: %w", te), ErrTransition)
+}
+
+// ValidateText refuses exactly what Decide refuses for the text of a
+// transition, naming the same field.
+func TestValidateTextAgreesWithDecide(t *testing.T) {
+	for _, cmd := range []Command{
+		Pay{}, Pay{PaymentMethod: "card"}, Pay{PaymentMethod: "card\x00"}, Pay{PaymentMethod: strings.Repeat("p", MaxTextLength+1)},
+		Ship{TrackingNumber: "T1"}, Ship{TrackingNumber: "\xff"}, Cancel{Reason: "a\tb"}, Cancel{Reason: "ok"}, Deliver{},
+	} {
+		from := StatusPending
+		if _, ok := cmd.(Ship); ok {
+			from = StatusPaid
+		}
+		if _, ok := cmd.(Deliver); ok {
+			from = StatusShipped
+		}
+		_, derr := Decide(stateIn(t, from), cmd, testNow)
+		verr := ValidateText(cmd)
+		if (derr == nil) != (verr == nil) || (verr != nil && verr.Error() != derr.Error()) {
+			t.Errorf("%#v: ValidateText %v, Decide %v", cmd, verr, derr)
+		}
+	}
 }

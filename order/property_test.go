@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unicode"
 
 	"pgregory.net/rapid"
 )
@@ -24,11 +25,21 @@ var modelEvents = map[string]string{
 	"deliver": "OrderDelivered", "cancel": "OrderCancelled",
 }
 
+// textRune draws the characters a text field accepts: printable ones and the
+// space (no control characters).
+var textRune = rapid.RuneFrom([]rune{' '}, unicode.PrintRanges...)
+
+// genString draws an accepted text of 1..maxRunes characters (0.. when
+// minRunes is 0) and at most maxLen bytes.
+func genString(t *rapid.T, label string, minRunes, maxRunes, maxLen int) string {
+	return rapid.StringOfN(textRune, minRunes, maxRunes, maxLen).Draw(t, label)
+}
+
 func genItem() *rapid.Generator[Item] {
 	return rapid.Custom(func(t *rapid.T) Item {
 		return Item{
-			ProductID: rapid.StringN(1, 12, MaxIDLength).Draw(t, "productId"),
-			Name:      rapid.StringN(0, 12, MaxTextLength).Draw(t, "name"),
+			ProductID: genString(t, "productId", 1, 12, MaxIDLength),
+			Name:      genString(t, "name", 0, 12, MaxTextLength),
 			Quantity:  rapid.Int32Range(1, MaxQuantity).Draw(t, "quantity"),
 			UnitPrice: Cents(rapid.Int64Range(1, int64(MaxPrice)).Draw(t, "price")),
 		}
@@ -37,7 +48,7 @@ func genItem() *rapid.Generator[Item] {
 
 func genValidCreate(t *rapid.T) Create {
 	return Create{
-		CustomerID: rapid.StringN(1, 16, MaxIDLength).Draw(t, "customerId"),
+		CustomerID: genString(t, "customerId", 1, 16, MaxIDLength),
 		Items:      rapid.SliceOfN(genItem(), 1, MaxItems).Draw(t, "items"),
 	}
 }
@@ -60,7 +71,7 @@ func genInvalidCreate(t *rapid.T) Create {
 	case 5:
 		c.Items[i].UnitPrice = Cents(rapid.Int64Range(int64(MaxPrice)+1, 1<<63-1).Draw(t, "bad price"))
 	case 6:
-		c.Items[i].ProductID = "\xff"
+		c.Items[i].ProductID = rapid.SampledFrom([]string{"\xff", "p\x00", "p\n", "\x7f", "\u0085"}).Draw(t, "bad product id")
 	default:
 		for len(c.Items) <= MaxItems {
 			c.Items = append(c.Items, c.Items[0])
@@ -70,7 +81,7 @@ func genInvalidCreate(t *rapid.T) Create {
 }
 
 func genText(t *rapid.T, label string) string {
-	return rapid.StringN(0, 16, MaxTextLength).Draw(t, label)
+	return genString(t, label, 0, 16, MaxTextLength)
 }
 
 // TestStateMachineAgreesWithModel runs random command sequences against both

@@ -90,10 +90,13 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Int("remote-port", def.RemotePort, "node-to-node gRPC port (default: --port + 1000 in cluster mode; 0: any free port)")
 	fs.String("advertise-host", def.AdvertiseHost, "host (or host:port) other nodes use to reach this one, e.g. in containers")
 	fs.String("api-token", def.APIToken, "require 'Authorization: Bearer <token>' on every route but the health probes")
+	fs.String("api-token-file", "", "file holding the --api-token (read once at start, a trailing newline dropped)")
 	fs.String("tls-cert", "", "PEM certificate: serve HTTPS (and, with --tls-ca, present it to the other nodes)")
 	fs.String("tls-key", "", "PEM private key of --tls-cert")
 	fs.String("tls-ca", "", "PEM CA: node-to-node gRPC uses mutual TLS, accepting only peers whose certificate this CA signed")
 	fs.Int("max-in-flight", def.MaxInFlight, "order requests served at once; past it they get 503 at once instead of queueing (0: no bound)")
+	fs.Int("max-connections", def.MaxConnections, "open HTTP connections at most; past it new ones wait in the listen backlog (0: no cap)")
+	fs.Duration("read-timeout", def.ReadTimeout, "bound of reading one HTTP request, headers and body (slower clients are disconnected); answers get read-timeout + request-timeout + 5s")
 	fs.Bool("protect-metrics", false, "require the --api-token on /metrics too (it is open by default, like the probes)")
 	fs.String("log-format", def.LogFormat, "log format: text or json")
 	fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
@@ -171,6 +174,9 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	cfg := def
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return def, fmt.Errorf("configuration: %w", err)
+	}
+	if err := cfg.ReadSecretFiles(); err != nil {
+		return def, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return def, err

@@ -63,6 +63,10 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{[]string{"--port", "abc"}, nil, "abc"},
 		{[]string{"stray"}, nil, `unexpected argument "stray"`},
 		{[]string{"--config", "/does/not/exist.yaml"}, nil, "--config=/does/not/exist.yaml"},
+		{[]string{"--api-token-file", "/does/not/exist"}, nil, "--api-token-file=/does/not/exist: open"},
+		{nil, []string{"ORDERSYSTEM_API_TOKEN_FILE=/does/not/exist"}, "--api-token-file=/does/not/exist: open"},
+		{[]string{"--max-connections", "-1"}, nil, "--max-connections=-1"},
+		{[]string{"--read-timeout", "0s"}, nil, "--read-timeout=0s"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, c.env, &bytes.Buffer{})
@@ -78,7 +82,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, f := range []string{"--transport", "--persistence", "--redis", "--nats", "--cluster", "--node-id", "--port", "--remote-port", "--advertise-host", "--config", "--log-format", "--api-token", "ORDERSYSTEM_"} {
+	for _, f := range []string{"--transport", "--persistence", "--redis", "--nats", "--cluster", "--node-id", "--port", "--remote-port", "--advertise-host", "--config", "--log-format", "--api-token", "--api-token-file", "--max-connections", "--read-timeout", "ORDERSYSTEM_"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -102,5 +106,45 @@ func TestShippedConfigsLoad(t *testing.T) {
 		if strings.Contains(f, "node") && (!cfg.Cluster || cfg.NodeID == "auto") {
 			t.Errorf("%s: cluster=%v node-id=%s", f, cfg.Cluster, cfg.NodeID)
 		}
+	}
+}
+
+// The API token comes from the flag, ORDERSYSTEM_API_TOKEN, or a file
+// named by --api-token-file or ORDERSYSTEM_API_TOKEN_FILE.
+func TestAPITokenSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name      string
+		args, env []string
+		want, err string
+	}{
+		{"flag", []string{"--api-token", "from-flag"}, nil, "from-flag", ""},
+		{"environment", nil, []string{"ORDERSYSTEM_API_TOKEN=from-env"}, "from-env", ""},
+		{"file flag", []string{"--api-token-file", file}, nil, "from-file", ""},
+		{"file from the environment", nil, []string{"ORDERSYSTEM_API_TOKEN_FILE=" + file}, "from-file", ""},
+		{"empty file", []string{"--api-token-file", empty}, nil, "", "--api-token-file=" + empty + ": is empty"},
+		{"file and token", []string{"--api-token-file", file}, []string{"ORDERSYSTEM_API_TOKEN=from-env"}, "", "set one of them"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := loadConfig(c.args, c.env, &bytes.Buffer{})
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || strings.Contains(err.Error(), "from-") {
+					t.Fatalf("error %v, want %q (and no token in it)", err, c.err)
+				}
+				return
+			}
+			if err != nil || cfg.APIToken != c.want {
+				t.Fatalf("token %q, %v; want %q", cfg.APIToken, err, c.want)
+			}
+		})
 	}
 }

@@ -167,6 +167,7 @@ func (c *Client) Do(client int, in Op) Outcome {
 	case "create":
 		body := `{"customerId":"drill","items":[{"productId":"p","name":"n","quantity":1,"price":1.25}]}`
 		req, _ = http.NewRequest("POST", base+"/orders", bytes.NewBufferString(body))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "drill-"+in.key) // the order id derives from the key
 	case "read":
 		req, _ = http.NewRequest("GET", base+"/orders/"+in.Order, nil)
