@@ -69,7 +69,7 @@ func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outb
 		t.Fatal(err)
 	}
 	on.node, on.client = member, actors.NewOrderClient(member)
-	go on.driver.Run()
+	go func() { _ = on.driver.Run(context.Background()) }()
 	t.Cleanup(on.kill)
 	return on
 }

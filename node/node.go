@@ -50,6 +50,7 @@ type Node struct {
 	stopping  chan struct{}
 	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
+	driverRun chan error // Run's result, once the driver runs
 	outbox    *actors.OutboxStats
 	health    *health
 	board     *supervisor.Board
@@ -175,7 +176,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.metrics.SetBackendUp(st.Component, st.Up)
 		}
 	})
-	go n.driver.Run()
+	n.driverRun = make(chan error, 1)
+	go func() { n.driverRun <- n.driver.Run(context.Background()) }()
 	n.driver.Nudge() // publish whatever an earlier run left behind
 
 	n.health = newHealth(n)
@@ -403,8 +405,15 @@ func (n *Node) closeAll() error {
 		defer n.rejoinMu.Unlock()
 		n.leaving.Store(true)
 		m := n.member.Swap(nil)
-		if n.driver != nil && m != nil {
+		// The driver may not run (the start failed before it did) and the
+		// member may be gone (a rejoin was failing): stop it regardless.
+		if n.driver != nil {
 			n.driver.Stop()
+		}
+		if n.driverRun != nil {
+			if err := <-n.driverRun; err != nil {
+				errs = append(errs, fmt.Errorf("outbox driver: %w", err))
+			}
 		}
 		if m != nil {
 			m.Stop(n.cfg.Cluster)
