@@ -40,14 +40,8 @@ type Node struct {
 	transport transport.Transport
 	readModel *readmodel.ReadModel
 	subs      []transport.Subscription
-	member    atomic.Pointer[cluster.Node]
-	kinds     []*pcluster.Kind
+	member    *cluster.Member
 	registry  closableRegistry
-	lease     atomic.Pointer[cluster.LeaseProvider]
-	fenced    atomic.Bool
-	leaving   atomic.Bool
-	rejoinMu  sync.Mutex
-	stopping  chan struct{}
 	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
 	driverRun chan error // Run's result, once the driver runs
@@ -83,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
-	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}, stopping: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -128,9 +122,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.metrics = metrics.New()
 
-	// Write side: the order and outbox kinds on a cluster member.
-	requester := nodeRequester{n}
-	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
+	// Write side: the order and outbox kinds on a cluster member. The kinds,
+	// the member that hosts them and the driver that drains the outbox
+	// refer to one another: the closures read n.member and n.driver, both
+	// set before the member starts.
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
 		Snapshots:     n.backend,
@@ -138,8 +133,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		SoleWriter:    cfg.Persistence == InMemory,
-		Appended:      n.driver.Nudge,
-		Serving:       n.serving,
+		Appended:      func() { n.driver.Nudge() },
+		Serving:       func() error { return n.member.Serving() },
 		Metrics:       n.metrics,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
@@ -151,9 +146,26 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
 		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
 	})
-	n.kinds = []*pcluster.Kind{orderKind, outboxKind}
-	member, err := n.join(ctx)
+	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
+		return nil, err
+	}
+	n.member = cluster.NewMember(cluster.MemberConfig{
+		Node: cluster.Config{
+			ServerTLS:     serverTLS,
+			ClientTLS:     clientTLS,
+			NodeID:        cfg.NodeID,
+			Host:          remoteHost(cfg),
+			Port:          cfg.remotePort(),
+			AdvertiseHost: cfg.AdvertiseHost,
+			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
+			Logger:        log,
+		},
+		NewProvider: n.newProvider,
+		Rejoined:    func() { n.driver.Nudge() },
+	})
+	n.driver = actors.NewOutboxDriver(n.member, cfg.OutboxInterval, log)
+	if err := n.member.Start(ctx); err != nil {
 		return nil, err
 	}
 	// The supervisor tree watches every dependency and feeds readiness. It
@@ -171,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if o, ok := n.outboxFigures().(outboxJSON); ok {
 			n.metrics.SetOutboxLag(o.Lag)
 		}
-		n.metrics.SetClusterMembers(len(n.members()))
+		n.metrics.SetClusterMembers(len(n.member.Members()))
 		for _, st := range n.board.All() {
 			n.metrics.SetBackendUp(st.Component, st.Up)
 		}
@@ -182,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
-		Orders:         actors.NewOrderClient(requester),
+		Orders:         actors.NewOrderClient(n.member),
 		ReadModel:      n.readModel,
 		Health:         n.health,
 		Writable:       n.writable,
@@ -208,45 +220,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.serveErr <- srv.Serve(ln)
 	}()
 	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
-		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
+		slog.String("remote", n.member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
-}
-
-// request sends a message to a cluster actor through the current member.
-func (n *Node) request(ctx context.Context, identity, kind string, msg any) (any, error) {
-	m := n.member.Load()
-	if m == nil {
-		return nil, fmt.Errorf("%w: this node is not a cluster member right now", cluster.ErrUnavailable)
-	}
-	return m.Request(ctx, identity, kind, msg)
-}
-
-// join starts a cluster member (a new incarnation) with the node's kinds.
-func (n *Node) join(ctx context.Context) (*cluster.Node, error) {
-	provider, err := n.newProvider(ctx)
-	if err != nil {
-		return nil, err
-	}
-	serverTLS, clientTLS, err := n.cfg.peerTLS()
-	if err != nil {
-		return nil, err
-	}
-	m, err := cluster.Start(cluster.Config{
-		ServerTLS:     serverTLS,
-		ClientTLS:     clientTLS,
-		NodeID:        n.cfg.NodeID,
-		Host:          remoteHost(n.cfg),
-		Port:          n.cfg.remotePort(),
-		AdvertiseHost: n.cfg.AdvertiseHost,
-		Kinds:         n.kinds,
-		Provider:      provider,
-		Logger:        n.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	n.member.Store(m)
-	return m, nil
 }
 
 // remoteHost is where the node-to-node endpoint listens: every interface
@@ -257,19 +232,6 @@ func remoteHost(cfg Config) string {
 		return "0.0.0.0"
 	}
 	return "127.0.0.1"
-}
-
-// nodeRequester reaches cluster actors through the node's current member.
-type nodeRequester struct{ n *Node }
-
-func (r nodeRequester) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
-	return r.n.request(ctx, identity, kind, msg)
-}
-
-func (r nodeRequester) Forget(identity, kind string) {
-	if m := r.n.member.Load(); m != nil {
-		m.Forget(identity, kind)
-	}
 }
 
 // project feeds delivered events into the read model.
@@ -353,7 +315,7 @@ type infoJSON struct {
 	Mode        string                  `json:"mode"`
 	Transport   string                  `json:"transport"`
 	Persistence persistence.Description `json:"persistence"`
-	Members     []cluster.Member        `json:"members"`
+	Members     []cluster.MemberInfo    `json:"members"`
 	StartedAt   time.Time               `json:"startedAt"`
 	Outbox      any                     `json:"outbox"`
 }
@@ -361,7 +323,7 @@ type infoJSON struct {
 func (n *Node) info() any {
 	return infoJSON{
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
-		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.members(),
+		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.member.Members(),
 		StartedAt: n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
 }
@@ -400,11 +362,6 @@ func (n *Node) shutdown(ctx context.Context) error {
 func (n *Node) closeAll() error {
 	n.closeOnce.Do(func() {
 		var errs []error
-		close(n.stopping)
-		n.rejoinMu.Lock() // no rejoin after this point
-		defer n.rejoinMu.Unlock()
-		n.leaving.Store(true)
-		m := n.member.Swap(nil)
 		// The driver may not run (the start failed before it did) and the
 		// member may be gone (a rejoin was failing): stop it regardless.
 		if n.driver != nil {
@@ -415,8 +372,9 @@ func (n *Node) closeAll() error {
 				errs = append(errs, fmt.Errorf("outbox driver: %w", err))
 			}
 		}
-		if m != nil {
-			m.Stop(n.cfg.Cluster)
+		if n.member != nil {
+			// Ends a rejoin in progress too.
+			n.member.Stop(n.cfg.Cluster)
 		}
 		if n.supSystem != nil {
 			n.supSystem.Shutdown()
@@ -448,21 +406,13 @@ const (
 	componentMembership  = "membership"
 )
 
-// membershipOK reports whether this node is a cluster member with a valid lease.
-func (n *Node) membershipOK() error {
-	if n.fenced.Load() || n.member.Load() == nil {
-		return fmt.Errorf("node %s is not a cluster member right now (fenced, rejoining)", n.cfg.NodeID)
-	}
-	return n.serving()
-}
-
 func (n *Node) checks() map[string]supervisor.Check {
 	c := map[string]supervisor.Check{
 		componentPersistence: n.backend.Ping,
 		componentTransport:   n.transport.Ping,
 	}
 	if n.cfg.Cluster {
-		c[componentMembership] = func(context.Context) error { return n.membershipOK() }
+		c[componentMembership] = func(context.Context) error { return n.member.Ready() }
 	}
 	return c
 }
@@ -539,7 +489,7 @@ func (h *health) Ready(ctx context.Context) (bool, any) {
 	check(componentPersistence, h.n.backend.Ping)
 	check(componentTransport, h.n.transport.Ping)
 	if h.n.cfg.Cluster {
-		check(componentMembership, func(context.Context) error { return h.n.membershipOK() })
+		check(componentMembership, func(context.Context) error { return h.n.member.Ready() })
 	}
 	if h.shuttingDown.Load() {
 		ok = false
