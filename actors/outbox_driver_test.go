@@ -30,6 +30,8 @@ func (u *unreachable) Request(ctx context.Context, id, kind string, msg any) (an
 	return nil, cluster.ErrUnavailable
 }
 
+func (u *unreachable) Forget(string, string) {}
+
 // within fails t unless f returns within d.
 func within(t *testing.T, d time.Duration, what string, f func()) {
 	t.Helper()

@@ -25,8 +25,14 @@ import (
 
 // Orders reaches order actors (actors.OrderClient implements it). An error
 // means the actor could not be reached; refusals come back in Reply.Error.
+// It must be safe for concurrent use.
 type Orders interface {
-	Send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error)
+	// Command delivers a command (create, pay, ship, deliver, cancel).
+	Command(ctx context.Context, orderID string, cmd *orderpb.Command) (*orderpb.Reply, error)
+	// Get returns the order in Reply.Order.
+	Get(ctx context.Context, orderID string) (*orderpb.Reply, error)
+	// History returns the order's events in Reply.History.
+	History(ctx context.Context, orderID string) (*orderpb.Reply, error)
 }
 
 // ReadModel serves the query side (readmodel.ReadModel implements it).
@@ -314,15 +320,23 @@ func newOrderID(key string, fromKey bool) string {
 	return hex.EncodeToString(b[:])
 }
 
-func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
-	if _, isCmd := msg.(*orderpb.Command); isCmd && a.cfg.Writable != nil {
+// sendCommand delivers cmd to order id, unless writes are refused now.
+func (a *api) sendCommand(c echo.Context, id string, cmd *orderpb.Command) (*orderpb.Reply, error) {
+	if a.cfg.Writable != nil {
 		if err := a.cfg.Writable(); err != nil {
 			return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: err.Error()}
 		}
 	}
+	return a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Command(ctx, id, cmd) })
+}
+
+// call runs one call to the actor of order id, bounded by RequestTimeout,
+// and maps its reply: headers for the owner, staleness and replays, an
+// apiError for an unreachable actor or a refusal.
+func (a *api) call(c echo.Context, id string, f func(ctx context.Context) (*orderpb.Reply, error)) (*orderpb.Reply, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
 	defer cancel()
-	reply, err := a.cfg.Orders.Send(ctx, id, msg)
+	reply, err := f(ctx)
 	if err != nil {
 		return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "order " + id + " is unavailable right now: " + err.Error()}
 	}
@@ -354,7 +368,7 @@ func (a *api) createOrder(c echo.Context) error {
 	}
 	id := newOrderID(cmdID, fromKey)
 	cmd := &orderpb.Command{CommandId: cmdID, Fingerprint: fingerprint("create", "", create), Command: &orderpb.Command_Create{Create: create}}
-	reply, err := a.send(c, id, cmd)
+	reply, err := a.sendCommand(c, id, cmd)
 	if err != nil {
 		return err
 	}
@@ -379,7 +393,7 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		}
 		cmd.CommandId = cmdID
 		cmd.Fingerprint = fingerprint(op, id, cmd)
-		reply, err := a.send(c, id, cmd)
+		reply, err := a.sendCommand(c, id, cmd)
 		if err != nil {
 			return err
 		}
@@ -392,7 +406,7 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reply, err := a.send(c, id, &orderpb.GetOrder{})
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Get(ctx, id) })
 	if err != nil {
 		return err
 	}
@@ -404,7 +418,7 @@ func (a *api) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reply, err := a.send(c, id, &orderpb.GetHistory{})
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.History(ctx, id) })
 	if err != nil {
 		return err
 	}
