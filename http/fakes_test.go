@@ -165,9 +165,11 @@ type fakeHealth struct{ down bool }
 
 func (fakeHealth) Live() error { return nil }
 
-func (h fakeHealth) Ready(context.Context) (bool, any) {
+func (h fakeHealth) Ready(context.Context) (bool, httpapi.HealthReport) {
 	if h.down {
-		return false, map[string]any{"status": "down", "components": map[string]any{"persistence": map[string]any{"status": "down", "error": "connection refused"}}}
+		return false, httpapi.HealthReport{Status: "down", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
+			"persistence": {Status: "down", Error: "connection refused"}}}
 	}
-	return true, map[string]any{"status": "up", "components": map[string]any{"persistence": map[string]any{"status": "up", "latencyMs": 0.1}}}
+	return true, httpapi.HealthReport{Status: "up", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
+		"persistence": {Status: "up", LatencyMS: 0.1}}}
 }

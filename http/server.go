@@ -47,7 +47,7 @@ type Health interface {
 	Live() error
 	// Ready reports whether the node can serve writes now, with the state
 	// of each component for GET /health.
-	Ready(ctx context.Context) (ok bool, report any)
+	Ready(ctx context.Context) (ok bool, report HealthReport)
 }
 
 // Config wires the API to the node.
@@ -58,10 +58,11 @@ type Config struct {
 	// Writable, if set, is asked before every command; an error refuses it
 	// at once with 503 (a backend is known to be down).
 	Writable func() error
-	// Info returns the body of GET / (node id, mode, backends, members...).
-	Info func() any
-	// Extra returns extra fields for GET /stats (outbox lag), may be nil.
-	StatsExtra func() any
+	// Info returns the body of GET / (node id, mode, backends, members...);
+	// without it GET / names the service only.
+	Info func() Info
+	// Outbox, if set, returns the outbox figures shown in GET /stats.
+	Outbox func() OutboxFigures
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// every route but the probes and /metrics (see ProtectMetrics).
 	APIToken string
@@ -483,8 +484,9 @@ func (a *api) stats(c echo.Context) error {
 	for s, n := range st.ByStatus {
 		out.ByStatus[s.String()] = n
 	}
-	if a.cfg.StatsExtra != nil {
-		out.Outbox = a.cfg.StatsExtra()
+	if a.cfg.Outbox != nil {
+		o := a.cfg.Outbox()
+		out.Outbox = &o
 	}
 	return c.JSON(http.StatusOK, out)
 }

@@ -180,9 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
 	n.metrics.OnScrape(func() {
-		if o, ok := n.outboxFigures().(outboxJSON); ok {
-			n.metrics.SetOutboxLag(o.Lag)
-		}
+		n.metrics.SetOutboxLag(n.outboxFigures().Lag)
 		n.metrics.SetClusterMembers(len(n.member.Members()))
 		for _, st := range n.board.All() {
 			n.metrics.SetBackendUp(st.Component, st.Up)
@@ -199,7 +197,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Health:         n.health,
 		Writable:       n.writable,
 		Info:           n.info,
-		StatsExtra:     n.outboxFigures,
+		Outbox:         n.outboxFigures,
 		APIToken:       cfg.APIToken,
 		Metrics:        n.metrics,
 		ProtectMetrics: cfg.ProtectMetrics,
@@ -276,21 +274,9 @@ func (n *Node) Transport() transport.Transport { return n.transport }
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
-type outboxJSON struct {
-	Lag        uint64 `json:"lag"`
-	Checkpoint uint64 `json:"checkpoint"`
-	Head       uint64 `json:"head"`
-	Published  uint64 `json:"published"`
-	Failures   uint64 `json:"failures"`
-	DeadLetter uint64 `json:"deadLettered"`
-}
-
-// lagCounter is implemented by journals whose positions are not dense.
-type lagCounter interface {
-	Behind(ctx context.Context, after uint64) (uint64, error)
-}
-
-func (n *Node) outboxFigures() any {
+// outboxFigures is where the outbox stands, for GET /, GET /stats and the
+// metrics.
+func (n *Node) outboxFigures() httpapi.OutboxFigures {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	cp := n.outbox.Checkpoint.Load()
@@ -304,28 +290,37 @@ func (n *Node) outboxFigures() any {
 			lag = behind
 		}
 	}
-	return outboxJSON{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
-		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLetter: n.outbox.DeadLettered.Load()}
+	return httpapi.OutboxFigures{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
+		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
 }
 
-type infoJSON struct {
-	Service     string                  `json:"service"`
-	Version     string                  `json:"version"`
-	NodeID      string                  `json:"nodeId"`
-	Mode        string                  `json:"mode"`
-	Transport   string                  `json:"transport"`
-	Persistence persistence.Description `json:"persistence"`
-	Members     []cluster.MemberInfo    `json:"members"`
-	StartedAt   time.Time               `json:"startedAt"`
-	Outbox      any                     `json:"outbox"`
+// lagCounter is implemented by journals whose positions are not dense.
+type lagCounter interface {
+	Behind(ctx context.Context, after uint64) (uint64, error)
 }
 
-func (n *Node) info() any {
-	return infoJSON{
+// info is the body of GET /.
+func (n *Node) info() httpapi.Info {
+	d := n.backend.Describe()
+	return httpapi.Info{
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
-		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.member.Members(),
-		StartedAt: n.startedAt.UTC(), Outbox: n.outboxFigures(),
+		Transport:   n.transport.Name(),
+		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability},
+		Members:     apiMembers(n.member.Members()),
+		StartedAt:   n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
+}
+
+// apiMembers converts the member view for GET / (nil stays nil).
+func apiMembers(ms []cluster.MemberInfo) []httpapi.Member {
+	if ms == nil {
+		return nil
+	}
+	out := make([]httpapi.Member, len(ms))
+	for i, m := range ms {
+		out[i] = httpapi.Member{ID: m.ID, NodeID: m.NodeID, Address: m.Address, Kinds: m.Kinds}
+	}
+	return out
 }
 
 // Shutdown drains the node: readiness turns 503, the HTTP server stops
@@ -434,20 +429,7 @@ type health struct {
 	mu           sync.Mutex
 	checkedAt    time.Time
 	ok           bool
-	report       healthReport
-}
-
-type componentJSON struct {
-	Status    string             `json:"status"`
-	LatencyMS float64            `json:"latencyMs"`
-	Error     string             `json:"error,omitempty"`
-	Monitor   *supervisor.Status `json:"monitor,omitempty"`
-}
-
-type healthReport struct {
-	Status     string                   `json:"status"`
-	NodeID     string                   `json:"nodeId"`
-	Components map[string]componentJSON `json:"components"`
+	report       httpapi.HealthReport
 }
 
 func newHealth(n *Node) *health { return &health{n: n} }
@@ -463,7 +445,7 @@ func (h *health) Live() error {
 const readyCache = 250 * time.Millisecond
 
 // Ready checks the backends live with a short timeout.
-func (h *health) Ready(ctx context.Context) (bool, any) {
+func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.checkedAt) < readyCache && !h.shuttingDown.Load() {
@@ -471,18 +453,19 @@ func (h *health) Ready(ctx context.Context) (bool, any) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	rep := healthReport{NodeID: h.n.cfg.NodeID, Components: map[string]componentJSON{}}
+	rep := httpapi.HealthReport{NodeID: h.n.cfg.NodeID, Components: map[string]httpapi.ComponentHealth{}}
 	ok := true
 	check := func(name string, f func(context.Context) error) {
 		start := time.Now()
 		err := f(ctx)
-		c := componentJSON{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
+		c := httpapi.ComponentHealth{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
 		if err != nil {
 			c.Status, c.Error, ok = "down", err.Error(), false
 			h.n.board.Report(name)
 		}
 		if st, found := h.n.board.Get(name); found {
-			c.Monitor = &st
+			c.Monitor = &httpapi.Monitor{Up: st.Up, LastError: st.LastError, LatencyMS: st.LatencyMS,
+				Since: st.Since, CheckedAt: st.CheckedAt, Failures: st.Failures}
 		}
 		rep.Components[name] = c
 	}
@@ -493,7 +476,7 @@ func (h *health) Ready(ctx context.Context) (bool, any) {
 	}
 	if h.shuttingDown.Load() {
 		ok = false
-		rep.Components["node"] = componentJSON{Status: "down", Error: "shutting down"}
+		rep.Components["node"] = httpapi.ComponentHealth{Status: "down", Error: "shutting down"}
 	}
 	rep.Status = "up"
 	if !ok {
