@@ -284,19 +284,12 @@ func (n *Node) outboxFigures() httpapi.OutboxFigures {
 	if err == nil {
 		n.outbox.Head.Store(head)
 	}
-	lag := n.outbox.Lag()
-	if lc, ok := n.backend.(lagCounter); ok {
-		if behind, err := lc.Behind(ctx, cp); err == nil {
-			lag = behind
-		}
+	lag := n.outbox.Lag() // the last known figures if the backend does not answer
+	if behind, err := n.backend.Behind(ctx, cp); err == nil {
+		lag = behind
 	}
 	return httpapi.OutboxFigures{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
 		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
-}
-
-// lagCounter is implemented by journals whose positions are not dense.
-type lagCounter interface {
-	Behind(ctx context.Context, after uint64) (uint64, error)
 }
 
 // info is the body of GET /.

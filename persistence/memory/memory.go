@@ -131,6 +131,16 @@ func (b *Backend) Head(ctx context.Context) (uint64, error) {
 	return uint64(len(b.log)), nil
 }
 
+// Behind implements persistence.Journal: positions are dense (one per
+// record), so it is Head minus after.
+func (b *Backend) Behind(ctx context.Context, after uint64) (uint64, error) {
+	head, err := b.Head(ctx)
+	if err != nil || head <= after {
+		return 0, err
+	}
+	return head - after, nil
+}
+
 // LoadCheckpoint implements persistence.Checkpoints.
 func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
 	b.mu.RLock()
