@@ -262,15 +262,6 @@ func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
 // Addr is the HTTP address the node listens on.
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
-// ReadModel is the node's read model.
-func (n *Node) ReadModel() *readmodel.ReadModel { return n.readModel }
-
-// Config is the node's configuration.
-func (n *Node) Config() Config { return n.cfg }
-
-// Transport is the node's event transport.
-func (n *Node) Transport() transport.Transport { return n.transport }
-
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 

@@ -329,13 +329,6 @@ func (h *Harness) stop(m *member, graceful, deregister bool) {
 	closeRegistry(reg)
 }
 
-// N is the number of member slots.
-func (h *Harness) N() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.members)
-}
-
 // NodeID is the node id of member i ("node-<i>").
 func (h *Harness) NodeID(i int) string { return h.member(i).nodeID }
 
