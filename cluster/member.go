@@ -122,7 +122,7 @@ func (m *Member) Start(ctx context.Context) error {
 	}
 	m.started = true
 	m.mu.Unlock()
-	n, err := m.incarnate(ctx)
+	n, gen, err := m.incarnate(ctx)
 	if err != nil {
 		return err
 	}
@@ -132,9 +132,9 @@ func (m *Member) Start(ctx context.Context) error {
 		m.mu.Unlock()
 		n.Stop(false)
 		return ErrStopped
-	case m.rejoining:
+	case m.rejoining || m.gen != gen:
 		// It fenced while it started: the rejoin goroutine is starting
-		// its successor.
+		// (or started) its successor.
 		m.mu.Unlock()
 		n.Stop(false)
 		return nil
@@ -144,8 +144,9 @@ func (m *Member) Start(ctx context.Context) error {
 	return nil
 }
 
-// incarnate starts a new incarnation with a new provider.
-func (m *Member) incarnate(ctx context.Context) (*Node, error) {
+// incarnate starts a new incarnation with a new provider and returns it
+// with its number.
+func (m *Member) incarnate(ctx context.Context) (*Node, int, error) {
 	m.mu.Lock()
 	m.gen++
 	gen := m.gen
@@ -155,7 +156,7 @@ func (m *Member) incarnate(ctx context.Context) (*Node, error) {
 	if m.cfg.NewProvider != nil {
 		p, err := m.cfg.NewProvider(ctx, func(reason string) { m.onFenced(gen, reason) })
 		if err != nil {
-			return nil, err
+			return nil, gen, err
 		}
 		cfg.Provider = p
 	}
@@ -163,7 +164,8 @@ func (m *Member) incarnate(ctx context.Context) (*Node, error) {
 	m.mu.Lock()
 	m.lease = lease
 	m.mu.Unlock()
-	return Start(cfg)
+	n, err := Start(cfg)
+	return n, gen, err
 }
 
 // onFenced runs on incarnation gen's provider goroutine when it fenced
@@ -260,7 +262,7 @@ func (m *Member) incarnateUntilStop() (*Node, error) {
 		case <-ctx.Done():
 		}
 	}()
-	n, err := m.incarnate(ctx)
+	n, _, err := m.incarnate(ctx)
 	cancel()
 	<-watched
 	return n, err
@@ -365,7 +367,8 @@ func (m *Member) Ready() error {
 // Stop leaves the cluster: it ends a rejoin in progress (waiting for an
 // incarnation being started, which it then stops), and stops the running
 // incarnation, gracefully if graceful is set (see Node.Stop). It returns
-// once no goroutine of the member runs. Idempotent; safe before Start.
+// once no goroutine of the member runs; a Start in progress stops what it
+// started itself and returns ErrStopped. Idempotent; safe before Start.
 func (m *Member) Stop(graceful bool) {
 	m.stopOnce.Do(func() {
 		m.mu.Lock()
