@@ -16,7 +16,6 @@ import (
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
-	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 func benchNode(b *testing.B, j actors.Journal) *actors.OrderClient {
@@ -42,7 +41,7 @@ func BenchmarkCreateOrder(b *testing.B) {
 		prefix := fmt.Sprintf("%p", pb)
 		for pb.Next() {
 			i++
-			r, err := c.Send(ctx, fmt.Sprintf("%s-%d", prefix, i), createCmd(fmt.Sprint(i)))
+			r, err := c.Command(ctx, fmt.Sprintf("%s-%d", prefix, i), createCmd(fmt.Sprint(i)))
 			if err != nil || r.GetError() != nil {
 				b.Fatalf("create: %v %v", err, r.GetError())
 			}
@@ -54,14 +53,14 @@ func BenchmarkCreateOrder(b *testing.B) {
 func BenchmarkGetOrder(b *testing.B) {
 	c := benchNode(b, memory.New())
 	ctx := context.Background()
-	if r, err := c.Send(ctx, "hot", createCmd("c")); err != nil || r.GetError() != nil {
+	if r, err := c.Command(ctx, "hot", createCmd("c")); err != nil || r.GetError() != nil {
 		b.Fatal(err, r.GetError())
 	}
 	b.ReportAllocs()
 	b.ResetTimer() // not the node's start
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if r, err := c.Send(ctx, "hot", &orderpb.GetOrder{}); err != nil || r.GetError() != nil {
+			if r, err := c.Get(ctx, "hot"); err != nil || r.GetError() != nil {
 				b.Fatal(err, r.GetError())
 			}
 		}
@@ -85,12 +84,12 @@ func BenchmarkIdleActorMemory(b *testing.B) {
 		}
 		c := benchNode(b, j)
 		// Warm the cluster machinery with one activation.
-		if _, err := c.Send(ctx, "m0", &orderpb.GetOrder{}); err != nil {
+		if _, err := c.Get(ctx, "m0"); err != nil {
 			b.Fatal(err)
 		}
 		before := heap()
 		for i := 1; i < n; i++ {
-			if r, err := c.Send(ctx, fmt.Sprint("m", i), &orderpb.GetOrder{}); err != nil || r.GetError() != nil {
+			if r, err := c.Get(ctx, fmt.Sprint("m", i)); err != nil || r.GetError() != nil {
 				b.Fatal(err, r.GetError())
 			}
 		}

@@ -11,17 +11,24 @@ import (
 )
 
 // Requester delivers a message to a cluster actor and returns its reply
-// (cluster.Node implements it).
+// (cluster.Member and cluster.Node implement it). It must be safe for
+// concurrent use.
 type Requester interface {
 	Request(ctx context.Context, identity, kind string, msg any) (any, error)
-}
-
-// forgetter is implemented by requesters that cache where actors live.
-type forgetter interface {
+	// Forget drops what the requester remembers of where the actor
+	// identity of kind lives, so that the next Request asks its owner
+	// again. A requester that caches nothing does nothing.
 	Forget(identity, kind string)
 }
 
 // OrderClient reaches order actors wherever they live in the cluster.
+//
+// A returned error means the actor could not be reached; refusals by the
+// actor (not found, a forbidden transition, invalid input) come back in
+// Reply.Error. An activation that does not serve any more (its node lost
+// its lease) answers NOT_SERVING and stops; the client then forgets where
+// the order lived and asks again, so the message (a command keeps its id)
+// reaches the current owner, until ctx ends.
 type OrderClient struct {
 	r Requester
 }
@@ -29,14 +36,23 @@ type OrderClient struct {
 // NewOrderClient returns a client that sends through r.
 func NewOrderClient(r Requester) *OrderClient { return &OrderClient{r: r} }
 
-// Send delivers a Command, GetOrder or GetHistory to the actor of orderID.
-// A returned error means the actor could not be reached; refusals by the
-// actor come back as Reply.Error.
-//
-// An activation that does not serve any more (its node lost its lease)
-// answers NOT_SERVING and stops; Send then forgets where the order lived and
-// asks again, so the command (same id) reaches the current owner.
-func (c *OrderClient) Send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error) {
+// Command delivers a command (create, pay, ship, deliver, cancel) to the
+// actor of orderID and returns the reply with the order after it.
+func (c *OrderClient) Command(ctx context.Context, orderID string, cmd *orderpb.Command) (*orderpb.Reply, error) {
+	return c.send(ctx, orderID, cmd)
+}
+
+// Get returns the order's current state in Reply.Order.
+func (c *OrderClient) Get(ctx context.Context, orderID string) (*orderpb.Reply, error) {
+	return c.send(ctx, orderID, &orderpb.GetOrder{})
+}
+
+// History returns the order's events in Reply.History, in version order.
+func (c *OrderClient) History(ctx context.Context, orderID string) (*orderpb.Reply, error) {
+	return c.send(ctx, orderID, &orderpb.GetHistory{})
+}
+
+func (c *OrderClient) send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error) {
 	for attempt := 1; ; attempt++ {
 		res, err := c.r.Request(ctx, orderID, OrderKind, msg)
 		if err != nil {
@@ -49,9 +65,7 @@ func (c *OrderClient) Send(ctx context.Context, orderID string, msg proto.Messag
 		if reply.GetError().GetCode() != orderpb.ErrorCode_ERROR_CODE_NOT_SERVING {
 			return reply, nil
 		}
-		if f, ok := c.r.(forgetter); ok {
-			f.Forget(orderID, OrderKind)
-		}
+		c.r.Forget(orderID, OrderKind)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("order %s: %s: %w", orderID, reply.GetError().GetMessage(), ctx.Err())

@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,7 +92,7 @@ func (f *fixture) send(id string, msg proto.Message) *orderpb.Reply {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := f.client.Send(ctx, id, msg)
+	r, err := ask(ctx, f.client, id, msg)
 	if err != nil {
 		f.t.Fatalf("send to %s: %v", id, err)
 	}
@@ -99,6 +100,20 @@ func (f *fixture) send(id string, msg proto.Message) *orderpb.Reply {
 		f.t.Fatalf("owner %q, want test-node", r.GetOwner())
 	}
 	return r
+}
+
+// ask sends a command, GetOrder or GetHistory through the client's
+// matching method.
+func ask(ctx context.Context, c *actors.OrderClient, id string, msg proto.Message) (*orderpb.Reply, error) {
+	switch m := msg.(type) {
+	case *orderpb.Command:
+		return c.Command(ctx, id, m)
+	case *orderpb.GetOrder:
+		return c.Get(ctx, id)
+	case *orderpb.GetHistory:
+		return c.History(ctx, id)
+	}
+	return nil, fmt.Errorf("ask: no client method for %T", msg)
 }
 
 func createCmd(id string) *orderpb.Command {

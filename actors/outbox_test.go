@@ -69,7 +69,7 @@ func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outb
 		t.Fatal(err)
 	}
 	on.node, on.client = member, actors.NewOrderClient(member)
-	go on.driver.Run()
+	go func() { _ = on.driver.Run(context.Background()) }()
 	t.Cleanup(on.kill)
 	return on
 }
@@ -90,6 +90,8 @@ func (f reqFunc) Request(ctx context.Context, id, kind string, msg any) (any, er
 	return f(ctx, id, kind, msg)
 }
 
+func (f reqFunc) Forget(string, string) {}
+
 // TestOutboxPublishesAfterThePublisherDied: events acknowledged to the client
 // but not yet published when the node dies are published by the next node,
 // each exactly once by id.
@@ -101,7 +103,7 @@ func TestOutboxPublishesAfterThePublisherDied(t *testing.T) {
 	var ids []string
 	for i := range 5 {
 		id := fmt.Sprint("ob-", i)
-		r, err := a.client.Send(ctx, id, createCmd(id))
+		r, err := a.client.Command(ctx, id, createCmd(id))
 		if err != nil || r.GetError() != nil {
 			t.Fatalf("create: %v %v", err, r.GetError())
 		}
@@ -198,7 +200,7 @@ func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
 	ctx := context.Background()
 	for i := range 4 {
 		id := fmt.Sprint("p-", i)
-		if r, err := client.Send(ctx, id, createCmd(id)); err != nil || r.GetError() != nil {
+		if r, err := client.Command(ctx, id, createCmd(id)); err != nil || r.GetError() != nil {
 			t.Fatalf("create: %v %v", err, r.GetError())
 		}
 	}

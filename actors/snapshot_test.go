@@ -49,7 +49,7 @@ func TestSnapshotsShortenActivation(t *testing.T) {
 	ctx := context.Background()
 	send := func(msg proto.Message) *orderpb.Reply {
 		t.Helper()
-		r, err := c.Send(ctx, "s1", msg)
+		r, err := ask(ctx, c, "s1", msg)
 		if err != nil || r.GetError() != nil {
 			t.Fatalf("send: %v %v", err, r.GetError())
 		}
@@ -159,7 +159,7 @@ func BenchmarkActivation1000Events(b *testing.B) {
 				}
 				b.ResetTimer()
 				for i := range b.N {
-					r, err := c.Send(ctx, ids[i], &orderpb.GetOrder{})
+					r, err := c.Get(ctx, ids[i])
 					if err != nil || r.GetOrder().GetVersion() != 1000 {
 						b.Fatalf("activation: %v %v", err, r)
 					}

@@ -3,4 +3,9 @@
 // code path serves both modes), provides membership providers, and offers
 // Request: a cluster call with explicit per-call timeouts and retries that
 // never touches protoactor's package-global call configuration.
+//
+// Node is one incarnation of a member (one actor system, one member id).
+// Member is the process's member across incarnations: when its lease
+// provider fences itself, it stops the fenced incarnation and joins again
+// as a new one, so its callers never swap members themselves.
 package cluster

@@ -134,8 +134,8 @@ func (n *Node) NodeID() string { return n.cfg.NodeID }
 // Address is the node's remote address (host:port).
 func (n *Node) Address() string { return n.system.Address() }
 
-// Member is one cluster member as this node sees it.
-type Member struct {
+// MemberInfo is one cluster member as this node sees it.
+type MemberInfo struct {
 	ID      string   `json:"id"`
 	NodeID  string   `json:"nodeId,omitempty"`
 	Address string   `json:"address"`
@@ -143,11 +143,11 @@ type Member struct {
 }
 
 // Members lists the cluster members this node currently sees.
-func (n *Node) Members() []Member {
+func (n *Node) Members() []MemberInfo {
 	ms := n.cluster.MemberList.Members().Members()
-	out := make([]Member, 0, len(ms))
+	out := make([]MemberInfo, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Member{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
+		out = append(out, MemberInfo{ID: m.Id, Address: m.Address(), Kinds: m.Kinds})
 	}
 	return out
 }

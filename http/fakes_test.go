@@ -18,14 +18,14 @@ import (
 
 // fakeOrders is a small stand-in for the order actors: it keeps orders in
 // a map, follows the state machine and remembers command ids. err, if set,
-// makes every Send fail as if the actor could not be reached.
+// makes every call fail as if the actor could not be reached.
 type fakeOrders struct {
 	mu     sync.Mutex
 	err    error
 	orders map[string]*orderpb.Order
 	events map[string][]*orderpb.Event
 	seen   map[string]*orderpb.Reply
-	// requestIDs are the request ids that Send saw in its context.
+	// requestIDs are the request ids that the calls saw in their context.
 	requestIDs []string
 }
 
@@ -35,7 +35,19 @@ func newFakeOrders() *fakeOrders {
 
 const fakeOwner = "fake-node"
 
-func (f *fakeOrders) Send(ctx context.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
+func (f *fakeOrders) Command(ctx context.Context, id string, cmd *orderpb.Command) (*orderpb.Reply, error) {
+	return f.send(ctx, id, cmd)
+}
+
+func (f *fakeOrders) Get(ctx context.Context, id string) (*orderpb.Reply, error) {
+	return f.send(ctx, id, &orderpb.GetOrder{})
+}
+
+func (f *fakeOrders) History(ctx context.Context, id string) (*orderpb.Reply, error) {
+	return f.send(ctx, id, &orderpb.GetHistory{})
+}
+
+func (f *fakeOrders) send(ctx context.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requestIDs = append(f.requestIDs, httpapi.RequestID(ctx))
@@ -153,9 +165,11 @@ type fakeHealth struct{ down bool }
 
 func (fakeHealth) Live() error { return nil }
 
-func (h fakeHealth) Ready(context.Context) (bool, any) {
+func (h fakeHealth) Ready(context.Context) (bool, httpapi.HealthReport) {
 	if h.down {
-		return false, map[string]any{"status": "down", "components": map[string]any{"persistence": map[string]any{"status": "down", "error": "connection refused"}}}
+		return false, httpapi.HealthReport{Status: "down", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
+			"persistence": {Status: "down", Error: "connection refused"}}}
 	}
-	return true, map[string]any{"status": "up", "components": map[string]any{"persistence": map[string]any{"status": "up", "latencyMs": 0.1}}}
+	return true, httpapi.HealthReport{Status: "up", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
+		"persistence": {Status: "up", LatencyMS: 0.1}}}
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
@@ -19,10 +17,18 @@ type blockingOrders struct {
 	release chan struct{}
 }
 
-func (b blockingOrders) Send(ctx context.Context, id string, _ proto.Message) (*orderpb.Reply, error) {
+func (b blockingOrders) Command(ctx context.Context, id string, _ *orderpb.Command) (*orderpb.Reply, error) {
+	return b.Get(ctx, id)
+}
+
+func (b blockingOrders) Get(_ context.Context, id string) (*orderpb.Reply, error) {
 	b.entered <- struct{}{}
 	<-b.release
 	return &orderpb.Reply{Order: &orderpb.Order{OrderId: id}}, nil
+}
+
+func (b blockingOrders) History(ctx context.Context, id string) (*orderpb.Reply, error) {
+	return b.Get(ctx, id)
 }
 
 func TestMaxInFlightRefusesInsteadOfQueueing(t *testing.T) {

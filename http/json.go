@@ -52,7 +52,7 @@ type statsJSON struct {
 	ByStatus     map[string]int `json:"byStatus"`
 	TotalRevenue order.Cents    `json:"totalRevenue"`
 	Timestamp    time.Time      `json:"timestamp"`
-	Outbox       any            `json:"outbox,omitempty"`
+	Outbox       *OutboxFigures `json:"outbox,omitempty"`
 }
 
 type errorJSON struct {

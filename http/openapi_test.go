@@ -39,8 +39,10 @@ func newFakeAPI(t *testing.T, mutate ...func(*httpapi.Config)) (*httptest.Server
 		Orders:    orders,
 		ReadModel: fakeReadModel{},
 		Health:    fakeHealth{},
-		Info:      func() any { return map[string]any{"service": "ordersystem", "nodeId": fakeOwner, "members": []any{}} },
-		Metrics:   metrics.New(),
+		Info: func() httpapi.Info {
+			return httpapi.Info{Service: "ordersystem", NodeID: fakeOwner, Members: []httpapi.Member{}}
+		},
+		Metrics: metrics.New(),
 	}
 	for _, m := range mutate {
 		m(&cfg)

@@ -26,8 +26,14 @@ import (
 
 // Orders reaches order actors (actors.OrderClient implements it). An error
 // means the actor could not be reached; refusals come back in Reply.Error.
+// It must be safe for concurrent use.
 type Orders interface {
-	Send(ctx context.Context, orderID string, msg proto.Message) (*orderpb.Reply, error)
+	// Command delivers a command (create, pay, ship, deliver, cancel).
+	Command(ctx context.Context, orderID string, cmd *orderpb.Command) (*orderpb.Reply, error)
+	// Get returns the order in Reply.Order.
+	Get(ctx context.Context, orderID string) (*orderpb.Reply, error)
+	// History returns the order's events in Reply.History.
+	History(ctx context.Context, orderID string) (*orderpb.Reply, error)
 }
 
 // ReadModel serves the query side (readmodel.ReadModel implements it).
@@ -42,7 +48,7 @@ type Health interface {
 	Live() error
 	// Ready reports whether the node can serve writes now, with the state
 	// of each component for GET /health.
-	Ready(ctx context.Context) (ok bool, report any)
+	Ready(ctx context.Context) (ok bool, report HealthReport)
 }
 
 // Config wires the API to the node.
@@ -53,10 +59,11 @@ type Config struct {
 	// Writable, if set, is asked before every command; an error refuses it
 	// at once with 503 (a backend is known to be down).
 	Writable func() error
-	// Info returns the body of GET / (node id, mode, backends, members...).
-	Info func() any
-	// Extra returns extra fields for GET /stats (outbox lag), may be nil.
-	StatsExtra func() any
+	// Info returns the body of GET / (node id, mode, backends, members...);
+	// without it GET / names the service only.
+	Info func() Info
+	// Outbox, if set, returns the outbox figures shown in GET /stats.
+	Outbox func() OutboxFigures
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// every route but the probes and /metrics (see ProtectMetrics).
 	APIToken string
@@ -384,15 +391,23 @@ func newOrderID(key string, fromKey bool) string {
 	return hex.EncodeToString(b[:])
 }
 
-func (a *api) send(c echo.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
-	if _, isCmd := msg.(*orderpb.Command); isCmd && a.cfg.Writable != nil {
+// sendCommand delivers cmd to order id, unless writes are refused now.
+func (a *api) sendCommand(c echo.Context, id string, cmd *orderpb.Command) (*orderpb.Reply, error) {
+	if a.cfg.Writable != nil {
 		if err := a.cfg.Writable(); err != nil {
 			return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: err.Error()}
 		}
 	}
+	return a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Command(ctx, id, cmd) })
+}
+
+// call runs one call to the actor of order id, bounded by RequestTimeout,
+// and maps its reply: headers for the owner, staleness and replays, an
+// apiError for an unreachable actor or a refusal.
+func (a *api) call(c echo.Context, id string, f func(ctx context.Context) (*orderpb.Reply, error)) (*orderpb.Reply, error) {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
 	defer cancel()
-	reply, err := a.cfg.Orders.Send(ctx, id, msg)
+	reply, err := f(ctx)
 	if err != nil {
 		return nil, &apiError{status: http.StatusServiceUnavailable, code: "unavailable", msg: "order " + id + " is unavailable right now: " + err.Error()}
 	}
@@ -428,7 +443,7 @@ func (a *api) createOrder(c echo.Context) error {
 	}
 	id := newOrderID(cmdID, fromKey)
 	cmd := &orderpb.Command{CommandId: cmdID, Fingerprint: fingerprint("create", "", create), Command: &orderpb.Command_Create{Create: create}}
-	reply, err := a.send(c, id, cmd)
+	reply, err := a.sendCommand(c, id, cmd)
 	if err != nil {
 		return err
 	}
@@ -457,7 +472,7 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		}
 		cmd.CommandId = cmdID
 		cmd.Fingerprint = fingerprint(op, id, cmd)
-		reply, err := a.send(c, id, cmd)
+		reply, err := a.sendCommand(c, id, cmd)
 		if err != nil {
 			return err
 		}
@@ -470,7 +485,7 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reply, err := a.send(c, id, &orderpb.GetOrder{})
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Get(ctx, id) })
 	if err != nil {
 		return err
 	}
@@ -482,7 +497,7 @@ func (a *api) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reply, err := a.send(c, id, &orderpb.GetHistory{})
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.History(ctx, id) })
 	if err != nil {
 		return err
 	}
@@ -549,8 +564,9 @@ func (a *api) stats(c echo.Context) error {
 	for s, n := range st.ByStatus {
 		out.ByStatus[s.String()] = n
 	}
-	if a.cfg.StatsExtra != nil {
-		out.Outbox = a.cfg.StatsExtra()
+	if a.cfg.Outbox != nil {
+		o := a.cfg.Outbox()
+		out.Outbox = &o
 	}
 	return c.JSON(http.StatusOK, out)
 }

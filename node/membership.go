@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/ordersystem/ordersystem/cluster/peerreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
-	"github.com/ordersystem/ordersystem/supervisor"
 )
 
 // closableRegistry is the membership registry with its Close.
@@ -107,9 +105,11 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	}
 }
 
-// newProvider returns the membership provider of a new incarnation: nil (a
-// one-member cluster) in standalone mode.
-func (n *Node) newProvider(ctx context.Context) (pcluster.ClusterProvider, error) {
+// newProvider returns the membership provider of a new incarnation (a
+// cluster.ProviderFunc): nil (a one-member cluster) in standalone mode, a
+// lease provider on the registry, opened on the first call, that calls
+// fenced when it fences itself.
+func (n *Node) newProvider(ctx context.Context, fenced func(reason string)) (pcluster.ClusterProvider, error) {
 	if !n.cfg.Cluster {
 		return nil, nil
 	}
@@ -120,93 +120,11 @@ func (n *Node) newProvider(ctx context.Context) (pcluster.ClusterProvider, error
 		}
 		n.registry = r
 	}
-	lp := cluster.NewLeaseProvider(n.registry, cluster.LeaseOptions{
+	return cluster.NewLeaseProvider(n.registry, cluster.LeaseOptions{
 		NodeID:   n.cfg.NodeID,
 		TTL:      n.cfg.LeaseTTL,
 		Poll:     n.cfg.LeaseTTL / 8,
 		Logger:   n.log,
-		OnFenced: n.onFenced,
-	})
-	n.lease.Store(lp)
-	return lp, nil
-}
-
-// serving refuses work while this node's lease is not valid (paused, cut off
-// from the backend): another member may own its orders by now.
-func (n *Node) serving() error {
-	lp := n.lease.Load()
-	if lp == nil {
-		return nil
-	}
-	if lp.Fenced() {
-		return fmt.Errorf("node %s lost its cluster lease and is rejoining", n.cfg.NodeID)
-	}
-	// While it leaves gracefully the node keeps serving; otherwise a lease
-	// that ran out (a pause the provider has not noticed yet) stops it.
-	if ok, _ := lp.Lease(); !ok && !n.leaving.Load() {
-		return fmt.Errorf("node %s lost its cluster lease and is rejoining", n.cfg.NodeID)
-	}
-	return nil
-}
-
-// onFenced runs when the provider fenced itself: stop serving, leave, and
-// rejoin as a new incarnation (protoactor never readmits a member id).
-func (n *Node) onFenced(reason string) {
-	n.log.Warn("fenced: this node lost its cluster lease; stopping its actors and rejoining", slog.String("reason", reason))
-	n.fenced.Store(true)
-	go n.rejoin()
-}
-
-func (n *Node) rejoin() {
-	n.rejoinMu.Lock()
-	defer n.rejoinMu.Unlock()
-	if old := n.member.Swap(nil); old != nil {
-		old.Stop(false)
-	}
-	backoff := supervisor.BackoffPolicy{Base: 200 * time.Millisecond, Max: 5 * time.Second}
-	for attempt := 1; ; attempt++ {
-		select {
-		case <-n.stopping:
-			return
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := n.join(ctx)
-		cancel()
-		if err == nil {
-			n.fenced.Store(false)
-			n.log.Info("rejoined the cluster as a new incarnation", slog.Int("attempt", attempt))
-			n.driver.Nudge()
-			return
-		}
-		n.log.Warn("rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
-		select {
-		case <-n.stopping:
-			return
-		case <-time.After(backoff.Delay(attempt)):
-		}
-	}
-}
-
-// members lists the members this node sees, with their node ids.
-func (n *Node) members() []cluster.Member {
-	if lp := n.lease.Load(); lp != nil {
-		recs := lp.Records()
-		out := make([]cluster.Member, 0, len(recs))
-		for _, r := range recs {
-			out = append(out, cluster.Member{ID: r.MemberID, NodeID: r.NodeID, Address: r.Address(), Kinds: r.Kinds})
-		}
-		return out
-	}
-	m := n.member.Load()
-	if m == nil {
-		return nil
-	}
-	ms := m.Members()
-	for i := range ms {
-		if ms[i].ID == m.System().ID {
-			ms[i].NodeID = n.cfg.NodeID
-		}
-	}
-	return ms
+		OnFenced: fenced,
+	}), nil
 }

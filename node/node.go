@@ -39,16 +39,11 @@ type Node struct {
 	transport transport.Transport
 	readModel *readmodel.ReadModel
 	subs      []transport.Subscription
-	member    atomic.Pointer[cluster.Node]
-	kinds     []*pcluster.Kind
+	member    *cluster.Member
 	registry  closableRegistry
-	lease     atomic.Pointer[cluster.LeaseProvider]
-	fenced    atomic.Bool
-	leaving   atomic.Bool
-	rejoinMu  sync.Mutex
-	stopping  chan struct{}
 	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
+	driverRun chan error // Run's result, once the driver runs
 	outbox    *actors.OutboxStats
 	health    *health
 	board     *supervisor.Board
@@ -81,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
-	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}, stopping: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -126,9 +121,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.metrics = metrics.New()
 
-	// Write side: the order and outbox kinds on a cluster member.
-	requester := nodeRequester{n}
-	n.driver = actors.NewOutboxDriver(requester, cfg.OutboxInterval, log)
+	// Write side: the order and outbox kinds on a cluster member. The kinds,
+	// the member that hosts them and the driver that drains the outbox
+	// refer to one another: the closures read n.member and n.driver, both
+	// set before the member starts.
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
 		Snapshots:     n.backend,
@@ -136,8 +132,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		SoleWriter:    cfg.Persistence == InMemory,
-		Appended:      n.driver.Nudge,
-		Serving:       n.serving,
+		Appended:      func() { n.driver.Nudge() },
+		Serving:       func() error { return n.member.Serving() },
 		Metrics:       n.metrics,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
@@ -149,9 +145,26 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
 		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
 	})
-	n.kinds = []*pcluster.Kind{orderKind, outboxKind}
-	member, err := n.join(ctx)
+	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
+		return nil, err
+	}
+	n.member = cluster.NewMember(cluster.MemberConfig{
+		Node: cluster.Config{
+			ServerTLS:     serverTLS,
+			ClientTLS:     clientTLS,
+			NodeID:        cfg.NodeID,
+			Host:          remoteHost(cfg),
+			Port:          cfg.remotePort(),
+			AdvertiseHost: cfg.AdvertiseHost,
+			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
+			Logger:        log,
+		},
+		NewProvider: n.newProvider,
+		Rejoined:    func() { n.driver.Nudge() },
+	})
+	n.driver = actors.NewOutboxDriver(n.member, cfg.OutboxInterval, log)
+	if err := n.member.Start(ctx); err != nil {
 		return nil, err
 	}
 	// The supervisor tree watches every dependency and feeds readiness. It
@@ -166,25 +179,24 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
 	n.metrics.OnScrape(func() {
-		if o, ok := n.outboxFigures().(outboxJSON); ok {
-			n.metrics.SetOutboxLag(o.Lag)
-		}
-		n.metrics.SetClusterMembers(len(n.members()))
+		n.metrics.SetOutboxLag(n.outboxFigures().Lag)
+		n.metrics.SetClusterMembers(len(n.member.Members()))
 		for _, st := range n.board.All() {
 			n.metrics.SetBackendUp(st.Component, st.Up)
 		}
 	})
-	go n.driver.Run()
+	n.driverRun = make(chan error, 1)
+	go func() { n.driverRun <- n.driver.Run(context.Background()) }()
 	n.driver.Nudge() // publish whatever an earlier run left behind
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
-		Orders:         actors.NewOrderClient(requester),
+		Orders:         actors.NewOrderClient(n.member),
 		ReadModel:      n.readModel,
 		Health:         n.health,
 		Writable:       n.writable,
 		Info:           n.info,
-		StatsExtra:     n.outboxFigures,
+		Outbox:         n.outboxFigures,
 		APIToken:       cfg.APIToken,
 		Metrics:        n.metrics,
 		ProtectMetrics: cfg.ProtectMetrics,
@@ -206,45 +218,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.serveErr <- srv.Serve(ln)
 	}()
 	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
-		slog.String("remote", member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
+		slog.String("remote", n.member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
-}
-
-// request sends a message to a cluster actor through the current member.
-func (n *Node) request(ctx context.Context, identity, kind string, msg any) (any, error) {
-	m := n.member.Load()
-	if m == nil {
-		return nil, fmt.Errorf("%w: this node is not a cluster member right now", cluster.ErrUnavailable)
-	}
-	return m.Request(ctx, identity, kind, msg)
-}
-
-// join starts a cluster member (a new incarnation) with the node's kinds.
-func (n *Node) join(ctx context.Context) (*cluster.Node, error) {
-	provider, err := n.newProvider(ctx)
-	if err != nil {
-		return nil, err
-	}
-	serverTLS, clientTLS, err := n.cfg.peerTLS()
-	if err != nil {
-		return nil, err
-	}
-	m, err := cluster.Start(cluster.Config{
-		ServerTLS:     serverTLS,
-		ClientTLS:     clientTLS,
-		NodeID:        n.cfg.NodeID,
-		Host:          remoteHost(n.cfg),
-		Port:          n.cfg.remotePort(),
-		AdvertiseHost: n.cfg.AdvertiseHost,
-		Kinds:         n.kinds,
-		Provider:      provider,
-		Logger:        n.log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	n.member.Store(m)
-	return m, nil
 }
 
 // remoteHost is where the node-to-node endpoint listens: every interface
@@ -255,19 +230,6 @@ func remoteHost(cfg Config) string {
 		return "0.0.0.0"
 	}
 	return "127.0.0.1"
-}
-
-// nodeRequester reaches cluster actors through the node's current member.
-type nodeRequester struct{ n *Node }
-
-func (r nodeRequester) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
-	return r.n.request(ctx, identity, kind, msg)
-}
-
-func (r nodeRequester) Forget(identity, kind string) {
-	if m := r.n.member.Load(); m != nil {
-		m.Forget(identity, kind)
-	}
 }
 
 // project feeds delivered events into the read model.
@@ -300,33 +262,12 @@ func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
 // Addr is the HTTP address the node listens on.
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
-// ReadModel is the node's read model.
-func (n *Node) ReadModel() *readmodel.ReadModel { return n.readModel }
-
-// Config is the node's configuration.
-func (n *Node) Config() Config { return n.cfg }
-
-// Transport is the node's event transport.
-func (n *Node) Transport() transport.Transport { return n.transport }
-
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
-type outboxJSON struct {
-	Lag        uint64 `json:"lag"`
-	Checkpoint uint64 `json:"checkpoint"`
-	Head       uint64 `json:"head"`
-	Published  uint64 `json:"published"`
-	Failures   uint64 `json:"failures"`
-	DeadLetter uint64 `json:"deadLettered"`
-}
-
-// lagCounter is implemented by journals whose positions are not dense.
-type lagCounter interface {
-	Behind(ctx context.Context, after uint64) (uint64, error)
-}
-
-func (n *Node) outboxFigures() any {
+// outboxFigures is where the outbox stands, for GET /, GET /stats and the
+// metrics.
+func (n *Node) outboxFigures() httpapi.OutboxFigures {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	cp := n.outbox.Checkpoint.Load()
@@ -334,34 +275,36 @@ func (n *Node) outboxFigures() any {
 	if err == nil {
 		n.outbox.Head.Store(head)
 	}
-	lag := n.outbox.Lag()
-	if lc, ok := n.backend.(lagCounter); ok {
-		if behind, err := lc.Behind(ctx, cp); err == nil {
-			lag = behind
-		}
+	lag := n.outbox.Lag() // the last known figures if the backend does not answer
+	if behind, err := n.backend.Behind(ctx, cp); err == nil {
+		lag = behind
 	}
-	return outboxJSON{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
-		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLetter: n.outbox.DeadLettered.Load()}
+	return httpapi.OutboxFigures{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
+		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
 }
 
-type infoJSON struct {
-	Service     string                  `json:"service"`
-	Version     string                  `json:"version"`
-	NodeID      string                  `json:"nodeId"`
-	Mode        string                  `json:"mode"`
-	Transport   string                  `json:"transport"`
-	Persistence persistence.Description `json:"persistence"`
-	Members     []cluster.Member        `json:"members"`
-	StartedAt   time.Time               `json:"startedAt"`
-	Outbox      any                     `json:"outbox"`
-}
-
-func (n *Node) info() any {
-	return infoJSON{
+// info is the body of GET /.
+func (n *Node) info() httpapi.Info {
+	d := n.backend.Describe()
+	return httpapi.Info{
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
-		Transport: n.transport.Name(), Persistence: n.backend.Describe(), Members: n.members(),
-		StartedAt: n.startedAt.UTC(), Outbox: n.outboxFigures(),
+		Transport:   n.transport.Name(),
+		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability},
+		Members:     apiMembers(n.member.Members()),
+		StartedAt:   n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
+}
+
+// apiMembers converts the member view for GET / (nil stays nil).
+func apiMembers(ms []cluster.MemberInfo) []httpapi.Member {
+	if ms == nil {
+		return nil
+	}
+	out := make([]httpapi.Member, len(ms))
+	for i, m := range ms {
+		out[i] = httpapi.Member{ID: m.ID, NodeID: m.NodeID, Address: m.Address, Kinds: m.Kinds}
+	}
+	return out
 }
 
 // Shutdown drains the node: readiness turns 503, the HTTP server stops
@@ -398,16 +341,19 @@ func (n *Node) shutdown(ctx context.Context) error {
 func (n *Node) closeAll() error {
 	n.closeOnce.Do(func() {
 		var errs []error
-		close(n.stopping)
-		n.rejoinMu.Lock() // no rejoin after this point
-		defer n.rejoinMu.Unlock()
-		n.leaving.Store(true)
-		m := n.member.Swap(nil)
-		if n.driver != nil && m != nil {
+		// The driver may not run (the start failed before it did) and the
+		// member may be gone (a rejoin was failing): stop it regardless.
+		if n.driver != nil {
 			n.driver.Stop()
 		}
-		if m != nil {
-			m.Stop(n.cfg.Cluster)
+		if n.driverRun != nil {
+			if err := <-n.driverRun; err != nil {
+				errs = append(errs, fmt.Errorf("outbox driver: %w", err))
+			}
+		}
+		if n.member != nil {
+			// Ends a rejoin in progress too.
+			n.member.Stop(n.cfg.Cluster)
 		}
 		if n.supSystem != nil {
 			n.supSystem.Shutdown()
@@ -439,21 +385,13 @@ const (
 	componentMembership  = "membership"
 )
 
-// membershipOK reports whether this node is a cluster member with a valid lease.
-func (n *Node) membershipOK() error {
-	if n.fenced.Load() || n.member.Load() == nil {
-		return fmt.Errorf("node %s is not a cluster member right now (fenced, rejoining)", n.cfg.NodeID)
-	}
-	return n.serving()
-}
-
 func (n *Node) checks() map[string]supervisor.Check {
 	c := map[string]supervisor.Check{
 		componentPersistence: n.backend.Ping,
 		componentTransport:   n.transport.Ping,
 	}
 	if n.cfg.Cluster {
-		c[componentMembership] = func(context.Context) error { return n.membershipOK() }
+		c[componentMembership] = func(context.Context) error { return n.member.Ready() }
 	}
 	return c
 }
@@ -475,20 +413,7 @@ type health struct {
 	mu           sync.Mutex
 	checkedAt    time.Time
 	ok           bool
-	report       healthReport
-}
-
-type componentJSON struct {
-	Status    string             `json:"status"`
-	LatencyMS float64            `json:"latencyMs"`
-	Error     string             `json:"error,omitempty"`
-	Monitor   *supervisor.Status `json:"monitor,omitempty"`
-}
-
-type healthReport struct {
-	Status     string                   `json:"status"`
-	NodeID     string                   `json:"nodeId"`
-	Components map[string]componentJSON `json:"components"`
+	report       httpapi.HealthReport
 }
 
 func newHealth(n *Node) *health { return &health{n: n} }
@@ -504,7 +429,7 @@ func (h *health) Live() error {
 const readyCache = 250 * time.Millisecond
 
 // Ready checks the backends live with a short timeout.
-func (h *health) Ready(ctx context.Context) (bool, any) {
+func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.checkedAt) < readyCache && !h.shuttingDown.Load() {
@@ -512,29 +437,30 @@ func (h *health) Ready(ctx context.Context) (bool, any) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	rep := healthReport{NodeID: h.n.cfg.NodeID, Components: map[string]componentJSON{}}
+	rep := httpapi.HealthReport{NodeID: h.n.cfg.NodeID, Components: map[string]httpapi.ComponentHealth{}}
 	ok := true
 	check := func(name string, f func(context.Context) error) {
 		start := time.Now()
 		err := f(ctx)
-		c := componentJSON{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
+		c := httpapi.ComponentHealth{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
 		if err != nil {
 			c.Status, c.Error, ok = "down", err.Error(), false
 			h.n.board.Report(name)
 		}
 		if st, found := h.n.board.Get(name); found {
-			c.Monitor = &st
+			c.Monitor = &httpapi.Monitor{Up: st.Up, LastError: st.LastError, LatencyMS: st.LatencyMS,
+				Since: st.Since, CheckedAt: st.CheckedAt, Failures: st.Failures}
 		}
 		rep.Components[name] = c
 	}
 	check(componentPersistence, h.n.backend.Ping)
 	check(componentTransport, h.n.transport.Ping)
 	if h.n.cfg.Cluster {
-		check(componentMembership, func(context.Context) error { return h.n.membershipOK() })
+		check(componentMembership, func(context.Context) error { return h.n.member.Ready() })
 	}
 	if h.shuttingDown.Load() {
 		ok = false
-		rep.Components["node"] = componentJSON{Status: "down", Error: "shutting down"}
+		rep.Components["node"] = httpapi.ComponentHealth{Status: "down", Error: "shutting down"}
 	}
 	rep.Status = "up"
 	if !ok {

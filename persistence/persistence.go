@@ -90,8 +90,20 @@ type Journal interface {
 	ReadAll(ctx context.Context, after uint64, limit int) ([]Record, error)
 
 	// Head returns the position of the last record in the global log (0 when
-	// empty); the outbox's lag is Head minus its checkpoint.
+	// empty). Positions need not be dense: NATS makes them from stream
+	// sequences (sequence*1000 + the record's index in its append), and
+	// those may skip. So Head minus a position is not a number of records;
+	// Behind is.
 	Head(ctx context.Context) (uint64, error)
+
+	// Behind returns how many records of the global log lie after position
+	// after (0 when none does), for the outbox's lag. Where positions are
+	// dense (memory, Redis: one per record) it is exact, Head minus after.
+	// A backend with sparse positions counts what it can count cheaply and
+	// documents it (NATS counts the stream messages after after's, one per
+	// append, so an append of several records counts once). It is 0 for any
+	// position at or past Head.
+	Behind(ctx context.Context, after uint64) (uint64, error)
 }
 
 // Checkpoints stores named positions, such as how far the outbox published.

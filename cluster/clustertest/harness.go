@@ -98,7 +98,7 @@ type member struct {
 // the topology event is published under the member list's lock.
 type memberView struct {
 	mu      sync.Mutex
-	members []cluster.Member
+	members []cluster.MemberInfo
 }
 
 func (v *memberView) subscribe(c *pcluster.Cluster) {
@@ -107,18 +107,18 @@ func (v *memberView) subscribe(c *pcluster.Cluster) {
 		if !ok {
 			return
 		}
-		ms := make([]cluster.Member, 0, len(topo.Members))
+		ms := make([]cluster.MemberInfo, 0, len(topo.Members))
 		for _, m := range topo.Members {
-			ms = append(ms, cluster.Member{ID: m.Id, Address: m.Address(), Kinds: slices.Clone(m.Kinds)})
+			ms = append(ms, cluster.MemberInfo{ID: m.Id, Address: m.Address(), Kinds: slices.Clone(m.Kinds)})
 		}
-		slices.SortFunc(ms, func(a, b cluster.Member) int { return strings.Compare(a.ID, b.ID) })
+		slices.SortFunc(ms, func(a, b cluster.MemberInfo) int { return strings.Compare(a.ID, b.ID) })
 		v.mu.Lock()
 		v.members = ms
 		v.mu.Unlock()
 	})
 }
 
-func (v *memberView) get() []cluster.Member {
+func (v *memberView) get() []cluster.MemberInfo {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return slices.Clone(v.members)
@@ -329,13 +329,6 @@ func (h *Harness) stop(m *member, graceful, deregister bool) {
 	closeRegistry(reg)
 }
 
-// N is the number of member slots.
-func (h *Harness) N() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.members)
-}
-
 // NodeID is the node id of member i ("node-<i>").
 func (h *Harness) NodeID(i int) string { return h.member(i).nodeID }
 
@@ -363,7 +356,7 @@ func (h *Harness) MemberID(i int) string { return h.Provider(i).MemberID() }
 // Members is member i's current view of the cluster: the members of the
 // last topology protoactor published (blocked members excluded), sorted
 // by member id.
-func (h *Harness) Members(i int) []cluster.Member {
+func (h *Harness) Members(i int) []cluster.MemberInfo {
 	m := h.member(i)
 	h.mu.Lock()
 	view := m.view
@@ -389,7 +382,7 @@ func (h *Harness) MemberIDs(i int) []string {
 func (h *Harness) WaitMembers(t testing.TB, i, want int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	var got []cluster.Member
+	var got []cluster.MemberInfo
 	err := poll(timeout, func() bool {
 		got = h.Members(i)
 		return len(got) == want

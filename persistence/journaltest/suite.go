@@ -45,6 +45,7 @@ func Run(t *testing.T, newBackend Factory, f Features) {
 		{"ConcurrentWritersOneWinsEachVersion", testConcurrentWriters},
 		{"LargeStream", func(t *testing.T, b persistence.Backend) { testLargeStream(t, b, f.LargeStream) }},
 		{"GlobalLogOrderAndResume", testGlobalLog},
+		{"BehindCountsWhatIsAfter", testBehind},
 		{"Checkpoints", testCheckpoints},
 		{"Snapshots", testSnapshots},
 		{"IdempotencyRecords", testIdempotency},
@@ -332,6 +333,52 @@ func testGlobalLog(t *testing.T, b persistence.Backend) {
 	}
 }
 
+// testBehind: Behind is 0 at and past Head, counts between one per append
+// and one per record after a position, and never grows along the log.
+func testBehind(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	start, err := b.Head(ctx)
+	if err != nil {
+		t.Fatalf("head: %v", err)
+	}
+	if n, err := b.Behind(ctx, start); err != nil || n != 0 {
+		t.Fatalf("behind head %d: %d, %v; want 0", start, n, err)
+	}
+	// Three appends of one record, one of two (in a stream of its own).
+	mustAppend(t, b, "behind-a", 0, recs(1, "a"))
+	mustAppend(t, b, "behind-a", 1, recs(1, "b"))
+	mustAppend(t, b, "behind-b", 0, recs(2, "c"))
+	mustAppend(t, b, "behind-a", 2, recs(1, "d"))
+	head, err := b.Head(ctx)
+	if err != nil {
+		t.Fatalf("head: %v", err)
+	}
+	n, err := b.Behind(ctx, start)
+	if err != nil || n < 4 || n > 5 {
+		t.Fatalf("behind the start after 4 appends of 5 records: %d, %v; want 4 (per append) to 5 (per record)", n, err)
+	}
+	for _, p := range []uint64{head, head + 1, head + 1000} {
+		if n, err := b.Behind(ctx, p); err != nil || n != 0 {
+			t.Fatalf("behind %d (head %d): %d, %v; want 0", p, head, n, err)
+		}
+	}
+	rs, err := b.ReadAll(ctx, start, 10)
+	if err != nil || len(rs) != 5 {
+		t.Fatalf("read all after %d: %d records, %v", start, len(rs), err)
+	}
+	prev := n
+	for i, r := range rs {
+		n, err := b.Behind(ctx, r.Position)
+		if err != nil {
+			t.Fatalf("behind %d: %v", r.Position, err)
+		}
+		if after := uint64(len(rs) - 1 - i); n > after || n > prev {
+			t.Fatalf("behind record %d (position %d): %d, with %d records after it and %d behind the one before", i, r.Position, n, after, prev)
+		}
+		prev = n
+	}
+}
+
 func testCheckpoints(t *testing.T, b persistence.Backend) {
 	ctx := ctxT(t)
 	if p, err := b.LoadCheckpoint(ctx, "outbox"); err != nil || p != 0 {
@@ -587,6 +634,8 @@ func testClosed(t *testing.T, b persistence.Backend) {
 	check("read all", err)
 	_, err = b.Head(ctx)
 	check("head", err)
+	_, err = b.Behind(ctx, 0)
+	check("behind", err)
 	check("save checkpoint", b.SaveCheckpoint(ctx, "c", 1))
 	_, err = b.LoadCheckpoint(ctx, "c")
 	check("load checkpoint", err)

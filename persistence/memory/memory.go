@@ -22,7 +22,6 @@ type Backend struct {
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
 	idem        map[string]idemEntry
-	now         func() time.Time
 }
 
 type idemEntry struct {
@@ -39,15 +38,7 @@ func New() *Backend {
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
 		idem:        make(map[string]idemEntry),
-		now:         time.Now,
 	}
-}
-
-// SetClock replaces the clock used for idempotency expiry (tests only).
-func (b *Backend) SetClock(now func() time.Time) {
-	b.mu.Lock()
-	b.now = now
-	b.mu.Unlock()
 }
 
 // Append implements persistence.Journal.
@@ -131,6 +122,16 @@ func (b *Backend) Head(ctx context.Context) (uint64, error) {
 	return uint64(len(b.log)), nil
 }
 
+// Behind implements persistence.Journal: positions are dense (one per
+// record), so it is Head minus after.
+func (b *Backend) Behind(ctx context.Context, after uint64) (uint64, error) {
+	head, err := b.Head(ctx)
+	if err != nil || head <= after {
+		return 0, err
+	}
+	return head - after, nil
+}
+
 // LoadCheckpoint implements persistence.Checkpoints.
 func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
 	b.mu.RLock()
@@ -188,7 +189,7 @@ func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, 
 	if b.closed {
 		return nil, false, persistence.ErrClosed
 	}
-	now := b.now()
+	now := time.Now()
 	if e, ok := b.idem[key]; ok && now.Before(e.expires) {
 		return slices.Clone(e.value), false, nil
 	}
@@ -204,7 +205,7 @@ func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool,
 		return nil, false, persistence.ErrClosed
 	}
 	e, ok := b.idem[key]
-	if !ok || !b.now().Before(e.expires) {
+	if !ok || !time.Now().Before(e.expires) {
 		return nil, false, nil
 	}
 	return slices.Clone(e.value), true, nil

@@ -687,9 +687,11 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// Behind returns how many journal messages lie after position after: the
-// outbox's lag in appends (positions here are seq*1000+index, so Head minus a
-// checkpoint would overstate it a thousandfold).
+// Behind implements persistence.Journal: it returns how many journal
+// messages lie after the one holding position after, that is the outbox's
+// lag in appends (positions here are seq*1000+index, so Head minus a
+// checkpoint would overstate it a thousandfold). A message's records count
+// once, and a skipped stream sequence counts as a message.
 func (b *Backend) Behind(ctx context.Context, after uint64) (uint64, error) {
 	head, err := b.Head(ctx)
 	if err != nil {

@@ -1,0 +1,118 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ordersystem/ordersystem/actors"
+	"github.com/ordersystem/ordersystem/cluster"
+)
+
+// unreachable is a requester whose every call fails, as a node's member
+// does while it rejoins the cluster; block makes each call wait for its
+// context instead.
+type unreachable struct {
+	calls atomic.Int64
+	block bool
+}
+
+func (u *unreachable) Request(ctx context.Context, id, kind string, msg any) (any, error) {
+	u.calls.Add(1)
+	if u.block {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return nil, cluster.ErrUnavailable
+}
+
+func (u *unreachable) Forget(string, string) {}
+
+// within fails t unless f returns within d.
+func within(t *testing.T, d time.Duration, what string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %v", what, d)
+	}
+}
+
+// Stop before Run returns at once (a node whose start failed before the
+// driver ran stops it on the way out), and a Run after Stop does not start.
+func TestOutboxDriverStopBeforeRun(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	req := &unreachable{}
+	d := actors.NewOutboxDriver(req, time.Millisecond, nil)
+	within(t, 2*time.Second, "Stop before Run", d.Stop)
+	within(t, 2*time.Second, "a second Stop", d.Stop)
+	within(t, 2*time.Second, "Run after Stop", func() {
+		if err := d.Run(context.Background()); err != nil {
+			t.Errorf("Run after Stop = %v, want nil", err)
+		}
+	})
+	d.Nudge()
+	if n := req.calls.Load(); n != 0 {
+		t.Fatalf("a stopped driver drained %d times", n)
+	}
+}
+
+// Stop ends a Run whose drains keep failing (the member is rejoining) or
+// hang, and leaves no goroutine behind; Run returns nil after Stop.
+func TestOutboxDriverStopEndsAFailingRun(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		name := map[bool]string{false: "failing", true: "hanging"}[block]
+		t.Run(name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			req := &unreachable{block: block}
+			d := actors.NewOutboxDriver(req, 5*time.Millisecond, nil)
+			ran := make(chan error, 1)
+			go func() { ran <- d.Run(context.Background()) }()
+			d.Nudge()
+			deadline := time.Now().Add(5 * time.Second)
+			for req.calls.Load() < 2 && !(block && req.calls.Load() == 1) {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d drains in 5 s", req.calls.Load())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			within(t, 2*time.Second, "Stop during "+name+" drains", d.Stop)
+			if err := <-ran; err != nil {
+				t.Fatalf("Run after Stop = %v, want nil", err)
+			}
+			within(t, time.Second, "a second Stop", d.Stop)
+		})
+	}
+}
+
+// Run ends with its context, and refuses to run twice at once.
+func TestOutboxDriverRunEndsWithItsContext(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	req := &unreachable{}
+	d := actors.NewOutboxDriver(req, time.Hour, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for req.calls.Load() == 0 { // Run runs once it drained on a nudge
+		if time.Now().After(deadline) {
+			t.Fatal("Run never drained on a nudge")
+		}
+		d.Nudge()
+		time.Sleep(time.Millisecond)
+	}
+	if err := d.Run(context.Background()); !errors.Is(err, actors.ErrDriverRunning) {
+		t.Fatalf("a second Run = %v, want ErrDriverRunning", err)
+	}
+	cancel()
+	if err := <-ran; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run after its context ended = %v, want context.Canceled", err)
+	}
+	within(t, time.Second, "Stop after Run ended", d.Stop)
+}

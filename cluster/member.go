@@ -1,0 +1,387 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/supervisor"
+)
+
+// ErrStarted is returned by Member.Start when the member was already
+// started or stopped: a Member joins once for its lifetime.
+var ErrStarted = errors.New("member already started")
+
+// ProviderFunc returns the membership provider of a new incarnation; nil
+// means a one-member cluster. A provider that fences itself must call
+// fenced once, with the reason (LeaseOptions.OnFenced); the member then
+// starts a new incarnation with a new provider. ctx bounds what the call
+// does (connecting a registry, say), not the provider's life.
+type ProviderFunc func(ctx context.Context, fenced func(reason string)) (pcluster.ClusterProvider, error)
+
+// Leaser is the optional ability of a membership provider that holds a
+// lease (LeaseProvider has it). A member whose provider has it refuses to
+// serve while the lease is not valid, and lists the members from the
+// provider's records (which carry node ids); without it a member always
+// serves and lists protoactor's member view.
+type Leaser interface {
+	// Fenced reports whether the provider fenced itself.
+	Fenced() bool
+	// Lease reports whether this member's lease is valid now.
+	Lease() (valid bool, expires time.Time)
+	// Records is the provider's member view.
+	Records() []registry.MemberRecord
+}
+
+var _ Leaser = (*LeaseProvider)(nil)
+
+// MemberConfig configures a Member.
+type MemberConfig struct {
+	// Node configures every incarnation; its Provider is ignored (each
+	// incarnation gets its own from NewProvider).
+	Node Config
+	// NewProvider makes the provider of each incarnation; nil means a
+	// one-member cluster.
+	NewProvider ProviderFunc
+	// Rejoined, if set, is called after a new incarnation replaced a fenced
+	// one (on the member's rejoin goroutine; it must not block).
+	Rejoined func()
+	// JoinTimeout bounds NewProvider during a rejoin (default 10 s).
+	JoinTimeout time.Duration
+	// Backoff spaces failed rejoins (default 200 ms to 5 s).
+	Backoff supervisor.BackoffPolicy
+	// Logger receives fencing and rejoins (default: Node.Logger).
+	Logger *slog.Logger
+}
+
+// Member is this process's cluster member across incarnations. protoactor
+// never readmits a member id it dropped (issue #1083), so when the
+// membership provider fences itself (the lease ran out: a pause, a cut-off
+// registry) the member stops the fenced incarnation and starts a new one
+// (a new actor system, a new provider) with capped backoff until one
+// joins or Stop is called. Callers hold the Member for the process's
+// lifetime and never see the incarnations change.
+//
+// Create it with NewMember, join with Start, leave with Stop. Its methods
+// are safe for concurrent use, and safe (they refuse or report nothing)
+// before Start, while no incarnation runs and after Stop.
+type Member struct {
+	cfg MemberConfig
+	log *slog.Logger
+
+	mu        sync.Mutex
+	cur       *Node  // the running incarnation, nil while none runs
+	lease     Leaser // the lease of the newest provider, nil without one
+	gen       int    // incarnation counter: the newest provider's number
+	started   bool
+	stopped   bool
+	leaving   bool // Stop runs: serve on while the lease is handed back
+	fenced    bool // the newest incarnation fenced and no new one joined yet
+	rejoining bool // the rejoin goroutine runs
+	again     bool // the incarnation the rejoin goroutine is starting fenced
+	stop      chan struct{}
+	rejoin    sync.WaitGroup
+	stopOnce  sync.Once
+}
+
+// NewMember returns a member that has not joined yet.
+func NewMember(cfg MemberConfig) *Member {
+	if cfg.JoinTimeout <= 0 {
+		cfg.JoinTimeout = 10 * time.Second
+	}
+	if cfg.Backoff.Base <= 0 {
+		cfg.Backoff.Base = 200 * time.Millisecond
+	}
+	if cfg.Backoff.Max <= 0 {
+		cfg.Backoff.Max = 5 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = cfg.Node.Logger
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Member{cfg: cfg, log: log, stop: make(chan struct{})}
+}
+
+// Start joins the cluster as the first incarnation. It returns an error
+// (and leaves nothing running) when that incarnation cannot start; fencing
+// later is handled by the member itself.
+func (m *Member) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.started || m.stopped {
+		m.mu.Unlock()
+		return ErrStarted
+	}
+	m.started = true
+	m.mu.Unlock()
+	n, gen, err := m.incarnate(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	switch {
+	case m.stopped: // Stop ran meanwhile
+		m.mu.Unlock()
+		n.Stop(false)
+		return ErrStopped
+	case m.rejoining || m.gen != gen:
+		// It fenced while it started: the rejoin goroutine is starting
+		// (or started) its successor.
+		m.mu.Unlock()
+		n.Stop(false)
+		return nil
+	}
+	m.cur = n
+	m.mu.Unlock()
+	return nil
+}
+
+// incarnate starts a new incarnation with a new provider and returns it
+// with its number.
+func (m *Member) incarnate(ctx context.Context) (*Node, int, error) {
+	m.mu.Lock()
+	m.gen++
+	gen := m.gen
+	m.mu.Unlock()
+	cfg := m.cfg.Node
+	cfg.Provider = nil
+	if m.cfg.NewProvider != nil {
+		p, err := m.cfg.NewProvider(ctx, func(reason string) { m.onFenced(gen, reason) })
+		if err != nil {
+			return nil, gen, err
+		}
+		cfg.Provider = p
+	}
+	lease, _ := cfg.Provider.(Leaser)
+	m.mu.Lock()
+	m.lease = lease
+	m.mu.Unlock()
+	n, err := Start(cfg)
+	return n, gen, err
+}
+
+// onFenced runs on incarnation gen's provider goroutine when it fenced
+// itself: stop serving, leave, and rejoin as a new incarnation.
+func (m *Member) onFenced(gen int, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped || gen != m.gen {
+		return
+	}
+	m.log.Warn("fenced: this node lost its cluster lease; stopping its actors and rejoining", slog.String("reason", reason))
+	m.fenced = true
+	if m.rejoining {
+		// The incarnation the rejoin goroutine just started fenced already:
+		// it starts another once it has this one.
+		m.again = true
+		return
+	}
+	m.rejoining = true
+	m.rejoin.Add(1)
+	go m.rejoinLoop()
+}
+
+// rejoinLoop stops the fenced incarnation and starts new ones until one
+// joins (and stays unfenced while it starts) or Stop is called.
+func (m *Member) rejoinLoop() {
+	defer m.rejoin.Done()
+	for {
+		m.mu.Lock()
+		old := m.cur
+		m.cur, m.again = nil, false
+		m.mu.Unlock()
+		if old != nil {
+			old.Stop(false)
+		}
+		n, attempt := m.joinWithBackoff()
+		m.mu.Lock()
+		switch {
+		case n == nil || m.stopped:
+			m.rejoining = false
+			m.mu.Unlock()
+			if n != nil {
+				n.Stop(false)
+			}
+			return
+		case m.again:
+			m.cur = n
+			m.mu.Unlock()
+			continue
+		}
+		m.cur, m.fenced, m.rejoining = n, false, false
+		m.mu.Unlock()
+		m.log.Info("rejoined the cluster as a new incarnation", slog.Int("attempt", attempt))
+		if m.cfg.Rejoined != nil {
+			m.cfg.Rejoined()
+		}
+		return
+	}
+}
+
+// joinWithBackoff starts incarnations until one runs; nil once Stop is
+// called.
+func (m *Member) joinWithBackoff() (*Node, int) {
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-m.stop:
+			return nil, attempt
+		default:
+		}
+		n, err := m.incarnateUntilStop()
+		if err == nil {
+			return n, attempt
+		}
+		m.log.Warn("rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		t := time.NewTimer(m.cfg.Backoff.Delay(attempt))
+		select {
+		case <-m.stop:
+			t.Stop()
+			return nil, attempt
+		case <-t.C:
+		}
+	}
+}
+
+// incarnateUntilStop is incarnate bounded by JoinTimeout and by Stop.
+func (m *Member) incarnateUntilStop() (*Node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.JoinTimeout)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	n, _, err := m.incarnate(ctx)
+	cancel()
+	<-watched
+	return n, err
+}
+
+// current is the running incarnation, nil while none runs.
+func (m *Member) current() *Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cur
+}
+
+// Request sends msg to the actor identity of kind through the running
+// incarnation (see Node.Request). While none runs (before Start, during a
+// rejoin, after Stop) it fails at once with ErrUnavailable.
+func (m *Member) Request(ctx context.Context, identity, kind string, msg any) (any, error) {
+	n := m.current()
+	if n == nil {
+		return nil, fmt.Errorf("%w: this node is not a cluster member right now", ErrUnavailable)
+	}
+	return n.Request(ctx, identity, kind, msg)
+}
+
+// Forget drops the cached location of an actor (see Node.Forget); a no-op
+// while no incarnation runs.
+func (m *Member) Forget(identity, kind string) {
+	if n := m.current(); n != nil {
+		n.Forget(identity, kind)
+	}
+}
+
+// Address is the remote address (host:port) of the running incarnation,
+// "" while none runs.
+func (m *Member) Address() string {
+	if n := m.current(); n != nil {
+		return n.Address()
+	}
+	return ""
+}
+
+// Members lists the members this member sees, with their node ids: the
+// lease provider's records when the provider holds a lease, else
+// protoactor's member view (in which only this member's node id is known).
+// Nil while no incarnation runs and the provider holds no lease.
+func (m *Member) Members() []MemberInfo {
+	m.mu.Lock()
+	lease, n := m.lease, m.cur
+	m.mu.Unlock()
+	if lease != nil {
+		recs := lease.Records()
+		out := make([]MemberInfo, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, MemberInfo{ID: r.MemberID, NodeID: r.NodeID, Address: r.Address(), Kinds: r.Kinds})
+		}
+		return out
+	}
+	if n == nil {
+		return nil
+	}
+	ms := n.Members()
+	for i := range ms {
+		if ms[i].ID == n.System().ID {
+			ms[i].NodeID = n.NodeID()
+		}
+	}
+	return ms
+}
+
+// Serving refuses work while this member's lease is not valid (paused, cut
+// off from the registry): another member may own its actors by now. While
+// the member leaves gracefully (Stop) it keeps serving, so that its actors
+// answer until ownership moved. Always nil without a lease.
+func (m *Member) Serving() error {
+	m.mu.Lock()
+	lease, leaving := m.lease, m.leaving
+	m.mu.Unlock()
+	if lease == nil {
+		return nil
+	}
+	if lease.Fenced() {
+		return fmt.Errorf("node %s lost its cluster lease and is rejoining", m.cfg.Node.NodeID)
+	}
+	// A lease that ran out (a pause the provider has not noticed yet) stops it.
+	if ok, _ := lease.Lease(); !ok && !leaving {
+		return fmt.Errorf("node %s lost its cluster lease and is rejoining", m.cfg.Node.NodeID)
+	}
+	return nil
+}
+
+// Ready reports whether this member is in the cluster with a valid lease:
+// an incarnation runs, none is fenced, and Serving accepts.
+func (m *Member) Ready() error {
+	m.mu.Lock()
+	fenced, running := m.fenced, m.cur != nil
+	m.mu.Unlock()
+	if fenced || !running {
+		return fmt.Errorf("node %s is not a cluster member right now (fenced, rejoining)", m.cfg.Node.NodeID)
+	}
+	return m.Serving()
+}
+
+// Stop leaves the cluster: it ends a rejoin in progress (waiting for an
+// incarnation being started, which it then stops), and stops the running
+// incarnation, gracefully if graceful is set (see Node.Stop). It returns
+// once no goroutine of the member runs; a Start in progress stops what it
+// started itself and returns ErrStopped. Idempotent; safe before Start.
+func (m *Member) Stop(graceful bool) {
+	m.stopOnce.Do(func() {
+		m.mu.Lock()
+		m.stopped, m.leaving = true, true
+		m.mu.Unlock()
+		close(m.stop)
+		m.rejoin.Wait()
+		m.mu.Lock()
+		n := m.cur
+		m.cur = nil
+		m.mu.Unlock()
+		if n != nil {
+			n.Stop(graceful)
+		}
+	})
+}

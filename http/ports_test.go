@@ -1,0 +1,48 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	httpapi "github.com/ordersystem/ordersystem/http"
+)
+
+// The node fills these bodies in; their JSON names are the wire contract
+// of GET /, GET /stats and the probes (the node's JSON before the types
+// moved here, field for field).
+func TestPortBodiesJSON(t *testing.T) {
+	at := time.Date(2026, 11, 25, 6, 25, 25, 0, time.UTC)
+	outbox := httpapi.OutboxFigures{Lag: 1, Checkpoint: 2, Head: 3, Published: 4, Failures: 5, DeadLettered: 6}
+	for _, c := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"info", httpapi.Info{Service: "ordersystem", Version: "v", NodeID: "n1", Mode: "cluster", Transport: "nats",
+			Persistence: httpapi.BackendInfo{Name: "nats", Address: "nats://h:4222", Durability: "d"},
+			Members:     []httpapi.Member{{ID: "m1", NodeID: "n1", Address: "h:1", Kinds: []string{"order"}}, {ID: "m2", Address: "h:2"}},
+			StartedAt:   at, Outbox: outbox},
+			`{"service":"ordersystem","version":"v","nodeId":"n1","mode":"cluster","transport":"nats",` +
+				`"persistence":{"name":"nats","address":"nats://h:4222","durability":"d"},` +
+				`"members":[{"id":"m1","nodeId":"n1","address":"h:1","kinds":["order"]},{"id":"m2","address":"h:2"}],` +
+				`"startedAt":"2026-11-25T06:25:25Z","outbox":{"lag":1,"checkpoint":2,"head":3,"published":4,"failures":5,"deadLettered":6}}`},
+		{"info without members", httpapi.Info{Persistence: httpapi.BackendInfo{Name: "inmemory"}},
+			`{"service":"","version":"","nodeId":"","mode":"","transport":"","persistence":{"name":"inmemory","durability":""},` +
+				`"members":null,"startedAt":"0001-01-01T00:00:00Z","outbox":{"lag":0,"checkpoint":0,"head":0,"published":0,"failures":0,"deadLettered":0}}`},
+		{"health", httpapi.HealthReport{Status: "down", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{
+			"node":        {Status: "down", Error: "shutting down"},
+			"persistence": {Status: "up", LatencyMS: 0.5, Monitor: &httpapi.Monitor{Up: true, LatencyMS: 0.25, Since: at, CheckedAt: at}},
+			"transport": {Status: "down", LatencyMS: 1, Error: "refused",
+				Monitor: &httpapi.Monitor{LastError: "refused", LatencyMS: 1, Since: at, CheckedAt: at, Failures: 3}},
+		}},
+			`{"status":"down","nodeId":"n1","components":{"node":{"status":"down","latencyMs":0,"error":"shutting down"},` +
+				`"persistence":{"status":"up","latencyMs":0.5,"monitor":{"up":true,"latencyMs":0.25,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":0}},` +
+				`"transport":{"status":"down","latencyMs":1,"error":"refused","monitor":{"up":false,"lastError":"refused","latencyMs":1,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":3}}}}`},
+	} {
+		b, err := json.Marshal(c.v)
+		if err != nil || string(b) != c.want {
+			t.Errorf("%s:\n got %s (%v)\nwant %s", c.name, b, err, c.want)
+		}
+	}
+}

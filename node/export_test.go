@@ -1,0 +1,17 @@
+package node
+
+import (
+	"github.com/ordersystem/ordersystem/readmodel"
+	"github.com/ordersystem/ordersystem/transport"
+)
+
+// Accessors for the tests (package node_test) only.
+
+// ReadModel is the node's read model.
+func (n *Node) ReadModel() *readmodel.ReadModel { return n.readModel }
+
+// Config is the node's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Transport is the node's event transport.
+func (n *Node) Transport() transport.Transport { return n.transport }
