@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
