@@ -347,3 +347,17 @@ func FuzzAPINeverFails5xx(f *testing.F) {
 		}
 	})
 }
+
+func TestCrossOriginBrowserRequestsRefused(t *testing.T) {
+	srv, _ := newFakeAPI(t)
+	id := createdOrder(t, srv.URL)
+	json := "application/json"
+	checkRefusals(t, srv.URL, []refusal{
+		{"create from another site", "POST", "/orders", seedOrder, map[string][]string{"Content-Type": {json}, "Sec-Fetch-Site": {"cross-site"}}, 403, "cross_origin", "", "cross-origin request refused"},
+		{"empty cancel from another site", "POST", "/orders/" + id + "/cancel", "", map[string][]string{"Sec-Fetch-Site": {"cross-site"}}, 403, "cross_origin", "", "cross-origin"},
+		{"pay from another origin (old browser)", "POST", "/orders/" + id + "/pay", "", map[string][]string{"Origin": {"https://evil.example"}}, 403, "cross_origin", "", "cross-origin"},
+		{"create from the same origin", "POST", "/orders", seedOrder, map[string][]string{"Content-Type": {json}, "Sec-Fetch-Site": {"same-origin"}}, 201, "", "", ""},
+		{"read from another site", "GET", "/orders/" + id, "", map[string][]string{"Sec-Fetch-Site": {"cross-site"}}, 200, "", "", ""},
+		{"pay from a non-browser client", "POST", "/orders/" + id + "/pay", "", nil, 200, "", "", ""},
+	})
+}

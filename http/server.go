@@ -100,11 +100,12 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{cfg: cfg, routes: map[string]bool{}, served: map[route]bool{}}
+	a := &api{cfg: cfg, routes: map[string]bool{}, served: map[route]bool{}, origin: http.NewCrossOriginProtection()}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(a.observe)
+	e.Use(a.refuseCrossOrigin)
 	e.Use(a.limitBody)
 	if cfg.APIToken != "" {
 		e.Use(a.requireToken)
@@ -147,6 +148,7 @@ type api struct {
 	routes   map[string]bool // route templates, for the metrics' route label
 	served   map[route]bool  // method and template of every route
 	inFlight chan struct{}   // semaphore of MaxInFlight
+	origin   *http.CrossOriginProtection
 }
 
 // route is a method and a route template.
@@ -217,6 +219,22 @@ func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
 			return &apiError{status: http.StatusServiceUnavailable, code: "overloaded",
 				msg: fmt.Sprintf("more than %d order requests in flight; retry shortly", cap(a.inFlight))}
 		}
+	}
+}
+
+// refuseCrossOrigin refuses state-changing requests that a browser sends
+// from another origin (net/http's CrossOriginProtection: Sec-Fetch-Site, else
+// Origin against Host), so that a web page cannot make its visitors' browsers
+// create, pay or cancel orders on a node without --api-token (or with a
+// token the browser holds). Clients that are not browsers send neither
+// header and pass.
+func (a *api) refuseCrossOrigin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := a.origin.Check(c.Request()); err != nil {
+			return &apiError{status: http.StatusForbidden, code: "cross_origin",
+				msg: "cross-origin request refused: " + err.Error()}
+		}
+		return next(c)
 	}
 }
 
