@@ -14,6 +14,7 @@ import (
 	"github.com/ordersystem/ordersystem/cluster/peerreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
 // closableRegistry is the membership registry with its Close.
@@ -88,15 +89,15 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	case "peers":
 		return n.peerRegistry()
 	case Redis:
-		r, err := redisreg.New(redisreg.Options{Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
+		r, err := redisreg.New(redisreg.Options{Client: n.conns.redis, Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
 		if err != nil {
-			return nil, fmt.Errorf("cluster membership on Redis (--redis=%s): %w", redactURL(n.cfg.Redis), err)
+			return nil, fmt.Errorf("cluster membership on Redis (--redis=%s): %w", redact.URL(n.cfg.Redis), err)
 		}
 		return r, nil
 	case NATS:
-		r, err := natsreg.New(ctx, natsreg.Options{URL: n.cfg.NATS, Cluster: n.cfg.ClusterName, TTL: n.cfg.LeaseTTL})
+		r, err := natsreg.New(ctx, natsreg.Options{Conn: n.conns.nats, URL: n.cfg.NATS, Cluster: n.cfg.ClusterName, TTL: n.cfg.LeaseTTL})
 		if err != nil {
-			return nil, fmt.Errorf("cluster membership on NATS (--nats=%s): %w", redactURL(n.cfg.NATS), err)
+			return nil, fmt.Errorf("cluster membership on NATS (--nats=%s): %w", redact.URL(n.cfg.NATS), err)
 		}
 		return r, nil
 	default:

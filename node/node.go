@@ -35,6 +35,7 @@ var Version = "0.1.0"
 type Node struct {
 	cfg       Config
 	log       *slog.Logger
+	conns     connections
 	backend   persistence.Backend
 	transport transport.Transport
 	readModel *readmodel.ReadModel
@@ -90,12 +91,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.listener = ln
 
-	if n.backend, err = openPersistence(ctx, cfg, log); err != nil {
+	if err = n.conns.open(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if n.backend, err = openPersistence(ctx, cfg, n.conns, log); err != nil {
 		return nil, err
 	}
 	d := n.backend.Describe()
 	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability))
-	if n.transport, err = openTransport(ctx, cfg, log); err != nil {
+	if n.transport, err = openTransport(ctx, cfg, n.conns, log); err != nil {
 		return nil, err
 	}
 	log.Info("transport ready", slog.String("backend", n.transport.Name()))
@@ -370,6 +374,7 @@ func (n *Node) closeAll() error {
 		if n.backend != nil {
 			errs = append(errs, n.backend.Close())
 		}
+		errs = append(errs, n.conns.close()) // last: every backend above used them
 		if n.listener != nil {
 			_ = n.listener.Close()
 		}

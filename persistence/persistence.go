@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/ordersystem/ordersystem/order"
 )
@@ -130,22 +129,11 @@ type Snapshots interface {
 	LoadSnapshot(ctx context.Context, streamID string) (s Snapshot, ok bool, err error)
 }
 
-// Idempotency stores small records under caller-chosen keys that expire.
-type Idempotency interface {
-	// PutIdempotency stores value under key for ttl unless the key is already
-	// present; it returns the stored value and whether this call stored it.
-	PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) (stored []byte, created bool, err error)
-	// GetIdempotency returns the value under key; ok is false when the key is
-	// absent or expired.
-	GetIdempotency(ctx context.Context, key string) (value []byte, ok bool, err error)
-}
-
 // Backend is everything a node needs from one persistence backend.
 type Backend interface {
 	Journal
 	Checkpoints
 	Snapshots
-	Idempotency
 	// Ping checks that the backend answers; used by health checks.
 	Ping(ctx context.Context) error
 	// Describe reports what the backend is and the durability it gets, for

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/natsconn"
+	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
 // Errors of the NATS registry.
@@ -57,7 +59,9 @@ func (m Mode) String() string {
 type Options struct {
 	// URL of the NATS server (default nats.DefaultURL). Ignored if Conn is set.
 	URL string
-	// Conn is an existing connection to use; the registry does not close it.
+	// Conn is an existing connection to use, made by natsconn.Connect (a
+	// node shares one between its journal, transport and membership); the
+	// registry does not close it.
 	Conn *nats.Conn
 	// Bucket is the KV bucket (default "ordersystem_members").
 	Bucket string
@@ -125,10 +129,9 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	defer cancel()
 	r := &Registry{nc: opts.Conn, bucket: opts.Bucket, cluster: opts.Cluster}
 	if r.nc == nil {
-		nc, err := nats.Connect(opts.URL, nats.Name("ordersystem-membership"), nats.Timeout(opts.Timeout),
-			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		nc, err := natsconn.Connect(ctx, natsconn.Options{URL: opts.URL, Name: "ordersystem-membership", Timeout: opts.Timeout})
 		if err != nil {
-			return nil, fmt.Errorf("nats membership registry: connect %s: %w", opts.URL, err)
+			return nil, fmt.Errorf("nats membership registry: connect %s: %w", redact.URL(opts.URL), err)
 		}
 		r.nc, r.ownConn = nc, true
 	}
@@ -206,9 +209,6 @@ func (r *Registry) create(ctx context.Context, opts Options) (jetstream.KeyValue
 	}
 	return kv, err
 }
-
-// Mode is the expiry mode in use (ModeKeyTTL or ModeBucketTTL).
-func (r *Registry) Mode() Mode { return r.mode }
 
 // Close closes the connection if New opened it. Idempotent.
 func (r *Registry) Close() error {

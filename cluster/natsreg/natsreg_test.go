@@ -14,6 +14,7 @@ import (
 	"github.com/ordersystem/ordersystem/cluster/natsreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
 	"github.com/ordersystem/ordersystem/cluster/registry/registrytest"
+	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -100,5 +101,37 @@ func TestNATSBucketTTLMismatch(t *testing.T) {
 	}
 	if err := reg.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestSharedConn runs the registry on a connection it is handed, which its
+// Close leaves open.
+func TestSharedConn(t *testing.T) {
+	url := testservers.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := natsconn.Connect(ctx, natsconn.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	bucket := "ostest_" + registrytest.NewID("b")
+	t.Cleanup(func() { deleteBucket(t, url, bucket) })
+	reg, err := natsreg.New(ctx, natsreg.Options{Conn: nc, Bucket: bucket, Mode: natsreg.ModeBucketTTL, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := registrytest.Record(registrytest.NewID("m"), "n1")
+	if err := reg.Register(ctx, rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reg.List(ctx); err != nil || len(got) != 1 || got[0].MemberID != rec.MemberID {
+		t.Fatalf("List = %+v, %v; want the one member", got, err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if nc.IsClosed() {
+		t.Fatal("the registry closed the connection it was handed")
 	}
 }

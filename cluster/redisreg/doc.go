@@ -7,8 +7,12 @@
 // A dead member's key disappears when its lease runs out (Redis expiry), so
 // the others stop listing it.
 //
-// List is SCAN MATCH <Prefix>members:<Cluster>:* plus MGET: O(keys in the
-// database) per poll, fine for small clusters and a Redis that is not
-// shared with millions of other keys; a very large deployment would keep a
-// sorted set of members with expiry scores instead.
+// Register also adds the member id to the set <Prefix>members:<Cluster>:index,
+// and List reads that set and MGETs the members' keys: O(members) per poll,
+// whatever else the database holds. Ids whose key expired are removed from
+// the set by List.
+//
+// The registry works through a client of its own (Options.Addr) or one it
+// is handed (Options.Client), which it then shares with the node's journal
+// and transport and does not close.
 package redisreg

@@ -10,12 +10,20 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 )
 
 // Options configure a Registry. The zero value of each field takes its
 // default.
 type Options struct {
-	// Addr is host:port or a redis:// or rediss:// URL (default 127.0.0.1:6379).
+	// Client is an existing client to use (a node shares one between its
+	// journal, transport and membership); the registry never closes it,
+	// and the timeouts below are then the client's business (the lease
+	// loop bounds every call with a context deadline). Without a Client,
+	// New makes one for Addr.
+	Client goredis.UniversalClient
+	// Addr is host:port or a redis:// or rediss:// URL (default
+	// 127.0.0.1:6379); unused with a Client.
 	Addr string
 	// Prefix starts every key (default "ordersystem:").
 	Prefix string
@@ -50,9 +58,10 @@ func (o *Options) setDefaults() {
 }
 
 // Registry is a registry.Registry on Redis. Safe for concurrent use; Close
-// releases the connection pool.
+// releases the client if New made it.
 type Registry struct {
-	client    *goredis.Client
+	client    goredis.UniversalClient
+	ownClient bool   // made by New (no Options.Client): Close closes it
 	keyPrefix string // <Prefix>members:<Cluster>:
 	closeOnce sync.Once
 	closeErr  error
@@ -67,31 +76,32 @@ func New(opts Options) (*Registry, error) {
 	if err := registry.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
 		return nil, fmt.Errorf("redis membership registry: %w", err)
 	}
-	var ro *goredis.Options
-	if strings.Contains(opts.Addr, "://") {
-		var err error
-		if ro, err = goredis.ParseURL(opts.Addr); err != nil {
-			return nil, fmt.Errorf("redis membership registry: address %q: %w", opts.Addr, err)
+	r := &Registry{client: opts.Client, keyPrefix: opts.Prefix + "members:" + opts.Cluster + ":"}
+	if r.client == nil {
+		c, err := redisconn.New(redisconn.Options{
+			Addr:         opts.Addr,
+			DialTimeout:  opts.DialTimeout,
+			ReadTimeout:  opts.ReadTimeout,
+			WriteTimeout: opts.WriteTimeout,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis membership registry: %w", err)
 		}
-	} else {
-		ro = &goredis.Options{Addr: opts.Addr}
+		r.client, r.ownClient = c, true
 	}
-	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout
-	ro.MaxRetries = -1 // the lease loop retries; a hidden retry would only stretch a call past its deadline
-	return &Registry{
-		client:    goredis.NewClient(ro),
-		keyPrefix: opts.Prefix + "members:" + opts.Cluster + ":",
-	}, nil
+	return r, nil
 }
 
-// Close closes the client. Idempotent.
+// Close closes the client if New made it (a client from Options.Client
+// stays open). Idempotent.
 func (r *Registry) Close() error {
-	r.closeOnce.Do(func() { r.closeErr = r.client.Close() })
+	r.closeOnce.Do(func() {
+		if r.ownClient {
+			r.closeErr = r.client.Close()
+		}
+	})
 	return r.closeErr
 }
-
-// KeyPrefix is the prefix of this registry's keys (<Prefix>members:<Cluster>:).
-func (r *Registry) KeyPrefix() string { return r.keyPrefix }
 
 func (r *Registry) key(memberID string) string { return r.keyPrefix + memberID }
 
@@ -184,8 +194,9 @@ func (r *Registry) Deregister(ctx context.Context, rec registry.MemberRecord) er
 	return nil
 }
 
-// List implements registry.Registry with SCAN by prefix and MGET. Values
-// that do not decode are skipped (they expire with their lease).
+// List implements registry.Registry: the index set, then MGET of the
+// members' keys. Values that do not decode are skipped (they expire with
+// their lease).
 func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	ids, err := r.client.SMembers(ctx, r.indexKey()).Result()
 	if err != nil {
@@ -212,7 +223,7 @@ func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 			}
 			rec, err := registry.DecodeMemberRecord([]byte(s))
 			if err != nil || r.key(rec.MemberID) != keys[i] || seen[rec.MemberID] {
-				continue // not a record of ours, or a key SCAN returned twice
+				continue // not a record of ours, or an id listed twice
 			}
 			seen[rec.MemberID] = true
 			out = append(out, rec)
@@ -224,16 +235,4 @@ func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	}
 	registry.SortRecords(out)
 	return out, nil
-}
-
-// globEscape escapes the glob metacharacters of a SCAN MATCH pattern.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[]\^`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
 	"github.com/ordersystem/ordersystem/cluster/registry/registrytest"
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -104,5 +105,37 @@ func TestRedisClustersAreSeparate(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Fatalf("cluster a lists members of cluster a_b: %+v", got)
+	}
+}
+
+// TestSharedClient runs the registry on a client it is handed, which its
+// Close leaves open.
+func TestSharedClient(t *testing.T) {
+	addr := testservers.Redis(t)
+	c, err := redisconn.New(redisconn.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	prefix := "ostest:" + registrytest.NewID("c") + ":"
+	t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+	reg, err := redisreg.New(redisreg.Options{Client: c, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec := registrytest.Record(registrytest.NewID("m"), "n1")
+	if err := reg.Register(ctx, rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reg.List(ctx); err != nil || len(got) != 1 || got[0].MemberID != rec.MemberID {
+		t.Fatalf("List = %+v, %v; want the one member", got, err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("the shared client after Close: %v (the registry closed it)", err)
 	}
 }

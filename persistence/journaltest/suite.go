@@ -48,7 +48,6 @@ func Run(t *testing.T, newBackend Factory, f Features) {
 		{"BehindCountsWhatIsAfter", testBehind},
 		{"Checkpoints", testCheckpoints},
 		{"Snapshots", testSnapshots},
-		{"IdempotencyRecords", testIdempotency},
 		{"CanceledContext", testCanceledContext},
 		{"BinaryPayloads", testBinaryPayloads},
 		{"ConcurrentStreamsGlobalLog", testConcurrentStreamsGlobalLog},
@@ -417,45 +416,6 @@ func testSnapshots(t *testing.T, b persistence.Backend) {
 	}
 }
 
-func testIdempotency(t *testing.T, b persistence.Backend) {
-	ctx := ctxT(t)
-	v, created, err := b.PutIdempotency(ctx, "k1", []byte("first"), time.Hour)
-	if err != nil || !created || string(v) != "first" {
-		t.Fatalf("first put: %q created=%v err=%v", v, created, err)
-	}
-	v, created, err = b.PutIdempotency(ctx, "k1", []byte("second"), time.Hour)
-	if err != nil || created || string(v) != "first" {
-		t.Fatalf("second put: %q created=%v err=%v, want the first value", v, created, err)
-	}
-	if v, ok, err := b.GetIdempotency(ctx, "k1"); err != nil || !ok || string(v) != "first" {
-		t.Fatalf("get: %q ok=%v err=%v", v, ok, err)
-	}
-	if _, ok, err := b.GetIdempotency(ctx, "absent"); err != nil || ok {
-		t.Fatalf("get absent: ok=%v err=%v", ok, err)
-	}
-	// Expiry: a short-lived record disappears and the key can be used again.
-	if _, _, err := b.PutIdempotency(ctx, "short", []byte("x"), 300*time.Millisecond); err != nil {
-		t.Fatalf("put short: %v", err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, ok, err := b.GetIdempotency(ctx, "short")
-		if err != nil {
-			t.Fatalf("get short: %v", err)
-		}
-		if !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("idempotency record did not expire")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if _, created, err := b.PutIdempotency(ctx, "short", []byte("y"), time.Hour); err != nil || !created {
-		t.Fatalf("put after expiry: created=%v err=%v", created, err)
-	}
-}
-
 func testCanceledContext(t *testing.T, b persistence.Backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -642,9 +602,5 @@ func testClosed(t *testing.T, b persistence.Backend) {
 	check("save snapshot", b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "closed", Version: 1}))
 	_, _, err = b.LoadSnapshot(ctx, "closed")
 	check("load snapshot", err)
-	_, _, err = b.PutIdempotency(ctx, "k", []byte("v"), time.Minute)
-	check("put idempotency", err)
-	_, _, err = b.GetIdempotency(ctx, "k")
-	check("get idempotency", err)
 	check("ping", b.Ping(ctx))
 }

@@ -1,5 +1,5 @@
-// Package memory is the in-process persistence backend: a journal, checkpoints,
-// snapshots and idempotency records held in maps. Nothing survives the
+// Package memory is the in-process persistence backend: a journal, checkpoints
+// and snapshots held in maps. Nothing survives the
 // process; it is the default for a standalone node and for tests.
 package memory
 
@@ -7,7 +7,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/ordersystem/ordersystem/persistence"
 )
@@ -21,12 +20,6 @@ type Backend struct {
 	log         []persistence.Record // log[i].Position == i+1
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
-	idem        map[string]idemEntry
-}
-
-type idemEntry struct {
-	value   []byte
-	expires time.Time
 }
 
 var _ persistence.Backend = (*Backend)(nil)
@@ -37,7 +30,6 @@ func New() *Backend {
 		streams:     make(map[string][]persistence.Record),
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
-		idem:        make(map[string]idemEntry),
 	}
 }
 
@@ -180,35 +172,6 @@ func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistenc
 		s.Data = slices.Clone(s.Data)
 	}
 	return s, ok, nil
-}
-
-// PutIdempotency implements persistence.Idempotency.
-func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, false, persistence.ErrClosed
-	}
-	now := time.Now()
-	if e, ok := b.idem[key]; ok && now.Before(e.expires) {
-		return slices.Clone(e.value), false, nil
-	}
-	b.idem[key] = idemEntry{value: slices.Clone(value), expires: now.Add(ttl)}
-	return slices.Clone(value), true, nil
-}
-
-// GetIdempotency implements persistence.Idempotency.
-func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool, error) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return nil, false, persistence.ErrClosed
-	}
-	e, ok := b.idem[key]
-	if !ok || !time.Now().Before(e.expires) {
-		return nil, false, nil
-	}
-	return slices.Clone(e.value), true, nil
 }
 
 // Ping implements persistence.Backend.

@@ -1,6 +1,9 @@
 // Package nats is the NATS JetStream persistence backend: the event journal
-// in one JetStream stream, and checkpoints, snapshots and idempotency records
-// in three JetStream key-value buckets.
+// in one JetStream stream, and checkpoints and snapshots in two JetStream
+// key-value buckets. It connects by itself (Options.URL) or works on a
+// connection it is handed (Options.Conn), which it then shares with the
+// node's other NATS users and does not close; either way it ends the
+// operations in flight as soon as the connection drops.
 //
 // # Journal layout
 //
@@ -53,13 +56,7 @@
 //
 // # Key-value buckets
 //
-// Buckets <Stream>_checkpoints, <Stream>_snapshots and <Stream>_idempotency
-// (history 1). Keys outside [A-Za-z0-9_-] are stored base64url-encoded
-// behind "=". A snapshot is stored with a revision check and only replaces a
-// lower version. An idempotency record stores its ttl next to the value and
-// is expired by the server's timestamp plus ttl, checked on read; on servers
-// with per-message TTL (nats-server 2.11+) the key also gets a server-side
-// TTL (rounded up to whole seconds) so the server removes it, and on older
-// servers the bucket's MaxAge (Options.IdempotencyRetention, default 24 h)
-// removes records, so there a record lives at most that long whatever its ttl.
+// Buckets <Stream>_checkpoints and <Stream>_snapshots (history 1). Keys
+// outside [A-Za-z0-9_-] are stored base64url-encoded behind "=". A snapshot
+// is stored with a revision check and only replaces a lower version.
 package nats

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -119,101 +118,4 @@ func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistenc
 		return persistence.Snapshot{}, false, fmt.Errorf("nats load snapshot of %q: stored value of %d bytes is too short", streamID, len(v))
 	}
 	return persistence.Snapshot{StreamID: streamID, Version: binary.BigEndian.Uint64(v), Data: v[8:]}, true, nil
-}
-
-// Idempotency values are the ttl (8-byte big-endian nanoseconds) followed by
-// the caller's value; a record expires at its server timestamp plus ttl.
-
-func (b *Backend) idemExpired(e jetstream.KeyValueEntry) (value []byte, expired bool, err error) {
-	v := e.Value()
-	if len(v) < 8 {
-		return nil, false, fmt.Errorf("stored value of %d bytes is too short", len(v))
-	}
-	ttl := time.Duration(binary.BigEndian.Uint64(v))
-	return v[8:], !time.Now().Before(e.Created().Add(ttl)), nil
-}
-
-// PutIdempotency implements persistence.Idempotency.
-func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
-	if err := b.begin(ctx, "put idempotency record"); err != nil {
-		return nil, false, err
-	}
-	if key == "" {
-		return nil, false, fmt.Errorf("put idempotency record: empty key: %w", persistence.ErrInvalidArgument)
-	}
-	if ttl <= 0 {
-		return nil, false, fmt.Errorf("put idempotency record %q: ttl %s is not positive: %w", key, ttl, persistence.ErrInvalidArgument)
-	}
-	ctx, cancel := b.opCtx(ctx)
-	defer cancel()
-	op := fmt.Sprintf("put idempotency record %q", key)
-	k := kvKey(key)
-	val := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(value)), uint64(ttl))
-	val = append(val, value...)
-	var createOpts []jetstream.KVCreateOpt
-	var purgeOpts []jetstream.KVDeleteOpt
-	if b.keyTTL {
-		// The server counts whole seconds, at least one: round up, the
-		// stored ttl keeps the exact expiry.
-		createOpts = append(createOpts, jetstream.KeyTTL(max(time.Second, (ttl+time.Second-1).Truncate(time.Second))))
-		purgeOpts = append(purgeOpts, jetstream.PurgeTTL(b.markerTTL))
-	}
-	for range casAttempts {
-		_, err := b.idem.Create(ctx, k, val, createOpts...)
-		if err == nil {
-			return value, true, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, false, b.wrap(ctx, op, err)
-		}
-		e, err := b.idem.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired between Create and Get
-		}
-		if err != nil {
-			return nil, false, b.wrap(ctx, op, err)
-		}
-		stored, expired, err := b.idemExpired(e)
-		if err != nil {
-			return nil, false, fmt.Errorf("nats %s: %w", op, err)
-		}
-		if !expired {
-			return stored, false, nil
-		}
-		// Expired but not yet removed by the server: purge exactly that
-		// revision, then create again.
-		err = b.idem.Purge(ctx, k, append(purgeOpts, jetstream.LastRevision(e.Revision()))...)
-		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, false, b.wrap(ctx, op, err)
-		}
-	}
-	return nil, false, persistence.Unavailable("nats "+op, errors.New("too many concurrent writers of the key"))
-}
-
-// GetIdempotency implements persistence.Idempotency.
-func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool, error) {
-	if err := b.begin(ctx, "get idempotency record"); err != nil {
-		return nil, false, err
-	}
-	if key == "" {
-		return nil, false, nil
-	}
-	ctx, cancel := b.opCtx(ctx)
-	defer cancel()
-	op := fmt.Sprintf("get idempotency record %q", key)
-	e, err := b.idem.Get(ctx, kvKey(key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, b.wrap(ctx, op, err)
-	}
-	v, expired, err := b.idemExpired(e)
-	if err != nil {
-		return nil, false, fmt.Errorf("nats %s: %w", op, err)
-	}
-	if expired {
-		return nil, false, nil
-	}
-	return v, true, nil
 }

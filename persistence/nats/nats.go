@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/natsconn"
+	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 
@@ -25,13 +26,14 @@ type Backend struct {
 	addr       string // server URL(s) without credentials
 	durability string
 
-	nc     *natsgo.Conn
-	js     jetstream.JetStream
-	stream jetstream.Stream
+	nc      *natsgo.Conn
+	ownConn bool               // connected by New (no Options.Conn): Close closes it
+	status  chan natsgo.Status // the connection's drops (see watch)
+	watched chan struct{}      // closed when watch's goroutine returns
+	js      jetstream.JetStream
+	stream  jetstream.Stream
 
-	checkpoints, snapshots, idem jetstream.KeyValue
-	keyTTL                       bool          // the idempotency bucket supports per-key TTL
-	markerTTL                    time.Duration // how long its delete markers live (keyTTL only)
+	checkpoints, snapshots jetstream.KeyValue
 
 	maxPayload int64
 	cache      *streamCache
@@ -50,51 +52,63 @@ const loadDirectMax = 16
 // readAllWindow is how many stream sequences ReadAll gets in parallel.
 const readAllWindow = 64
 
-// New connects to NATS, creates or updates the journal stream and the
-// key-value buckets, and returns the backend. When the server cannot be
-// reached the error wraps persistence.ErrUnavailable and names the URL
-// (without credentials).
+// New connects to NATS (unless opts.Conn is set), creates or updates the
+// journal stream and the key-value buckets, and returns the backend. When
+// the server cannot be reached the error wraps persistence.ErrUnavailable
+// and names the URL (without credentials).
 func New(ctx context.Context, opts Options) (*Backend, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{opts: opts, addr: redactURLs(opts.URL), cache: newStreamCache(opts.CacheSize, opts.CacheRecords)}
-	log := opts.Logger.With(slog.String("nats_url", b.addr))
-	copts := []natsgo.Option{
-		natsgo.Name("ordersystem persistence " + opts.Stream),
-		natsgo.Timeout(opts.DialTimeout),
-		natsgo.MaxReconnects(-1),
-		natsgo.ReconnectWait(250 * time.Millisecond),
-		// Fail publishes while disconnected instead of buffering them: a
-		// buffered append could land long after its caller gave up.
-		natsgo.ReconnectBufSize(-1),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			log.Warn("nats persistence disconnected", slog.Any("error", err))
-			b.inflight.cancelAll()
-		}),
-		natsgo.ReconnectHandler(func(*natsgo.Conn) { log.Info("nats persistence reconnected") }),
-		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
-			log.Warn("nats persistence async error", slog.Any("error", err))
-		}),
-	}
-	if opts.CredsFile != "" {
-		copts = append(copts, natsgo.UserCredentials(opts.CredsFile))
-	}
-	nc, err := natsgo.Connect(opts.URL, copts...)
-	if err != nil {
-		if isRefusal(err) {
-			// Wrong credentials or a missing creds file: retrying will not help.
-			return nil, fmt.Errorf("nats connect to %s: %w", b.addr, err)
+	b := &Backend{opts: opts, addr: redact.URL(opts.URL), cache: newStreamCache(opts.CacheSize, opts.CacheRecords), nc: opts.Conn}
+	if b.nc == nil {
+		nc, err := natsconn.Connect(ctx, natsconn.Options{
+			URL:       opts.URL,
+			Name:      "ordersystem persistence " + opts.Stream,
+			CredsFile: opts.CredsFile,
+			Timeout:   opts.DialTimeout,
+			Logger:    opts.Logger,
+		})
+		if err != nil {
+			if isRefusal(err) {
+				// Wrong credentials or a missing creds file: retrying will not help.
+				return nil, fmt.Errorf("nats connect to %s: %w", b.addr, err)
+			}
+			return nil, persistence.Unavailable("nats connect to "+b.addr, err)
 		}
-		return nil, persistence.Unavailable("nats connect to "+b.addr, err)
+		b.nc, b.ownConn = nc, true
 	}
-	b.nc = nc
+	b.watch()
 	if err := b.setup(ctx); err != nil {
-		nc.Close()
+		b.release()
 		return nil, err
 	}
 	return b, nil
+}
+
+// watch ends the operations in flight whenever the connection drops (a
+// request in flight would otherwise wait for its timeout), until release.
+// It listens to the connection's status changes, which any number of users
+// of a shared connection may do.
+func (b *Backend) watch() {
+	b.status = b.nc.StatusChanged(natsgo.RECONNECTING, natsgo.DISCONNECTED, natsgo.CLOSED)
+	b.watched = make(chan struct{})
+	go func() {
+		defer close(b.watched)
+		for range b.status {
+			b.inflight.cancelAll()
+		}
+	}()
+}
+
+// release stops watching the connection and closes it if New opened it.
+func (b *Backend) release() {
+	b.nc.RemoveStatusListener(b.status)
+	<-b.watched
+	if b.ownConn {
+		b.nc.Close()
+	}
 }
 
 // setup creates or updates the stream and the buckets.
@@ -139,25 +153,6 @@ func (b *Backend) setup(ctx context.Context) error {
 	if b.snapshots, err = js.CreateOrUpdateKeyValue(ctx, kvcfg(o.snapshotBucket(), "snapshots")); err != nil {
 		return b.wrapSetup(ctx, "create bucket "+o.snapshotBucket(), err)
 	}
-	// Idempotency: per-key TTL where the server has it (2.11+), else a
-	// bucket-wide MaxAge.
-	idcfg := kvcfg(o.idempotencyBucket(), "idempotency records")
-	idcfg.LimitMarkerTTL = time.Minute
-	b.idem, err = js.CreateOrUpdateKeyValue(ctx, idcfg)
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		idcfg.LimitMarkerTTL = 0
-		idcfg.TTL = o.IdempotencyRetention
-		b.idem, err = js.CreateOrUpdateKeyValue(ctx, idcfg)
-	}
-	if err != nil {
-		return b.wrapSetup(ctx, "create bucket "+o.idempotencyBucket(), err)
-	}
-	st, err := b.idem.Status(ctx)
-	if err != nil {
-		return b.wrap(ctx, "bucket status", err)
-	}
-	b.markerTTL = st.LimitMarkerTTL()
-	b.keyTTL = b.markerTTL > 0
 	b.maxPayload = b.nc.MaxPayload()
 	b.durability = b.describeDurability(b.stream.CachedInfo())
 	return nil
@@ -672,17 +667,15 @@ func (b *Backend) describeDurability(info *jetstream.StreamInfo) string {
 	} else {
 		s += "; with 1 replica a lost disk loses the journal"
 	}
-	if !b.keyTTL {
-		s += fmt.Sprintf("; this server has no per-message TTL, so idempotency records live at most %s", b.opts.IdempotencyRetention)
-	}
 	return s
 }
 
-// Close implements persistence.Backend. It is idempotent.
+// Close implements persistence.Backend: it closes the connection if New
+// opened it (a connection from Options.Conn stays open). It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		b.nc.Close()
+		b.release()
 	})
 	return nil
 }

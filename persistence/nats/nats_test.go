@@ -16,6 +16,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/journaltest"
@@ -46,7 +47,7 @@ func destroy(t testing.TB, url string, opts Options) {
 	if err := js.DeleteStream(ctx, opts.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Logf("cleanup: delete stream %s: %v", opts.Stream, err)
 	}
-	for _, bucket := range []string{opts.checkpointBucket(), opts.snapshotBucket(), opts.idempotencyBucket()} {
+	for _, bucket := range []string{opts.checkpointBucket(), opts.snapshotBucket()} {
 		if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
 		}
@@ -153,7 +154,6 @@ func TestServerGoneFailsFast(t *testing.T) {
 		"read all":  func() error { _, err := b.ReadAll(ctx, 0, 10); return err },
 		"head":      func() error { _, err := b.Head(ctx); return err },
 		"ping":      func() error { return b.Ping(ctx) },
-		"put idem":  func() error { _, _, err := b.PutIdempotency(ctx, "k", []byte("v"), time.Minute); return err },
 		"save snap": func() error { return b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "gone", Version: 1}) },
 		"load cp":   func() error { _, err := b.LoadCheckpoint(ctx, "c"); return err },
 	}
@@ -171,6 +171,56 @@ func TestServerGoneFailsFast(t *testing.T) {
 	waitFor(t, 20*time.Second, func() error { return b.Ping(ctx) })
 	if v, err := b.Append(ctx, "gone", 1, []persistence.Record{{Type: "Ev", Data: []byte("2")}}); err != nil || v != 2 {
 		t.Fatalf("append after the server came back: %d, %v", v, err)
+	}
+}
+
+// TestSharedConn hands two backends one connection: both work on it, a
+// drop of the server ends their calls at once, and closing them leaves the
+// connection open for its owner.
+func TestSharedConn(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	nc, err := natsconn.Connect(context.Background(), natsconn.Options{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var backends []*Backend
+	for range 2 {
+		b := newBackend(t, srv.URL(), Options{Conn: nc})
+		if b.nc != nc {
+			t.Fatal("the backend opened a connection of its own")
+		}
+		if _, err := b.Append(ctx, "shared", 0, []persistence.Record{{Type: "Ev"}}); err != nil {
+			t.Fatalf("append through a shared connection: %v", err)
+		}
+		backends = append(backends, b)
+	}
+	srv.Stop()
+	for _, b := range backends {
+		start := time.Now()
+		if err := b.Ping(ctx); !errors.Is(err, persistence.ErrUnavailable) {
+			t.Fatalf("ping with the server stopped: %v, want ErrUnavailable", err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("ping took %s to fail", took)
+		}
+	}
+	srv.Start()
+	for _, b := range backends {
+		waitFor(t, 20*time.Second, func() error { return b.Ping(ctx) })
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nc.IsClosed() {
+		t.Fatal("closing the backends closed the shared connection")
+	}
+	o := Options{Conn: nc}
+	o.setDefaults()
+	if o.URL != srv.URL() {
+		t.Fatalf("URL of a backend given only a connection: %q, want %q", o.URL, srv.URL())
 	}
 }
 
@@ -245,18 +295,18 @@ func TestInvalidOrderIDsRefused(t *testing.T) {
 		}
 	}
 	// Keys of the buckets may be anything.
-	for _, k := range []string{"a.b", "*", "idem key/with spaces?", "ü"} {
-		if _, created, err := b.PutIdempotency(ctx, k, []byte(k), time.Minute); err != nil || !created {
-			t.Fatalf("put idempotency %q: created=%v %v", k, created, err)
-		}
-		if v, ok, err := b.GetIdempotency(ctx, k); err != nil || !ok || string(v) != k {
-			t.Fatalf("get idempotency %q: %q %v %v", k, v, ok, err)
-		}
+	for _, k := range []string{"a.b", "*", "key/with spaces?", "ü"} {
 		if err := b.SaveCheckpoint(ctx, k, 7); err != nil {
 			t.Fatalf("save checkpoint %q: %v", k, err)
 		}
 		if p, err := b.LoadCheckpoint(ctx, k); err != nil || p != 7 {
 			t.Fatalf("load checkpoint %q: %d %v", k, p, err)
+		}
+		if err := b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: k, Version: 3, Data: []byte(k)}); err != nil {
+			t.Fatalf("save snapshot %q: %v", k, err)
+		}
+		if s, ok, err := b.LoadSnapshot(ctx, k); err != nil || !ok || s.Version != 3 || string(s.Data) != k {
+			t.Fatalf("load snapshot %q: %+v %v %v", k, s, ok, err)
 		}
 	}
 	if _, err := b.Append(ctx, "many", 0, make([]persistence.Record, positionScale+1)); !errors.Is(err, persistence.ErrInvalidArgument) {
@@ -386,27 +436,6 @@ func TestPositions(t *testing.T) {
 	if err != nil || len(page) != 2 || page[0].Type != "B" {
 		t.Fatalf("read all after the first record of a message: %+v %v", page, err)
 	}
-}
-
-// TestIdempotencyPerKeyTTL checks that on a server with per-message TTL the
-// server itself removes an expired record.
-func TestIdempotencyPerKeyTTL(t *testing.T) {
-	srv := testservers.StartNATS(t)
-	b := newBackend(t, srv.URL(), Options{})
-	if !b.keyTTL {
-		t.Fatalf("server %s: per-key TTL not detected", b.nc.ConnectedServerVersion())
-	}
-	ctx := context.Background()
-	if _, _, err := b.PutIdempotency(ctx, "k", []byte("v"), 200*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, func() error {
-		_, err := b.idem.Get(ctx, "k")
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil
-		}
-		return fmt.Errorf("key still stored: %v", err)
-	})
 }
 
 // waitFor polls f until it returns nil or the time is up.

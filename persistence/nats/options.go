@@ -8,24 +8,34 @@ import (
 	"strings"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
 // Defaults applied by Options.setDefaults.
 const (
-	DefaultURL                  = "nats://127.0.0.1:4222"
-	DefaultStream               = "ORDERS_JOURNAL"
-	DefaultSubjectPrefix        = "orders.journal"
-	DefaultDialTimeout          = 2 * time.Second
-	DefaultTimeout              = 5 * time.Second
-	DefaultIdempotencyRetention = 24 * time.Hour
-	DefaultCacheSize            = 10_000
-	DefaultCacheRecords         = 100_000
+	DefaultURL           = "nats://127.0.0.1:4222"
+	DefaultStream        = "ORDERS_JOURNAL"
+	DefaultSubjectPrefix = "orders.journal"
+	DefaultDialTimeout   = 2 * time.Second
+	DefaultTimeout       = 5 * time.Second
+	DefaultCacheSize     = 10_000
+	DefaultCacheRecords  = 100_000
 )
 
 // Options configures a Backend. The zero value is usable: New fills in the
 // defaults.
 type Options struct {
+	// Conn is an existing connection to use, made by natsconn.Connect (a
+	// node shares one between its journal, transport and membership); the
+	// backend never closes it. URL then only names the server in messages
+	// (default: the server Conn is connected to), and CredsFile,
+	// DialTimeout and Logger are unused. Without a Conn, New connects to
+	// URL.
+	Conn *natsgo.Conn
+
 	// URL is the server URL, or several separated by commas. It may carry
 	// credentials (nats://user:pass@host:4222 or nats://token@host:4222).
 	// Default nats://127.0.0.1:4222.
@@ -35,7 +45,8 @@ type Options struct {
 	CredsFile string
 
 	// Stream is the JetStream stream of the journal (default ORDERS_JOURNAL);
-	// it also names the key-value buckets. Letters, digits, _ and - only.
+	// it also names the key-value buckets of checkpoints and snapshots.
+	// Letters, digits, _ and - only.
 	Stream string
 
 	// SubjectPrefix is the subject prefix of the journal (default
@@ -52,11 +63,6 @@ type Options struct {
 	// operation whose context has no earlier deadline (default 5 s).
 	DialTimeout time.Duration
 	Timeout     time.Duration
-
-	// IdempotencyRetention is the idempotency bucket's MaxAge on servers
-	// without per-message TTL (before 2.11): records are removed after it
-	// whatever their ttl. Default 24 h.
-	IdempotencyRetention time.Duration
 
 	// CacheSize is the number of orders whose last (version, sequence) the
 	// backend remembers (default 10,000); negative turns the cache off, so
@@ -79,18 +85,23 @@ var (
 )
 
 func (o *Options) setDefaults() {
-	if o.URL == "" {
+	if o.URL == "" && o.Conn != nil {
+		o.URL = o.Conn.ConnectedUrlRedacted()
+	}
+	if o.URL == "" && o.Conn == nil {
 		o.URL = DefaultURL
 	}
 	// Accept host:port as nats://host:port.
-	parts := strings.Split(o.URL, ",")
-	for i, u := range parts {
-		if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
-			u = "nats://" + u
+	if o.URL != "" {
+		parts := strings.Split(o.URL, ",")
+		for i, u := range parts {
+			if u = strings.TrimSpace(u); !strings.Contains(u, "://") {
+				u = "nats://" + u
+			}
+			parts[i] = u
 		}
-		parts[i] = u
+		o.URL = strings.Join(parts, ",")
 	}
-	o.URL = strings.Join(parts, ",")
 	if o.Stream == "" {
 		o.Stream = DefaultStream
 	}
@@ -106,9 +117,6 @@ func (o *Options) setDefaults() {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
-	if o.IdempotencyRetention == 0 {
-		o.IdempotencyRetention = DefaultIdempotencyRetention
-	}
 	if o.CacheSize == 0 {
 		o.CacheSize = DefaultCacheSize
 	}
@@ -120,17 +128,21 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Validate reports the first option that cannot work, naming it and its value.
+// Validate reports the first option that cannot work, naming it and its
+// value. With a Conn, URL is not checked (it only names the server).
 func (o *Options) Validate() error {
 	for _, u := range strings.Split(o.URL, ",") {
+		if o.Conn != nil {
+			break
+		}
 		p, err := url.Parse(strings.TrimSpace(u))
 		if err != nil || p.Host == "" {
-			return fmt.Errorf("nats option URL=%s: want nats://[user:pass@]host:port[,...]", redactURLs(o.URL))
+			return fmt.Errorf("nats option URL=%s: want nats://[user:pass@]host:port[,...]", redact.URL(o.URL))
 		}
 		switch p.Scheme {
 		case "nats", "tls", "ws", "wss":
 		default:
-			return fmt.Errorf("nats option URL=%s: scheme %q, want nats, tls, ws or wss", redactURLs(o.URL), p.Scheme)
+			return fmt.Errorf("nats option URL=%s: scheme %q, want nats, tls, ws or wss", redact.URL(o.URL), p.Scheme)
 		}
 	}
 	switch {
@@ -148,28 +160,10 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("nats option DialTimeout=%s: must not be negative", o.DialTimeout)
 	case o.Timeout < 0:
 		return fmt.Errorf("nats option Timeout=%s: must not be negative", o.Timeout)
-	case o.IdempotencyRetention < time.Second:
-		return fmt.Errorf("nats option IdempotencyRetention=%s: must be at least 1s", o.IdempotencyRetention)
 	}
 	return nil
 }
 
-// redactURLs returns the server URL(s) without credentials.
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, u := range parts {
-		p, err := url.Parse(strings.TrimSpace(u))
-		if err != nil {
-			parts[i] = "(unparsable URL)"
-			continue
-		}
-		p.User = nil
-		parts[i] = p.String()
-	}
-	return strings.Join(parts, ",")
-}
-
 // bucket names derived from the stream name.
-func (o *Options) checkpointBucket() string  { return o.Stream + "_checkpoints" }
-func (o *Options) snapshotBucket() string    { return o.Stream + "_snapshots" }
-func (o *Options) idempotencyBucket() string { return o.Stream + "_idempotency" }
+func (o *Options) checkpointBucket() string { return o.Stream + "_checkpoints" }
+func (o *Options) snapshotBucket() string   { return o.Stream + "_snapshots" }

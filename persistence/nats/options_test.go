@@ -3,10 +3,10 @@ package nats
 import (
 	"strings"
 	"testing"
-	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 
+	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 
@@ -27,7 +27,7 @@ func TestOptionsDefaultsAndURLs(t *testing.T) {
 		if o.URL != c.url {
 			t.Fatalf("%q: URL %q, want %q", c.in, o.URL, c.url)
 		}
-		if got := redactURLs(o.URL); got != c.redacted {
+		if got := redact.URL(o.URL); got != c.redacted {
 			t.Fatalf("%q: redacted %q, want %q", c.in, got, c.redacted)
 		}
 	}
@@ -36,8 +36,8 @@ func TestOptionsDefaultsAndURLs(t *testing.T) {
 	if o.Stream != DefaultStream || o.SubjectPrefix != DefaultSubjectPrefix || o.Replicas != 1 || o.Timeout != DefaultTimeout {
 		t.Fatalf("defaults: %+v", o)
 	}
-	if o.checkpointBucket() != "ORDERS_JOURNAL_checkpoints" || o.idempotencyBucket() != "ORDERS_JOURNAL_idempotency" {
-		t.Fatalf("bucket names %s %s", o.checkpointBucket(), o.idempotencyBucket())
+	if o.checkpointBucket() != "ORDERS_JOURNAL_checkpoints" || o.snapshotBucket() != "ORDERS_JOURNAL_snapshots" {
+		t.Fatalf("bucket names %s %s", o.checkpointBucket(), o.snapshotBucket())
 	}
 }
 
@@ -54,7 +54,6 @@ func TestOptionsRefused(t *testing.T) {
 		{Options{SubjectPrefix: "orders..x"}, "SubjectPrefix"},
 		{Options{SubjectPrefix: "$KV.x"}, "SubjectPrefix"},
 		{Options{Replicas: 7}, "Replicas"},
-		{Options{IdempotencyRetention: time.Millisecond}, "IdempotencyRetention"},
 	} {
 		c.o.setDefaults()
 		err := c.o.Validate()

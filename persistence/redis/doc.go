@@ -1,7 +1,8 @@
 // Package redis is the Redis persistence backend: the event journal,
-// checkpoints, snapshots and idempotency records of OrderSystem kept in one
-// Redis server (standalone, or a primary with replicas when Options.WaitReplicas
-// is set).
+// checkpoints and snapshots of OrderSystem kept in one Redis server
+// (standalone, or a primary with replicas when Options.WaitReplicas is set),
+// through a client of its own or one it is handed (Options.Client), which
+// it then shares with the node's other Redis users and does not close.
 //
 // # Key layout
 //
@@ -14,7 +15,6 @@
 //	                         version order; its length is the stream's version.
 //	<prefix>checkpoints      hash: checkpoint name -> position.
 //	<prefix>snapshot:<id>    hash {v: version, d: data}: the newest snapshot.
-//	<prefix>idem:<key>       string with a PX expiry: one idempotency record.
 //
 // Each event is stored once (in the log); a stream list holds positions only.
 //

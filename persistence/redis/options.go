@@ -1,34 +1,38 @@
 package redis
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 )
 
 // Defaults applied by Options.setDefaults.
 const (
 	DefaultAddr     = "127.0.0.1:6379"
 	DefaultPrefix   = "ordersystem:"
-	DefaultTimeout  = 2 * time.Second
+	DefaultTimeout  = redisconn.DefaultTimeout
 	DefaultPoolSize = 64
 	DefaultMaxBatch = 128
 )
 
-// Options configures a Backend. The zero value (plus an Addr) is usable: New
-// fills in the defaults.
+// Options configures a Backend. The zero value (plus an Addr or a Client) is
+// usable: New fills in the defaults.
 type Options struct {
+	// Client is an existing client to use (a node shares one between its
+	// journal, transport and membership); the backend never closes it.
+	// DialTimeout and PoolSize are then the client's business, and zero
+	// ReadTimeout and WriteTimeout are taken from a client made by
+	// redisconn.New. Without a Client, New makes one for Addr.
+	Client goredis.UniversalClient
+
 	// Addr is "host:port", or a redis:// or rediss:// URL that may carry a
 	// user, a password, a database number (redis://user:pass@host:6379/2)
 	// and go-redis query options; rediss:// turns TLS on. Default
-	// 127.0.0.1:6379.
+	// 127.0.0.1:6379. With a Client it only names the server in messages
+	// (default: the client's address).
 	Addr string
 
 	// Prefix starts every key this backend touches. Default "ordersystem:".
@@ -61,7 +65,20 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.Addr == "" {
+	if o.Client != nil {
+		if o.Addr == "" {
+			o.Addr = redisconn.ServerAddr(o.Client)
+		}
+		if c, ok := o.Client.(interface{ Options() *goredis.Options }); ok {
+			if co := c.Options(); o.ReadTimeout == 0 && co.ReadTimeout > 0 {
+				o.ReadTimeout = co.ReadTimeout
+			}
+			if co := c.Options(); o.WriteTimeout == 0 && co.WriteTimeout > 0 {
+				o.WriteTimeout = co.WriteTimeout
+			}
+		}
+	}
+	if o.Addr == "" && o.Client == nil {
 		o.Addr = DefaultAddr
 	}
 	if o.Prefix == "" {
@@ -89,8 +106,10 @@ func (o *Options) setDefaults() {
 
 // Validate reports the first option that cannot work, naming it and its value.
 func (o *Options) Validate() error {
-	if _, err := o.clientOptions(); err != nil {
-		return err
+	if o.Client == nil {
+		if _, err := o.clientOptions(); err != nil {
+			return err
+		}
 	}
 	switch {
 	case o.DialTimeout < 0:
@@ -113,64 +132,18 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// isURL tells a redis:// or rediss:// URL from host:port.
-func isURL(addr string) bool { return strings.Contains(addr, "://") }
-
-// clientOptions turns Options into go-redis options.
+// clientOptions turns Options into the go-redis options of the client New
+// makes when it is given no Client.
 func (o *Options) clientOptions() (*goredis.Options, error) {
-	var co *goredis.Options
-	if isURL(o.Addr) {
-		u, err := url.Parse(o.Addr)
-		if err != nil {
-			// url.Parse echoes the input, which may hold a password.
-			return nil, fmt.Errorf("redis option Addr: not a valid URL: %w", errors.Unwrap(err))
-		}
-		if u.Scheme != "redis" && u.Scheme != "rediss" {
-			return nil, fmt.Errorf("redis option Addr: URL scheme %q, want redis:// or rediss://", u.Scheme)
-		}
-		co, err = goredis.ParseURL(o.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("redis option Addr=%s: %w", redact(o.Addr), err)
-		}
-	} else {
-		host, port, err := net.SplitHostPort(o.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("redis option Addr=%q: want host:port or a redis:// URL: %w", o.Addr, err)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
-			return nil, fmt.Errorf("redis option Addr=%q: port %q is not a number in 1..65535", o.Addr, port)
-		}
-		co = &goredis.Options{Network: "tcp", Addr: net.JoinHostPort(host, port)}
-	}
-	co.DialTimeout = o.DialTimeout
-	co.ReadTimeout = o.ReadTimeout
-	co.WriteTimeout = o.WriteTimeout
-	co.PoolSize = o.PoolSize
-	co.PoolTimeout = o.ReadTimeout
-	co.ContextTimeoutEnabled = true
-	// One dial attempt and no command retries: the caller (an actor, the
-	// outbox, a health check) decides about retries, an unreachable server
-	// is reported within DialTimeout, and a script is never sent twice.
-	co.DialerRetries = 1
-	co.MaxRetries = -1
-	co.DisableIdentity = true
-	co.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	return co, nil
-}
-
-// redact returns addr without credentials: host:port as given, a URL as
-// scheme://host:port[/db].
-func redact(addr string) string {
-	if !isURL(addr) {
-		return addr
-	}
-	u, err := url.Parse(addr)
+	co, err := redisconn.Options{
+		Addr:         o.Addr,
+		DialTimeout:  o.DialTimeout,
+		ReadTimeout:  o.ReadTimeout,
+		WriteTimeout: o.WriteTimeout,
+		PoolSize:     o.PoolSize,
+	}.ClientOptions()
 	if err != nil {
-		return "(unparsable redis URL)"
+		return nil, fmt.Errorf("redis option Addr: %w", err)
 	}
-	out := url.URL{Scheme: u.Scheme, Host: u.Host}
-	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
-		out.Path = "/" + p
-	}
-	return out.String()
+	return co, nil
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
 func TestAddrParsing(t *testing.T) {
@@ -40,8 +42,8 @@ func TestAddrParsing(t *testing.T) {
 		if co.DialTimeout != DefaultTimeout || co.ReadTimeout != DefaultTimeout || co.WriteTimeout != DefaultTimeout {
 			t.Fatalf("%s: timeouts %s/%s/%s", c.addr, co.DialTimeout, co.ReadTimeout, co.WriteTimeout)
 		}
-		if got := redact(c.addr); got != c.redacted {
-			t.Fatalf("redact(%s) = %q, want %q", c.addr, got, c.redacted)
+		if got := redact.URL(c.addr); got != c.redacted {
+			t.Fatalf("redact.URL(%s) = %q, want %q", c.addr, got, c.redacted)
 		}
 	}
 }

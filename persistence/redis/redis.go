@@ -12,6 +12,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/internal/redact"
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 
@@ -21,7 +23,8 @@ type Backend struct {
 	opts       Options
 	addr       string // without credentials
 	durability string
-	rdb        *goredis.Client
+	rdb        goredis.UniversalClient
+	ownClient  bool // made by New (no Options.Client): Close closes it
 
 	logKey, seqKey, checkpointKey string
 
@@ -41,7 +44,8 @@ const committers = 2
 
 var _ persistence.Backend = (*Backend)(nil)
 
-// New connects to Redis, checks that it answers and learns its durability
+// New checks that Redis answers (through opts.Client, or a client of its
+// own for opts.Addr), loads the scripts and learns the server's durability
 // settings. When the server cannot be reached the error wraps
 // persistence.ErrUnavailable and names the address.
 func New(ctx context.Context, opts Options) (*Backend, error) {
@@ -49,28 +53,35 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	co, err := opts.clientOptions()
-	if err != nil {
-		return nil, err
-	}
 	b := &Backend{
 		opts:          opts,
-		addr:          redact(opts.Addr),
-		rdb:           goredis.NewClient(co),
+		addr:          redact.URL(opts.Addr),
+		rdb:           opts.Client,
 		logKey:        opts.Prefix + "log",
 		seqKey:        opts.Prefix + "seq",
 		checkpointKey: opts.Prefix + "checkpoints",
 	}
+	if b.rdb == nil {
+		co, err := opts.clientOptions()
+		if err != nil {
+			return nil, err
+		}
+		b.rdb, b.ownClient = goredis.NewClient(co), true
+	}
+	fail := func(op string, err error) (*Backend, error) {
+		if b.ownClient {
+			_ = b.rdb.Close()
+		}
+		return nil, b.wrap(op, err)
+	}
 	if err := b.rdb.Ping(ctx).Err(); err != nil {
-		_ = b.rdb.Close()
-		return nil, b.wrap("connect: ping", err)
+		return fail("connect: ping", err)
 	}
 	// Load the scripts now so that the first appends find them (a restarted
 	// server forgets them; append and load re-load on NOSCRIPT).
 	for _, s := range []*goredis.Script{appendScript, loadScript, snapshotScript} {
 		if err := s.Load(ctx, b.rdb).Err(); err != nil {
-			_ = b.rdb.Close()
-			return nil, b.wrap("load scripts", err)
+			return fail("load scripts", err)
 		}
 	}
 	b.durability = b.describeDurability(ctx)
@@ -88,7 +99,6 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 
 func (b *Backend) streamKey(id string) string   { return b.opts.Prefix + "stream:" + id }
 func (b *Backend) snapshotKey(id string) string { return b.opts.Prefix + "snapshot:" + id }
-func (b *Backend) idemKey(key string) string    { return b.opts.Prefix + "idem:" + key }
 
 // begin is the common entry check of every operation.
 func (b *Backend) begin(ctx context.Context, op string) error {
@@ -101,29 +111,19 @@ func (b *Backend) begin(ctx context.Context, op string) error {
 	return nil
 }
 
-// wrap classifies an error from go-redis: after Close ErrClosed; a reply
-// saying the server cannot serve now (LOADING, READONLY, ...) and every
-// network or timeout error wrap ErrUnavailable; other server replies (a bug
-// or a misconfiguration) are returned as they are, with the operation.
+// wrap classifies an error from go-redis: after Close (or once the client
+// is closed) ErrClosed; what redisconn.Transient calls "retry later" (every
+// network or timeout error, a server that cannot serve now) wraps
+// ErrUnavailable; other server replies (a bug or a misconfiguration) are
+// returned as they are, with the operation.
 func (b *Backend) wrap(op string, err error) error {
 	if b.closed.Load() || errors.Is(err, goredis.ErrClosed) {
 		return persistence.ErrClosed
 	}
-	var rerr goredis.Error
-	if errors.As(err, &rerr) && !isTransientReply(rerr.Error()) {
+	if !redisconn.Transient(err) {
 		return fmt.Errorf("redis %s at %s: %w", op, b.addr, err)
 	}
 	return persistence.Unavailable(fmt.Sprintf("redis %s at %s", op, b.addr), err)
-}
-
-// isTransientReply tells server replies that mean "not now" from real errors.
-func isTransientReply(msg string) bool {
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS", "OOM", "MISCONF"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 func isNoScript(err error) bool {
@@ -505,58 +505,6 @@ func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistenc
 	return persistence.Snapshot{StreamID: streamID, Version: v, Data: []byte(ds)}, true, nil
 }
 
-// ------------------------------------------------------------ idempotency
-
-// PutIdempotency implements persistence.Idempotency with SET NX PX, then GET
-// when the key is taken. ttl is rounded up to whole milliseconds.
-func (b *Backend) PutIdempotency(ctx context.Context, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
-	if err := b.begin(ctx, "put idempotency record"); err != nil {
-		return nil, false, err
-	}
-	if key == "" {
-		return nil, false, fmt.Errorf("put idempotency record: empty key: %w", persistence.ErrInvalidArgument)
-	}
-	if ttl <= 0 {
-		return nil, false, fmt.Errorf("put idempotency record %q: ttl %s is not positive: %w", key, ttl, persistence.ErrInvalidArgument)
-	}
-	ttl = (ttl + time.Millisecond - 1).Truncate(time.Millisecond)
-	k := b.idemKey(key)
-	// The key can expire between a refused SET NX and the GET: try again.
-	for range 5 {
-		ok, err := b.rdb.SetNX(ctx, k, value, ttl).Result()
-		if err != nil {
-			return nil, false, b.wrap("put idempotency record "+strconv.Quote(key), err)
-		}
-		if ok {
-			return value, true, nil
-		}
-		stored, err := b.rdb.Get(ctx, k).Bytes()
-		if errors.Is(err, goredis.Nil) {
-			continue
-		}
-		if err != nil {
-			return nil, false, b.wrap("put idempotency record "+strconv.Quote(key), err)
-		}
-		return stored, false, nil
-	}
-	return nil, false, persistence.Unavailable("redis put idempotency record "+strconv.Quote(key), errors.New("the key kept expiring between SET NX and GET"))
-}
-
-// GetIdempotency implements persistence.Idempotency.
-func (b *Backend) GetIdempotency(ctx context.Context, key string) ([]byte, bool, error) {
-	if err := b.begin(ctx, "get idempotency record"); err != nil {
-		return nil, false, err
-	}
-	v, err := b.rdb.Get(ctx, b.idemKey(key)).Bytes()
-	if errors.Is(err, goredis.Nil) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, b.wrap("get idempotency record "+strconv.Quote(key), err)
-	}
-	return v, true, nil
-}
-
 // ---------------------------------------------------------------- backend
 
 // Ping implements persistence.Backend.
@@ -614,7 +562,8 @@ func durabilityText(appendonly, appendfsync, save string) string {
 }
 
 // Close implements persistence.Backend: it stops the committer (queued
-// appends fail with ErrClosed) and closes the connections. It is idempotent.
+// appends fail with ErrClosed) and closes the client if New made it (a
+// client from Options.Client stays open). It is idempotent.
 func (b *Backend) Close() error {
 	var err error
 	b.closeOnce.Do(func() {
@@ -624,7 +573,9 @@ func (b *Backend) Close() error {
 			b.wg.Wait()
 			close(b.done)
 		}
-		err = b.rdb.Close()
+		if b.ownClient {
+			err = b.rdb.Close()
+		}
 	})
 	return err
 }

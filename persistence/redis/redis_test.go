@@ -12,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/journaltest"
@@ -150,7 +151,6 @@ func TestServerGoneFailsFast(t *testing.T) {
 		"read all":  func() error { _, err := b.ReadAll(ctx, 0, 10); return err },
 		"head":      func() error { _, err := b.Head(ctx); return err },
 		"ping":      func() error { return b.Ping(ctx) },
-		"put idem":  func() error { _, _, err := b.PutIdempotency(ctx, "k", []byte("v"), time.Minute); return err },
 		"save snap": func() error { return b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "gone", Version: 1}) },
 	}
 	for name, call := range calls {
@@ -167,6 +167,47 @@ func TestServerGoneFailsFast(t *testing.T) {
 	waitFor(t, 20*time.Second, func() error { return b.Ping(ctx) })
 	if v, err := b.Append(ctx, "gone", 1, []persistence.Record{{Type: "Ev", Data: []byte("2")}}); err != nil || v != 2 {
 		t.Fatalf("append after the server came back: %d, %v", v, err)
+	}
+}
+
+// TestSharedClient hands two backends one client: both work through it,
+// and closing them leaves it open for its owner.
+func TestSharedClient(t *testing.T) {
+	addr := testservers.Redis(t)
+	c, err := redisconn.New(redisconn.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var backends []*redis.Backend
+	for range 2 {
+		prefix := uniquePrefix(t)
+		t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+		b, err := redis.New(ctx, redis.Options{Client: c, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		if d := b.Describe(); d.Address != addr {
+			t.Fatalf("address %q, want the client's %q", d.Address, addr)
+		}
+		if v, err := b.Append(ctx, "shared", 0, []persistence.Record{{Type: "Ev"}}); err != nil || v != 1 {
+			t.Fatalf("append through a shared client: %d, %v", v, err)
+		}
+		backends = append(backends, b)
+	}
+	for _, b := range backends {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Head(ctx); !errors.Is(err, persistence.ErrClosed) {
+			t.Fatalf("head after Close: %v, want ErrClosed", err)
+		}
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("the shared client after both backends closed: %v (a backend closed it)", err)
 	}
 }
 

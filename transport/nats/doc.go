@@ -37,4 +37,9 @@
 //
 // Ephemeral subscriptions are ordered consumers with deliver policy "new",
 // created before Subscribe returns; the server removes them after Close.
+//
+// The transport connects by itself (Options.URL) or works on a connection
+// it is handed (Options.Conn), which it then shares with the node's other
+// NATS users and does not close: publishing and every subscription use that
+// one connection.
 package nats

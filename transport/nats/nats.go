@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/natsconn"
+	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -36,8 +37,9 @@ const (
 	DefaultMaxMsgs = 1_000_000
 	// DefaultConnectTimeout bounds connecting, so New fails fast.
 	DefaultConnectTimeout = 2 * time.Second
-	// DefaultReconnectWait is the pause between reconnection attempts.
-	DefaultReconnectWait = 250 * time.Millisecond
+	// DefaultReconnectWait is the first pause between reconnection
+	// attempts (it doubles up to natsconn.DefaultReconnectMax).
+	DefaultReconnectWait = natsconn.DefaultReconnectWait
 	// DefaultRequestTimeout bounds JetStream API requests (stream and
 	// consumer management, Ping).
 	DefaultRequestTimeout = 5 * time.Second
@@ -59,8 +61,15 @@ const (
 	DefaultRetryMax = 5 * time.Second
 )
 
-// Options configures a Transport. Only URL is required.
+// Options configures a Transport. Only URL (or Conn) is required.
 type Options struct {
+	// Conn is an existing connection to use, made by natsconn.Connect (a
+	// node shares one between its journal, transport and membership); the
+	// transport never closes it. URL then only names the server in
+	// messages (default: the server Conn is connected to), and
+	// ConnectTimeout, ReconnectWait and Name are unused. Without a Conn,
+	// New connects to URL.
+	Conn *natsgo.Conn
 	// URL is the server URL, or several separated by commas.
 	URL string
 	// Stream is the JetStream stream name (default DefaultStream).
@@ -98,6 +107,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.URL == "" && o.Conn != nil {
+		o.URL = o.Conn.ConnectedUrlRedacted()
+	}
 	set := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -143,7 +155,7 @@ func (o *Options) setDefaults() {
 // Validate reports the first option that is out of range (after defaults).
 func (o Options) Validate() error {
 	switch {
-	case o.URL == "":
+	case o.URL == "" && o.Conn == nil:
 		return errors.New("nats transport: URL is empty: want nats://host:port")
 	case strings.ContainsAny(o.Stream, ". *>/\\\t\r\n"):
 		return fmt.Errorf("nats transport: Stream %q: must not contain '.', '*', '>', slashes or spaces", o.Stream)
@@ -173,12 +185,13 @@ func validPrefix(p string) bool {
 
 // Transport publishes to and subscribes on one JetStream stream. It is safe
 // for concurrent use; Close stops every subscription and closes the
-// connection.
+// connection if New opened it.
 type Transport struct {
-	opts Options
-	addr string // URL without credentials, for messages
-	nc   *natsgo.Conn
-	js   jetstream.JetStream
+	opts    Options
+	addr    string // URL without credentials, for messages
+	nc      *natsgo.Conn
+	ownConn bool // connected by New (no Options.Conn): Close closes it
+	js      jetstream.JetStream
 
 	mu     sync.Mutex
 	closed bool
@@ -187,46 +200,43 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
-// New connects to opts.URL and creates or updates the stream. An
-// unreachable server fails within about ConnectTimeout with an error that
-// matches transport.ErrUnavailable and names the address; after that the
-// connection reconnects by itself forever.
+// New connects to opts.URL (unless opts.Conn is set) and creates or updates
+// the stream. An unreachable server fails within about ConnectTimeout with
+// an error that matches transport.ErrUnavailable and names the address;
+// after that the connection reconnects by itself forever.
 func New(ctx context.Context, opts Options) (*Transport, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Transport{opts: opts, addr: redact(opts.URL), subs: make(map[*subscription]struct{})}
-	log := opts.Logger
-	nc, err := natsgo.Connect(opts.URL,
-		natsgo.Name(opts.Name),
-		natsgo.Timeout(opts.ConnectTimeout),
-		natsgo.MaxReconnects(-1),
-		natsgo.ReconnectWait(opts.ReconnectWait),
-		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
-			if err != nil {
-				log.Warn("nats transport: disconnected", "url", t.addr, "error", err)
-			}
-		}),
-		natsgo.ReconnectHandler(func(nc *natsgo.Conn) {
-			log.Info("nats transport: reconnected", "url", t.addr, "server", nc.ConnectedUrlRedacted())
-		}),
-		natsgo.ErrorHandler(func(_ *natsgo.Conn, _ *natsgo.Subscription, err error) {
-			log.Warn("nats transport: asynchronous error", "url", t.addr, "error", err)
-		}),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("nats transport: server at %s: %w", t.addr, transport.Unavailable("connect", err))
+	t := &Transport{opts: opts, addr: redact.URL(opts.URL), nc: opts.Conn, subs: make(map[*subscription]struct{})}
+	if t.nc == nil {
+		nc, err := natsconn.Connect(ctx, natsconn.Options{
+			URL:           opts.URL,
+			Name:          opts.Name,
+			Timeout:       opts.ConnectTimeout,
+			ReconnectWait: opts.ReconnectWait,
+			Logger:        opts.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("nats transport: server at %s: %w", t.addr, transport.Unavailable("connect", err))
+		}
+		t.nc, t.ownConn = nc, true
 	}
-	t.nc = nc
-	t.js, err = jetstream.New(nc,
+	fail := func(err error) (*Transport, error) {
+		if t.ownConn {
+			t.nc.Close()
+		}
+		return nil, err
+	}
+	var err error
+	t.js, err = jetstream.New(t.nc,
 		jetstream.WithPublishAsyncMaxPending(opts.MaxPending),
 		jetstream.WithPublishAsyncTimeout(opts.AckTimeout),
 		jetstream.WithDefaultTimeout(opts.RequestTimeout),
 	)
 	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("nats transport: %w", err)
+		return fail(fmt.Errorf("nats transport: %w", err))
 	}
 	sctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
 	defer cancel()
@@ -246,34 +256,16 @@ func New(ctx context.Context, opts Options) (*Transport, error) {
 		Duplicates:  opts.DuplicateWindow,
 	})
 	if err != nil {
-		nc.Close()
-		return nil, t.wrap(fmt.Sprintf("create or update stream %s", opts.Stream), err)
+		return fail(t.wrap(fmt.Sprintf("create or update stream %s", opts.Stream), err))
 	}
 	return t, nil
-}
-
-// redact drops credentials from a (comma-separated) server URL.
-func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			u.User = nil
-			p = u.String()
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
 }
 
 // Name implements transport.Transport; it is "nats".
 func (t *Transport) Name() string { return "nats" }
 
-// Stream returns the stream name.
-func (t *Transport) Stream() string { return t.opts.Stream }
-
-// Subject returns the subject events of type typ are published on.
-func (t *Transport) Subject(typ string) string { return t.opts.SubjectPrefix + "." + typ }
+// subject returns the subject events of type typ are published on.
+func (t *Transport) subject(typ string) string { return t.opts.SubjectPrefix + "." + typ }
 
 func (t *Transport) isClosed() bool {
 	t.mu.Lock()
@@ -352,7 +344,7 @@ func (t *Transport) Publish(ctx context.Context, batch []transport.Message) erro
 
 func (t *Transport) natsMsg(m transport.Message) *natsgo.Msg {
 	return &natsgo.Msg{
-		Subject: t.Subject(m.Type),
+		Subject: t.subject(m.Type),
 		Data:    m.Payload,
 		Header: natsgo.Header{
 			jetstream.MsgIDHeader: {m.ID()},
@@ -428,7 +420,8 @@ func (t *Transport) groupConfig(group string) jetstream.ConsumerConfig {
 
 // Close implements transport.Transport: it stops every subscription (waiting
 // for running handler calls), flushes acknowledgements and closes the
-// connection. Idempotent.
+// connection if New opened it (a connection from Options.Conn stays open).
+// Idempotent.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -447,6 +440,8 @@ func (t *Transport) Close() error {
 	if t.nc.IsConnected() {
 		_ = t.nc.FlushTimeout(time.Second)
 	}
-	t.nc.Close()
+	if t.ownConn {
+		t.nc.Close()
+	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/nats"
@@ -92,6 +93,51 @@ func TestContract(t *testing.T) {
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
 		return newTransport(t, uniqueOptions(t, url))
 	}, transporttest.Features{DuplicatePublishDelivered: false})
+}
+
+// TestSharedConn runs two transports (two streams) on one connection they
+// are handed: both deliver, and closing them leaves it open.
+func TestSharedConn(t *testing.T) {
+	url := testservers.NATS(t)
+	nc, err := natsconn.Connect(ctxT(t), natsconn.Options{URL: url, Name: "shared-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var trs []*nats.Transport
+	for i := range 2 {
+		o := uniqueOptions(t, url)
+		o.Conn, o.URL = nc, ""
+		tr := newTransport(t, o)
+		defer tr.Close()
+		r := transporttest.NewRecorder(t)
+		sub, err := tr.Subscribe(ctxT(t), transport.SubscribeOptions{Group: "g"}, r.Handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		msgs := transporttest.Interleaved(fmt.Sprint("shared", i), 2, 2)
+		if err := tr.Publish(ctxT(t), msgs); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]string, len(msgs))
+		for j, m := range msgs {
+			want[j] = m.ID()
+		}
+		r.WaitFor(t, "group on a shared connection", want, 10*time.Second)
+		trs = append(trs, tr)
+	}
+	for _, tr := range trs {
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nc.IsClosed() {
+		t.Fatal("closing the transports closed the shared connection")
+	}
+	if err := nc.FlushTimeout(time.Second); err != nil {
+		t.Fatalf("the shared connection after Close: %v", err)
+	}
 }
 
 // TestRestart restarts a private embedded server (file storage, so the

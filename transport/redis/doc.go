@@ -39,6 +39,12 @@
 // Ephemeral subscriptions read with XREAD from the last entry that existed
 // when Subscribe returned.
 //
-// Blocking reads run on a connection of their own per subscription, which
-// Close closes, so Close returns promptly.
+// The transport works through a client of its own (Options.Addr) or one it
+// is handed (Options.Client), which it then shares with the node's other
+// Redis users and does not close. Blocking reads run on a connection of
+// their own per subscription (a one-connection client made with the options
+// of the transport's client), which Close closes, so Close returns
+// promptly. A client of another kind than a single-server *goredis.Client
+// (a cluster client) gives no options to copy: its blocking reads go through
+// it in slices of at most 500 ms, which bound how long Close waits.
 package redis

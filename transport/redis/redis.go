@@ -15,6 +15,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/internal/redact"
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -44,10 +46,16 @@ const (
 	DefaultRetryMax = 5 * time.Second
 )
 
-// Options configures a Transport. Only Addr is required.
+// Options configures a Transport. Only Addr (or Client) is required.
 type Options struct {
+	// Client is an existing client to use (a node shares one between its
+	// journal, transport and membership); the transport never closes it.
+	// DialTimeout, CommandTimeout and PoolSize are then the client's
+	// business. Without a Client, New makes one for Addr.
+	Client goredis.UniversalClient
 	// Addr is host:port, or a redis:// or rediss:// URL (with user,
-	// password, database; see goredis.ParseURL).
+	// password, database; see goredis.ParseURL). With a Client it only
+	// names the server in messages (default: the client's address).
 	Addr string
 	// Key is the stream key (default DefaultKey).
 	Key string
@@ -83,6 +91,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.Addr == "" && o.Client != nil {
+		o.Addr = redisconn.ServerAddr(o.Client)
+	}
 	if o.Key == "" {
 		o.Key = DefaultKey
 	}
@@ -124,7 +135,7 @@ func (o *Options) setDefaults() {
 // Validate reports the first option that is out of range (after defaults).
 func (o Options) Validate() error {
 	switch {
-	case o.Addr == "":
+	case o.Addr == "" && o.Client == nil:
 		return errors.New("redis transport: Addr is empty: want host:port or a redis:// URL")
 	case o.DialTimeout < 0 || o.CommandTimeout < 0:
 		return fmt.Errorf("redis transport: DialTimeout %v, CommandTimeout %v: must not be negative", o.DialTimeout, o.CommandTimeout)
@@ -153,12 +164,16 @@ func defaultConsumer() string {
 }
 
 // Transport publishes to and subscribes on one Redis stream. It is safe for
-// concurrent use; Close stops every subscription and closes the connections.
+// concurrent use; Close stops every subscription and closes the connections
+// it opened.
 type Transport struct {
-	opts   Options
-	addr   string // host:port, for messages (never the password)
-	copts  *goredis.Options
-	client *goredis.Client
+	opts      Options
+	addr      string // for messages (never the password)
+	client    goredis.UniversalClient
+	ownClient bool // made by New (no Options.Client): Close closes it
+	// readOpts are the options of a subscription's own reader, nil when
+	// blocking reads go through client (see newReader).
+	readOpts *goredis.Options
 
 	mu     sync.Mutex
 	closed bool
@@ -168,54 +183,73 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
-// New connects to the Redis server in opts.Addr and checks that it answers.
-// An unreachable server fails within about DialTimeout with an error that
-// matches transport.ErrUnavailable and names the address.
+// New checks that the Redis server answers (through opts.Client, or a
+// client of its own for opts.Addr). An unreachable server fails within about
+// DialTimeout with an error that matches transport.ErrUnavailable and names
+// the address.
 func New(ctx context.Context, opts Options) (*Transport, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	var copts *goredis.Options
-	if strings.Contains(opts.Addr, "://") {
-		var err error
-		if copts, err = goredis.ParseURL(opts.Addr); err != nil {
-			return nil, fmt.Errorf("redis transport: Addr: %w", err)
-		}
-	} else {
-		copts = &goredis.Options{Addr: opts.Addr}
-	}
-	copts.DialTimeout = opts.DialTimeout
-	copts.ReadTimeout = opts.CommandTimeout
-	copts.WriteTimeout = opts.CommandTimeout
-	copts.ContextTimeoutEnabled = true
-	copts.PoolSize = opts.PoolSize
-	copts.DialerRetries = 1
-	if copts.ClientName == "" {
-		copts.ClientName = "ordersystem-transport"
-	}
 	t := &Transport{
 		opts:   opts,
-		addr:   copts.Addr,
-		copts:  copts,
-		client: goredis.NewClient(copts),
+		addr:   redact.URL(opts.Addr),
+		client: opts.Client,
 		subs:   make(map[*subscription]struct{}),
 		slots:  make(map[string]map[int]bool),
+	}
+	if t.client == nil {
+		c, err := redisconn.New(redisconn.Options{
+			Addr:         opts.Addr,
+			Name:         "ordersystem-transport",
+			DialTimeout:  opts.DialTimeout,
+			ReadTimeout:  opts.CommandTimeout,
+			WriteTimeout: opts.CommandTimeout,
+			PoolSize:     opts.PoolSize,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("redis transport: Addr: %w", err)
+		}
+		t.client, t.ownClient = c, true
+	}
+	if c, ok := t.client.(interface{ Options() *goredis.Options }); ok {
+		ro := *c.Options()
+		ro.PoolSize, ro.MinIdleConns, ro.MaxRetries, ro.PipelinePoolSize = 1, 0, -1, -1
+		t.readOpts = &ro
 	}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout+opts.CommandTimeout)
 	defer cancel()
 	if err := t.client.Ping(pctx).Err(); err != nil {
-		_ = t.client.Close()
+		if t.ownClient {
+			_ = t.client.Close()
+		}
 		return nil, fmt.Errorf("redis transport: server at %s: %w", t.addr, transport.Unavailable("ping", err))
 	}
 	return t, nil
 }
 
+// sharedBlock bounds one blocking read that goes through the transport's
+// client (no reader of its own): Close waits for it to end.
+const sharedBlock = 500 * time.Millisecond
+
+// newReader returns the client a subscription's blocking reads run on, and
+// whether Close must close it. A blocking XREAD cannot be cut short by its
+// context, only by closing its connection, so each subscription gets a
+// one-connection client of its own, made with the options of the
+// transport's client. Clients of another kind (a cluster client) have no
+// such options: their blocking reads go through the client itself, in
+// slices of at most sharedBlock.
+func (t *Transport) newReader() (goredis.UniversalClient, bool) {
+	if t.readOpts == nil {
+		return t.client, false
+	}
+	ro := *t.readOpts
+	return goredis.NewClient(&ro), true
+}
+
 // Name implements transport.Transport; it is "redis".
 func (t *Transport) Name() string { return "redis" }
-
-// Key returns the stream key.
-func (t *Transport) Key() string { return t.opts.Key }
 
 func (t *Transport) isClosed() bool {
 	t.mu.Lock()
@@ -235,27 +269,18 @@ func (t *Transport) Ping(ctx context.Context) error {
 }
 
 // wrap turns a client error into the transport's: ErrClosed after Close, a
-// plain error for a server reply that retrying cannot fix (WRONGTYPE, ...),
-// ErrUnavailable for everything else (network, timeouts, a server that is
-// loading or read-only).
+// plain error for a server reply that retrying cannot fix (WRONGTYPE, ...;
+// the outbox dead-letters what is refused so), ErrUnavailable for what
+// redisconn.Transient calls "retry later" (network, timeouts, a server that
+// is loading, read-only or out of memory, ...).
 func (t *Transport) wrap(op string, err error) error {
 	if t.isClosed() {
 		return fmt.Errorf("redis %s: %w", op, transport.ErrClosed)
 	}
-	var rerr goredis.Error
-	if errors.As(err, &rerr) && !errors.Is(err, goredis.ErrClosed) && !transient(rerr.Error()) {
+	if !redisconn.Transient(err) {
 		return fmt.Errorf("redis %s on %s key %q: %w", op, t.addr, t.opts.Key, err)
 	}
 	return transport.Unavailable(fmt.Sprintf("redis %s on %s", op, t.addr), err)
-}
-
-func transient(msg string) bool {
-	for _, p := range []string{"LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY ", "NOREPLICAS", "MOVED", "ASK"} {
-		if strings.HasPrefix(msg, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // Publish implements transport.Transport with one pipeline of XADD commands.
@@ -332,14 +357,12 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 			s.lastID = last[0].ID
 		}
 	}
-	ropts := *t.copts
-	ropts.PoolSize, ropts.MaxRetries, ropts.PipelinePoolSize = 1, -1, -1
-	s.read = goredis.NewClient(&ropts)
+	s.read, s.ownRead = t.newReader()
 
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		_ = s.read.Close()
+		s.closeReader()
 		return nil, transport.ErrClosed
 	}
 	if opts.Group != "" {
@@ -383,7 +406,8 @@ func (t *Transport) takeSlot(group string) int {
 }
 
 // Close implements transport.Transport: it stops every subscription (waiting
-// for running handler calls) and closes the connections. Idempotent.
+// for running handler calls) and closes the client if New made it (a client
+// from Options.Client stays open). Idempotent.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -398,6 +422,9 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 	for _, s := range subs {
 		_ = s.Close()
+	}
+	if !t.ownClient {
+		return nil
 	}
 	return t.client.Close()
 }

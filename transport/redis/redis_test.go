@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/redis"
@@ -363,6 +364,61 @@ func TestOptions(t *testing.T) {
 	}
 	if tr.Name() != "redis" {
 		t.Fatalf("name %q", tr.Name())
+	}
+}
+
+// TestSharedClient runs a transport on a client it is handed: a single-server
+// client (blocking reads on readers of their own) and a client of another
+// kind (blocking reads through it). Both deliver, close promptly and leave
+// the client open.
+func TestSharedClient(t *testing.T) {
+	addr := testservers.Redis(t)
+	c, err := redisconn.New(redisconn.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for name, client := range map[string]goredis.UniversalClient{
+		"single-server": c,
+		"other kind":    struct{ goredis.UniversalClient }{c}, // hides Options
+	} {
+		t.Run(name, func(t *testing.T) {
+			key := uniqueKey(t)
+			plainClient(t, addr, key)
+			tr, err := redis.New(ctxT(t), redis.Options{Client: client, Key: key, Logger: transporttest.Logger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			r := transporttest.NewRecorder(t)
+			group, err := tr.Subscribe(ctxT(t), transport.SubscribeOptions{Group: "g"}, r.Handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eph := transporttest.NewRecorder(t)
+			if _, err := tr.Subscribe(ctxT(t), transport.SubscribeOptions{}, eph.Handle); err != nil {
+				t.Fatal(err)
+			}
+			msgs := transporttest.Interleaved("shared", 2, 2)
+			if err := tr.Publish(ctxT(t), msgs); err != nil {
+				t.Fatal(err)
+			}
+			r.WaitFor(t, "group on a shared client", idsOf(msgs), 10*time.Second)
+			eph.WaitFor(t, "ephemeral on a shared client", idsOf(msgs), 10*time.Second)
+			start := time.Now()
+			if err := group.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("closing took %v while blocking reads waited", d)
+			}
+			if err := c.Ping(ctxT(t)).Err(); err != nil {
+				t.Fatalf("the shared client after Close: %v (the transport closed it)", err)
+			}
+		})
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 const cleanupTimeout = 2 * time.Second
 
 // subscription is one running Subscribe. Its goroutine (run) is owned by it
-// and stopped by Close, which also closes read to cut a blocking read short.
+// and stopped by Close, which also closes read (if it is the
+// subscription's own) to cut a blocking read short.
 type subscription struct {
 	t        *Transport
 	h        transport.Handler
@@ -27,7 +28,8 @@ type subscription struct {
 	consumer string // group only
 	slot     int    // group only
 	lastID   string // ephemeral only: the last entry seen
-	read     *goredis.Client
+	read     goredis.UniversalClient
+	ownRead  bool // read is the subscription's own client (Transport.newReader)
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -38,7 +40,7 @@ type subscription struct {
 func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		_ = s.read.Close()
+		s.closeReader()
 		<-s.done
 		if s.group != "" {
 			s.deleteConsumerIfIdle()
@@ -52,6 +54,21 @@ func (s *subscription) Close() error {
 		t.mu.Unlock()
 	})
 	return nil
+}
+
+func (s *subscription) closeReader() {
+	if s.ownRead {
+		_ = s.read.Close()
+	}
+}
+
+// block is how long one blocking read may wait: Options.Block, or at most
+// sharedBlock when the read goes through the transport's client.
+func (s *subscription) block() time.Duration {
+	if s.ownRead {
+		return s.t.opts.Block
+	}
+	return min(s.t.opts.Block, sharedBlock)
 }
 
 // deleteConsumerIfIdle removes this member's consumer from the group when it
@@ -94,7 +111,7 @@ func (s *subscription) runEphemeral(ctx context.Context) {
 		res, err := s.read.XRead(ctx, &goredis.XReadArgs{
 			Streams: []string{t.opts.Key, s.lastID},
 			Count:   int64(t.opts.BatchSize),
-			Block:   t.opts.Block,
+			Block:   s.block(),
 		}).Result()
 		if errors.Is(err, goredis.Nil) {
 			continue // block timed out
@@ -165,7 +182,7 @@ func (s *subscription) runGroup(ctx context.Context) {
 			}
 		default:
 			op = "XREADGROUP"
-			block := min(t.opts.Block, time.Until(nextClaim))
+			block := min(s.block(), time.Until(nextClaim))
 			entries, err = s.readGroup(ctx, s.read, ">", max(block, time.Millisecond))
 		}
 		if err != nil {
@@ -197,7 +214,7 @@ func (s *subscription) runGroup(ctx context.Context) {
 }
 
 // readGroup runs XREADGROUP from id; block < 0 does not block.
-func (s *subscription) readGroup(ctx context.Context, c *goredis.Client, id string, block time.Duration) ([]goredis.XMessage, error) {
+func (s *subscription) readGroup(ctx context.Context, c goredis.UniversalClient, id string, block time.Duration) ([]goredis.XMessage, error) {
 	res, err := c.XReadGroup(ctx, &goredis.XReadGroupArgs{
 		Group: s.group, Consumer: s.consumer,
 		Streams: []string{s.t.opts.Key, id},

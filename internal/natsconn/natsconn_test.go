@@ -1,0 +1,129 @@
+package natsconn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsgo "github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
+	"github.com/ordersystem/ordersystem/internal/testservers"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBackoff(t *testing.T) {
+	f := backoff(250*time.Millisecond, 2*time.Second)
+	for _, c := range []struct {
+		n        int
+		min, max time.Duration
+	}{
+		{1, 250 * time.Millisecond, 313 * time.Millisecond},
+		{2, 500 * time.Millisecond, 625 * time.Millisecond},
+		{3, time.Second, 1250 * time.Millisecond},
+		{4, 2 * time.Second, 2500 * time.Millisecond},
+		{5, 2 * time.Second, 2500 * time.Millisecond},
+		{1 << 20, 2 * time.Second, 2500 * time.Millisecond},
+	} {
+		for range 20 {
+			if d := f(c.n); d < c.min || d > c.max {
+				t.Fatalf("attempt %d: pause %v, want %v..%v", c.n, d, c.min, c.max)
+			}
+		}
+	}
+}
+
+// syncBuffer is a log sink for handlers called from nats.go's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func poll(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReconnects stops and restarts a private server under a connection:
+// the events are logged (without the password), publishes fail at once
+// while it is down, and it reconnects by itself.
+func TestReconnects(t *testing.T) {
+	srv := testservers.StartNATS(t)
+	var logs syncBuffer
+	url := strings.Replace(srv.URL(), "nats://", "nats://ignored:s3cret@", 1)
+	nc, err := Connect(context.Background(), Options{
+		URL: url, Name: "natsconn-test",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if nc.Opts.Name != "natsconn-test" || nc.Opts.MaxReconnect != -1 || nc.Opts.ReconnectBufSize != -1 {
+		t.Fatalf("options: name %q, max reconnect %d, reconnect buffer %d", nc.Opts.Name, nc.Opts.MaxReconnect, nc.Opts.ReconnectBufSize)
+	}
+	srv.Stop()
+	poll(t, "the disconnect", func() bool { return !nc.IsConnected() })
+	start := time.Now()
+	if err := nc.Publish("x", []byte("y")); !errors.Is(err, natsgo.ErrReconnectBufExceeded) {
+		t.Fatalf("publish while disconnected: %v, want ErrReconnectBufExceeded at once", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("publish while disconnected took %v", d)
+	}
+	srv.Start()
+	poll(t, "the reconnect", nc.IsConnected)
+	poll(t, "the reconnect log", func() bool { return strings.Contains(logs.String(), "nats: reconnected") })
+	text := logs.String()
+	if !strings.Contains(text, "nats: disconnected") || !strings.Contains(text, "connection=natsconn-test") {
+		t.Fatalf("logs lack the disconnect or the connection name:\n%s", text)
+	}
+	if strings.Contains(text, "s3cret") {
+		t.Fatalf("logs show the password:\n%s", text)
+	}
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testservers.FreePort(t))
+	start := time.Now()
+	if nc, err := Connect(context.Background(), Options{URL: url}); err == nil {
+		nc.Close()
+		t.Fatal("connected to a closed port")
+	}
+	if d := time.Since(start); d > DefaultTimeout+time.Second {
+		t.Fatalf("failing took %v", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if nc, err := Connect(ctx, Options{URL: testservers.NATS(t)}); !errors.Is(err, context.Canceled) {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Fatalf("Connect with a canceled context: %v", err)
+	}
+}

@@ -1,0 +1,12 @@
+// Package redisconn is the Redis plumbing the Redis backends (journal,
+// transport, membership registry) share: the one parser of the --redis
+// address (host:port, or a redis:// or rediss:// URL with a user, a password
+// and a database), the one decision of which Redis errors mean "retry later",
+// and the constructor of the go-redis client with the settings every backend
+// relies on (bounded timeouts, no hidden retries).
+//
+// A node opens one client with New and hands it to every backend, which use
+// it through the goredis.UniversalClient interface and never close it. Only
+// single-server clients are made here; a Redis Cluster or Sentinel client
+// would satisfy the same interface.
+package redisconn
