@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
-	"github.com/ordersystem/ordersystem/supervisor"
 )
 
 // OutboxDriver makes the outbox singleton drain: on every nudge (sent after
@@ -111,7 +111,7 @@ func (d *OutboxDriver) Run(ctx context.Context) error {
 			continue
 		}
 		failures++
-		wait := supervisor.BackoffPolicy{Base: 100 * time.Millisecond, Max: 10 * time.Second}.Delay(failures)
+		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second}.Delay(failures)
 		d.logger.Debug("outbox drain failed", slog.Int("failures", failures), slog.Duration("retry_in", wait), slog.Any("error", err), slog.String("outbox_error", st.GetError()))
 		backoff := time.NewTimer(wait)
 		select {

@@ -11,7 +11,7 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/ordersystem/ordersystem/cluster/registry"
-	"github.com/ordersystem/ordersystem/supervisor"
+	"github.com/ordersystem/ordersystem/internal/backoff"
 )
 
 // ErrStarted is returned by Member.Start when the member was already
@@ -55,7 +55,7 @@ type MemberConfig struct {
 	// JoinTimeout bounds NewProvider during a rejoin (default 10 s).
 	JoinTimeout time.Duration
 	// Backoff spaces failed rejoins (default 200 ms to 5 s).
-	Backoff supervisor.BackoffPolicy
+	Backoff backoff.Policy
 	// Logger receives fencing and rejoins (default: Node.Logger).
 	Logger *slog.Logger
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/registry"
-	"github.com/ordersystem/ordersystem/supervisor"
+	"github.com/ordersystem/ordersystem/internal/backoff"
 )
 
 // echo answers a StringValue with itself.
@@ -71,7 +71,7 @@ func newMember(l *leases, rejoined func()) *cluster.Member {
 		}},
 		NewProvider: l.newProvider,
 		Rejoined:    rejoined,
-		Backoff:     supervisor.BackoffPolicy{Base: 20 * time.Millisecond, Max: 50 * time.Millisecond},
+		Backoff:     backoff.Policy{Base: 20 * time.Millisecond, Max: 50 * time.Millisecond},
 	})
 }
 

@@ -27,22 +27,18 @@ type Status struct {
 	Failures  int           `json:"consecutiveFailures"`
 }
 
-// BackoffPolicy is the retry delay policy of the monitors (an alias kept
-// until every caller uses backoff.Policy).
-type BackoffPolicy = backoff.Policy
-
 // Monitor is the state machine of one dependency's health: Record a check's
 // outcome and it returns whether the status changed and when to check next.
 // It is not safe for concurrent use (its actor owns it).
 type Monitor struct {
 	status   Status
 	interval time.Duration
-	backoff  BackoffPolicy
+	backoff  backoff.Policy
 }
 
 // NewMonitor returns a monitor that assumes the dependency is up at now.
-func NewMonitor(component string, now time.Time, interval time.Duration, backoff BackoffPolicy) *Monitor {
-	return &Monitor{status: Status{Component: component, Up: true, Since: now}, interval: interval, backoff: backoff}
+func NewMonitor(component string, now time.Time, interval time.Duration, policy backoff.Policy) *Monitor {
+	return &Monitor{status: Status{Component: component, Up: true, Since: now}, interval: interval, backoff: policy}
 }
 
 // Status returns the current status.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+
+	"github.com/ordersystem/ordersystem/internal/backoff"
 )
 
 // Check probes one dependency; it must honour ctx.
@@ -23,7 +25,7 @@ type Config struct {
 	// Timeout bounds one check (default 2 s).
 	Timeout time.Duration
 	// Backoff between checks of a failed dependency (default 200 ms to 5 s).
-	Backoff BackoffPolicy
+	Backoff backoff.Policy
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger

@@ -9,13 +9,14 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/poll"
 )
 
 func TestMonitorStateChanges(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMonitor("persistence", now, 30*time.Second, BackoffPolicy{Base: time.Second, Max: 8 * time.Second, Rand: func() float64 { return 0.5 }})
+	m := NewMonitor("persistence", now, 30*time.Second, backoff.Policy{Base: time.Second, Max: 8 * time.Second, Rand: func() float64 { return 0.5 }})
 	step := func(d time.Duration, err error) (bool, time.Duration) {
 		now = now.Add(d)
 		return m.Record(now, 3*time.Millisecond, err)
@@ -72,7 +73,7 @@ func TestSupervisorTreeFollowsADependency(t *testing.T) {
 			return nil
 		}},
 		Interval: time.Hour, // only Report and backoff trigger checks here
-		Backoff:  BackoffPolicy{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond},
+		Backoff:  backoff.Policy{Base: 20 * time.Millisecond, Max: 100 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)

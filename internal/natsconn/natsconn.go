@@ -3,11 +3,11 @@ package natsconn
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
@@ -82,7 +82,7 @@ func Connect(ctx context.Context, o Options) (*natsgo.Conn, error) {
 		natsgo.Name(o.Name),
 		natsgo.Timeout(timeout),
 		natsgo.MaxReconnects(-1),
-		natsgo.CustomReconnectDelay(backoff(o.ReconnectWait, o.ReconnectMax)),
+		natsgo.CustomReconnectDelay(backoff.Policy{Base: o.ReconnectWait, Max: o.ReconnectMax}.Delay),
 		natsgo.ReconnectBufSize(-1),
 		natsgo.DisconnectErrHandler(func(_ *natsgo.Conn, err error) {
 			log.Warn("nats: disconnected", slog.Any("error", err))
@@ -102,17 +102,4 @@ func Connect(ctx context.Context, o Options) (*natsgo.Conn, error) {
 		opts = append(opts, natsgo.UserCredentials(o.CredsFile))
 	}
 	return natsgo.Connect(o.URL, opts...)
-}
-
-// backoff returns the pause before reconnection attempt n (1, 2, ...):
-// wait doubled n-1 times, at most ceiling, plus up to a quarter of it.
-func backoff(wait, ceiling time.Duration) func(n int) time.Duration {
-	return func(n int) time.Duration {
-		d := wait
-		for i := 1; i < n && d < ceiling; i++ {
-			d *= 2
-		}
-		d = min(d, ceiling)
-		return d + rand.N(d/4+1)
-	}
 }

@@ -19,27 +19,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestBackoff(t *testing.T) {
-	f := backoff(250*time.Millisecond, 2*time.Second)
-	for _, c := range []struct {
-		n        int
-		min, max time.Duration
-	}{
-		{1, 250 * time.Millisecond, 313 * time.Millisecond},
-		{2, 500 * time.Millisecond, 625 * time.Millisecond},
-		{3, time.Second, 1250 * time.Millisecond},
-		{4, 2 * time.Second, 2500 * time.Millisecond},
-		{5, 2 * time.Second, 2500 * time.Millisecond},
-		{1 << 20, 2 * time.Second, 2500 * time.Millisecond},
-	} {
-		for range 20 {
-			if d := f(c.n); d < c.min || d > c.max {
-				t.Fatalf("attempt %d: pause %v, want %v..%v", c.n, d, c.min, c.max)
-			}
-		}
-	}
-}
-
 // syncBuffer is a log sink for handlers called from nats.go's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/internal/retry"
 )
@@ -378,7 +379,7 @@ func (s *subscription) Close() error {
 
 func (s *subscription) run(ctx context.Context) {
 	defer close(s.done)
-	backoff := retry.Backoff{Min: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
+	backoff := backoff.Policy{Base: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
 	for {
 		batch, wake, ok := s.take()
 		if !ok {

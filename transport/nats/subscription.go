@@ -11,6 +11,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/internal/retry"
 )
@@ -50,8 +51,8 @@ func (s *subscription) Close() error {
 	return nil
 }
 
-func (s *subscription) backoff() retry.Backoff {
-	return retry.Backoff{Min: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
+func (s *subscription) backoff() backoff.Policy {
+	return backoff.Policy{Base: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
 }
 
 func (s *subscription) run(ctx context.Context) {

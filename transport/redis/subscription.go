@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/internal/retry"
 )
@@ -91,8 +92,8 @@ func (s *subscription) warn(msg, op string, attempt int, err error) {
 	s.t.opts.Logger.Warn(msg, "key", s.t.opts.Key, "group", s.group, "op", op, "attempt", attempt, "error", err)
 }
 
-func (s *subscription) backoff() retry.Backoff {
-	return retry.Backoff{Min: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
+func (s *subscription) backoff() backoff.Policy {
+	return backoff.Policy{Base: s.t.opts.RetryMin, Max: s.t.opts.RetryMax}
 }
 
 func (s *subscription) run(ctx context.Context) {

@@ -4,23 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/transport"
 )
-
-// Backoff is a capped exponential backoff: Min after the first failure,
-// doubling up to Max.
-type Backoff struct {
-	Min, Max time.Duration
-}
-
-// Delay returns the wait after the given failed attempt (1-based).
-func (b Backoff) Delay(attempt int) time.Duration {
-	d := b.Min
-	for i := 1; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	return min(d, b.Max)
-}
 
 // Handle calls h with batch until h returns nil, then returns nil. After each
 // failure it calls onFailure (if not nil) with the attempt number and the
@@ -28,7 +14,7 @@ func (b Backoff) Delay(attempt int) time.Duration {
 // progress), then waits b.Delay(attempt). When ctx is done before h accepted
 // the batch it returns ctx.Err(); h is never called again after that, but a
 // call already running finishes first (h sees ctx canceled).
-func Handle(ctx context.Context, h transport.Handler, batch []transport.Message, b Backoff, onFailure func(attempt int, err error)) error {
+func Handle(ctx context.Context, h transport.Handler, batch []transport.Message, b backoff.Policy, onFailure func(attempt int, err error)) error {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -6,18 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/transport"
 	"github.com/ordersystem/ordersystem/transport/internal/retry"
 )
-
-func TestDelay(t *testing.T) {
-	b := retry.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
-	for attempt, want := range map[int]time.Duration{1: 10, 2: 20, 3: 40, 4: 50, 100: 50} {
-		if got := b.Delay(attempt); got != want*time.Millisecond {
-			t.Errorf("attempt %d: %v, want %v", attempt, got, want*time.Millisecond)
-		}
-	}
-}
 
 func TestHandleRetriesSameBatch(t *testing.T) {
 	batch := []transport.Message{{OrderID: "o", Version: 1, Type: "T"}}
@@ -32,7 +24,7 @@ func TestHandleRetriesSameBatch(t *testing.T) {
 		}
 		return nil
 	}
-	err := retry.Handle(context.Background(), h, batch, retry.Backoff{Min: time.Millisecond, Max: time.Millisecond},
+	err := retry.Handle(context.Background(), h, batch, backoff.Policy{Base: time.Millisecond, Max: time.Millisecond},
 		func(int, error) { failures++ })
 	if err != nil || calls != 3 || failures != 2 {
 		t.Fatalf("err %v, calls %d, failures %d", err, calls, failures)
@@ -48,13 +40,13 @@ func TestHandleStopsOnCancel(t *testing.T) {
 		return errors.New("fail")
 	}
 	start := time.Now()
-	err := retry.Handle(ctx, h, nil, retry.Backoff{Min: time.Hour, Max: time.Hour}, nil)
+	err := retry.Handle(ctx, h, nil, backoff.Policy{Base: time.Hour, Max: time.Hour}, nil)
 	if !errors.Is(err, context.Canceled) || calls != 1 || time.Since(start) > time.Second {
 		t.Fatalf("err %v after %d calls and %v", err, calls, time.Since(start))
 	}
 	// A handler that accepts the batch while the context is canceled wins.
 	ctx, cancel = context.WithCancel(context.Background())
-	err = retry.Handle(ctx, func(context.Context, []transport.Message) error { cancel(); return nil }, nil, retry.Backoff{Min: 1, Max: 1}, nil)
+	err = retry.Handle(ctx, func(context.Context, []transport.Message) error { cancel(); return nil }, nil, backoff.Policy{Base: 1, Max: 1}, nil)
 	if err != nil {
 		t.Fatalf("accepted batch reported %v", err)
 	}
