@@ -8,6 +8,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/poll"
 )
 
 // Provider lifecycle rules that need a protoactor cluster but no harness.
@@ -106,7 +107,7 @@ func TestLeaseProviderClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Shutdown(true)
-	if err := poll(2*time.Second, func() bool { return len(view.get()) == 1 }); err != nil {
+	if err := poll.Until(2*time.Second, poll.True("the member", func() bool { return len(view.get()) == 1 })); err != nil {
 		t.Fatalf("client view %v, want the one member", view.get())
 	}
 	if got := view.get()[0].ID; got != member.MemberID() {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/poll"
 )
 
 // EchoKind is the grain kind every harness member hosts: it answers a
@@ -383,10 +384,10 @@ func (h *Harness) WaitMembers(t testing.TB, i, want int, timeout time.Duration) 
 	t.Helper()
 	start := time.Now()
 	var got []cluster.MemberInfo
-	err := poll(timeout, func() bool {
+	err := poll.Until(timeout, poll.True("members", func() bool {
 		got = h.Members(i)
 		return len(got) == want
-	})
+	}))
 	if err != nil {
 		ids := make([]string, len(got))
 		for k, m := range got {
@@ -479,18 +480,6 @@ func (h *Harness) Close() {
 		wg.Go(func() { h.stop(m, false, true) })
 	}
 	wg.Wait()
-}
-
-// poll calls ok every 20 ms until it returns true or timeout passes.
-func poll(timeout time.Duration, ok func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %v", timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
 }
 
 // testWriter sends log lines to t.Log until the test ends (protoactor

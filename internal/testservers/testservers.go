@@ -14,6 +14,8 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ordersystem/ordersystem/internal/poll"
 )
 
 // Shared server addresses, overridable with ORDERSYSTEM_TEST_REDIS and
@@ -110,7 +112,7 @@ func (s *RedisServer) Start() {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
 	s.cmd = cmd
-	waitFor(s.t, "redis-server on "+s.Addr(), func() bool { return reachable(s.Addr()) })
+	poll.Eventually(s.t, 10*time.Second, poll.True("redis-server on "+s.Addr(), func() bool { return reachable(s.Addr()) }))
 }
 
 // Stop kills the server (SIGKILL: nothing is flushed beyond what fsync did).
@@ -237,17 +239,4 @@ func (s *NATSServer) Stop() {
 func (s *NATSServer) Restart() {
 	s.Stop()
 	s.Start()
-}
-
-func waitFor(t testing.TB, what string, ok func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for !ok() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -262,33 +263,16 @@ func (r *Recorder) WaitFor(t testing.TB, what string, want []string, d time.Dura
 // waitForAny polls until every id in want was accepted by at least one of rs.
 func waitForAny(t *testing.T, what string, want []string, d time.Duration, rs ...*Recorder) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
+	poll.Eventually(t, d, func() error {
 		miss := want
 		for _, r := range rs {
 			miss = r.missing(miss)
 		}
-		if len(miss) == 0 {
-			return
+		if len(miss) > 0 {
+			return fmt.Errorf("%s: %d of %d messages not received by any member (first missing %s)", what, len(miss), len(want), miss[0])
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d of %d messages not received by any member after %v (first missing %s)",
-				what, len(miss), len(want), d, miss[0])
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// poll waits until cond holds, failing after d.
-func poll(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func subscribe(t *testing.T, tr transport.Transport, group string, h transport.Handler) transport.Subscription {
@@ -641,7 +625,7 @@ func testSubscriptionClose(t *testing.T, s *suite) {
 	}
 	bs := subscribe(t, s.tr, "blocking", blocking)
 	publish(t, s.tr, []transport.Message{Msg("sc3", 1)}, 1)
-	poll(t, "the blocking handler to be called", s.Wait, entered.Load)
+	poll.Eventually(t, s.Wait, poll.True("the blocking handler to be called", entered.Load))
 	done := make(chan error, 1)
 	go func() { done <- bs.Close() }()
 	select {
@@ -670,7 +654,7 @@ func testTransportClose(t *testing.T, s *suite) {
 	gsub := subscribe(t, s.tr, "doomed", failing)
 	subscribe(t, s.tr, "", failing)
 	publish(t, s.tr, Interleaved("tc", 2, 2), 10)
-	poll(t, "both failing handlers to be called again", s.Wait, func() bool { return calls.Load() >= 4 })
+	poll.Eventually(t, s.Wait, poll.True("both failing handlers to be called again", func() bool { return calls.Load() >= 4 }))
 
 	done := make(chan error, 1)
 	go func() { done <- s.tr.Close() }()
