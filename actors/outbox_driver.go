@@ -13,7 +13,7 @@ import (
 
 // OutboxDriver makes the outbox singleton drain: on every nudge (sent after
 // each append, so commit-to-publish latency is milliseconds) and on a timer
-// (the seed's 2 s scan interval), with capped exponential backoff and jitter
+// (--outbox-interval, 2 s by default), with capped exponential backoff and jitter
 // after failures. Each node runs one; in a cluster their drains reach the same
 // singleton activation.
 //

@@ -242,7 +242,7 @@ func FuzzJSONMediaType(f *testing.F) {
 
 const benchCreate = `{"customerId":"customer-123","items":[{"productId":"prod-1","name":"Laptop","quantity":1,"price":999.99},{"productId":"prod-2","name":"Mouse","quantity":2,"price":29.99}]}`
 
-// BenchmarkDecodeCreate: the hot path of POST /orders, the seed order.
+// BenchmarkDecodeCreate: the hot path of POST /orders, the README's two-item order.
 func BenchmarkDecodeCreate(b *testing.B) {
 	body := []byte(benchCreate)
 	b.ReportAllocs()

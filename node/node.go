@@ -228,7 +228,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 // remoteHost is where the node-to-node endpoint listens: every interface
 // when the node advertises an address for other machines, else loopback
-// (a cluster of processes on one machine, the seed's three-terminal recipe).
+// (a cluster of processes on one machine, the README's three-terminal cluster quick start).
 func remoteHost(cfg Config) string {
 	if cfg.AdvertiseHost != "" {
 		return "0.0.0.0"
@@ -251,8 +251,9 @@ func (n *Node) project(ctx context.Context, batch []transport.Message) error {
 	return nil
 }
 
-// logEvents is the seed's OrderEventLogger: one structured line per event
-// (debug level, so that nothing is logged per request at info under load).
+// logEvents logs one structured line per event (the .NET original's
+// OrderEventLogger consumer) at debug level, so that nothing is logged per
+// request at info under load.
 func (n *Node) logEvents(ctx context.Context, batch []transport.Message) error {
 	if !n.log.Enabled(ctx, slog.LevelDebug) {
 		return nil

@@ -1,5 +1,5 @@
-// Package supervisor is the node's recovery service (the seed's
-// RecoveryHostedService): a root supervisor actor with one monitor actor per
+// Package supervisor is the node's recovery service (what the .NET original
+// calls RecoveryHostedService): a root supervisor actor with one monitor actor per
 // external dependency (persistence, transport, cluster membership). A monitor
 // checks its dependency on a timer (default every 30 s) and at once when the
 // data path reports an error; after a failure it checks again with capped
