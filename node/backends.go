@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/cluster/natsreg"
+	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/internal/redisconn"
@@ -52,6 +55,15 @@ func (c *connections) open(ctx context.Context, cfg Config, log *slog.Logger) er
 		}
 		c.nats = nc
 	}
+	if cfg.Cluster {
+		ns := clusterNamespace(cfg.ClusterName)
+		switch cfg.discovery() {
+		case Redis:
+			log.Info("membership namespace", slog.String("cluster_name", ns.cluster), slog.String("redis_keys", ns.redisMember+"*"))
+		case NATS:
+			log.Info("membership namespace", slog.String("cluster_name", ns.cluster), slog.String("nats_bucket", ns.natsMembers))
+		}
+	}
 	return nil
 }
 
@@ -83,22 +95,115 @@ func (c *Config) backendUser(b string) string {
 	return ""
 }
 
+// DefaultClusterName is the default --cluster-name. Its cluster keeps
+// exactly the backend names of the releases before cluster names
+// namespaced the data, so existing data loads and the documented wire
+// (orders:events, ORDER_EVENTS) stays as it was.
+const DefaultClusterName = "ordersystem"
+
+// reservedClusterName cannot be a cluster name: its Redis prefix "orders:"
+// and NATS subject token "orders" would hold the default cluster's
+// transport stream orders:events and subjects orders.events.*.
+const reservedClusterName = "orders"
+
+// namespace is where one cluster keeps its data in a shared Redis or NATS:
+// two clusters with different names share no key, stream, subject or
+// bucket. clusterNamespace derives it from the cluster name.
+type namespace struct {
+	cluster string
+
+	// Redis.
+	redisPrefix string // journal: <prefix>log, seq, stream:<id>, checkpoints (outbox), snapshot:<id>
+	redisEvents string // transport stream (its consumer groups live in it)
+	redisMember string // membership keys <redisMember><member id> and <redisMember>index
+
+	// NATS JetStream.
+	natsJournal         string // journal stream
+	natsJournalSubjects string // its subjects are <natsJournalSubjects>.<order id>
+	natsCheckpoints     string // KV bucket (outbox checkpoints)
+	natsSnapshots       string // KV bucket
+	natsEvents          string // transport stream (its durable consumers live in it)
+	natsEventSubjects   string // its subjects are <natsEventSubjects>.<Type>
+	natsMembers         string // membership KV bucket, keys <cluster>.<member id>
+}
+
+// clusterNamespace returns the names of cluster name's data. The default
+// cluster keeps the legacy names; cluster <name> (lower case, no '.' or
+// ':', see validClusterName) puts every Redis key under "<name>:" and its
+// journal and event subjects under "<name>.", and suffixes "_<NAME>"
+// (upper case) to the NATS stream names:
+//
+//	                      default (ordersystem)        <name>
+//	Redis journal keys    ordersystem:...              <name>:...
+//	Redis events stream   orders:events                <name>:orders:events
+//	Redis membership      ordersystem:members:...      <name>:members:<name>:...
+//	NATS journal          ORDERS_JOURNAL               ORDERS_JOURNAL_<NAME>
+//	  subjects            orders.journal.<id>          <name>.orders.journal.<id>
+//	  KV buckets          ORDERS_JOURNAL_checkpoints   ORDERS_JOURNAL_<NAME>_checkpoints
+//	                      ORDERS_JOURNAL_snapshots     ORDERS_JOURNAL_<NAME>_snapshots
+//	NATS events           ORDER_EVENTS                 ORDER_EVENTS_<NAME>
+//	  subjects            orders.events.<Type>         <name>.orders.events.<Type>
+//	NATS membership       ordersystem_members          <name>_members
+//
+// The default's subjects have three tokens and another cluster's four,
+// so no stream's subjects overlap another's (JetStream refuses that).
+// The journal's KV bucket names follow from the stream name
+// (persistence/nats), the membership names from the cluster name
+// (cluster/redisreg, cluster/natsreg); they are repeated here for the log.
+func clusterNamespace(name string) namespace {
+	if name == "" {
+		name = DefaultClusterName
+	}
+	ns := namespace{
+		cluster:             name,
+		redisPrefix:         predis.DefaultPrefix,
+		redisEvents:         tredis.DefaultKey,
+		natsJournal:         pnats.DefaultStream,
+		natsJournalSubjects: pnats.DefaultSubjectPrefix,
+		natsEvents:          tnats.DefaultStream,
+		natsEventSubjects:   tnats.DefaultSubjectPrefix,
+	}
+	if name != DefaultClusterName {
+		upper := strings.ToUpper(name)
+		ns.redisPrefix = name + ":"
+		ns.redisEvents = name + ":" + tredis.DefaultKey
+		ns.natsJournal = pnats.DefaultStream + "_" + upper
+		ns.natsJournalSubjects = name + "." + pnats.DefaultSubjectPrefix
+		ns.natsEvents = tnats.DefaultStream + "_" + upper
+		ns.natsEventSubjects = name + "." + tnats.DefaultSubjectPrefix
+	}
+	ns.natsCheckpoints = ns.natsJournal + "_checkpoints"
+	ns.natsSnapshots = ns.natsJournal + "_snapshots"
+	ns.redisMember = redisreg.KeyPrefix("", name)
+	ns.natsMembers = natsreg.BucketFor(name)
+	return ns
+}
+
 // openPersistence opens the configured persistence backend on the node's
 // connections; an unreachable server is an error that names it and the
 // flag to change.
 func openPersistence(ctx context.Context, cfg Config, conns connections, log *slog.Logger) (persistence.Backend, error) {
+	ns := clusterNamespace(cfg.ClusterName)
 	switch cfg.Persistence {
 	case Redis:
-		b, err := predis.New(ctx, predis.Options{Client: conns.redis, Addr: cfg.Redis, WaitReplicas: cfg.RedisWaitReplicas})
+		b, err := predis.New(ctx, predis.Options{Client: conns.redis, Addr: cfg.Redis, Prefix: ns.redisPrefix, WaitReplicas: cfg.RedisWaitReplicas})
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=redis: %w (is Redis running at --redis=%s?)", err, redact.URL(cfg.Redis))
 		}
+		log.Info("persistence namespace", slog.String("cluster_name", ns.cluster), slog.String("redis_prefix", ns.redisPrefix))
 		return b, nil
 	case NATS:
-		b, err := pnats.New(ctx, pnats.Options{Conn: conns.nats, URL: cfg.NATS, Replicas: cfg.NATSReplicas, Storage: natsStorage(cfg.NATSStorage), Logger: log})
+		b, err := pnats.New(ctx, pnats.Options{
+			Conn: conns.nats, URL: cfg.NATS,
+			Stream: ns.natsJournal, SubjectPrefix: ns.natsJournalSubjects,
+			Replicas: cfg.NATSReplicas, Storage: natsStorage(cfg.NATSStorage), Logger: log,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}
+		log.Info("persistence namespace", slog.String("cluster_name", ns.cluster), slog.String("nats_stream", ns.natsJournal),
+			slog.String("nats_subjects", ns.natsJournalSubjects+".*"),
+			slog.String("nats_buckets", ns.natsCheckpoints+","+ns.natsSnapshots))
 		return b, nil
 	default:
 		return pmemory.New(), nil
@@ -108,18 +213,22 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 // openTransport opens the configured event transport on the node's
 // connections.
 func openTransport(ctx context.Context, cfg Config, conns connections, log *slog.Logger) (transport.Transport, error) {
+	ns := clusterNamespace(cfg.ClusterName)
 	switch cfg.Transport {
 	case Redis:
-		t, err := tredis.New(ctx, tredis.Options{Client: conns.redis, Addr: cfg.Redis, Logger: log})
+		t, err := tredis.New(ctx, tredis.Options{Client: conns.redis, Addr: cfg.Redis, Key: ns.redisEvents, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--transport=redis: %w (is Redis running at --redis=%s?)", err, redact.URL(cfg.Redis))
 		}
+		log.Info("transport namespace", slog.String("cluster_name", ns.cluster), slog.String("redis_stream", ns.redisEvents))
 		return t, nil
 	case NATS:
-		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Logger: log})
+		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Stream: ns.natsEvents, SubjectPrefix: ns.natsEventSubjects, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--transport=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}
+		log.Info("transport namespace", slog.String("cluster_name", ns.cluster), slog.String("nats_stream", ns.natsEvents),
+			slog.String("nats_subjects", ns.natsEventSubjects+".*"))
 		return t, nil
 	default:
 		return tmemory.New(tmemory.Options{Logger: log})

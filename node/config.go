@@ -118,6 +118,26 @@ func Default() Config {
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
+// clusterNamePattern is what a --cluster-name may be. The name becomes a
+// Redis key segment before ':', a NATS subject token and, upper-cased, part
+// of NATS stream names (see clusterNamespace), so it has no ':' or '.' (one
+// cluster's prefix would then start another's: "a" and "a:b") and no upper
+// case ("Prod" and "prod" would share NATS streams, and a case-insensitive
+// file system would mix their stores).
+var clusterNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// validClusterName returns why name cannot be a cluster name, or "".
+func validClusterName(name string) string {
+	if !clusterNamePattern.MatchString(name) {
+		return "must be 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit " +
+			"(it names the cluster's Redis keys and NATS streams, subjects and buckets)"
+	}
+	if name == reservedClusterName {
+		return "is reserved: the default cluster's Redis stream orders:events and NATS subjects orders.> would lie inside its namespace"
+	}
+	return ""
+}
+
 // Validate checks every setting and names the flag and the bad value.
 func (c *Config) Validate() error {
 	var errs []error
@@ -177,8 +197,8 @@ func (c *Config) Validate() error {
 	if c.discovery() == "peers" && len(c.Peers) == 0 {
 		bad("discovery", "peers", "needs --peers")
 	}
-	if !nodeIDPattern.MatchString(c.ClusterName) {
-		bad("cluster-name", c.ClusterName, "must be 1-63 letters, digits, '.', '_' or '-'")
+	if why := validClusterName(c.ClusterName); why != "" {
+		bad("cluster-name", c.ClusterName, why)
 	}
 	if c.LeaseTTL < time.Second {
 		bad("lease-ttl", c.LeaseTTL, "must be at least 1s")

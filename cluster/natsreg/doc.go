@@ -1,7 +1,8 @@
 // Package natsreg is a registry.Registry on a NATS JetStream key-value
 // bucket.
 //
-// Layout: bucket Options.Bucket (default "ordersystem_members", memory
+// Layout: bucket Options.Bucket (default "<Cluster>_members", one per
+// cluster, so "ordersystem_members" for the default cluster; memory
 // storage, history 1), key <Cluster>.<memberID>, value = the member record's
 // canonical JSON (registry.MemberRecord.Encode). Register is kv.Create (fails
 // if the key exists); Renew reads the key, checks it still holds our record

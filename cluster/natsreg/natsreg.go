@@ -63,7 +63,9 @@ type Options struct {
 	// node shares one between its journal, transport and membership); the
 	// registry does not close it.
 	Conn *nats.Conn
-	// Bucket is the KV bucket (default "ordersystem_members").
+	// Bucket is the KV bucket (default BucketFor(Cluster): one bucket per
+	// cluster, "ordersystem_members" for the default one). Letters,
+	// digits, '-' and '_' only.
 	Bucket string
 	// Cluster is the cluster name, the first token of every key (default
 	// "ordersystem").
@@ -82,11 +84,11 @@ func (o *Options) setDefaults() {
 	if o.URL == "" {
 		o.URL = nats.DefaultURL
 	}
-	if o.Bucket == "" {
-		o.Bucket = "ordersystem_members"
-	}
 	if o.Cluster == "" {
 		o.Cluster = "ordersystem"
+	}
+	if o.Bucket == "" {
+		o.Bucket = BucketFor(o.Cluster)
 	}
 	if o.TTL == 0 {
 		o.TTL = 3 * time.Second
@@ -95,6 +97,9 @@ func (o *Options) setDefaults() {
 		o.Timeout = 5 * time.Second
 	}
 }
+
+// BucketFor returns the default bucket of cluster: "<cluster>_members".
+func BucketFor(cluster string) string { return cluster + "_members" }
 
 // Registry is a registry.Registry on a JetStream KV bucket. Safe for
 // concurrent use; Close releases the connection it opened.
@@ -121,6 +126,9 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	opts.setDefaults()
 	if err := registry.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
 		return nil, fmt.Errorf("nats membership registry: %w", err)
+	}
+	if !validBucket(opts.Bucket) {
+		return nil, fmt.Errorf("nats membership registry: bucket %q: letters, digits, '-' and '_' only", opts.Bucket)
 	}
 	if opts.TTL < time.Second {
 		return nil, fmt.Errorf("nats membership registry: ttl %v: NATS expires records in whole seconds, use at least 1s", opts.TTL)
@@ -370,4 +378,18 @@ func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	}
 	registry.SortRecords(out)
 	return out, nil
+}
+
+// validBucket reports whether b is a KV bucket name JetStream accepts.
+func validBucket(b string) bool {
+	if b == "" {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

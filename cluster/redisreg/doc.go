@@ -2,7 +2,10 @@
 // written with SET NX PX and renewed by a Lua script that extends the key
 // only while it still holds the member's own record.
 //
-// Key layout: <Prefix>members:<Cluster>:<memberID>, value = the member
+// Key layout: <Prefix>members:<Cluster>:<memberID> (Prefix defaults to
+// "<Cluster>:", so every key of a cluster starts with its name, and the
+// default cluster "ordersystem" keeps ordersystem:members:ordersystem:),
+// value = the member
 // record's canonical JSON (registry.MemberRecord.Encode), PX = the lease.
 // A dead member's key disappears when its lease runs out (Redis expiry), so
 // the others stop listing it.

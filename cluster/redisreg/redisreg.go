@@ -25,7 +25,8 @@ type Options struct {
 	// Addr is host:port or a redis:// or rediss:// URL (default
 	// 127.0.0.1:6379); unused with a Client.
 	Addr string
-	// Prefix starts every key (default "ordersystem:").
+	// Prefix starts every key (default "<Cluster>:", so "ordersystem:" for
+	// the default cluster).
 	Prefix string
 	// Cluster is the cluster name: members of different clusters in one
 	// Redis do not see each other (default "ordersystem").
@@ -40,11 +41,11 @@ func (o *Options) setDefaults() {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:6379"
 	}
-	if o.Prefix == "" {
-		o.Prefix = "ordersystem:"
-	}
 	if o.Cluster == "" {
 		o.Cluster = "ordersystem"
+	}
+	if o.Prefix == "" {
+		o.Prefix = o.Cluster + ":"
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = time.Second
@@ -76,7 +77,7 @@ func New(opts Options) (*Registry, error) {
 	if err := registry.ValidateKeyToken("cluster name", opts.Cluster); err != nil {
 		return nil, fmt.Errorf("redis membership registry: %w", err)
 	}
-	r := &Registry{client: opts.Client, keyPrefix: opts.Prefix + "members:" + opts.Cluster + ":"}
+	r := &Registry{client: opts.Client, keyPrefix: KeyPrefix(opts.Prefix, opts.Cluster)}
 	if r.client == nil {
 		c, err := redisconn.New(redisconn.Options{
 			Addr:         opts.Addr,
@@ -90,6 +91,15 @@ func New(opts Options) (*Registry, error) {
 		r.client, r.ownClient = c, true
 	}
 	return r, nil
+}
+
+// KeyPrefix returns the start of the keys of cluster's members in a
+// registry with Options.Prefix prefix ("" for the default):
+// <prefix>members:<cluster>:.
+func KeyPrefix(prefix, cluster string) string {
+	o := Options{Prefix: prefix, Cluster: cluster}
+	o.setDefaults()
+	return o.Prefix + "members:" + o.Cluster + ":"
 }
 
 // Close closes the client if New made it (a client from Options.Client

@@ -13,6 +13,11 @@
 // refused with persistence.ErrInvalidArgument). The stream denies message
 // delete and purge: the journal is append-only.
 //
+// Two backends on one server need different streams and subject prefixes
+// (JetStream refuses a stream whose subjects overlap another's). A node of
+// cluster <name> uses ORDERS_JOURNAL_<NAME> on <name>.orders.journal.*; the
+// default cluster "ordersystem" keeps ORDERS_JOURNAL on orders.journal.*.
+//
 // One Append is ONE message, which is what makes a multi-record append
 // atomic on every server version. (JetStream atomic batch publish needs
 // nats-server 2.12 and is not exposed by nats.go v1.55, and the shared

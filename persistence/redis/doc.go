@@ -18,6 +18,11 @@
 //
 // Each event is stored once (in the log); a stream list holds positions only.
 //
+// Two backends with different prefixes share nothing: a node uses
+// "<cluster-name>:" (the default cluster "ordersystem" keeps "ordersystem:"),
+// so clusters on one server keep apart their orders, the command ids
+// journaled with them, the outbox checkpoint and the snapshots.
+//
 // # Appends
 //
 // One Lua script (EVALSHA, re-loaded after a server restart) checks the

@@ -13,7 +13,10 @@
 //	Ordersystem-Version    the order version, decimal
 //	Ordersystem-Type       the event type name
 //
-// so consumers need not decode the payload. New creates the stream or
+// so consumers need not decode the payload. A node of cluster <name> uses
+// the stream ORDER_EVENTS_<NAME> (upper case) on "<name>.orders.events.*"
+// instead; the default cluster "ordersystem" keeps ORDER_EVENTS on
+// orders.events.*, so the two never overlap. New creates the stream or
 // updates its configuration (file storage, limits retention with
 // Options.MaxMsgs, duplicate window Options.DuplicateWindow, default two
 // minutes). Within the window the server drops a second publish of the same

@@ -10,6 +10,9 @@
 //	orderId  the order id
 //	version  the order version, decimal
 //
+// A node of cluster <name> publishes on "<name>:orders:events" instead;
+// the default cluster "ordersystem" keeps "orders:events".
+//
 // A Publish is one pipeline of XADD commands (with MAXLEN ~ Options.MaxLen,
 // default DefaultMaxLen, so the stream is trimmed approximately and a
 // consumer that lags by more than that loses the oldest entries) and returns
