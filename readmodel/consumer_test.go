@@ -374,3 +374,42 @@ func scrapeText(t *testing.T, m *metrics.Metrics) string {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
 }
+
+// brokenLog is a global log whose reads fail, as a backend reports an entry
+// that breaks its own layout, whenever they would include position bad.
+type brokenLog struct {
+	j   *memory.Backend
+	bad uint64
+	err error
+}
+
+func (b brokenLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	recs, err := b.j.ReadAll(ctx, after, limit)
+	for _, r := range recs {
+		if r.Position == b.bad {
+			return nil, b.err
+		}
+	}
+	return recs, err
+}
+
+func TestRebuildStopsAtARecordTheJournalCannotLayOut(t *testing.T) {
+	j := memory.New()
+	for i := range 5 {
+		journal(t, j, string(rune('a'+i)), t0, created(100, t0.Add(time.Duration(i)*time.Second)))
+	}
+	rm := readmodel.New(j)
+	pos, err := rm.Rebuild(context.Background(), brokenLog{j: j, bad: 4, err: errors.New("log entry 0-4 lacks stream, version or type")})
+	var inc *readmodel.IncompleteError
+	if !errors.As(err, &inc) || pos != 3 || inc.After != 3 || rm.Incomplete() != inc {
+		t.Fatalf("rebuild: position %d, %v", pos, err)
+	}
+	if rm.Stats().TotalOrders != 3 {
+		t.Fatalf("the records before the bad one: %d orders", rm.Stats().TotalOrders)
+	}
+	// An outage is not that: the caller gets the persistence error.
+	down := brokenLog{j: j, bad: 1, err: persistence.Unavailable("read all", errors.New("refused"))}
+	if _, err := readmodel.New(j).Rebuild(context.Background(), down); !errors.Is(err, persistence.ErrUnavailable) || errors.As(err, &inc) {
+		t.Fatalf("rebuild during an outage: %v", err)
+	}
+}

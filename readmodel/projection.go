@@ -90,6 +90,7 @@ type ReadModel struct {
 	// the order they were found.
 	quarantined map[string]int // index in quarantines
 	quarantines []Quarantine
+	incomplete  *IncompleteError // why the last Rebuild stopped early, if it did
 }
 
 // New returns an empty read model that repairs gaps through loader (nil:
@@ -496,17 +497,53 @@ type Journal interface {
 // rebuildBatch is how many records Rebuild reads at once.
 const rebuildBatch = 1000
 
+// IncompleteError is the error of Rebuild when the journal's global log
+// answers, but not with records, at some position: the journal itself
+// cannot lay out what it stores there (a message or entry that breaks the
+// backend's own format, which the backend reports as an error of the whole
+// read rather than as a record). The read model holds every record before
+// it; orders journaled after it are missing until they change (a delivered
+// event then repairs the order from its stream).
+type IncompleteError struct {
+	// After is the position of the last record read.
+	After uint64
+	Err   error
+}
+
+func (e *IncompleteError) Error() string {
+	return fmt.Sprintf("rebuild read model: the journal's global log cannot be read after position %d: %v", e.After, e.Err)
+}
+
+// Unwrap returns the journal's error.
+func (e *IncompleteError) Unwrap() error { return e.Err }
+
 // Rebuild applies every event of the journal's global log, in order; a
 // restarted node calls it before it reports ready. It returns the position
 // of the last record read. A record that cannot be read quarantines its
-// order (see Quarantined) and Rebuild goes on: only a journal that cannot be
-// read at all (ReadAll fails) stops it.
+// order (see Quarantined) and Rebuild goes on. When the journal cannot be
+// reached it fails with the journal's error (a persistence error that
+// wraps ErrUnavailable or ErrClosed); when it answers a read with another
+// error, Rebuild reads one record at a time up to the failing one and
+// returns an *IncompleteError (also kept: see Incomplete).
 func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 	var after uint64
+	limit, singles := rebuildBatch, 0
 	for {
-		recs, err := j.ReadAll(ctx, after, rebuildBatch)
+		recs, err := j.ReadAll(ctx, after, limit)
 		if err != nil {
-			return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)
+			if outage(ctx, err) {
+				return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)
+			}
+			if limit > 1 {
+				// Find the records before the one the journal cannot read.
+				limit, singles = 1, 0
+				continue
+			}
+			inc := &IncompleteError{After: after, Err: err}
+			m.mu.Lock()
+			m.incomplete = inc
+			m.mu.Unlock()
+			return after, inc
 		}
 		if len(recs) == 0 {
 			return after, nil
@@ -515,7 +552,18 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 			m.rebuildRecord(r)
 			after = r.Position
 		}
+		if singles++; limit == 1 && singles == rebuildBatch {
+			limit = rebuildBatch // past the batch that failed
+		}
 	}
+}
+
+// Incomplete returns why the last Rebuild stopped before the end of the
+// journal's global log, or nil.
+func (m *ReadModel) Incomplete() *IncompleteError {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.incomplete
 }
 
 // rebuildRecord applies one record of the global log: records of an order
