@@ -70,6 +70,12 @@ type ReadModelHealth struct {
 	ReadModelFigures
 	DeadLetters       []DeadLetter       `json:"deadLetters"`
 	QuarantinedOrders []QuarantinedOrder `json:"quarantinedOrders"`
+	// RebuildError, when set, says why the rebuild at start-up stopped
+	// after position RebuildStoppedAt of the journal's global log: the
+	// journal answered with an error, not a record. Orders journaled after
+	// it are missing from the read model until they change.
+	RebuildError     string `json:"rebuildError,omitempty"`
+	RebuildStoppedAt uint64 `json:"rebuildStoppedAt,omitempty"`
 }
 
 // DeadLetter is a delivered event the read model skipped.
