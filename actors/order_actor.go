@@ -72,7 +72,12 @@ type OrderConfig struct {
 	// reason than a conflict (the persistence monitor checks at once). It
 	// must not block.
 	StorageFailed func(error)
-	Logger        *slog.Logger
+	// Quarantined, if set, is called when an order's journal stream holds a
+	// record that cannot be read (the node lists the order as quarantined).
+	// The actor answers every command and read of that order with
+	// ERROR_CODE_QUARANTINED while the record stays so. It must not block.
+	Quarantined func(orderID string, err *codec.CorruptError)
+	Logger      *slog.Logger
 }
 
 func (c *OrderConfig) setDefaults() {
@@ -258,30 +263,30 @@ func (a *orderActor) catchUp() error {
 		return err
 	}
 	for _, r := range recs {
-		if r.Version != a.state.Version+1 {
-			return fmt.Errorf("order %s: journal returned version %d after %d", a.state.ID, r.Version, a.state.Version)
-		}
-		pe, err := codec.DecodeRecord(r)
+		pe, e, err := decodeNext(r, a.state.Version)
 		if err != nil {
 			return err
 		}
-		if err := a.apply(pe); err != nil {
-			return err
-		}
+		a.apply(pe, e)
 	}
 	a.loaded = true
 	return nil
 }
 
-// apply folds one journaled event into the state and remembers its command.
-func (a *orderActor) apply(pe *orderpb.Event) error {
-	e, err := codec.EventFromProto(pe)
-	if err != nil {
-		return err
+// decodeNext decodes journal record r, which must follow version prev of
+// its stream; errors are *codec.CorruptError values.
+func decodeNext(r persistence.Record, prev uint64) (*orderpb.Event, order.Event, error) {
+	pe, e, err := codec.DecodeEvent(r)
+	if err == nil {
+		err = codec.CheckFollows(r, prev, e)
 	}
+	return pe, e, err
+}
+
+// apply folds one journaled event into the state and remembers its command.
+func (a *orderActor) apply(pe *orderpb.Event, e order.Event) {
 	a.state = order.Evolve(a.state, e)
 	a.remember(pe.GetCommandId(), pe.GetFingerprint(), a.state.Version)
-	return nil
 }
 
 func (a *orderActor) remember(id, fingerprint string, version uint64) {
@@ -311,7 +316,9 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 		return nil
 	}
 	if err := a.catchUp(); err != nil {
-		a.cfg.Logger.Warn("order load failed", slog.String("order_id", a.state.ID), slog.Any("error", err))
+		if !errors.Is(err, codec.ErrCorrupt) {
+			a.cfg.Logger.Warn("order load failed", slog.String("order_id", a.state.ID), slog.Any("error", err))
+		}
 		return a.reply(nil, a.storageError(err))
 	}
 	return nil
@@ -324,7 +331,7 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 // cannot be reached, a known state is still answered, marked stale.
 func (a *orderActor) handleGet() *orderpb.Reply {
 	if err := a.refresh(); err != nil {
-		if !a.loaded || !a.state.Exists() {
+		if !a.loaded || !a.state.Exists() || errors.Is(err, codec.ErrCorrupt) {
 			return a.reply(nil, a.storageError(err))
 		}
 		r := a.reply(codec.StateToProto(&a.state), nil)
@@ -349,12 +356,14 @@ func (a *orderActor) handleHistory() *orderpb.Reply {
 	}
 	r := a.reply(nil, nil)
 	r.History = make([]*orderpb.Event, 0, len(recs))
+	var prev uint64
 	for _, rec := range recs {
-		pe, err := codec.DecodeRecord(rec)
+		pe, _, err := decodeNext(rec, prev)
 		if err != nil {
-			return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+			return a.reply(nil, a.storageError(err))
 		}
 		r.History = append(r.History, pe)
+		prev = rec.Version
 	}
 	return r
 }
@@ -417,8 +426,8 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		case err == nil:
 			a.loaded = true
 			before := a.state.Version
-			for _, pe := range envelopes {
-				_ = a.apply(pe) // built from a domain event just above: cannot fail
+			for i, pe := range envelopes {
+				a.apply(pe, events[i])
 			}
 			if a.cfg.Appended != nil {
 				a.cfg.Appended()
@@ -465,13 +474,9 @@ func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Rep
 			if r.Version > seen.version {
 				break
 			}
-			pe, err := codec.DecodeRecord(r)
+			_, e, err := decodeNext(r, st.Version)
 			if err != nil {
-				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
-			}
-			e, err := codec.EventFromProto(pe)
-			if err != nil {
-				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
+				return a.reply(nil, a.storageError(err))
 			}
 			st = order.Evolve(st, e)
 		}
@@ -500,12 +505,34 @@ func domainError(err error) *orderpb.Error {
 	return e
 }
 
-// storageError maps a journal error to its wire form and tells the monitor.
+// storageError maps a journal error to its wire form and tells the monitor
+// (an outage) or the node (a record that cannot be read: the order is
+// quarantined, the journal answers).
 func (a *orderActor) storageError(err error) *orderpb.Error {
+	var ce *codec.CorruptError
+	if errors.As(err, &ce) {
+		// Read again on the next message: the answer stays the same until
+		// an operator repairs the record, and then the order serves again.
+		a.loaded = false
+		a.cfg.Logger.Error("order quarantined: a record of its journal stream cannot be read",
+			slog.String("order_id", a.state.ID), slog.Uint64("version", ce.Version), slog.Any("error", err))
+		if a.cfg.Quarantined != nil {
+			a.cfg.Quarantined(a.state.ID, ce)
+		}
+		return quarantinedError(a.state.ID, ce)
+	}
 	if a.cfg.StorageFailed != nil && !errors.Is(err, persistence.ErrVersionConflict) {
 		a.cfg.StorageFailed(err)
 	}
 	return storageError(err)
+}
+
+// quarantinedError is the answer of an order whose stream holds a record
+// that cannot be read.
+func quarantinedError(id string, ce *codec.CorruptError) *orderpb.Error {
+	return &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_QUARANTINED, Message: fmt.Sprintf(
+		"order %s is quarantined: its journal record at version %d cannot be read (%v); an operator must repair the journal",
+		id, ce.Version, ce.Err)}
 }
 
 func storageError(err error) *orderpb.Error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,5 +398,67 @@ func TestOrderActorForgetsOldestCommandIDs(t *testing.T) {
 	wantCode(t, f.send("o1", createCmd("c1")), orderpb.ErrorCode_ERROR_CODE_ALREADY_EXISTS)
 	if n := len(f.stream("o1")); n != 3 {
 		t.Fatalf("%d events journaled, want 3", n)
+	}
+}
+
+// TestOrderActorQuarantinesAnUnreadableStream: an order whose journal
+// stream holds a record that cannot be read answers every command and read
+// with QUARANTINED, naming the order and the version, and reports it; it
+// is not a storage failure, and other orders are served.
+func TestOrderActorQuarantinesAnUnreadableStream(t *testing.T) {
+	var mu sync.Mutex
+	var reported []*codec.CorruptError
+	storageFailed := atomic.Int64{}
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) {
+		c.Quarantined = func(id string, err *codec.CorruptError) {
+			mu.Lock()
+			defer mu.Unlock()
+			if id != err.OrderID {
+				t.Errorf("reported %s for %s", err.OrderID, id)
+			}
+			reported = append(reported, err)
+		}
+		c.StorageFailed = func(error) { storageFailed.Add(1) }
+	})
+	ctx := context.Background()
+	// "live" is loaded when its tail goes bad; "cold" is activated after.
+	for _, id := range []string{"live", "healthy"} {
+		if r := f.send(id, createCmd("c-"+id)); r.GetError() != nil {
+			t.Fatalf("create %s: %v", id, r.GetError())
+		}
+	}
+	if _, err := f.journal.Append(ctx, "live", 1, []persistence.Record{{Type: "OrderPaid", Data: []byte("garbage")}}); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := proto.Marshal(codec.EventToProto("cold", 1, "c", "f", order.Created{CustomerID: "c", Total: 1, At: time.Now()}))
+	skipped, _ := proto.Marshal(codec.EventToProto("cold", 3, "c", "f", order.Paid{At: time.Now()}))
+	if _, err := f.journal.Append(ctx, "cold", 0, []persistence.Record{{Type: "OrderCreated", Data: good}, {Type: "OrderPaid", Data: skipped}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		id      string
+		version string
+	}{{"live", "version 2"}, {"cold", "version 2"}} {
+		for _, msg := range []proto.Message{&orderpb.GetOrder{}, &orderpb.GetHistory{}, payCmd("p-" + c.id), createCmd("c-" + c.id)} {
+			r := f.send(c.id, msg)
+			wantCode(t, r, orderpb.ErrorCode_ERROR_CODE_QUARANTINED)
+			if m := r.GetError().GetMessage(); !strings.Contains(m, "order "+c.id+" ") || !strings.Contains(m, c.version) || r.GetStale() {
+				t.Fatalf("%s %T: %q (stale %v)", c.id, msg, m, r.GetStale())
+			}
+		}
+	}
+	if r := f.send("healthy", payCmd("p-healthy")); r.GetError() != nil {
+		t.Fatalf("another order: %v", r.GetError())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reported) < 2 || reported[0].OrderID != "live" || reported[0].Version != 2 {
+		t.Fatalf("reported %v", reported)
+	}
+	if n := storageFailed.Load(); n != 0 {
+		t.Fatalf("a quarantine was reported as %d storage failures", n)
+	}
+	if got := f.stream("live"); len(got) != 2 {
+		t.Fatalf("the quarantined order was written to: %d records", len(got))
 	}
 }

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,17 +99,81 @@ func EventFromProto(pe *orderpb.Event) (order.Event, error) {
 	}
 }
 
+// ErrCorrupt means a journal record cannot be read as the event it claims
+// to be. Errors that match it are *CorruptError values.
+var ErrCorrupt = errors.New("corrupt journal record")
+
+// CorruptError names the journal record that cannot be read: its bytes are
+// not an orderpb.Event, the envelope names another order or version, it
+// carries no event, or its version does not follow the one before. Whoever
+// can write the backend can cause it; the order it belongs to is
+// quarantined, not the node.
+type CorruptError struct {
+	OrderID string
+	Version uint64
+	// Position is the record's place in the journal's global log (0 when
+	// the record came from a stream read that does not tell it).
+	Position uint64
+	Err      error
+}
+
+func (e *CorruptError) Error() string {
+	if e.Position != 0 {
+		return fmt.Sprintf("journal record %s:%d (position %d) is corrupt: %v", e.OrderID, e.Version, e.Position, e.Err)
+	}
+	return fmt.Sprintf("journal record %s:%d is corrupt: %v", e.OrderID, e.Version, e.Err)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// Unwrap returns the cause.
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// corrupt wraps why record r cannot be read.
+func corrupt(r persistence.Record, err error) *CorruptError {
+	return &CorruptError{OrderID: r.StreamID, Version: r.Version, Position: r.Position, Err: err}
+}
+
 // DecodeRecord decodes a journal record into its wire envelope, checking
-// that the record and the envelope agree on order and version.
+// that the record and the envelope agree on order and version. Errors are
+// *CorruptError values.
 func DecodeRecord(r persistence.Record) (*orderpb.Event, error) {
 	pe := &orderpb.Event{}
 	if err := proto.Unmarshal(r.Data, pe); err != nil {
-		return nil, fmt.Errorf("decode event %s: %w", r.EventID(), err)
+		return nil, corrupt(r, fmt.Errorf("not an event: %w", err))
 	}
 	if pe.GetOrderId() != r.StreamID || pe.GetVersion() != r.Version {
-		return nil, fmt.Errorf("event %s: envelope says %s:%d", r.EventID(), pe.GetOrderId(), pe.GetVersion())
+		return nil, corrupt(r, fmt.Errorf("the envelope says %s:%d", pe.GetOrderId(), pe.GetVersion()))
 	}
 	return pe, nil
+}
+
+// DecodeEvent decodes a journal record into its envelope and its domain
+// event (DecodeRecord, then EventFromProto). Errors are *CorruptError values.
+func DecodeEvent(r persistence.Record) (*orderpb.Event, order.Event, error) {
+	pe, err := DecodeRecord(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := EventFromProto(pe)
+	if err != nil {
+		return nil, nil, corrupt(r, err)
+	}
+	return pe, e, nil
+}
+
+// CheckFollows returns a *CorruptError unless record r, holding event e,
+// can come right after version prev of its stream: its version is prev+1,
+// and it is an OrderCreated exactly when it is the first.
+func CheckFollows(r persistence.Record, prev uint64, e order.Event) error {
+	if r.Version != prev+1 {
+		return corrupt(r, fmt.Errorf("version %d does not follow version %d", r.Version, prev))
+	}
+	if _, isCreated := e.(order.Created); isCreated != (r.Version == 1) {
+		return corrupt(r, fmt.Errorf("%s at version %d (an order starts with OrderCreated, once)", e.EventType(), r.Version))
+	}
+	return nil
 }
 
 // StateToProto renders the state as the wire order.

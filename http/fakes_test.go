@@ -20,11 +20,14 @@ import (
 // a map, follows the state machine and remembers command ids. err, if set,
 // makes every call fail as if the actor could not be reached.
 type fakeOrders struct {
-	mu     sync.Mutex
-	err    error
-	orders map[string]*orderpb.Order
-	events map[string][]*orderpb.Event
-	seen   map[string]*orderpb.Reply
+	mu  sync.Mutex
+	err error
+	// refusal, if set, is the answer of the actor to every call (as an
+	// order in quarantine answers).
+	refusal *orderpb.Error
+	orders  map[string]*orderpb.Order
+	events  map[string][]*orderpb.Event
+	seen    map[string]*orderpb.Reply
 	// requestIDs are the request ids that the calls saw in their context.
 	requestIDs []string
 }
@@ -53,6 +56,9 @@ func (f *fakeOrders) send(ctx context.Context, id string, msg proto.Message) (*o
 	f.requestIDs = append(f.requestIDs, httpapi.RequestID(ctx))
 	if f.err != nil {
 		return nil, f.err
+	}
+	if f.refusal != nil {
+		return &orderpb.Reply{Owner: fakeOwner, Error: proto.Clone(f.refusal).(*orderpb.Error)}, nil
 	}
 	refuse := func(code orderpb.ErrorCode, format string, args ...any) *orderpb.Reply {
 		return &orderpb.Reply{Owner: fakeOwner, Error: &orderpb.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
@@ -170,6 +176,17 @@ func (h fakeHealth) Ready(context.Context) (bool, httpapi.HealthReport) {
 		return false, httpapi.HealthReport{Status: "down", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
 			"persistence": {Status: "down", Error: "connection refused"}}}
 	}
+	at := time.Date(2026, 11, 25, 6, 25, 25, 0, time.UTC)
 	return true, httpapi.HealthReport{Status: "up", NodeID: fakeOwner, Components: map[string]httpapi.ComponentHealth{
-		"persistence": {Status: "up", LatencyMS: 0.1}}}
+		"persistence": {Status: "up", LatencyMS: 0.1}},
+		ReadModel: &httpapi.ReadModelHealth{
+			ReadModelFigures: fakeReadModelFigures(),
+			DeadLetters: []httpapi.DeadLetter{{EventID: "ghost:1", Type: "OrderPaid", Reason: "not_in_journal",
+				Error: "the journal does not hold it", Attempts: 4, At: at}},
+			QuarantinedOrders: []httpapi.QuarantinedOrder{{OrderID: "o9", Version: 2, Position: 17, Error: "not an event", At: at}},
+		}}
+}
+
+func fakeReadModelFigures() httpapi.ReadModelFigures {
+	return httpapi.ReadModelFigures{Applied: 10, Repaired: 2, DeadLettered: 1, Quarantined: 1}
 }

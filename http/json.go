@@ -53,6 +53,8 @@ type statsJSON struct {
 	TotalRevenue order.Cents    `json:"totalRevenue"`
 	Timestamp    time.Time      `json:"timestamp"`
 	Outbox       *OutboxFigures `json:"outbox,omitempty"`
+	// ReadModel is what the read side applied, repaired and skipped.
+	ReadModel *ReadModelFigures `json:"readModel,omitempty"`
 }
 
 type errorJSON struct {

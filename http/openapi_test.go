@@ -22,6 +22,7 @@ import (
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/node"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 const (
@@ -403,6 +404,7 @@ func TestOpenAPIResponsesOfFakes(t *testing.T) {
 	writable := error(nil)
 	srv, orders := newFakeAPI(t, func(c *httpapi.Config) {
 		c.Writable = func() error { return writable }
+		c.ReadModelFigures = fakeReadModelFigures
 	})
 	doc, _ := servedDocument(t, srv.URL)
 	v := newValidator(t, doc, srv.URL)
@@ -424,7 +426,14 @@ func TestOpenAPIResponsesOfFakes(t *testing.T) {
 	for _, path := range []string{"/", "/stats", "/openapi.json", "/health", "/health/live", "/health/ready", "/orders/" + id, "/orders/" + id + "/history"} {
 		v.exchange("GET", path+"?x=1", "", 400, false)
 	}
-	v.exchange("GET", "/stats", "", 200, true)
+	r = v.exchange("GET", "/stats", "", 200, true)
+	if !bytes.Contains(r.body, []byte(`"readModel":{"applied":10,"repaired":2,"deadLettered":1,"quarantined":1}`)) {
+		t.Fatalf("stats without the read model figures: %s", r.body)
+	}
+	r = v.exchange("GET", "/health", "", 200, true)
+	if !bytes.Contains(r.body, []byte(`"deadLetters":[{"eventId":"ghost:1"`)) || !bytes.Contains(r.body, []byte(`"quarantinedOrders":[{"orderId":"o9","version":2`)) {
+		t.Fatalf("health without the read model section: %s", r.body)
+	}
 	v.exchange("GET", "/", "", 200, true)
 	r = v.exchange("GET", "/metrics", "", 200, true)
 	if !bytes.Contains(r.body, []byte("http_requests_total")) {
@@ -437,7 +446,26 @@ func TestOpenAPIResponsesOfFakes(t *testing.T) {
 		t.Fatalf("503 without Retry-After: %v", r.header)
 	}
 	writable = nil
+	// An order in quarantine: 500 order_quarantined on every operation.
 	orders.mu.Lock()
+	orders.refusal = &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_QUARANTINED,
+		Message: "order " + id + " is quarantined: its journal record at version 2 cannot be read (not an event)"}
+	orders.mu.Unlock()
+	for _, op := range []struct{ method, path, body string }{
+		{"GET", "/orders/" + id, ""}, {"GET", "/orders/" + id + "/history", ""},
+		{"POST", "/orders/" + id + "/pay", ""}, {"POST", "/orders/" + id + "/ship", ""},
+		{"POST", "/orders/" + id + "/deliver", ""}, {"POST", "/orders/" + id + "/cancel", ""},
+		{"POST", "/orders", seedOrder},
+	} {
+		r = v.exchange(op.method, op.path, op.body, 500, true)
+		var e struct{ Error, Code string }
+		if err := json.Unmarshal(r.body, &e); err != nil || e.Code != "order_quarantined" ||
+			!strings.Contains(e.Error, id) || !strings.Contains(e.Error, "version 2") || r.header.Get("Retry-After") != "" {
+			t.Fatalf("%s %s in quarantine: %v %s %v", op.method, op.path, err, r.body, r.header)
+		}
+	}
+	orders.mu.Lock()
+	orders.refusal = nil
 	orders.err = errors.New("no route to the owner")
 	orders.mu.Unlock()
 	v.exchange("GET", "/orders/"+id, "", 503, true)

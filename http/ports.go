@@ -47,12 +47,69 @@ type OutboxFigures struct {
 	DeadLettered uint64 `json:"deadLettered"`
 }
 
+// ReadModelFigures is how the read side stands, in GET /stats.
+type ReadModelFigures struct {
+	// Applied is how many events the read model applied.
+	Applied uint64 `json:"applied"`
+	// Repaired is how many delivered events could not be applied as
+	// delivered (a gap, a contradiction) and were read from the journal.
+	Repaired uint64 `json:"repaired"`
+	// DeadLettered is how many delivered events were skipped: neither
+	// applicable nor in the journal, undecodable, or of a quarantined order.
+	DeadLettered uint64 `json:"deadLettered"`
+	// Quarantined is how many orders are left out because a record of
+	// their journal stream cannot be read.
+	Quarantined int `json:"quarantined"`
+}
+
+// ReadModelHealth is the read side's section of GET /health and GET
+// /health/ready: its figures and the most recent dead letters and
+// quarantined orders (bounded lists, newest first). It never makes
+// readiness fail: the read model goes on with every other order.
+type ReadModelHealth struct {
+	ReadModelFigures
+	DeadLetters       []DeadLetter       `json:"deadLetters"`
+	QuarantinedOrders []QuarantinedOrder `json:"quarantinedOrders"`
+	// RebuildError, when set, says why the rebuild at start-up stopped
+	// after position RebuildStoppedAt of the journal's global log: the
+	// journal answered with an error, not a record. Orders journaled after
+	// it are missing from the read model until they change.
+	RebuildError     string `json:"rebuildError,omitempty"`
+	RebuildStoppedAt uint64 `json:"rebuildStoppedAt,omitempty"`
+}
+
+// DeadLetter is a delivered event the read model skipped.
+type DeadLetter struct {
+	EventID string `json:"eventId"`
+	Type    string `json:"type"`
+	// Reason is undecodable, invalid, not_in_journal, quarantined or
+	// journal_error (the values of readmodel_dead_lettered_total's label).
+	Reason   string    `json:"reason"`
+	Error    string    `json:"error"`
+	Attempts int       `json:"attempts"`
+	At       time.Time `json:"at"`
+}
+
+// QuarantinedOrder is an order whose journal stream holds a record that
+// cannot be read: the read model leaves it out and its actor refuses it.
+type QuarantinedOrder struct {
+	OrderID string `json:"orderId"`
+	// Version is the version of the first record that cannot be read.
+	Version uint64 `json:"version"`
+	// Position is that record's place in the journal's global log, when known.
+	Position uint64    `json:"position,omitempty"`
+	Error    string    `json:"error"`
+	At       time.Time `json:"at"`
+}
+
 // HealthReport is the body of GET /health and GET /health/ready.
 type HealthReport struct {
 	// Status is "up" or "down".
 	Status     string                     `json:"status"`
 	NodeID     string                     `json:"nodeId"`
 	Components map[string]ComponentHealth `json:"components"`
+	// ReadModel, when set, reports what the read side could not apply.
+	ReadModel *ReadModelHealth `json:"readModel,omitempty"`
 }
 
 // ComponentHealth is the state of one dependency (persistence, transport,

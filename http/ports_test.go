@@ -39,6 +39,15 @@ func TestPortBodiesJSON(t *testing.T) {
 			`{"status":"down","nodeId":"n1","components":{"node":{"status":"down","latencyMs":0,"error":"shutting down"},` +
 				`"persistence":{"status":"up","latencyMs":0.5,"monitor":{"up":true,"latencyMs":0.25,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":0}},` +
 				`"transport":{"status":"down","latencyMs":1,"error":"refused","monitor":{"up":false,"lastError":"refused","latencyMs":1,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":3}}}}`},
+		{"read model figures", httpapi.ReadModelFigures{Applied: 7, Repaired: 2, DeadLettered: 1, Quarantined: 3},
+			`{"applied":7,"repaired":2,"deadLettered":1,"quarantined":3}`},
+		{"health with the read model", httpapi.HealthReport{Status: "up", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{},
+			ReadModel: &httpapi.ReadModelHealth{ReadModelFigures: httpapi.ReadModelFigures{DeadLettered: 1, Quarantined: 1},
+				DeadLetters:       []httpapi.DeadLetter{{EventID: "x:2", Type: "OrderPaid", Reason: "not_in_journal", Error: "e", Attempts: 4, At: at}},
+				QuarantinedOrders: []httpapi.QuarantinedOrder{{OrderID: "o", Version: 2, Error: "bad", At: at}}}},
+			`{"status":"up","nodeId":"n1","components":{},"readModel":{"applied":0,"repaired":0,"deadLettered":1,"quarantined":1,` +
+				`"deadLetters":[{"eventId":"x:2","type":"OrderPaid","reason":"not_in_journal","error":"e","attempts":4,"at":"2026-11-25T06:25:25Z"}],` +
+				`"quarantinedOrders":[{"orderId":"o","version":2,"error":"bad","at":"2026-11-25T06:25:25Z"}]}}`},
 	} {
 		b, err := json.Marshal(c.v)
 		if err != nil || string(b) != c.want {

@@ -64,6 +64,9 @@ type Config struct {
 	Info func() Info
 	// Outbox, if set, returns the outbox figures shown in GET /stats.
 	Outbox func() OutboxFigures
+	// ReadModelFigures, if set, returns the read side's figures shown in
+	// GET /stats (applied, repaired, dead-lettered, quarantined).
+	ReadModelFigures func() ReadModelFigures
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// every route but the probes and /metrics (see ProtectMetrics).
 	APIToken string
@@ -299,6 +302,15 @@ func replyError(e *orderpb.Error) *apiError {
 		ae.status, ae.code = http.StatusUnprocessableEntity, "idempotency_key_reused"
 	case orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, orderpb.ErrorCode_ERROR_CODE_NOT_SERVING:
 		ae.status, ae.code = http.StatusServiceUnavailable, "unavailable"
+	case orderpb.ErrorCode_ERROR_CODE_QUARANTINED:
+		// A record of the order's journal cannot be read: the server's
+		// data is at fault, not the request (so no 4xx: 409 would tell
+		// the client to change something, and nothing it sends can
+		// succeed), and retrying does not help until an operator repairs
+		// the journal (so no 503, whose Retry-After: 1 invites retries
+		// forever and tells proxies the node is down). 500, with a code
+		// and a message naming the order and the version.
+		ae.status, ae.code = http.StatusInternalServerError, "order_quarantined"
 	default:
 		ae.status, ae.code = http.StatusInternalServerError, "internal"
 	}
@@ -585,6 +597,10 @@ func (a *api) stats(c echo.Context) error {
 	if a.cfg.Outbox != nil {
 		o := a.cfg.Outbox()
 		out.Outbox = &o
+	}
+	if a.cfg.ReadModelFigures != nil {
+		f := a.cfg.ReadModelFigures()
+		out.ReadModel = &f
 	}
 	return c.JSON(http.StatusOK, out)
 }

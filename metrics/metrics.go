@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,19 @@ const (
 	OutcomeUnavailable = "unavailable" // a backend or the order's actor could not be reached
 	OutcomeInternal    = "internal"    // anything else
 )
+
+// Reasons a delivered event is dead-lettered by the read model, the values
+// of readmodel_dead_lettered_total's reason label.
+const (
+	DeadLetterUndecodable  = "undecodable"    // the payload is not an order event
+	DeadLetterInvalid      = "invalid"        // not an order id, or the payload names another event than the message
+	DeadLetterNotInJournal = "not_in_journal" // cannot be applied, and the journal does not hold it
+	DeadLetterQuarantined  = "quarantined"    // its order is quarantined (a journal record cannot be read)
+	DeadLetterJournalError = "journal_error"  // the journal kept refusing to read the order (not an outage)
+)
+
+// DeadLetterReasons lists every dead-letter reason.
+var DeadLetterReasons = []string{DeadLetterUndecodable, DeadLetterInvalid, DeadLetterNotInJournal, DeadLetterQuarantined, DeadLetterJournalError}
 
 // Commands are the values of order_commands_total's command label.
 var Commands = []string{"create", "pay", "ship", "deliver", "cancel"}
@@ -46,6 +60,9 @@ type Metrics struct {
 	outboxLag       prometheus.Gauge
 	outboxPublished prometheus.Counter
 	outboxFailures  prometheus.Counter
+
+	readModelDeadLettered *prometheus.CounterVec
+	readModelQuarantined  prometheus.Gauge
 
 	actorsActive   prometheus.Gauge
 	clusterMembers prometheus.Gauge
@@ -96,6 +113,14 @@ func New() *Metrics {
 			Name: "outbox_publish_failures_total",
 			Help: "Outbox publish attempts that failed.",
 		}),
+		readModelDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "readmodel_dead_lettered_total",
+			Help: "Delivered events the read model could neither apply nor repair from the journal and skipped, by reason (" + strings.Join(DeadLetterReasons, ", ") + ").",
+		}, []string{"reason"}),
+		readModelQuarantined: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "readmodel_quarantined_orders",
+			Help: "Orders left out of the read model because a record of their journal stream cannot be read.",
+		}),
 		actorsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "order_actors_active",
 			Help: "Order actors activated on this node.",
@@ -119,6 +144,7 @@ func New() *Metrics {
 		m.httpRequests, m.httpDuration, m.commands,
 		m.appendDuration, m.journalConflicts,
 		m.outboxLag, m.outboxPublished, m.outboxFailures,
+		m.readModelDeadLettered, m.readModelQuarantined,
 		m.actorsActive, m.clusterMembers, m.backendUp,
 	)
 	// Every command/outcome pair exists from the start, so that rates and
@@ -127,6 +153,9 @@ func New() *Metrics {
 		for _, o := range Outcomes {
 			m.commands.WithLabelValues(c, o)
 		}
+	}
+	for _, r := range DeadLetterReasons {
+		m.readModelDeadLettered.WithLabelValues(r)
 	}
 	inner := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
 	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -228,6 +257,24 @@ func (m *Metrics) ObservePublish(n int, err error) {
 	if n > 0 {
 		m.outboxPublished.Add(float64(n))
 	}
+}
+
+// ObserveDeadLetter counts one event the read model dead-lettered; reason is
+// one of DeadLetterReasons.
+func (m *Metrics) ObserveDeadLetter(reason string) {
+	if m == nil {
+		return
+	}
+	m.readModelDeadLettered.WithLabelValues(reason).Inc()
+}
+
+// SetQuarantinedOrders sets the number of orders the read model keeps in
+// quarantine.
+func (m *Metrics) SetQuarantinedOrders(n int) {
+	if m == nil {
+		return
+	}
+	m.readModelQuarantined.Set(float64(n))
 }
 
 // ActorActivated counts an order actor that started on this node; call

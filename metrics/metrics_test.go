@@ -76,6 +76,8 @@ func TestNilMetricsDoNothing(t *testing.T) {
 	m.ActorStopped()
 	m.SetClusterMembers(3)
 	m.SetBackendUp("persistence", false)
+	m.ObserveDeadLetter(metrics.DeadLetterNotInJournal)
+	m.SetQuarantinedOrders(2)
 	m.OnScrape(func() { t.Fatal("hook on a nil Metrics ran") })
 	if m.Registry() != nil {
 		t.Fatal("nil Metrics has a registry")
@@ -90,7 +92,13 @@ func TestNilMetricsDoNothing(t *testing.T) {
 func TestMetricsMove(t *testing.T) {
 	m := metrics.New()
 	fams := scrape(t, m)
-	// Every command/outcome pair exists from the start, at 0.
+	// Every command/outcome pair and dead-letter reason exists from the
+	// start, at 0.
+	for _, r := range metrics.DeadLetterReasons {
+		if v := value(t, fams, "readmodel_dead_lettered_total", "reason", r); v != 0 {
+			t.Fatalf("readmodel_dead_lettered_total{%s} starts at %v", r, v)
+		}
+	}
 	for _, c := range metrics.Commands {
 		for _, o := range metrics.Outcomes {
 			if v := value(t, fams, "order_commands_total", "command", c, "outcome", o); v != 0 {
@@ -100,7 +108,7 @@ func TestMetricsMove(t *testing.T) {
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "journal_append_duration_seconds",
 		"journal_conflicts_total", "outbox_lag_events", "outbox_published_total", "outbox_publish_failures_total",
-		"order_actors_active", "cluster_members"} {
+		"order_actors_active", "cluster_members", "readmodel_quarantined_orders"} {
 		if fams[name] == nil {
 			t.Errorf("no %s before any observation", name)
 		}
@@ -123,6 +131,10 @@ func TestMetricsMove(t *testing.T) {
 	m.SetClusterMembers(3)
 	m.SetBackendUp("persistence", true)
 	m.SetBackendUp("transport", false)
+	m.ObserveDeadLetter(metrics.DeadLetterNotInJournal)
+	m.ObserveDeadLetter(metrics.DeadLetterNotInJournal)
+	m.ObserveDeadLetter(metrics.DeadLetterUndecodable)
+	m.SetQuarantinedOrders(1)
 
 	fams = scrape(t, m)
 	for _, c := range []struct {
@@ -145,6 +157,10 @@ func TestMetricsMove(t *testing.T) {
 		{"cluster_members", nil, 3},
 		{"backend_up", []string{"component", "persistence"}, 1},
 		{"backend_up", []string{"component", "transport"}, 0},
+		{"readmodel_dead_lettered_total", []string{"reason", "not_in_journal"}, 2},
+		{"readmodel_dead_lettered_total", []string{"reason", "undecodable"}, 1},
+		{"readmodel_dead_lettered_total", []string{"reason", "quarantined"}, 0},
+		{"readmodel_quarantined_orders", nil, 1},
 	} {
 		if got := value(t, fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"context"
+
+	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/readmodel"
 	"github.com/ordersystem/ordersystem/transport"
 )
@@ -15,3 +18,9 @@ func (n *Node) Config() Config { return n.cfg }
 
 // Transport is the node's event transport.
 func (n *Node) Transport() transport.Transport { return n.transport }
+
+// WithBackend returns a context under which Start uses b as the node's
+// persistence backend instead of opening the configured one.
+func WithBackend(ctx context.Context, b persistence.Backend) context.Context {
+	return context.WithValue(ctx, backendKey{}, b)
+}

@@ -15,14 +15,13 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/labstack/echo/v4"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/codec"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
-	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/readmodel"
 	"github.com/ordersystem/ordersystem/supervisor"
 	"github.com/ordersystem/ordersystem/transport"
@@ -39,6 +38,7 @@ type Node struct {
 	backend   persistence.Backend
 	transport transport.Transport
 	readModel *readmodel.ReadModel
+	consumer  *readmodel.Consumer
 	subs      []transport.Subscription
 	member    *cluster.Member
 	registry  closableRegistry
@@ -94,7 +94,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err = n.conns.open(ctx, cfg, log); err != nil {
 		return nil, err
 	}
-	if n.backend, err = openPersistence(ctx, cfg, n.conns, log); err != nil {
+	if b, ok := ctx.Value(backendKey{}).(persistence.Backend); ok {
+		n.backend = b
+	} else if n.backend, err = openPersistence(ctx, cfg, n.conns, log); err != nil {
 		return nil, err
 	}
 	d := n.backend.Describe()
@@ -104,10 +106,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	log.Info("transport ready", slog.String("backend", n.transport.Name()))
 
+	n.metrics = metrics.New()
+
 	// Read side: subscribe first, then rebuild from the journal, so that no
 	// event falls between the two (duplicates are dropped by version).
 	n.readModel = readmodel.New(n.backend)
-	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.project)
+	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log})
+	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.consumer.Handle)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
 	}
@@ -117,13 +122,26 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("subscribe the event logger: %w", err)
 	}
 	n.subs = append(n.subs, logSub)
+	rebuildStart := time.Now()
 	pos, err := n.readModel.Rebuild(ctx, n.backend)
-	if err != nil {
+	var incomplete *readmodel.IncompleteError
+	switch {
+	case errors.As(err, &incomplete):
+		// The journal answers but cannot lay out one of its records: serve
+		// anyway (the write side reads each order's own stream) rather
+		// than refuse to start on every node; GET /health reports it.
+		log.Error("read model incomplete: the journal's global log cannot be read past a record; orders journaled after it are missing from /orders until they change",
+			slog.Uint64("position", incomplete.After), slog.Any("error", incomplete.Err))
+	case err != nil:
 		return nil, err
 	}
-	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders))
-
-	n.metrics = metrics.New()
+	quarantined, recent := n.readModel.Quarantined(healthListMax)
+	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders),
+		slog.Int("quarantined_orders", quarantined), slog.Duration("rebuild_time", time.Since(rebuildStart)))
+	for _, q := range recent {
+		log.Error("order quarantined: a record of its journal stream cannot be read; the read model leaves it out and its actor refuses it",
+			slog.String("order_id", q.OrderID), slog.Uint64("version", q.Version), slog.Uint64("position", q.Position), slog.String("error", q.Reason))
+	}
 
 	// Write side: the order and outbox kinds on a cluster member. The kinds,
 	// the member that hosts them and the driver that drains the outbox
@@ -144,7 +162,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 				b.Report(componentPersistence)
 			}
 		},
-		Logger: log,
+		Quarantined: func(id string, err *codec.CorruptError) { n.readModel.Quarantine(id, err) },
+		Logger:      log,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
 		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
@@ -185,6 +204,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.metrics.OnScrape(func() {
 		n.metrics.SetOutboxLag(n.outboxFigures().Lag)
 		n.metrics.SetClusterMembers(len(n.member.Members()))
+		q, _ := n.readModel.Quarantined(0)
+		n.metrics.SetQuarantinedOrders(q)
 		for _, st := range n.board.All() {
 			n.metrics.SetBackendUp(st.Component, st.Up)
 		}
@@ -195,18 +216,19 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
-		Orders:         actors.NewOrderClient(n.member),
-		ReadModel:      n.readModel,
-		Health:         n.health,
-		Writable:       n.writable,
-		Info:           n.info,
-		Outbox:         n.outboxFigures,
-		APIToken:       cfg.APIToken,
-		Metrics:        n.metrics,
-		ProtectMetrics: cfg.ProtectMetrics,
-		MaxInFlight:    cfg.MaxInFlight,
-		RequestTimeout: cfg.RequestTimeout,
-		Logger:         log,
+		Orders:           actors.NewOrderClient(n.member),
+		ReadModel:        n.readModel,
+		Health:           n.health,
+		Writable:         n.writable,
+		Info:             n.info,
+		Outbox:           n.outboxFigures,
+		ReadModelFigures: n.readModelFigures,
+		APIToken:         cfg.APIToken,
+		Metrics:          n.metrics,
+		ProtectMetrics:   cfg.ProtectMetrics,
+		MaxInFlight:      cfg.MaxInFlight,
+		RequestTimeout:   cfg.RequestTimeout,
+		Logger:           log,
 	})
 	srv := cfg.httpServer(n.api)
 	n.api.Server = srv
@@ -226,6 +248,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
+// backendKey is the context key of a persistence backend that Start uses
+// instead of opening the configured one. Only the tests set it (see
+// export_test.go), to give an in-memory journal to several node lifetimes.
+type backendKey struct{}
+
 // remoteHost is where the node-to-node endpoint listens: every interface
 // when the node advertises an address for other machines, else loopback
 // (a cluster of processes on one machine, the README's three-terminal cluster quick start).
@@ -234,21 +261,6 @@ func remoteHost(cfg Config) string {
 		return "0.0.0.0"
 	}
 	return "127.0.0.1"
-}
-
-// project feeds delivered events into the read model.
-func (n *Node) project(ctx context.Context, batch []transport.Message) error {
-	for _, m := range batch {
-		ev := &orderpb.Event{}
-		if err := proto.Unmarshal(m.Payload, ev); err != nil {
-			n.log.Error("undecodable event on the transport, skipped", slog.String("event_id", m.ID()), slog.Any("error", err))
-			continue
-		}
-		if err := n.readModel.Apply(ctx, ev); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // logEvents logs one structured line per event (the .NET original's
@@ -286,6 +298,36 @@ func (n *Node) outboxFigures() httpapi.OutboxFigures {
 	}
 	return httpapi.OutboxFigures{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
 		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
+}
+
+// healthListMax bounds the dead letters and quarantined orders listed in
+// GET /health.
+const healthListMax = 20
+
+// readModelFigures is how the read side stands, for GET /stats.
+func (n *Node) readModelFigures() httpapi.ReadModelFigures {
+	q, _ := n.readModel.Quarantined(0)
+	return httpapi.ReadModelFigures{Applied: n.readModel.Applied(), Repaired: n.readModel.Repaired(),
+		DeadLettered: n.consumer.DeadLettered(), Quarantined: q}
+}
+
+// readModelHealth is the read side's section of GET /health.
+func (n *Node) readModelHealth() *httpapi.ReadModelHealth {
+	h := &httpapi.ReadModelHealth{ReadModelFigures: n.readModelFigures(),
+		DeadLetters: []httpapi.DeadLetter{}, QuarantinedOrders: []httpapi.QuarantinedOrder{}}
+	for _, d := range n.consumer.DeadLetters() {
+		h.DeadLetters = append(h.DeadLetters, httpapi.DeadLetter{EventID: d.EventID, Type: d.Type, Reason: d.Reason,
+			Error: d.Error, Attempts: d.Attempts, At: d.At})
+	}
+	if inc := n.readModel.Incomplete(); inc != nil {
+		h.RebuildStoppedAt, h.RebuildError = inc.After, inc.Err.Error()
+	}
+	_, recent := n.readModel.Quarantined(healthListMax)
+	for _, q := range recent {
+		h.QuarantinedOrders = append(h.QuarantinedOrders, httpapi.QuarantinedOrder{OrderID: q.OrderID, Version: q.Version,
+			Position: q.Position, Error: q.Reason, At: q.At})
+	}
+	return h
 }
 
 // info is the body of GET /.
@@ -472,6 +514,8 @@ func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	if !ok {
 		rep.Status = "down"
 	}
+	// What the read side skipped is reported, never a readiness failure.
+	rep.ReadModel = h.n.readModelHealth()
 	h.ok, h.report, h.checkedAt = ok, rep, time.Now()
 	return ok, rep
 }

@@ -4,8 +4,19 @@
 //
 // Events may arrive more than once and, across orders, in any order: the
 // read model applies an order's event only when it is the next version of
-// that order, drops ones it has seen, and repairs gaps by reading the order's
-// stream from the journal.
+// that order and a transition its state allows, drops ones it has seen, and
+// repairs the rest (gaps, events that contradict what it knows, events it
+// cannot decode) by reading the order's stream from the journal, which is
+// the truth. Consumer is its transport handler: it dead-letters what the
+// journal cannot repair instead of asking for redelivery forever.
+//
+// A journal record that cannot be read (not an event, another order's or
+// version's envelope, a version that does not follow) quarantines its
+// order: the read model drops the whole order from its lists and figures
+// (the write side refuses the order too, so showing its last readable state
+// would show something the owner no longer stands behind), records the
+// order, version, position and error, and goes on with the other orders.
+// A quarantine is lifted by restarting the node once the journal is repaired.
 package readmodel
 
 import (
@@ -44,6 +55,20 @@ type Stats struct {
 	TotalRevenue order.Cents
 }
 
+// Quarantine is an order the read model does not show because a record of
+// its journal stream cannot be read.
+type Quarantine struct {
+	OrderID string
+	// Version is the version of the first record that cannot be read.
+	Version uint64
+	// Position is that record's place in the global log (0 when unknown:
+	// found through a stream read).
+	Position uint64
+	// Reason says what is wrong with the record.
+	Reason string
+	At     time.Time
+}
+
 // StreamLoader reads an order's stream (the journal), to repair gaps.
 type StreamLoader interface {
 	Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error)
@@ -52,6 +77,7 @@ type StreamLoader interface {
 // ReadModel is safe for concurrent use.
 type ReadModel struct {
 	loader StreamLoader
+	now    func() time.Time
 
 	mu       sync.RWMutex
 	byID     map[string]*Summary
@@ -59,54 +85,147 @@ type ReadModel struct {
 	byStatus [order.StatusCancelled + 1]int
 	revenue  order.Cents
 	applied  uint64 // events applied, for lag figures
+	repaired uint64 // events the journal supplied because the delivered copy could not be applied
+	// quarantined holds every quarantined order; quarantines lists them in
+	// the order they were found.
+	quarantined map[string]int // index in quarantines
+	quarantines []Quarantine
+	incomplete  *IncompleteError // why the last Rebuild stopped early, if it did
 }
 
 // New returns an empty read model that repairs gaps through loader (nil:
 // gaps are reported as errors).
 func New(loader StreamLoader) *ReadModel {
-	return &ReadModel{loader: loader, byID: make(map[string]*Summary)}
+	return &ReadModel{loader: loader, now: time.Now, byID: make(map[string]*Summary), quarantined: make(map[string]int)}
 }
 
-// ErrGap means an event arrived before an earlier event of the same order and
-// the gap could not be repaired.
-var ErrGap = errors.New("projection: missing earlier events of the order")
+// Errors of Apply. An error that matches none of them and is not a
+// persistence error is a failure to read the journal that the journal
+// itself reported (it answered, but not with records).
+var (
+	// ErrGap means an event arrived before an earlier event of the same
+	// order and there is no journal to repair the gap from.
+	ErrGap = errors.New("projection: missing earlier events of the order")
+	// ErrNotInJournal means the event cannot be applied as delivered (a
+	// gap, a transition the order's state does not allow, no payload) and
+	// the journal, which answered, does not hold that version of the order
+	// either. Unless the journal is behind the transport, it is poison.
+	ErrNotInJournal = errors.New("the event cannot be applied and the journal does not hold it")
+	// ErrQuarantined means the order is quarantined; errors that match it
+	// are *QuarantinedError values.
+	ErrQuarantined = errors.New("order quarantined")
+)
 
-// Apply folds an event in. Duplicates and old versions are ignored. A gap is
-// repaired from the loader; Apply returns an error only when that fails (the
-// caller should redeliver later).
+// QuarantinedError is the error of Apply for an order in quarantine.
+type QuarantinedError struct{ Quarantine Quarantine }
+
+func (e *QuarantinedError) Error() string {
+	q := e.Quarantine
+	return fmt.Sprintf("order %s is quarantined: its journal record at version %d cannot be read: %s", q.OrderID, q.Version, q.Reason)
+}
+
+// Is makes errors.Is(err, ErrQuarantined) true.
+func (e *QuarantinedError) Is(target error) bool { return target == ErrQuarantined }
+
+// Apply folds a delivered event in. Duplicates and old versions are
+// ignored. The next version of an order is applied when it decodes and is a
+// transition the order's state allows; anything else (a gap, a
+// contradiction, no payload) is repaired from the journal: the order's
+// records after the known version are applied, and Apply succeeds if the
+// order then reached the event's version. Otherwise it fails with
+// ErrNotInJournal, with the loader's error (a persistence error when the
+// journal cannot be reached: the caller should redeliver later), or with a
+// *QuarantinedError when the order is (or just got) quarantined.
 func (m *ReadModel) Apply(ctx context.Context, ev *orderpb.Event) error {
+	id, v := ev.GetOrderId(), ev.GetVersion()
+	e, err := codec.EventFromProto(ev)
 	m.mu.Lock()
-	known := m.versionLocked(ev.GetOrderId())
-	switch {
-	case ev.GetVersion() <= known:
+	if i, ok := m.quarantined[id]; ok {
+		q := m.quarantines[i]
+		m.mu.Unlock()
+		return &QuarantinedError{Quarantine: q}
+	}
+	known := m.versionLocked(id)
+	if v <= known {
 		m.mu.Unlock()
 		return nil
-	case ev.GetVersion() == known+1:
-		err := m.applyLocked(ev)
-		m.mu.Unlock()
-		return err
+	}
+	why := err
+	if v == known+1 && err == nil {
+		if why = m.allowedLocked(id, e); why == nil {
+			m.applyLocked(id, e)
+			m.mu.Unlock()
+			return nil
+		}
 	}
 	m.mu.Unlock()
+	if why == nil {
+		why = fmt.Errorf("version %d arrived while the read model has version %d", v, known)
+	}
+	if !order.ValidID(id) {
+		return fmt.Errorf("%w: %q is not an order id", ErrNotInJournal, truncate(id, 80))
+	}
 	if m.loader == nil {
-		return fmt.Errorf("%w: %s has version %d, got %d", ErrGap, ev.GetOrderId(), known, ev.GetVersion())
+		return fmt.Errorf("%w: %s: %v", ErrGap, order.EventID(id, v), why)
 	}
-	recs, err := m.loader.Load(ctx, ev.GetOrderId(), known+1)
+	if err := m.repair(ctx, id); err != nil {
+		return err
+	}
+	if reached := m.Version(id); reached < v {
+		return fmt.Errorf("%w: %s: %v; the journal's stream ends at version %d", ErrNotInJournal, order.EventID(id, v), why, reached)
+	}
+	m.mu.Lock()
+	m.repaired++
+	m.mu.Unlock()
+	return nil
+}
+
+// repair applies the journal's records of order id after the version the
+// read model has. A record that cannot be read quarantines the order.
+func (m *ReadModel) repair(ctx context.Context, id string) error {
+	from := m.Version(id) + 1
+	recs, err := m.loader.Load(ctx, id, from)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrGap, ev.GetOrderId(), err)
+		return fmt.Errorf("repair %s from the journal (from version %d): %w", id, from, err)
 	}
+	prev := from - 1
 	for _, r := range recs {
-		pe, err := codec.DecodeRecord(r)
-		if err != nil {
+		if err := m.applyRecord(r, prev); err != nil {
 			return err
 		}
-		if err := m.Apply(ctx, pe); err != nil {
-			return err
-		}
-		if pe.GetVersion() >= ev.GetVersion() {
-			break
-		}
+		prev = r.Version
 	}
 	return nil
+}
+
+// applyRecord applies one journal record that should follow version prev
+// of its stream (it is skipped if the read model is past it already). A
+// record that cannot be read quarantines its order and returns a
+// *QuarantinedError.
+func (m *ReadModel) applyRecord(r persistence.Record, prev uint64) error {
+	_, e, err := codec.DecodeEvent(r)
+	if err == nil {
+		err = codec.CheckFollows(r, prev, e)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i, ok := m.quarantined[r.StreamID]; ok {
+		return &QuarantinedError{Quarantine: m.quarantines[i]}
+	}
+	if err != nil {
+		return &QuarantinedError{Quarantine: m.quarantineLocked(err)}
+	}
+	if r.Version == m.versionLocked(r.StreamID)+1 {
+		m.applyLocked(r.StreamID, e)
+	}
+	return nil
+}
+
+// Version returns the version the read model has of order id (0: none).
+func (m *ReadModel) Version(id string) uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.versionLocked(id)
 }
 
 func (m *ReadModel) versionLocked(id string) uint64 {
@@ -116,18 +235,42 @@ func (m *ReadModel) versionLocked(id string) uint64 {
 	return 0
 }
 
-func (m *ReadModel) applyLocked(ev *orderpb.Event) error {
-	e, err := codec.EventFromProto(ev)
-	if err != nil {
-		return err
+// allowedLocked reports why event e cannot be the next event of order id as
+// the read model knows it (nil: it can). A journaled history always passes:
+// the order actor decided each event on the state before it.
+func (m *ReadModel) allowedLocked(id string, e order.Event) error {
+	from := order.StatusNone
+	if s := m.byID[id]; s != nil {
+		from = s.Status
 	}
-	id := ev.GetOrderId()
+	ok := false
+	switch e.(type) {
+	case order.Created:
+		ok = from == order.StatusNone
+	case order.Paid:
+		ok = from == order.StatusPending
+	case order.Shipped:
+		ok = from == order.StatusPaid
+	case order.Delivered:
+		ok = from == order.StatusShipped
+	case order.Cancelled:
+		ok = from == order.StatusPending || from == order.StatusPaid
+	}
+	if !ok {
+		if from == order.StatusNone {
+			return fmt.Errorf("%s for an order the read model does not know", e.EventType())
+		}
+		return fmt.Errorf("%s on an order that is %s", e.EventType(), from)
+	}
+	return nil
+}
+
+// applyLocked folds the next event of order id in. For a new order, e is
+// an order.Created (callers check it: allowedLocked or codec.CheckFollows).
+func (m *ReadModel) applyLocked(id string, e order.Event) {
 	s := m.byID[id]
 	if s == nil {
-		c, ok := e.(order.Created)
-		if !ok {
-			return fmt.Errorf("projection: first event of %s is %s", id, e.EventType())
-		}
+		c, _ := e.(order.Created)
 		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: len(c.Items), CreatedAt: c.At, Status: order.StatusNone}
 		m.byID[id] = s
 		i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
@@ -148,7 +291,92 @@ func (m *ReadModel) applyLocked(ev *orderpb.Event) error {
 		m.revenue += s.Total
 	}
 	m.applied++
-	return nil
+}
+
+// Quarantine puts an order in quarantine because a record of its journal
+// stream cannot be read (err is best a *codec.CorruptError, which names the
+// order, version and position; orderID is used otherwise): the order leaves
+// the lists and figures and its events are refused from now on. The first
+// quarantine of an order is kept; it returns it.
+func (m *ReadModel) Quarantine(orderID string, err error) Quarantine {
+	var ce *codec.CorruptError
+	if !errors.As(err, &ce) {
+		ce = &codec.CorruptError{OrderID: orderID, Err: err}
+	} else if ce.OrderID == "" {
+		c := *ce
+		c.OrderID = orderID
+		ce = &c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i, ok := m.quarantined[ce.OrderID]; ok {
+		return m.quarantines[i]
+	}
+	return m.quarantineLocked(ce)
+}
+
+func (m *ReadModel) quarantineLocked(err error) Quarantine {
+	var ce *codec.CorruptError
+	if !errors.As(err, &ce) {
+		ce = &codec.CorruptError{Err: err}
+	}
+	reason := "unreadable"
+	if ce.Err != nil {
+		reason = truncate(ce.Err.Error(), 300)
+	}
+	q := Quarantine{OrderID: ce.OrderID, Version: ce.Version, Position: ce.Position, Reason: reason, At: m.now().UTC()}
+	if i, ok := m.quarantined[q.OrderID]; ok {
+		return m.quarantines[i]
+	}
+	m.quarantined[q.OrderID] = len(m.quarantines)
+	m.quarantines = append(m.quarantines, q)
+	m.removeLocked(q.OrderID)
+	return q
+}
+
+// removeLocked takes an order out of the lists and figures.
+func (m *ReadModel) removeLocked(id string) {
+	s := m.byID[id]
+	if s == nil {
+		return
+	}
+	if s.Status != order.StatusNone {
+		m.byStatus[s.Status]--
+		if s.Status != order.StatusCancelled {
+			m.revenue -= s.Total
+		}
+	}
+	delete(m.byID, id)
+	if i, found := slices.BinarySearchFunc(m.sorted, s, compare); found && m.sorted[i] == s {
+		m.sorted = slices.Delete(m.sorted, i, i+1)
+	}
+}
+
+// Quarantined returns the number of orders in quarantine and at most max of
+// them, the most recent first (max <= 0: none).
+func (m *ReadModel) Quarantined(max int) (total int, recent []Quarantine) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := len(m.quarantines)
+	for i := n - 1; i >= 0 && len(recent) < max; i-- {
+		recent = append(recent, m.quarantines[i])
+	}
+	return n, recent
+}
+
+// IsQuarantined reports whether order id is in quarantine.
+func (m *ReadModel) IsQuarantined(id string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.quarantined[id]
+	return ok
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 func eventTime(e order.Event) time.Time {
@@ -253,30 +481,113 @@ func (m *ReadModel) Applied() uint64 {
 	return m.applied
 }
 
+// Repaired is the number of delivered events that could not be applied as
+// delivered and were supplied by the journal instead (gaps, contradictions).
+func (m *ReadModel) Repaired() uint64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.repaired
+}
+
+// Journal is what Rebuild reads: the journal's global log.
+type Journal interface {
+	ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error)
+}
+
+// rebuildBatch is how many records Rebuild reads at once.
+const rebuildBatch = 1000
+
+// IncompleteError is the error of Rebuild when the journal's global log
+// answers, but not with records, at some position: the journal itself
+// cannot lay out what it stores there (a message or entry that breaks the
+// backend's own format, which the backend reports as an error of the whole
+// read rather than as a record). The read model holds every record before
+// it; orders journaled after it are missing until they change (a delivered
+// event then repairs the order from its stream).
+type IncompleteError struct {
+	// After is the position of the last record read.
+	After uint64
+	Err   error
+}
+
+func (e *IncompleteError) Error() string {
+	return fmt.Sprintf("rebuild read model: the journal's global log cannot be read after position %d: %v", e.After, e.Err)
+}
+
+// Unwrap returns the journal's error.
+func (e *IncompleteError) Unwrap() error { return e.Err }
+
 // Rebuild applies every event of the journal's global log, in order; a
 // restarted node calls it before it reports ready. It returns the position
-// of the last record read.
-func (m *ReadModel) Rebuild(ctx context.Context, j interface {
-	ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error)
-}) (uint64, error) {
+// of the last record read. A record that cannot be read quarantines its
+// order (see Quarantined) and Rebuild goes on. When the journal cannot be
+// reached it fails with the journal's error (a persistence error that
+// wraps ErrUnavailable or ErrClosed); when it answers a read with another
+// error, Rebuild reads one record at a time up to the failing one and
+// returns an *IncompleteError (also kept: see Incomplete).
+func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 	var after uint64
+	limit, singles := rebuildBatch, 0
 	for {
-		recs, err := j.ReadAll(ctx, after, 1000)
+		recs, err := j.ReadAll(ctx, after, limit)
 		if err != nil {
-			return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)
+			if outage(ctx, err) {
+				return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)
+			}
+			if limit > 1 {
+				// Find the records before the one the journal cannot read.
+				limit, singles = 1, 0
+				continue
+			}
+			inc := &IncompleteError{After: after, Err: err}
+			m.mu.Lock()
+			m.incomplete = inc
+			m.mu.Unlock()
+			return after, inc
 		}
 		if len(recs) == 0 {
 			return after, nil
 		}
 		for _, r := range recs {
-			pe, err := codec.DecodeRecord(r)
-			if err != nil {
-				return after, err
-			}
-			if err := m.Apply(ctx, pe); err != nil {
-				return after, err
-			}
+			m.rebuildRecord(r)
 			after = r.Position
 		}
+		if singles++; limit == 1 && singles == rebuildBatch {
+			limit = rebuildBatch // past the batch that failed
+		}
 	}
+}
+
+// Incomplete returns why the last Rebuild stopped before the end of the
+// journal's global log, or nil.
+func (m *ReadModel) Incomplete() *IncompleteError {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.incomplete
+}
+
+// rebuildRecord applies one record of the global log: records of an order
+// come in version order there, so one that does not follow the version the
+// read model has (and is not one it has) is corrupt, as is one that does
+// not decode (even if the read model has its version from the transport:
+// the journal is what the order actor reads).
+func (m *ReadModel) rebuildRecord(r persistence.Record) {
+	_, e, err := codec.DecodeEvent(r)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.quarantined[r.StreamID]; ok {
+		return
+	}
+	known := m.versionLocked(r.StreamID)
+	if err == nil && r.Version <= known {
+		return
+	}
+	if err == nil {
+		err = codec.CheckFollows(r, known, e)
+	}
+	if err != nil {
+		m.quarantineLocked(err)
+		return
+	}
+	m.applyLocked(r.StreamID, e)
 }

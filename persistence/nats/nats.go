@@ -530,6 +530,9 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 	// add decodes one message and keeps its records after the position;
 	// it reports whether more are wanted.
 	add := func(seq uint64, subject string, h natsgo.Header, data []byte) (bool, error) {
+		if len(out) >= limit {
+			return false, nil // fetched ahead; not wanted (and not decoded)
+		}
 		id, ok := strings.CutPrefix(subject, b.opts.SubjectPrefix+".")
 		if !ok {
 			return false, fmt.Errorf("nats read all: stream sequence %d has subject %q outside %s.*", seq, subject, b.opts.SubjectPrefix)

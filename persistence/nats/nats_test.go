@@ -438,6 +438,28 @@ func TestPositions(t *testing.T) {
 	}
 }
 
+// TestReadAllStopsBeforeAMalformedMessage: a read that is full before a
+// message without the journal headers returns what it wanted; only a read
+// that reaches the message fails (the read model's rebuild relies on it to
+// get every record before such a message).
+func TestReadAllStopsBeforeAMalformedMessage(t *testing.T) {
+	b := newBackend(t, testservers.NATS(t), Options{})
+	ctx := context.Background()
+	if _, err := b.Append(ctx, "p", 0, []persistence.Record{{Type: "A"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.PublishMsg(ctx, &natsgo.Msg{Subject: b.subject("junk"), Data: []byte("junk")}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := b.ReadAll(ctx, 0, 1)
+	if err != nil || len(page) != 1 || page[0].Type != "A" {
+		t.Fatalf("read all of one record before the malformed message: %+v %v", page, err)
+	}
+	if _, err := b.ReadAll(ctx, page[0].Position, 1); err == nil {
+		t.Fatal("reading the malformed message did not fail")
+	}
+}
+
 // waitFor polls f until it returns nil or the time is up.
 func waitFor(t testing.TB, total time.Duration, f func() error) {
 	t.Helper()

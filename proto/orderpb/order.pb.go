@@ -101,6 +101,11 @@ const (
 	// any more (its node lost its cluster lease); the caller retries, which
 	// finds the current owner.
 	ErrorCode_ERROR_CODE_NOT_SERVING ErrorCode = 8
+	// QUARANTINED: a record of the order's journal stream cannot be read (it
+	// is not an event, or its version does not follow): the order refuses
+	// every command and read until an operator repairs the journal. The
+	// message names the order and the version.
+	ErrorCode_ERROR_CODE_QUARANTINED ErrorCode = 9
 )
 
 // Enum value maps for ErrorCode.
@@ -115,6 +120,7 @@ var (
 		6: "ERROR_CODE_UNAVAILABLE",
 		7: "ERROR_CODE_INTERNAL",
 		8: "ERROR_CODE_NOT_SERVING",
+		9: "ERROR_CODE_QUARANTINED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":          0,
@@ -126,6 +132,7 @@ var (
 		"ERROR_CODE_UNAVAILABLE":          6,
 		"ERROR_CODE_INTERNAL":             7,
 		"ERROR_CODE_NOT_SERVING":          8,
+		"ERROR_CODE_QUARANTINED":          9,
 	}
 )
 
@@ -1752,7 +1759,7 @@ const file_order_proto_rawDesc = "" +
 	"\x11ORDER_STATUS_PAID\x10\x02\x12\x18\n" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x05*\x90\x02\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x05*\xac\x02\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bERROR_CODE_INVALID_ARGUMENT\x10\x01\x12\x18\n" +
@@ -1762,7 +1769,8 @@ const file_order_proto_rawDesc = "" +
 	"\x1fERROR_CODE_IDEMPOTENCY_MISMATCH\x10\x05\x12\x1a\n" +
 	"\x16ERROR_CODE_UNAVAILABLE\x10\x06\x12\x17\n" +
 	"\x13ERROR_CODE_INTERNAL\x10\a\x12\x1a\n" +
-	"\x16ERROR_CODE_NOT_SERVING\x10\bB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
+	"\x16ERROR_CODE_NOT_SERVING\x10\b\x12\x1a\n" +
+	"\x16ERROR_CODE_QUARANTINED\x10\tB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
 
 var (
 	file_order_proto_rawDescOnce sync.Once
