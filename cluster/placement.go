@@ -162,6 +162,8 @@ var ErrPlacementStopped = errors.New("the placement actor stopped")
 func (p *placement) ping(timeout time.Duration) error {
 	res, err := p.cluster.ActorSystem.Root.RequestFuture(p.pid, placementPing{}, timeout).Result()
 	switch {
+	case errors.Is(err, actor.ErrDeadLetter):
+		return ErrPlacementStopped
 	case err != nil:
 		return fmt.Errorf("the placement actor did not answer within %v: %w", timeout, err)
 	case res == (placementPong{}):
