@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -168,7 +169,9 @@ func open(ctx context.Context, conn *grpc.ClientConn) (*stream, error) {
 // ping sends a ConnectRequest and waits for the ConnectResponse: it proves
 // the stream is open and everything sent before it was read.
 func (st *stream) ping() error {
-	if err := st.s.Send(connectRequest()); err != nil {
+	// A Send on a stream the server ended fails with io.EOF; the status is
+	// what Recv then returns.
+	if err := st.s.Send(connectRequest()); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	res, err := st.s.Recv()
@@ -293,5 +296,3 @@ func malformations(addr string) map[string]*remote.MessageBatch {
 		"unknown type name":         typ,
 	}
 }
-
-var errNotReady = errors.New("not ready")
