@@ -49,6 +49,13 @@ type MemberConfig struct {
 	// NewProvider makes the provider of each incarnation; nil means a
 	// one-member cluster.
 	NewProvider ProviderFunc
+	// Secret, if set, returns the cluster secret of each incarnation
+	// (Config.Secret); it is called after NewProvider (so it may read the
+	// registry the provider opened). Nil keeps Node.Secret.
+	Secret func(ctx context.Context) ([]byte, error)
+	// PingTimeout bounds the answer of the placement actor in Check
+	// (default 1 s).
+	PingTimeout time.Duration
 	// Rejoined, if set, is called after a new incarnation replaced a fenced
 	// one (on the member's rejoin goroutine; it must not block).
 	Rejoined func()
@@ -100,6 +107,9 @@ func NewMember(cfg MemberConfig) *Member {
 	}
 	if cfg.Backoff.Max <= 0 {
 		cfg.Backoff.Max = 5 * time.Second
+	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = time.Second
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -160,6 +170,16 @@ func (m *Member) incarnate(ctx context.Context) (*Node, int, error) {
 		}
 		cfg.Provider = p
 	}
+	if m.cfg.Secret != nil {
+		secret, err := m.cfg.Secret(ctx)
+		if err != nil {
+			if cfg.Provider != nil {
+				_ = cfg.Provider.Shutdown(false)
+			}
+			return nil, gen, fmt.Errorf("cluster secret: %w", err)
+		}
+		cfg.Secret = secret
+	}
 	lease, _ := cfg.Provider.(Leaser)
 	m.mu.Lock()
 	m.lease = lease
@@ -171,12 +191,18 @@ func (m *Member) incarnate(ctx context.Context) (*Node, int, error) {
 // onFenced runs on incarnation gen's provider goroutine when it fenced
 // itself: stop serving, leave, and rejoin as a new incarnation.
 func (m *Member) onFenced(gen int, reason string) {
+	m.replace(gen, "fenced: this node lost its cluster lease; stopping its actors and rejoining", reason)
+}
+
+// replace stops incarnation gen and starts a new one (on the rejoin
+// goroutine), unless the member stopped or gen is not the newest.
+func (m *Member) replace(gen int, msg, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped || gen != m.gen {
 		return
 	}
-	m.log.Warn("fenced: this node lost its cluster lease; stopping its actors and rejoining", slog.String("reason", reason))
+	m.log.Warn(msg, slog.String("reason", reason))
 	m.fenced = true
 	if m.rejoining {
 		// The incarnation the rejoin goroutine just started fenced already:
@@ -266,6 +292,48 @@ func (m *Member) incarnateUntilStop() (*Node, error) {
 	cancel()
 	<-watched
 	return n, err
+}
+
+// Check is Ready plus a ping of the running incarnation's placement actor
+// (bounded by PingTimeout and ctx): an incarnation whose placement actor
+// stopped can activate none of its actors, so the member replaces it with
+// a new incarnation (as after fencing) and Check fails until that one
+// runs. A placement actor that is only slow fails Check without a
+// replacement. The readiness probe and the supervisor call it.
+func (m *Member) Check(ctx context.Context) error {
+	if err := m.Ready(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	n, gen := m.cur, m.gen
+	m.mu.Unlock()
+	if n == nil {
+		return fmt.Errorf("node %s is not a cluster member right now (rejoining)", m.cfg.Node.NodeID)
+	}
+	timeout := m.cfg.PingTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	if timeout <= 0 {
+		return ctx.Err()
+	}
+	err := n.PlacementAlive(timeout)
+	if errors.Is(err, ErrPlacementStopped) {
+		m.replace(gen, "this node's placement actor stopped; starting a new incarnation", err.Error())
+	}
+	if err != nil {
+		return fmt.Errorf("node %s: %w", m.cfg.Node.NodeID, err)
+	}
+	return nil
+}
+
+// WireStats is what the running incarnation's node-to-node guard refused
+// or recovered from (nil while none runs).
+func (m *Member) WireStats() WireStats {
+	if n := m.current(); n != nil {
+		return n.WireStats()
+	}
+	return nil
 }
 
 // current is the running incarnation, nil while none runs.

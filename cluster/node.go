@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Errors of cluster calls.
@@ -45,6 +46,17 @@ type Config struct {
 	ServerTLS, ClientTLS *tls.Config
 	// Provider is the membership provider; nil means a one-member cluster.
 	Provider pcluster.ClusterProvider
+	// Secret is the cluster secret every node-to-node call authenticates
+	// with (see PeerCredentials): at least 16 bytes, the same on every
+	// member. Without it the node-to-node port must listen on loopback only
+	// (Host a loopback address, no AdvertiseHost), or Start refuses.
+	Secret []byte
+	// LocalOnly is a standalone node: a one-member cluster (Provider must
+	// be nil) with no node-to-node listener. protoactor's remote always
+	// listens, so the node listens on a free loopback port behind
+	// credentials that fail every handshake, and closes the listener as
+	// soon as the member started.
+	LocalOnly bool
 	// AttemptTimeout bounds one attempt of a Request (default 2 s); the
 	// caller's context bounds all attempts together.
 	AttemptTimeout time.Duration
@@ -58,8 +70,13 @@ type Node struct {
 	cluster *pcluster.Cluster
 	// lookupImpl is the cluster's identity lookup.
 	lookupImpl *placement
+	guard      *guard
 	stopped    chan struct{}
 }
+
+// ErrUnauthenticated is returned by Start when the node-to-node port would
+// be reachable from other machines without authentication.
+var ErrUnauthenticated = errors.New("node-to-node port without authentication")
 
 // Start starts the actor system, the remote endpoint and cluster membership.
 // It returns an error (never panics) when the member cannot start.
@@ -75,6 +92,25 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
+	}
+	var auth *peerAuth
+	switch {
+	case cfg.LocalOnly:
+		if cfg.Provider != nil {
+			return nil, errors.New("a local-only node is a one-member cluster: it takes no membership provider")
+		}
+		cfg.Host, cfg.Port, cfg.AdvertiseHost = "127.0.0.1", 0, ""
+	case len(cfg.Secret) > 0:
+		if auth, err = newPeerAuth(cfg.Secret, cfg.ClusterName); err != nil {
+			return nil, err
+		}
+	case !isLoopback(cfg.Host) || cfg.AdvertiseHost != "":
+		return nil, fmt.Errorf("%w: it would listen on %s (advertised as %q) where other machines can reach it; "+
+			"set a cluster secret (--cluster-secret, --cluster-secret-file or ORDERSYSTEM_CLUSTER_SECRET, the same on every node), "+
+			"or use a Redis or NATS backend, which keeps one for the cluster", ErrUnauthenticated, cfg.Host, cfg.AdvertiseHost)
+	default:
+		cfg.Logger.Warn("node-to-node port on loopback without authentication: every local process can talk to this node's actors; set --cluster-secret",
+			slog.String("host", cfg.Host), slog.Int("port", cfg.Port))
 	}
 	// Fail with a clear message if the remote port is taken, before
 	// protoactor would panic on it.
@@ -96,11 +132,23 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 		ropts = append(ropts, remote.WithAdvertisedHost(adv))
 	}
-	if cfg.ServerTLS != nil && cfg.ClientTLS != nil {
-		ropts = append(ropts,
-			remote.WithServerOptions(grpc.Creds(credentials.NewTLS(cfg.ServerTLS))),
-			remote.WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg.ClientTLS))))
+	g := newGuard(cfg.Logger, auth, system.Address)
+	sopts := g.serverOptions()
+	var dopts []grpc.DialOption
+	switch {
+	case cfg.LocalOnly:
+		sopts = append(sopts, grpc.Creds(refuseHandshakes{}))
+		dopts = append(dopts, grpc.WithTransportCredentials(refuseHandshakes{}))
+	case cfg.ServerTLS != nil && cfg.ClientTLS != nil:
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+		dopts = append(dopts, grpc.WithTransportCredentials(credentials.NewTLS(cfg.ClientTLS)))
+	default:
+		dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
+	if auth != nil {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(peerCreds{auth}))
+	}
+	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithDialOptions(dopts...))
 	rcfg := remote.Configure(cfg.Host, cfg.Port, ropts...)
 	provider := cfg.Provider
 	if provider == nil {
@@ -122,7 +170,32 @@ func Start(cfg Config) (n *Node, err error) {
 		}
 	}()
 	c.StartMember()
-	return &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, stopped: make(chan struct{})}, nil
+	if cfg.LocalOnly {
+		// Close the listener now (Stop stops the server again: grpc allows
+		// that, and it is the one graceful remote shutdown at most).
+		c.Remote.Shutdown(false)
+	}
+	return &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}, nil
+}
+
+// isLoopback reports whether host is a loopback address or localhost.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// WireStats is what this node's node-to-node guard refused or recovered
+// from since it started.
+func (n *Node) WireStats() WireStats { return n.guard.stats() }
+
+// PlacementAlive asks this node's placement actor (which activates the
+// actors it owns) to answer within timeout: ErrPlacementStopped if it is
+// gone, another error if it does not answer in time.
+func (n *Node) PlacementAlive(timeout time.Duration) error {
+	return n.lookupImpl.ping(timeout)
 }
 
 // System is the node's actor system.
@@ -217,8 +290,10 @@ func (n *Node) Forget(identity, kind string) {
 // than one attempt should (the goroutine it runs in ends with it).
 func (n *Node) lookup(identity, kind string, timeout time.Duration) *actor.PID {
 	if n.lookupImpl.ownedHere(identity, kind) {
-		// This member's own placement actor cannot have died: ask it
-		// directly (every create takes this path on a single node).
+		// This member's own placement actor answers at once (a stopped one
+		// dead-letters the request at once, and the member's health check
+		// then starts a new incarnation): ask it directly (every create
+		// takes this path on a single node).
 		return n.cluster.Get(identity, kind)
 	}
 	ch := make(chan *actor.PID, 1)

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -130,14 +132,47 @@ type placementActor struct {
 func (a *placementActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *pcluster.ActivationRequest:
+		if msg.GetClusterIdentity() == nil {
+			ctx.Respond(&pcluster.ActivationResponse{Failed: true})
+			return
+		}
 		ctx.Respond(&pcluster.ActivationResponse{Pid: a.activate(ctx, msg.ClusterIdentity)})
 	case *pcluster.ActivationTerminating:
 		a.terminated(msg.ClusterIdentity, msg.Pid)
 	case *pcluster.ClusterTopology:
 		a.rebalance(ctx)
+	case placementPing:
+		ctx.Respond(placementPong{})
 	case *actor.Stopping:
 		a.stopAll(ctx)
 	}
+}
+
+// placementPing asks the placement actor to answer placementPong (local
+// only: neither is a protobuf message, so neither can come off the wire).
+type placementPing struct{}
+
+type placementPong struct{}
+
+// ErrPlacementStopped means this member's placement actor is gone: the
+// member can activate none of its actors any more (see Member.Check).
+var ErrPlacementStopped = errors.New("the placement actor stopped")
+
+// ping asks the placement actor to answer within timeout.
+func (p *placement) ping(timeout time.Duration) error {
+	res, err := p.cluster.ActorSystem.Root.RequestFuture(p.pid, placementPing{}, timeout).Result()
+	switch {
+	case errors.Is(err, actor.ErrDeadLetter):
+		return ErrPlacementStopped
+	case err != nil:
+		return fmt.Errorf("the placement actor did not answer within %v: %w", timeout, err)
+	case res == (placementPong{}):
+		return nil
+	}
+	if _, dead := res.(*actor.DeadLetterResponse); dead {
+		return ErrPlacementStopped
+	}
+	return fmt.Errorf("the placement actor answered %T", res)
 }
 
 // activate returns the running activation of ci, or spawns one. An unknown

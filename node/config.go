@@ -41,6 +41,13 @@ type Config struct {
 	// reads it once at start (cmd/ordersystem calls it), dropping a trailing
 	// newline.
 	APITokenFile string `koanf:"api-token-file"`
+	// ClusterSecret authenticates node-to-node calls (and the --peers
+	// membership port): the same on every member, at least 16 bytes.
+	// Without it a cluster on Redis or NATS uses the random secret its
+	// backend keeps for it; --peers has none.
+	ClusterSecret string `koanf:"cluster-secret"`
+	// ClusterSecretFile holds the ClusterSecret instead (ReadSecretFiles).
+	ClusterSecretFile string `koanf:"cluster-secret-file"`
 	// TLS: --tls-cert/--tls-key serve HTTPS; with --tls-ca as well,
 	// node-to-node gRPC uses mutual TLS with the same certificate.
 	TLSCert string `koanf:"tls-cert"`
@@ -234,6 +241,22 @@ func (c *Config) Validate() error {
 	if strings.IndexFunc(c.APIToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
 		errs = append(errs, errors.New("--api-token: must not contain spaces or control characters (it travels in the Authorization header)"))
 	}
+	// Nor does the cluster secret's.
+	if c.ClusterSecretFile != "" && c.ClusterSecret == "" {
+		bad("cluster-secret-file", c.ClusterSecretFile, "was not read (call Config.ReadSecretFiles before starting the node)")
+	}
+	if c.ClusterSecret != "" {
+		if len(c.ClusterSecret) < 16 {
+			errs = append(errs, fmt.Errorf("--cluster-secret: is %d bytes, must be at least 16 (e.g. the output of openssl rand -hex 32)", len(c.ClusterSecret)))
+		}
+		if strings.IndexFunc(c.ClusterSecret, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			errs = append(errs, errors.New("--cluster-secret: must not contain spaces or control characters"))
+		}
+	}
+	if c.Cluster && c.discovery() == "peers" && c.ClusterSecret == "" && c.AdvertiseHost != "" {
+		bad("advertise-host", c.AdvertiseHost, "with --peers the node-to-node and membership ports would listen on every interface without authentication: "+
+			"set --cluster-secret, --cluster-secret-file or ORDERSYSTEM_CLUSTER_SECRET (the same on every node)")
+	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")
 	}
@@ -268,25 +291,34 @@ func (c *Config) remotePort() int {
 	return c.RemotePort
 }
 
-// ReadSecretFiles reads the secrets given as files (--api-token-file) into
-// the configuration. It is called once, at start, before Validate; an error
-// names the flag and the file, never the secret.
+// ReadSecretFiles reads the secrets given as files (--api-token-file,
+// --cluster-secret-file) into the configuration. It is called once, at
+// start, before Validate; an error names the flag and the file, never the
+// secret.
 func (c *Config) ReadSecretFiles() error {
-	if c.APITokenFile == "" {
-		return nil
+	for _, f := range []struct {
+		flag, valueFlag, path string
+		value                 *string
+	}{
+		{"api-token-file", "api-token", c.APITokenFile, &c.APIToken},
+		{"cluster-secret-file", "cluster-secret", c.ClusterSecretFile, &c.ClusterSecret},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if *f.value != "" {
+			return fmt.Errorf("--%s=%s: --%s is set too; set one of them", f.flag, f.path, f.valueFlag)
+		}
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return fmt.Errorf("--%s=%s: %w", f.flag, f.path, err)
+		}
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return fmt.Errorf("--%s=%s: is empty", f.flag, f.path)
+		}
+		*f.value = v
 	}
-	if c.APIToken != "" {
-		return fmt.Errorf("--api-token-file=%s: --api-token is set too; set one of them", c.APITokenFile)
-	}
-	b, err := os.ReadFile(c.APITokenFile)
-	if err != nil {
-		return fmt.Errorf("--api-token-file=%s: %w", c.APITokenFile, err)
-	}
-	tok := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if tok == "" {
-		return fmt.Errorf("--api-token-file=%s: is empty", c.APITokenFile)
-	}
-	c.APIToken = tok
 	return nil
 }
 

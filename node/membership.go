@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 
@@ -42,8 +43,9 @@ func (c *Config) discovery() string {
 
 // peerRegistry is static membership over --peers (cluster/peerreg): each
 // node serves its own member record on its HTTP port + 2000, on the
-// node-to-node interface (loopback unless --advertise-host), behind the API
-// token when one is set and the node-to-node mutual TLS when --tls-ca is;
+// node-to-node interface (loopback unless --advertise-host), behind the
+// cluster secret when one is set and the node-to-node mutual TLS when
+// --tls-ca is;
 // and polls the others. The lease provider runs on top as with Redis or
 // NATS. It is for in-memory experiments only: nothing is shared.
 func (n *Node) peerRegistry() (closableRegistry, error) {
@@ -64,11 +66,20 @@ func (n *Node) peerRegistry() (closableRegistry, error) {
 		return nil, err
 	}
 	listen := net.JoinHostPort(remoteHost(n.cfg), strconv.Itoa(n.cfg.Port+peerPortOffset))
+	// The membership port authenticates with a key derived from the cluster
+	// secret (the header it travels in then never shows the secret); open
+	// on loopback without one (Validate refuses --advertise-host then).
+	var secret string
+	if n.cfg.ClusterSecret != "" {
+		secret = cluster.DeriveSecret([]byte(n.cfg.ClusterSecret), "peer-membership/v1")
+	} else {
+		n.log.Warn("--peers without --cluster-secret: the membership port (HTTP port + 2000) and the node-to-node port accept every local process")
+	}
 	r, err := peerreg.New(peerreg.Options{
 		Listen:    listen,
 		Peers:     peers,
 		Cluster:   n.cfg.ClusterName,
-		Secret:    n.cfg.APIToken,
+		Secret:    secret,
 		ServerTLS: serverTLS,
 		ClientTLS: clientTLS,
 		Logger:    n.log,
@@ -127,4 +138,34 @@ func (n *Node) newProvider(ctx context.Context, fenced func(reason string)) (pcl
 		Logger:   n.log,
 		OnFenced: fenced,
 	}), nil
+}
+
+// clusterSecret is the node-to-node secret of a new incarnation (a
+// cluster.MemberConfig.Secret): --cluster-secret (or its file or
+// variable) if set, else the one the registry keeps for the cluster
+// (registry.SecretKeeper: Redis, NATS), else none (--peers without a
+// secret, on loopback only; cluster.Start refuses anything else). Each
+// incarnation reads the registry again, so that a rejoining member follows
+// the stored secret; if the registry does not answer, the last secret read
+// is used. It is never logged.
+func (n *Node) clusterSecret(ctx context.Context) ([]byte, error) {
+	if n.cfg.ClusterSecret != "" {
+		return []byte(n.cfg.ClusterSecret), nil
+	}
+	keeper, ok := n.registry.(registry.SecretKeeper)
+	if !ok {
+		return nil, nil
+	}
+	s, err := keeper.ClusterSecret(ctx)
+	n.secretMu.Lock()
+	defer n.secretMu.Unlock()
+	if err != nil {
+		if n.secret != nil {
+			n.log.Warn("cluster secret: the registry did not answer; using the one read before", slog.Any("error", err))
+			return n.secret, nil
+		}
+		return nil, fmt.Errorf("read the cluster secret from the %s backend (or set --cluster-secret): %w", n.cfg.discovery(), err)
+	}
+	n.secret = s
+	return s, nil
 }

@@ -42,6 +42,8 @@ type Node struct {
 	subs      []transport.Subscription
 	member    *cluster.Member
 	registry  closableRegistry
+	secretMu  sync.Mutex
+	secret    []byte // the cluster secret last read from the registry
 	supSystem *actor.ActorSystem
 	driver    *actors.OutboxDriver
 	driverRun chan error // Run's result, once the driver runs
@@ -181,9 +183,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Port:          cfg.remotePort(),
 			AdvertiseHost: cfg.AdvertiseHost,
 			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
+			LocalOnly:     !cfg.Cluster,
 			Logger:        log,
 		},
 		NewProvider: n.newProvider,
+		Secret:      n.clusterSecret,
 		Rejoined:    func() { n.driver.Nudge() },
 	})
 	n.driver = actors.NewOutboxDriver(n.member, cfg.OutboxInterval, log)
@@ -243,8 +247,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.serveErr <- srv.Serve(ln)
 	}()
+	remoteAddr := n.member.Address()
+	if !cfg.Cluster {
+		remoteAddr = "none (standalone)"
+	}
 	log.Info("node ready", slog.String("mode", cfg.Mode()), slog.String("http", ln.Addr().String()),
-		slog.String("remote", n.member.Address()), slog.Duration("start_time", time.Since(n.startedAt)))
+		slog.String("remote", remoteAddr), slog.Duration("start_time", time.Since(n.startedAt)))
 	return n, nil
 }
 
@@ -431,16 +439,26 @@ const (
 	componentPersistence = "persistence"
 	componentTransport   = "transport"
 	componentMembership  = "membership"
+	// componentActors is a standalone node's actor placement (a cluster
+	// node's membership check covers it).
+	componentActors = "actors"
 )
+
+// memberComponent names the check of the member: its membership in a
+// cluster, its actor placement alone.
+func (n *Node) memberComponent() string {
+	if n.cfg.Cluster {
+		return componentMembership
+	}
+	return componentActors
+}
 
 func (n *Node) checks() map[string]supervisor.Check {
 	c := map[string]supervisor.Check{
 		componentPersistence: n.backend.Ping,
 		componentTransport:   n.transport.Ping,
 	}
-	if n.cfg.Cluster {
-		c[componentMembership] = func(context.Context) error { return n.member.Ready() }
-	}
+	c[n.memberComponent()] = n.member.Check
 	return c
 }
 
@@ -503,9 +521,7 @@ func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	}
 	check(componentPersistence, h.n.backend.Ping)
 	check(componentTransport, h.n.transport.Ping)
-	if h.n.cfg.Cluster {
-		check(componentMembership, func(context.Context) error { return h.n.member.Ready() })
-	}
+	check(h.n.memberComponent(), h.n.member.Check)
 	if h.shuttingDown.Load() {
 		ok = false
 		rep.Components["node"] = httpapi.ComponentHealth{Status: "down", Error: "shutting down"}

@@ -65,6 +65,11 @@ type Options struct {
 	// remote and gossip code has data races between in-process members
 	// (see the package documentation).
 	Bare bool
+	// Secret is the cluster secret of full members (default: a random one
+	// per harness, so that node-to-node calls authenticate as in
+	// production). NoSecret runs them without one, on loopback.
+	Secret   []byte
+	NoSecret bool
 	// Logger receives every member's logs (default: the test log, at info).
 	Logger *slog.Logger
 }
@@ -140,6 +145,16 @@ func Start(t testing.TB, n int, opts Options) *Harness {
 	}
 	if opts.AttemptTimeout == 0 {
 		opts.AttemptTimeout = 500 * time.Millisecond
+	}
+	if opts.Secret == nil && !opts.NoSecret {
+		s, err := registry.NewSecret()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Secret = s
+	}
+	if opts.NoSecret {
+		opts.Secret = nil
 	}
 	if opts.Logger == nil {
 		w := &testWriter{t: t}
@@ -239,7 +254,7 @@ func (h *Harness) start(m *member, reg registry.Registry, remoteUp chan struct{}
 			kinds = append(kinds, h.opts.Kinds(nodeID)...)
 		}
 		node, err = cluster.Start(cluster.Config{
-			NodeID: nodeID, Host: "127.0.0.1", Port: 0, Kinds: kinds, Provider: sp,
+			NodeID: nodeID, Host: "127.0.0.1", Port: 0, Kinds: kinds, Provider: sp, Secret: h.opts.Secret,
 			AttemptTimeout: h.opts.AttemptTimeout, Logger: log,
 		})
 	}
@@ -329,6 +344,10 @@ func (h *Harness) stop(m *member, graceful, deregister bool) {
 	_ = p.Shutdown(graceful || deregister)
 	closeRegistry(reg)
 }
+
+// Secret is the cluster secret of the harness's full members (nil with
+// NoSecret).
+func (h *Harness) Secret() []byte { return h.opts.Secret }
 
 // NodeID is the node id of member i ("node-<i>").
 func (h *Harness) NodeID(i int) string { return h.member(i).nodeID }

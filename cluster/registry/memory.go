@@ -14,8 +14,9 @@ import (
 // goroutine. Safe for concurrent use; the zero value is not usable, call
 // NewMemoryRegistry.
 type MemoryRegistry struct {
-	mu   sync.Mutex
-	recs map[string]memLease
+	mu     sync.Mutex
+	recs   map[string]memLease
+	secret []byte // the cluster secret, once ClusterSecret made it
 }
 
 type memLease struct {

@@ -91,6 +91,8 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.String("advertise-host", def.AdvertiseHost, "host (or host:port) other nodes use to reach this one, e.g. in containers")
 	fs.String("api-token", def.APIToken, "require 'Authorization: Bearer <token>' on every route but the health probes")
 	fs.String("api-token-file", "", "file holding the --api-token (read once at start, a trailing newline dropped)")
+	fs.String("cluster-secret", "", "secret every node-to-node call authenticates with, the same on every node, at least 16 bytes (default: a random one kept in the Redis/NATS backend; required for --peers with --advertise-host); prefer the file or ORDERSYSTEM_CLUSTER_SECRET, a flag shows in ps")
+	fs.String("cluster-secret-file", "", "file holding the --cluster-secret (read once at start, a trailing newline dropped)")
 	fs.String("tls-cert", "", "PEM certificate: serve HTTPS (and, with --tls-ca, present it to the other nodes)")
 	fs.String("tls-key", "", "PEM private key of --tls-cert")
 	fs.String("tls-ca", "", "PEM CA: node-to-node gRPC uses mutual TLS, accepting only peers whose certificate this CA signed")

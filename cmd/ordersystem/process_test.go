@@ -303,11 +303,33 @@ func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 
 // TestPeersCluster: two in-memory nodes that find each other through --peers
 // route every order to its owner, whichever node the request reaches.
-func TestPeersCluster(t *testing.T) {
+func TestPeersCluster(t *testing.T) { testPeersCluster(t) }
+
+// TestPeersClusterWithSecret: the same with a cluster secret from a file:
+// node-to-node calls and the membership port authenticate with it, and it
+// appears in no log line.
+func TestPeersClusterWithSecret(t *testing.T) {
+	const secret = "peers-secret-0123456789abcdef"
+	file := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, b := testPeersCluster(t, "--cluster-secret-file", file)
+	for _, p := range []*proc{a, b} {
+		if strings.Contains(p.logText(), secret) {
+			t.Error("a log line shows the cluster secret")
+		}
+		if strings.Contains(p.logText(), "without authentication") || strings.Contains(p.logText(), "without --cluster-secret") {
+			t.Error("a node with a secret warns that it runs without one")
+		}
+	}
+}
+
+func testPeersCluster(t *testing.T, extra ...string) (a, b *proc) {
 	p1, p2 := testservers.FreePort(t), testservers.FreePort(t)
 	peers := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", p1, p2)
-	a := startProcOn(t, p1, "--cluster", "--node-id", "n1", "--peers", peers, "--remote-port", "0")
-	b := startProcOn(t, p2, "--cluster", "--node-id", "n2", "--peers", peers, "--remote-port", "0")
+	a = startProcOn(t, p1, append([]string{"--cluster", "--node-id", "n1", "--peers", peers, "--remote-port", "0"}, extra...)...)
+	b = startProcOn(t, p2, append([]string{"--cluster", "--node-id", "n2", "--peers", peers, "--remote-port", "0"}, extra...)...)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		_, body := a.get("/")
@@ -345,6 +367,7 @@ func TestPeersCluster(t *testing.T) {
 	if !strings.Contains(a.logText(), "IN-MEMORY CLUSTER") {
 		t.Error("no loud warning that an in-memory cluster loses orders")
 	}
+	return a, b
 }
 
 // TestStartupErrorsAreOneLine: a newcomer's mistakes end the process with one
@@ -362,6 +385,7 @@ func TestStartupErrorsAreOneLine(t *testing.T) {
 		{[]string{"--port", "0", "--persistence", "redis", "--redis", fmt.Sprintf("127.0.0.1:%d", closed)}, "is Redis running at --redis="},
 		{[]string{"--port", "0", "--transport", "nats", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", closed)}, "is NATS with JetStream running"},
 		{[]string{"--transport", "kafka"}, "--transport=kafka: must be inmemory, redis or nats"},
+		{[]string{"--cluster", "--peers", "127.0.0.1:5001,127.0.0.1:5002", "--advertise-host", "10.0.0.1"}, "set --cluster-secret, --cluster-secret-file or ORDERSYSTEM_CLUSTER_SECRET"},
 	}
 	for _, c := range cases {
 		out, err := exec.Command(binary(t), c.args...).CombinedOutput()
