@@ -15,6 +15,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ordersystem/ordersystem/internal/loadgen"
 )
@@ -25,6 +26,8 @@ type options struct {
 	scenarios  []string // one, or several with -compare
 	json       bool
 	cpuProfile string // file for a CPU profile of the generator
+	slow       int    // slow-body connections held open during the run
+	slowEvery  time.Duration
 }
 
 func main() {
@@ -75,6 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&cfg.Route, "route", def.Route, "read and history with 2+ cluster targets: send each read to the order's owner (owner), to another node (other, the target after the owner's), or round-robin (any)")
 	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
 	fs.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to this file")
+	fs.IntVar(&opts.slow, "slow-clients", 0, "hold this many slow-body connections (a POST /orders body sent one byte at a time) open to the first target during the run (at most 10000)")
+	fs.DurationVar(&opts.slowEvery, "slow-every", time.Second, "pause between two bytes of a slow client's body")
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
@@ -104,6 +109,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if err := c.Validate(); err != nil {
 			return opts, err
 		}
+	}
+	if opts.slow < 0 || opts.slow > 10_000 {
+		return opts, fmt.Errorf("-slow-clients %d: must be 0 to 10000", opts.slow)
+	}
+	if opts.slowEvery <= 0 {
+		return opts, fmt.Errorf("-slow-every %v: must be positive", opts.slowEvery)
 	}
 	opts.cfg = cfg
 	return opts, nil
@@ -141,6 +152,13 @@ func run(ctx context.Context, opts options, stdout io.Writer) error {
 			return fmt.Errorf("-cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if opts.slow > 0 {
+		stopSlow, err := loadgen.SlowClients(ctx, opts.cfg.Targets[0], opts.slow, opts.slowEvery)
+		if err != nil {
+			return err
+		}
+		defer func() { fmt.Fprintln(stdout, stopSlow()) }()
 	}
 	var reports []loadgen.Report
 	for _, s := range opts.scenarios {
