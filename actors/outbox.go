@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -60,8 +61,10 @@ type OutboxStats struct {
 	Head       atomic.Uint64
 	Published  atomic.Uint64
 	Failures   atomic.Uint64
-	// DeadLettered counts events the transport refused for good; they are
-	// logged at error level with their event id and skipped.
+	// DeadLettered counts what the outbox skipped without publishing, each
+	// logged at error level: events the transport refused for good (with
+	// their event id) and entries of the journal's global log that are not
+	// records at all (with their position; see persistence.ErrCorrupt).
 	DeadLettered atomic.Uint64
 }
 
@@ -96,6 +99,10 @@ type outboxActor struct {
 	cfg        *OutboxConfig
 	checkpoint uint64
 	loaded     bool
+	// skipped is the position of the last unreadable entry this activation
+	// dead-lettered (0: none), so that a retry after a failed checkpoint
+	// save does not count it twice.
+	skipped uint64
 }
 
 func (o *outboxActor) Receive(ctx actor.Context) {
@@ -111,6 +118,8 @@ func (o *outboxActor) io() (context.Context, context.CancelFunc) {
 
 // drain publishes everything journaled after the checkpoint, batch by batch,
 // and advances the checkpoint only after the transport acknowledged a batch.
+// An entry of the log that is not a record is dead-lettered and the
+// checkpoint moves past it (see skip).
 func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	st := &orderpb.OutboxStatus{}
 	fail := func(what string, err error) *orderpb.OutboxStatus {
@@ -130,10 +139,23 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		}
 		o.checkpoint, o.loaded = cp, true
 	}
+	var (
+		head     uint64
+		headErr  error
+		headRead bool
+	)
 	for {
+		headRead = false // a head read before this page may be stale
 		ctx, cancel := o.io()
 		recs, err := o.cfg.Log.ReadAll(ctx, o.checkpoint, o.cfg.BatchSize)
 		cancel()
+		var corrupt *persistence.CorruptRecordError
+		if errors.As(err, &corrupt) {
+			if err := o.skip(corrupt); err != nil {
+				return fail("skip an unreadable journal entry", err)
+			}
+			continue
+		}
 		if err != nil {
 			return fail("read journal", err)
 		}
@@ -171,19 +193,60 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		o.cfg.Metrics.ObservePublish(len(recs), nil)
 		o.cfg.Stats.Checkpoint.Store(next)
 		if len(recs) < o.cfg.BatchSize {
-			break
+			// A short page ends at the end of the log, or before an entry
+			// that is not a record (the next read reports it): read on
+			// unless the head says this is the end.
+			headRead = true
+			if head, headErr = o.head(); headErr != nil || head <= o.checkpoint {
+				break
+			}
 		}
 	}
-	ctx, cancel := o.io()
-	head, err := o.cfg.Log.Head(ctx)
-	cancel()
-	if err == nil {
+	if !headRead {
+		head, headErr = o.head()
+	}
+	if headErr == nil {
 		o.cfg.Stats.Head.Store(head)
 		st.Head = head
 	}
 	o.cfg.Stats.Checkpoint.Store(o.checkpoint)
 	st.Checkpoint = o.checkpoint
 	return st
+}
+
+// head asks the journal for the position of its last record.
+func (o *outboxActor) head() (uint64, error) {
+	ctx, cancel := o.io()
+	defer cancel()
+	return o.cfg.Log.Head(ctx)
+}
+
+// skip dead-letters an entry of the global log that is not a record: it is
+// logged with its position and reason and counted, once per activation, and
+// the checkpoint is saved at e.Next, where the journal reads on after it.
+// Nothing readable lies between the checkpoint and e.Next, so published ==
+// journaled still holds for every record.
+func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
+	if e.Next <= o.checkpoint {
+		return fmt.Errorf("the journal reports an unreadable entry at position %d but resumes at %d, not past the checkpoint %d: %w",
+			e.Position, e.Next, o.checkpoint, e)
+	}
+	if o.skipped != e.Position {
+		o.skipped = e.Position
+		o.cfg.Stats.DeadLettered.Add(1)
+		o.cfg.Metrics.ObserveOutboxDeadLetter(metrics.OutboxDeadLetterUnreadable)
+		o.cfg.Logger.Error("outbox dead-lettered an entry of the journal's global log that is not a record; nothing is published for it",
+			slog.Uint64("position", e.Position), slog.Uint64("resume_after", e.Next), slog.String("reason", e.Reason))
+	}
+	ctx, cancel := o.io()
+	err := o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, e.Next)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("save checkpoint %d: %w", e.Next, err)
+	}
+	o.checkpoint = e.Next
+	o.cfg.Stats.Checkpoint.Store(e.Next)
+	return nil
 }
 
 // publishEach publishes messages one at a time; a message the transport
@@ -201,6 +264,7 @@ func (o *outboxActor) publishEach(batch []transport.Message) error {
 			return err
 		}
 		o.cfg.Stats.DeadLettered.Add(1)
+		o.cfg.Metrics.ObserveOutboxDeadLetter(metrics.OutboxDeadLetterRefused)
 		o.cfg.Logger.Error("outbox dead-lettered an event the transport refuses; it stays in the journal but is not published",
 			slog.String("event_id", m.ID()), slog.String("type", m.Type), slog.Int("payload_bytes", len(m.Payload)), slog.Any("error", err))
 	}

@@ -36,6 +36,8 @@ type Member struct {
 }
 
 // OutboxFigures is where the outbox stands, in GET / and GET /stats.
+// DeadLettered counts the events the transport refused for good and the
+// entries of the global log that are not records, which the outbox skipped.
 type OutboxFigures struct {
 	// Lag is how many journaled events are not published yet.
 	Lag uint64 `json:"lag"`
@@ -58,7 +60,8 @@ type ReadModelFigures struct {
 	// applicable nor in the journal, undecodable, or of a quarantined order.
 	DeadLettered uint64 `json:"deadLettered"`
 	// Quarantined is how many orders are left out because a record of
-	// their journal stream cannot be read.
+	// their journal stream cannot be read, plus the entries of the global
+	// log that are not records at all, which the rebuild skipped.
 	Quarantined int `json:"quarantined"`
 }
 
@@ -72,8 +75,10 @@ type ReadModelHealth struct {
 	QuarantinedOrders []QuarantinedOrder `json:"quarantinedOrders"`
 	// RebuildError, when set, says why the rebuild at start-up stopped
 	// after position RebuildStoppedAt of the journal's global log: the
-	// journal answered with an error, not a record. Orders journaled after
-	// it are missing from the read model until they change.
+	// journal answered with an error that is neither an outage nor an entry
+	// it can skip (one that breaks the backend's layout is skipped and
+	// listed in QuarantinedOrders by position). Orders journaled after it
+	// are missing from the read model until they change.
 	RebuildError     string `json:"rebuildError,omitempty"`
 	RebuildStoppedAt uint64 `json:"rebuildStoppedAt,omitempty"`
 }
@@ -92,6 +97,9 @@ type DeadLetter struct {
 
 // QuarantinedOrder is an order whose journal stream holds a record that
 // cannot be read: the read model leaves it out and its actor refuses it.
+// With an empty OrderID it is an entry of the global log that is not a
+// record at all (no order id can be trusted), which the rebuild skipped;
+// Position says where it is.
 type QuarantinedOrder struct {
 	OrderID string `json:"orderId"`
 	// Version is the version of the first record that cannot be read.

@@ -38,6 +38,16 @@ const (
 // DeadLetterReasons lists every dead-letter reason.
 var DeadLetterReasons = []string{DeadLetterUndecodable, DeadLetterInvalid, DeadLetterNotInJournal, DeadLetterQuarantined, DeadLetterJournalError}
 
+// Reasons the outbox dead-letters an entry of the journal's global log, the
+// values of outbox_dead_lettered_total's reason label.
+const (
+	OutboxDeadLetterRefused    = "refused"    // the transport refuses the event for good (too large, invalid)
+	OutboxDeadLetterUnreadable = "unreadable" // the entry is not a record (it breaks the backend's layout)
+)
+
+// OutboxDeadLetterReasons lists every outbox dead-letter reason.
+var OutboxDeadLetterReasons = []string{OutboxDeadLetterRefused, OutboxDeadLetterUnreadable}
+
 // Commands are the values of order_commands_total's command label.
 var Commands = []string{"create", "pay", "ship", "deliver", "cancel"}
 
@@ -60,6 +70,7 @@ type Metrics struct {
 	outboxLag       prometheus.Gauge
 	outboxPublished prometheus.Counter
 	outboxFailures  prometheus.Counter
+	outboxDead      *prometheus.CounterVec
 
 	readModelDeadLettered *prometheus.CounterVec
 	readModelQuarantined  prometheus.Gauge
@@ -113,13 +124,17 @@ func New() *Metrics {
 			Name: "outbox_publish_failures_total",
 			Help: "Outbox publish attempts that failed.",
 		}),
+		outboxDead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outbox_dead_lettered_total",
+			Help: "Entries of the journal's global log the outbox skipped without publishing, by reason (" + strings.Join(OutboxDeadLetterReasons, ", ") + ").",
+		}, []string{"reason"}),
 		readModelDeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "readmodel_dead_lettered_total",
 			Help: "Delivered events the read model could neither apply nor repair from the journal and skipped, by reason (" + strings.Join(DeadLetterReasons, ", ") + ").",
 		}, []string{"reason"}),
 		readModelQuarantined: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "readmodel_quarantined_orders",
-			Help: "Orders left out of the read model because a record of their journal stream cannot be read.",
+			Help: "Orders left out of the read model because a record of their journal stream cannot be read, plus entries of the global log that are not records (skipped by the rebuild).",
 		}),
 		actorsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "order_actors_active",
@@ -143,7 +158,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.commands,
 		m.appendDuration, m.journalConflicts,
-		m.outboxLag, m.outboxPublished, m.outboxFailures,
+		m.outboxLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
 		m.actorsActive, m.clusterMembers, m.backendUp,
 	)
@@ -156,6 +171,9 @@ func New() *Metrics {
 	}
 	for _, r := range DeadLetterReasons {
 		m.readModelDeadLettered.WithLabelValues(r)
+	}
+	for _, r := range OutboxDeadLetterReasons {
+		m.outboxDead.WithLabelValues(r)
 	}
 	inner := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg, ErrorHandling: promhttp.ContinueOnError})
 	m.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -257,6 +275,15 @@ func (m *Metrics) ObservePublish(n int, err error) {
 	if n > 0 {
 		m.outboxPublished.Add(float64(n))
 	}
+}
+
+// ObserveOutboxDeadLetter counts one entry of the global log the outbox
+// skipped; reason is one of OutboxDeadLetterReasons.
+func (m *Metrics) ObserveOutboxDeadLetter(reason string) {
+	if m == nil {
+		return
+	}
+	m.outboxDead.WithLabelValues(reason).Inc()
 }
 
 // ObserveDeadLetter counts one event the read model dead-lettered; reason is

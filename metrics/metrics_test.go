@@ -99,6 +99,11 @@ func TestMetricsMove(t *testing.T) {
 			t.Fatalf("readmodel_dead_lettered_total{%s} starts at %v", r, v)
 		}
 	}
+	for _, r := range metrics.OutboxDeadLetterReasons {
+		if v := value(t, fams, "outbox_dead_lettered_total", "reason", r); v != 0 {
+			t.Fatalf("outbox_dead_lettered_total{%s} starts at %v", r, v)
+		}
+	}
 	for _, c := range metrics.Commands {
 		for _, o := range metrics.Outcomes {
 			if v := value(t, fams, "order_commands_total", "command", c, "outcome", o); v != 0 {
@@ -125,6 +130,7 @@ func TestMetricsMove(t *testing.T) {
 	m.SetOutboxLag(7)
 	m.ObservePublish(5, nil)
 	m.ObservePublish(3, errors.New("transport down"))
+	m.ObserveOutboxDeadLetter(metrics.OutboxDeadLetterUnreadable)
 	m.ActorActivated()
 	m.ActorActivated()
 	m.ActorStopped()
@@ -153,6 +159,8 @@ func TestMetricsMove(t *testing.T) {
 		{"outbox_lag_events", nil, 7},
 		{"outbox_published_total", nil, 5},
 		{"outbox_publish_failures_total", nil, 1},
+		{"outbox_dead_lettered_total", []string{"reason", "unreadable"}, 1},
+		{"outbox_dead_lettered_total", []string{"reason", "refused"}, 0},
 		{"order_actors_active", nil, 1},
 		{"cluster_members", nil, 3},
 		{"backend_up", []string{"component", "persistence"}, 1},

@@ -490,21 +490,49 @@ func TestCorruptJournalRecordQuarantinesOneOrder(t *testing.T) {
 	}
 }
 
+// layoutHealth is what GET /health says of the rebuild and of the skipped
+// entries of the global log (listed among the quarantines, by position,
+// without an order id).
+type layoutHealth struct {
+	ReadModel struct {
+		Quarantined       int
+		RebuildError      string
+		RebuildStoppedAt  uint64
+		QuarantinedOrders []struct {
+			OrderID  string
+			Version  uint64
+			Position uint64
+			Error    string
+		}
+	}
+}
+
+// outboxStats is the outbox section of GET /stats.
+type outboxStats struct {
+	Outbox struct {
+		Lag, Checkpoint, Head, Published, DeadLettered uint64
+	}
+}
+
 // TestJournalEntryOutsideTheLayoutDoesNotStopStartUp: an entry that breaks
 // the backend's own layout (a Redis log entry without its fields, a NATS
-// journal message without its headers) makes the backend fail the read of
-// the global log, not yield a record. The node starts anyway, with the
-// read model rebuilt up to it, serves the orders, and says so in /health.
+// journal message without its headers) is not a record; the backend
+// reports it with its position. The node starts, the rebuild skips it and
+// lists it by position in /health, the outbox dead-letters it and publishes
+// what follows, so orders created after it are listed; after one more
+// restart the rebuild lists every order around it and the outbox, whose
+// checkpoint is past it, does not stop at it again.
 func TestJournalEntryOutsideTheLayoutDoesNotStopStartUp(t *testing.T) {
 	for _, kind := range []string{node.Redis, node.NATS} {
 		t.Run(kind, func(t *testing.T) {
-			var breakLayout func()
+			// breakLayout writes the entry and returns its position.
+			var breakLayout func() uint64
 			tn := startNode(t, func(c *node.Config) {
 				c.Persistence = kind
 				if kind == node.Redis {
 					s := testservers.StartRedis(t)
 					c.Redis = s.Addr()
-					breakLayout = func() {
+					breakLayout = func() uint64 {
 						rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
 						defer rdb.Close()
 						pos, err := rdb.Incr(context.Background(), "ordersystem:seq").Result()
@@ -515,61 +543,112 @@ func TestJournalEntryOutsideTheLayoutDoesNotStopStartUp(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
+						return uint64(pos)
 					}
 				} else {
 					s := testservers.StartNATS(t)
 					c.NATS = s.URL()
-					breakLayout = func() {
+					breakLayout = func() uint64 {
 						nc, err := nats.Connect(s.URL())
 						if err != nil {
 							t.Fatal(err)
 						}
 						defer nc.Close()
 						js, _ := jetstream.New(nc)
-						if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "orders.journal.junk", Data: []byte("junk")}); err != nil {
+						ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "orders.journal.junk", Data: []byte("junk")})
+						if err != nil {
 							t.Fatal(err)
 						}
+						return ack.Sequence * 1000 // persistence/nats: position = sequence*1000 + index
 					}
 				}
 			})
-			id := tn.create(seedOrder)
-			waitFor(t, "the order in /orders", func() bool { return tn.listed(id) })
+			before := tn.create(seedOrder)
+			waitFor(t, "the order in /orders", func() bool { return tn.listed(before) })
 			cfg := tn.n.Config()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := tn.n.Shutdown(ctx); err != nil {
-				t.Fatal(err)
-			}
-			breakLayout()
-
 			cfg.Port = 0
-			n, err := node.Start(context.Background(), cfg)
-			if err != nil {
-				t.Fatalf("start with an entry outside the layout: %v", err)
-			}
-			t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
-			tn = &testNode{t: t, n: n, base: "http://" + n.Addr()}
-			tn.expect(tn.do("GET", "/orders/"+id, ""), http.StatusOK)
-			if !tn.listed(id) {
-				t.Fatal("the order before the bad entry is not in /orders")
-			}
-			var h struct {
-				ReadModel struct {
-					RebuildError     string
-					RebuildStoppedAt uint64
+			shutdown := func(n *node.Node) {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := n.Shutdown(ctx); err != nil {
+					t.Fatalf("shutdown: %v", err)
 				}
 			}
-			tn.expect(tn.do("GET", "/health", ""), http.StatusOK).json(t, &h)
-			if h.ReadModel.RebuildError == "" || h.ReadModel.RebuildStoppedAt == 0 {
-				t.Fatalf("health does not report the incomplete rebuild: %+v", h)
+			restart := func() *testNode {
+				t.Helper()
+				n, err := node.Start(context.Background(), cfg)
+				if err != nil {
+					t.Fatalf("start with an entry outside the layout: %v", err)
+				}
+				t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+				return &testNode{t: t, n: n, base: "http://" + n.Addr()}
 			}
-			tn.expect(tn.do("POST", "/orders/"+id+"/pay", ""), http.StatusOK)
-			// New orders are journaled and served by their actors; the
-			// outbox, which reads the same global log, stops at the entry
-			// too (actors/outbox.go: not published until it is removed).
+			// wantSkipped checks that /health lists the entry at pos as
+			// skipped and reports no incomplete rebuild.
+			wantSkipped := func(tn *testNode, pos uint64) {
+				t.Helper()
+				var h layoutHealth
+				tn.expect(tn.do("GET", "/health", ""), http.StatusOK).json(t, &h)
+				rm := h.ReadModel
+				if rm.RebuildError != "" || rm.RebuildStoppedAt != 0 || rm.Quarantined != 1 || len(rm.QuarantinedOrders) != 1 {
+					t.Fatalf("health %+v", rm)
+				}
+				if q := rm.QuarantinedOrders[0]; q.OrderID != "" || q.Version != 0 || q.Position != pos || !strings.Contains(q.Error, "not a record") {
+					t.Fatalf("skipped entry %+v, want position %d", q, pos)
+				}
+				tn.expect(tn.do("GET", "/health/ready", ""), http.StatusOK)
+			}
+			outbox := func(tn *testNode) outboxStats {
+				t.Helper()
+				var s outboxStats
+				tn.expect(tn.do("GET", "/stats", ""), http.StatusOK).json(t, &s)
+				return s
+			}
+
+			shutdown(tn.n)
+			bad := breakLayout()
+
+			tn = restart()
+			wantSkipped(tn, bad)
+			tn.expect(tn.do("GET", "/orders/"+before, ""), http.StatusOK)
+			if !tn.listed(before) {
+				t.Fatal("the order before the bad entry is not in /orders")
+			}
+			tn.expect(tn.do("POST", "/orders/"+before+"/pay", ""), http.StatusOK)
+			// The outbox reads past the entry: orders journaled after it
+			// are published and listed.
+			after := tn.create(seedOrder)
+			waitFor(t, "the order created after the bad entry in /orders", func() bool { return tn.listed(after) })
+			waitFor(t, "the paid order in /orders", func() bool {
+				var page []struct{ OrderID, Status string }
+				tn.expect(tn.do("GET", "/orders?status=Paid", ""), http.StatusOK).json(t, &page)
+				return len(page) == 1 && page[0].OrderID == before
+			})
+			if o := outbox(tn).Outbox; o.DeadLettered != 1 || o.Checkpoint < bad || o.Lag != 0 {
+				t.Fatalf("outbox %+v: the bad entry must be dead-lettered once and the checkpoint past it", o)
+			}
+			if !tn.metric(`outbox_dead_lettered_total{reason="unreadable"} 1`) {
+				t.Fatal("/metrics does not count the dead-lettered entry")
+			}
+			shutdown(tn.n)
+
+			// Once more: the rebuild reads the orders on both sides of it;
+			// the outbox's checkpoint is past it.
+			tn = restart()
+			wantSkipped(tn, bad)
+			if !tn.listed(before) || !tn.listed(after) {
+				t.Fatal("an order around the bad entry is missing from /orders after the restart")
+			}
+			if s := tn.readSide(); s.TotalOrders != 2 {
+				t.Fatalf("stats %+v", s)
+			}
 			later := tn.create(seedOrder)
-			tn.expect(tn.do("GET", "/orders/"+later, ""), http.StatusOK)
-			t.Logf("%s: rebuild stopped after position %d: %s", kind, h.ReadModel.RebuildStoppedAt, h.ReadModel.RebuildError)
+			waitFor(t, "an order created after the second restart in /orders", func() bool { return tn.listed(later) })
+			if o := outbox(tn).Outbox; o.DeadLettered != 0 || o.Published != 1 || o.Lag != 0 {
+				t.Fatalf("outbox after the restart %+v: only the new order's event is published, nothing is dead-lettered again", o)
+			}
+			t.Logf("%s: the entry at position %d skipped by the rebuild and the outbox", kind, bad)
 		})
 	}
 }

@@ -28,6 +28,13 @@ var (
 	// ErrInvalidArgument means the call itself was malformed (empty stream id,
 	// no events, a record without a type).
 	ErrInvalidArgument = errors.New("invalid argument")
+
+	// ErrCorrupt means the journal's global log holds an entry that cannot be
+	// read as a record at all: it breaks the backend's own layout (a Redis log
+	// entry without its fields, a NATS journal message without its headers),
+	// which only a hand-made write to the backend produces. Errors that match
+	// it are *CorruptRecordError values, which say how to read on past it.
+	ErrCorrupt = errors.New("journal entry is not a record")
 )
 
 // ConflictError is the error Append returns when the stream moved.
@@ -43,6 +50,30 @@ func (e *ConflictError) Error() string {
 
 // Is makes errors.Is(err, ErrVersionConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrVersionConflict }
+
+// CorruptRecordError is the error ReadAll returns when the first entry after
+// its position cannot be read as a record. The entry stays where it is (the
+// journal is append-only); a reader skips it with ReadAll(ctx, Next, n).
+type CorruptRecordError struct {
+	// Position is where the entry is in the global log: the position its
+	// first record would have had. It may be at or below the position the
+	// read started after (a NATS message that holds several positions).
+	Position uint64
+	// Next is the position to read after to resume right past the entry,
+	// and the value to checkpoint once it is dealt with. It is greater than
+	// the position the read started after, and no readable record lies
+	// between that position and Next.
+	Next uint64
+	// Reason says what is wrong with the entry.
+	Reason string
+}
+
+func (e *CorruptRecordError) Error() string {
+	return fmt.Sprintf("journal entry at position %d is not a record (%s); read on after position %d: %v", e.Position, e.Reason, e.Next, ErrCorrupt)
+}
+
+// Is makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptRecordError) Is(target error) bool { return target == ErrCorrupt }
 
 // Unavailable wraps err so that errors.Is(err, ErrUnavailable) holds while the
 // cause stays visible in the message and to errors.As.
@@ -86,6 +117,14 @@ type Journal interface {
 	// Position order. A record appended after a call that returned position p
 	// always gets a position greater than p, so a reader that resumes after
 	// the last position it saw misses nothing.
+	//
+	// When the next entry after `after` cannot be read as a record (see
+	// ErrCorrupt), ReadAll returns the records before it, or, if it is the
+	// first, a *CorruptRecordError e (possibly wrapped); ReadAll(ctx, e.Next,
+	// n) continues after it. So one bad entry never hides the records
+	// around it, and a reader decides what to do with it (the outbox
+	// dead-letters it, the read model reports it) without guessing
+	// positions.
 	ReadAll(ctx context.Context, after uint64, limit int) ([]Record, error)
 
 	// Head returns the position of the last record in the global log (0 when

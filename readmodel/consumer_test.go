@@ -3,6 +3,7 @@ package readmodel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -375,8 +376,9 @@ func scrapeText(t *testing.T, m *metrics.Metrics) string {
 	return rec.Body.String()
 }
 
-// brokenLog is a global log whose reads fail, as a backend reports an entry
-// that breaks its own layout, whenever they would include position bad.
+// brokenLog is a global log whose reads fail whenever they would include
+// position bad, with an error that is not a *persistence.CorruptRecordError
+// (a backend that cannot say where to read on): Rebuild cannot skip it.
 type brokenLog struct {
 	j   *memory.Backend
 	bad uint64
@@ -411,5 +413,109 @@ func TestRebuildStopsAtARecordTheJournalCannotLayOut(t *testing.T) {
 	down := brokenLog{j: j, bad: 1, err: persistence.Unavailable("read all", errors.New("refused"))}
 	if _, err := readmodel.New(j).Rebuild(context.Background(), down); !errors.Is(err, persistence.ErrUnavailable) || errors.As(err, &inc) {
 		t.Fatalf("rebuild during an outage: %v", err)
+	}
+}
+
+// unreadableLog is a global log with entries that are not records at the
+// positions of bad (memory holds records there, which ReadAll does not
+// return), each skipped by resuming after the value bad maps it to; it
+// answers as the persistence contract says.
+type unreadableLog struct {
+	j   *memory.Backend
+	bad map[uint64]uint64
+}
+
+func (u unreadableLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	recs, err := u.j.ReadAll(ctx, after, limit)
+	for i, r := range recs {
+		if next, ok := u.bad[r.Position]; ok {
+			if i == 0 {
+				return nil, fmt.Errorf("read all: %w", &persistence.CorruptRecordError{Position: r.Position, Next: next, Reason: "log entry lacks stream, version or type"})
+			}
+			return recs[:i], nil
+		}
+	}
+	return recs, err
+}
+
+// TestRebuildSkipsEntriesThatAreNotRecords: entries of the global log that
+// the journal reports as *CorruptRecordError (one on its own, two in a row,
+// one at the end) are skipped and listed by position; every order around
+// them is in the read model and Rebuild reports no error.
+func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
+	j := memory.New()
+	for i := range 10 {
+		journal(t, j, fmt.Sprint("o", i), t0, created(100, t0.Add(time.Duration(i)*time.Second)))
+	}
+	// Positions 3, 6 and 7, 10 hold no record; 1 2 4 5 8 9 do.
+	log := unreadableLog{j: j, bad: map[uint64]uint64{3: 3, 6: 6, 7: 7, 10: 10}}
+	rm := readmodel.New(j)
+	pos, err := rm.Rebuild(context.Background(), log)
+	if err != nil || pos != 10 || rm.Incomplete() != nil {
+		t.Fatalf("rebuild: position %d, %v", pos, err)
+	}
+	if st := rm.Stats(); st.TotalOrders != 6 {
+		t.Fatalf("%d orders, want the 6 records around the bad entries", st.TotalOrders)
+	}
+	for _, id := range []string{"o0", "o1", "o3", "o4", "o7", "o8"} {
+		if _, ok := rm.Get(id); !ok {
+			t.Fatalf("order %s is missing", id)
+		}
+	}
+	n, qs := rm.Quarantined(10)
+	if n != 4 || len(qs) != 4 {
+		t.Fatalf("quarantined %d %+v", n, qs)
+	}
+	for i, want := range []uint64{10, 7, 6, 3} {
+		q := qs[i]
+		if q.Position != want || q.OrderID != "" || q.Version != 0 || !strings.Contains(q.Reason, "not a record") ||
+			!strings.Contains(q.Reason, "lacks stream") || q.At.IsZero() {
+			t.Fatalf("quarantine %d: %+v, want position %d", i, q, want)
+		}
+	}
+	// No order is quarantined by it: the live path still applies events.
+	if rm.IsQuarantined("") || rm.IsQuarantined("o2") {
+		t.Fatal("a skipped entry quarantined an order")
+	}
+
+	// An entry that spans positions (a NATS message): resume after Next.
+	rm = readmodel.New(j)
+	pos, err = rm.Rebuild(context.Background(), unreadableLog{j: j, bad: map[uint64]uint64{4: 6}})
+	if err != nil || pos != 10 || rm.Stats().TotalOrders != 7 {
+		t.Fatalf("rebuild: position %d, %d orders, %v", pos, rm.Stats().TotalOrders, err)
+	}
+	if _, qs := rm.Quarantined(10); len(qs) != 1 || qs[0].Position != 4 {
+		t.Fatalf("quarantined %+v", qs)
+	}
+
+	// A journal whose error does not move on is not skipped forever: the
+	// rebuild stops, incomplete.
+	rm = readmodel.New(j)
+	pos, err = rm.Rebuild(context.Background(), unreadableLog{j: j, bad: map[uint64]uint64{4: 2}})
+	var inc *readmodel.IncompleteError
+	if !errors.As(err, &inc) || pos != 3 || inc.After != 3 {
+		t.Fatalf("rebuild with a corrupt error that does not move on: position %d, %v", pos, err)
+	}
+}
+
+// TestRebuildBoundsTheSkippedEntriesListed: a log made only of entries that
+// are not records is read to its end; all are counted, a bounded number
+// listed.
+func TestRebuildBoundsTheSkippedEntriesListed(t *testing.T) {
+	j := memory.New()
+	const n = 1500
+	bad := make(map[uint64]uint64, n)
+	for i := range n {
+		journal(t, j, fmt.Sprint("o", i), t0, created(100, t0))
+		bad[uint64(i+1)] = uint64(i + 1)
+	}
+	rm := readmodel.New(j)
+	pos, err := rm.Rebuild(context.Background(), unreadableLog{j: j, bad: bad})
+	if err != nil || pos != n {
+		t.Fatalf("rebuild: position %d, %v", pos, err)
+	}
+	total, recent := rm.Quarantined(n)
+	if total != n || len(recent) != 1000 || recent[0].Position != 1000 {
+		t.Fatalf("quarantined %d, listed %d (newest %+v)", total, len(recent), recent[0])
 	}
 }

@@ -17,6 +17,11 @@
 // would show something the owner no longer stands behind), records the
 // order, version, position and error, and goes on with the other orders.
 // A quarantine is lifted by restarting the node once the journal is repaired.
+//
+// An entry of the global log that is not a record at all (it breaks the
+// backend's own layout: persistence.ErrCorrupt) names no order that can be
+// trusted: Rebuild skips it, reports it among the quarantines by its
+// position (with no order id), and reads on after it.
 package readmodel
 
 import (
@@ -56,13 +61,16 @@ type Stats struct {
 }
 
 // Quarantine is an order the read model does not show because a record of
-// its journal stream cannot be read.
+// its journal stream cannot be read, or, with an empty OrderID, an entry of
+// the journal's global log that is not a record at all (see
+// persistence.ErrCorrupt), which Rebuild skipped.
 type Quarantine struct {
+	// OrderID is the quarantined order; empty for a skipped log entry.
 	OrderID string
 	// Version is the version of the first record that cannot be read.
 	Version uint64
 	// Position is that record's place in the global log (0 when unknown:
-	// found through a stream read).
+	// found through a stream read); for a skipped log entry, the entry's.
 	Position uint64
 	// Reason says what is wrong with the record.
 	Reason string
@@ -90,13 +98,23 @@ type ReadModel struct {
 	// the order they were found.
 	quarantined map[string]int // index in quarantines
 	quarantines []Quarantine
+	// skipped holds the positions of the log entries Rebuild skipped;
+	// quarantines lists the first maxSkippedListed of them, skippedOver
+	// counts the others.
+	skipped     map[uint64]struct{}
+	skippedOver int
 	incomplete  *IncompleteError // why the last Rebuild stopped early, if it did
 }
+
+// maxSkippedListed bounds the skipped log entries kept in the quarantine
+// list (a log full of them must not fill memory); the rest are counted.
+const maxSkippedListed = 1000
 
 // New returns an empty read model that repairs gaps through loader (nil:
 // gaps are reported as errors).
 func New(loader StreamLoader) *ReadModel {
-	return &ReadModel{loader: loader, now: time.Now, byID: make(map[string]*Summary), quarantined: make(map[string]int)}
+	return &ReadModel{loader: loader, now: time.Now, byID: make(map[string]*Summary), quarantined: make(map[string]int),
+		skipped: make(map[uint64]struct{})}
 }
 
 // Errors of Apply. An error that matches none of them and is not a
@@ -352,8 +370,9 @@ func (m *ReadModel) removeLocked(id string) {
 	}
 }
 
-// Quarantined returns the number of orders in quarantine and at most max of
-// them, the most recent first (max <= 0: none).
+// Quarantined returns the number of orders in quarantine plus the log
+// entries Rebuild skipped, and at most max of them, the most recent first
+// (max <= 0: none).
 func (m *ReadModel) Quarantined(max int) (total int, recent []Quarantine) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -361,7 +380,22 @@ func (m *ReadModel) Quarantined(max int) (total int, recent []Quarantine) {
 	for i := n - 1; i >= 0 && len(recent) < max; i-- {
 		recent = append(recent, m.quarantines[i])
 	}
-	return n, recent
+	return n + m.skippedOver, recent
+}
+
+// skipLocked records an entry of the global log that is not a record; each
+// position once.
+func (m *ReadModel) skipLocked(e *persistence.CorruptRecordError) {
+	if _, ok := m.skipped[e.Position]; ok {
+		return
+	}
+	m.skipped[e.Position] = struct{}{}
+	if len(m.skipped) > maxSkippedListed {
+		m.skippedOver++
+		return
+	}
+	reason := "the journal's global log holds an entry that is not a record: " + truncate(e.Reason, 300)
+	m.quarantines = append(m.quarantines, Quarantine{Position: e.Position, Reason: reason, At: m.now().UTC()})
 }
 
 // IsQuarantined reports whether order id is in quarantine.
@@ -498,12 +532,12 @@ type Journal interface {
 const rebuildBatch = 1000
 
 // IncompleteError is the error of Rebuild when the journal's global log
-// answers, but not with records, at some position: the journal itself
-// cannot lay out what it stores there (a message or entry that breaks the
-// backend's own format, which the backend reports as an error of the whole
-// read rather than as a record). The read model holds every record before
-// it; orders journaled after it are missing until they change (a delivered
-// event then repairs the order from its stream).
+// answers a read with an error that is neither an outage nor a
+// *persistence.CorruptRecordError it can skip (a backend that fails the
+// whole read on an entry it cannot lay out, without saying where to read on).
+// The read model holds every record before it; orders journaled after it
+// are missing until they change (a delivered event then repairs the order
+// from its stream).
 type IncompleteError struct {
 	// After is the position of the last record read.
 	After uint64
@@ -519,8 +553,10 @@ func (e *IncompleteError) Unwrap() error { return e.Err }
 
 // Rebuild applies every event of the journal's global log, in order; a
 // restarted node calls it before it reports ready. It returns the position
-// of the last record read. A record that cannot be read quarantines its
-// order (see Quarantined) and Rebuild goes on. When the journal cannot be
+// it read up to. A record that cannot be read quarantines its order (see
+// Quarantined) and Rebuild goes on; so does an entry that is not a record
+// at all (a *persistence.CorruptRecordError), which is listed among the
+// quarantines by its position and skipped. When the journal cannot be
 // reached it fails with the journal's error (a persistence error that
 // wraps ErrUnavailable or ErrClosed); when it answers a read with another
 // error, Rebuild reads one record at a time up to the failing one and
@@ -530,6 +566,14 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 	limit, singles := rebuildBatch, 0
 	for {
 		recs, err := j.ReadAll(ctx, after, limit)
+		var corrupt *persistence.CorruptRecordError
+		if errors.As(err, &corrupt) && corrupt.Next > after {
+			m.mu.Lock()
+			m.skipLocked(corrupt)
+			m.mu.Unlock()
+			after = corrupt.Next
+			continue
+		}
 		if err != nil {
 			if outage(ctx, err) {
 				return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)

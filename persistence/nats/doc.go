@@ -59,6 +59,14 @@
 // the stream only with one replica; with more, gets go through the stream
 // leader so that a read always sees acknowledged appends.
 //
+// A message that is not a journal message (published on a journal subject
+// by something other than this backend: no valid headers, a truncated
+// envelope) holds no record. ReadAll returns the records before it, or,
+// when it is the first message read, a *persistence.CorruptRecordError with
+// Position s*1000 and Next s*1000+999, after which a read starts at
+// sequence s+1. Head counts such a message as ending at s*1000+999. Load of
+// the order its subject names fails (the order is quarantined).
+//
 // # Key-value buckets
 //
 // Buckets <Stream>_checkpoints and <Stream>_snapshots (history 1). Keys

@@ -507,7 +507,13 @@ func (b *Backend) consume(ctx context.Context, op string, cfg jetstream.Consumer
 // consumeBatch is the size of one consumer fetch.
 const consumeBatch = 500
 
-// ReadAll implements persistence.Journal.
+// ReadAll implements persistence.Journal. A message on a journal subject
+// that is not a journal message (no valid headers, a truncated envelope)
+// or a message outside the journal's subjects holds no record: it ends the
+// read before it, or, when it is the first message read, is reported as a
+// *persistence.CorruptRecordError whose Position is seq*1000 and Next
+// seq*1000+999, the last position the message could hold (a read after it
+// starts at the next sequence).
 func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
 	if err := b.begin(ctx, "read all"); err != nil {
 		return nil, err
@@ -522,24 +528,25 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 		return nil, b.wrap(ctx, "read all: stream info", err)
 	}
 	lastSeq := info.State.LastSeq
-	seq := max(after/positionScale, 1)
+	seq := max(firstSeqAfter(after), 1)
 	if seq > lastSeq {
 		return nil, nil
 	}
 	out := make([]persistence.Record, 0, min(limit, 1024))
+	var corrupt *persistence.CorruptRecordError
 	// add decodes one message and keeps its records after the position;
 	// it reports whether more are wanted.
 	add := func(seq uint64, subject string, h natsgo.Header, data []byte) (bool, error) {
 		if len(out) >= limit {
 			return false, nil // fetched ahead; not wanted (and not decoded)
 		}
-		id, ok := strings.CutPrefix(subject, b.opts.SubjectPrefix+".")
-		if !ok {
-			return false, fmt.Errorf("nats read all: stream sequence %d has subject %q outside %s.*", seq, subject, b.opts.SubjectPrefix)
-		}
-		rs, err := decodeMsg(id, seq, h, data)
+		rs, err := b.decodeLogMsg(seq, subject, h, data)
 		if err != nil {
-			return false, fmt.Errorf("nats read all: %w", err)
+			if len(out) == 0 {
+				corrupt = &persistence.CorruptRecordError{Position: seq * positionScale, Next: seq*positionScale + positionScale - 1,
+					Reason: "nats " + truncate(err.Error(), maxReason)}
+			}
+			return false, nil // what came before it is the answer
 		}
 		for _, r := range rs {
 			if r.Position > after && len(out) < limit {
@@ -559,25 +566,64 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 		if err != nil {
 			return nil, err
 		}
-		return out, nil
-	}
-	for seq <= lastSeq && len(out) < limit {
-		n := min(uint64(readAllWindow), lastSeq-seq+1, uint64(limit-len(out))+1)
-		msgs, err := b.getRange(ctx, seq, n)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if m == nil {
-				continue // a gap: the stream denies deletes, but stay robust
-			}
-			if _, err := add(m.Sequence, m.Subject, m.Header, m.Data); err != nil {
+	} else {
+	window:
+		for seq <= lastSeq && len(out) < limit {
+			n := min(uint64(readAllWindow), lastSeq-seq+1, uint64(limit-len(out))+1)
+			msgs, err := b.getRange(ctx, seq, n)
+			if err != nil {
 				return nil, err
 			}
+			for _, m := range msgs {
+				if m == nil {
+					continue // a gap: the stream denies deletes, but stay robust
+				}
+				if more, _ := add(m.Sequence, m.Subject, m.Header, m.Data); !more { // add's error is always nil
+					break window
+				}
+			}
+			seq += n
 		}
-		seq += n
+	}
+	if corrupt != nil {
+		return nil, corrupt
 	}
 	return out, nil
+}
+
+// maxReason bounds the reason of a *persistence.CorruptRecordError: it
+// quotes headers that anyone who can publish on the subjects chose.
+const maxReason = 300
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// firstSeqAfter is the stream sequence of the first message that can hold
+// a position after after: the message of after itself, unless after is the
+// last position a message can hold.
+func firstSeqAfter(after uint64) uint64 {
+	if after%positionScale == positionScale-1 {
+		return after/positionScale + 1
+	}
+	return after / positionScale
+}
+
+// decodeLogMsg returns the records of the message at stream sequence seq of
+// the global log.
+func (b *Backend) decodeLogMsg(seq uint64, subject string, h natsgo.Header, data []byte) ([]persistence.Record, error) {
+	id, ok := strings.CutPrefix(subject, b.opts.SubjectPrefix+".")
+	if !ok {
+		return nil, fmt.Errorf("stream sequence %d has subject %q outside %s.*", seq, subject, b.opts.SubjectPrefix)
+	}
+	rs, err := decodeMsg(id, seq, h, data)
+	if err != nil {
+		return nil, fmt.Errorf("journal message on %s: %w", subject, err)
+	}
+	return rs, nil
 }
 
 // getRange gets n messages by sequence from seq on, in parallel; a missing
@@ -606,7 +652,9 @@ func (b *Backend) getRange(ctx context.Context, seq, n uint64) ([]*jetstream.Raw
 	return out, nil
 }
 
-// Head implements persistence.Journal.
+// Head implements persistence.Journal. When the stream's last message is
+// not a journal message, Head is the last position that message could hold,
+// which is where a reader that skipped it stands.
 func (b *Backend) Head(ctx context.Context) (uint64, error) {
 	if err := b.begin(ctx, "head"); err != nil {
 		return 0, err
@@ -627,7 +675,10 @@ func (b *Backend) Head(ctx context.Context) (uint64, error) {
 	}
 	_, count, err := msgHead(m.Header)
 	if err != nil {
-		return 0, fmt.Errorf("nats head: stream sequence %d: %w", last, err)
+		// Not a journal message: it holds no record, and a reader that
+		// skips it reads on after the last position it could hold (the
+		// Next of ReadAll's *persistence.CorruptRecordError).
+		return last*positionScale + positionScale - 1, nil
 	}
 	return last*positionScale + uint64(count) - 1, nil
 }

@@ -440,8 +440,8 @@ func TestPositions(t *testing.T) {
 
 // TestReadAllStopsBeforeAMalformedMessage: a read that is full before a
 // message without the journal headers returns what it wanted; only a read
-// that reaches the message fails (the read model's rebuild relies on it to
-// get every record before such a message).
+// that reaches the message reports it (the read model's rebuild relies on it
+// to get every record before such a message).
 func TestReadAllStopsBeforeAMalformedMessage(t *testing.T) {
 	b := newBackend(t, testservers.NATS(t), Options{})
 	ctx := context.Background()
@@ -455,8 +455,156 @@ func TestReadAllStopsBeforeAMalformedMessage(t *testing.T) {
 	if err != nil || len(page) != 1 || page[0].Type != "A" {
 		t.Fatalf("read all of one record before the malformed message: %+v %v", page, err)
 	}
-	if _, err := b.ReadAll(ctx, page[0].Position, 1); err == nil {
-		t.Fatal("reading the malformed message did not fail")
+	if _, err := b.ReadAll(ctx, page[0].Position, 1); !errors.Is(err, persistence.ErrCorrupt) {
+		t.Fatalf("reading the malformed message: %v, want ErrCorrupt", err)
+	}
+}
+
+// appendN appends one single-record message of type prefix<i> per i to an
+// order of its own.
+func appendN(t *testing.T, b *Backend, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		if _, err := b.Append(context.Background(), id, 0, []persistence.Record{{Type: id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// wantCorrupt checks that err is a *persistence.CorruptRecordError for the
+// message at stream sequence seq.
+func wantCorrupt(t *testing.T, err error, seq uint64, reason string) *persistence.CorruptRecordError {
+	t.Helper()
+	var ce *persistence.CorruptRecordError
+	if !errors.As(err, &ce) || !errors.Is(err, persistence.ErrCorrupt) {
+		t.Fatalf("got %v, want a *CorruptRecordError", err)
+	}
+	if ce.Position != seq*positionScale || ce.Next != seq*positionScale+positionScale-1 || !strings.Contains(ce.Reason, reason) {
+		t.Fatalf("corrupt %+v, want position %d, next %d, reason with %q", ce, seq*positionScale, seq*positionScale+positionScale-1, reason)
+	}
+	return ce
+}
+
+// readThrough reads the whole global log in pages of limit the way the
+// outbox does, skipping corrupt messages, and returns the record types and
+// the positions skipped.
+func readThrough(t *testing.T, b *Backend, limit int) (types []string, skipped []uint64) {
+	t.Helper()
+	var after uint64
+	for range 10000 {
+		page, err := b.ReadAll(context.Background(), after, limit)
+		var ce *persistence.CorruptRecordError
+		switch {
+		case errors.As(err, &ce):
+			if ce.Next <= after {
+				t.Fatalf("corrupt %+v does not move past %d", ce, after)
+			}
+			skipped = append(skipped, ce.Position)
+			after = ce.Next
+			continue
+		case err != nil:
+			t.Fatal(err)
+		case len(page) == 0:
+			return types, skipped
+		}
+		for _, r := range page {
+			types = append(types, r.Type)
+		}
+		after = page[len(page)-1].Position
+	}
+	t.Fatal("the read never ended")
+	return nil, nil
+}
+
+// TestReadAllAroundCorruptMessages: messages on journal subjects that are
+// not journal messages (no headers; a truncated envelope), between and
+// after good ones, read with parallel gets (short reads) and through a
+// consumer (long reads). ReadAll returns the records before one, reports
+// the one it starts at with a *CorruptRecordError whose Next resumes right
+// after it, and reads on from there; Head and Behind count past a bad last
+// message.
+func TestReadAllAroundCorruptMessages(t *testing.T) {
+	b := newBackend(t, testservers.StartNATS(t).URL(), Options{})
+	ctx := context.Background()
+	publish := func(m *natsgo.Msg) uint64 {
+		t.Helper()
+		ack, err := b.js.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	appendN(t, b, "a", 70) // sequences 1-70
+	if _, err := b.Append(ctx, "multi", 0, []persistence.Record{{Type: "m0"}, {Type: "m1"}, {Type: "m2"}}); err != nil {
+		t.Fatal(err) // sequence 71: positions 71000-71002
+	}
+	noHeaders := publish(&natsgo.Msg{Subject: b.subject("junk"), Data: []byte("junk")})
+	truncated := publish(&natsgo.Msg{Subject: b.subject("junk2"), Data: []byte{9, 'x'},
+		Header: natsgo.Header{hdrVersion: {"1"}, hdrCount: {"2"}}})
+	appendN(t, b, "b", 70)
+
+	// Long read from the start (a consumer): everything before the first.
+	page, err := b.ReadAll(ctx, 0, 1000)
+	if err != nil || len(page) != 73 || page[72].Type != "m2" {
+		t.Fatalf("read all from 0: %d records, %v", len(page), err)
+	}
+	// Short read from the middle of the multi-record message.
+	page, err = b.ReadAll(ctx, 71000, 10)
+	if err != nil || len(page) != 2 || page[0].Type != "m1" || page[1].Type != "m2" {
+		t.Fatalf("read all after 71000: %+v %v", page, err)
+	}
+	// At it: reported, for short and long reads alike.
+	_, err = b.ReadAll(ctx, 71002, 10)
+	ce := wantCorrupt(t, err, noHeaders, "without a valid "+hdrVersion)
+	_, err = b.ReadAll(ctx, 71002, 1000)
+	wantCorrupt(t, err, noHeaders, "without a valid "+hdrVersion)
+	// From within its positions it is still the next entry.
+	_, err = b.ReadAll(ctx, ce.Position, 10)
+	wantCorrupt(t, err, noHeaders, "junk")
+	// After it: the next one, then the rest.
+	_, err = b.ReadAll(ctx, ce.Next, 1000)
+	ce = wantCorrupt(t, err, truncated, "envelope truncated")
+	page, err = b.ReadAll(ctx, ce.Next, 1000)
+	if err != nil || len(page) != 70 || page[0].Type != "b0" || page[0].Position != (truncated+1)*positionScale {
+		t.Fatalf("read all after the corrupt messages: %d records, %v", len(page), err)
+	}
+	page, err = b.ReadAll(ctx, ce.Next, 5)
+	if err != nil || len(page) != 5 || page[4].Type != "b4" {
+		t.Fatalf("short read after the corrupt messages: %+v %v", page, err)
+	}
+
+	for _, limit := range []int{1, 7, 100, 1000} {
+		types, skipped := readThrough(t, b, limit)
+		if len(types) != 143 || fmt.Sprint(skipped) != fmt.Sprint([]uint64{noHeaders * positionScale, truncated * positionScale}) {
+			t.Fatalf("limit %d: %d records, skipped %v", limit, len(types), skipped)
+		}
+	}
+
+	// A bad last message: Head and Behind stand past it once it is skipped.
+	last := publish(&natsgo.Msg{Subject: b.subject("junk"), Data: []byte("junk")})
+	head, err := b.Head(ctx)
+	if err != nil || head != last*positionScale+positionScale-1 {
+		t.Fatalf("head %d %v, want %d", head, err, last*positionScale+positionScale-1)
+	}
+	before := (last - 1) * positionScale
+	_, err = b.ReadAll(ctx, before, 10)
+	ce = wantCorrupt(t, err, last, "junk")
+	if n, err := b.Behind(ctx, before); err != nil || n != 1 {
+		t.Fatalf("behind before the last message: %d %v", n, err)
+	}
+	if n, err := b.Behind(ctx, ce.Next); err != nil || n != 0 {
+		t.Fatalf("behind after skipping the last message: %d %v", n, err)
+	}
+	if page, err := b.ReadAll(ctx, ce.Next, 10); err != nil || len(page) != 0 {
+		t.Fatalf("read all after the last message: %+v %v", page, err)
+	}
+	// The order its subject names cannot be loaded; the others can.
+	if _, err := b.Load(ctx, "junk", 1); err == nil {
+		t.Fatal("load of the order of a corrupt message succeeded")
+	}
+	if rs, err := b.Load(ctx, "b3", 1); err != nil || len(rs) != 1 {
+		t.Fatalf("load b3: %+v %v", rs, err)
 	}
 }
 

@@ -45,6 +45,19 @@
 // Nothing but the script may write the log, the counter or the stream lists:
 // the counter must stay ahead of the log's last id.
 //
+// # Entries outside the layout
+//
+// Whoever can write the server can still add to the log by hand. ReadAll
+// reports an entry 0-<position> without a stream, a version and a type as a
+// *persistence.CorruptRecordError (Next is that position), so that readers
+// skip exactly that entry. An entry with any other id (an XADD with an id
+// of Redis's making) sorts after every entry the script writes: ReadAll
+// stops before it and logs it once (Options.Logger); appends fail while it
+// is there, because Redis refuses the lower ids the script adds after it
+// (each failed append still takes a position from the counter, which then
+// holds nothing). The repair is XDEL of the entry and XSETID of the log
+// back to the last record's id.
+//
 // For Redis Cluster all keys must live in one slot: use a hash-tag prefix
 // such as "{ordersystem}:" (this backend opens a standalone client only).
 package redis

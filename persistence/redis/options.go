@@ -2,6 +2,7 @@ package redis
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -62,6 +63,10 @@ type Options struct {
 	// outcome as unknown.
 	WaitReplicas int
 	WaitTimeout  time.Duration
+
+	// Logger receives what the backend finds wrong in the data it reads
+	// (an entry of the global log outside the key layout). Default: discard.
+	Logger *slog.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -101,6 +106,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.WaitReplicas > 0 && o.WaitTimeout == 0 {
 		o.WaitTimeout = min(time.Second, o.ReadTimeout/2)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Backend struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	foreignMu     sync.Mutex
+	foreignLogged string // the id of the last foreign log entry logged
 
 	// Group commit (nil queue when Options.MaxBatch == 1).
 	queue chan *appendReq
@@ -354,7 +358,14 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	return recs, nil
 }
 
-// ReadAll implements persistence.Journal.
+// ReadAll implements persistence.Journal. A log entry without a valid
+// stream, version and type is reported as a *persistence.CorruptRecordError
+// (Next is its position: positions are one per entry) when it is the first
+// entry read, and ends the read before it otherwise. An entry whose id is
+// not 0-<position> (an XADD with an id of Redis's making) sorts after every
+// entry the append script writes: the read ends before it, it is logged
+// once, and no position is ever handed out for it, so no reader's
+// checkpoint can move past a record because of it.
 func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
 	if err := b.begin(ctx, "read all"); err != nil {
 		return nil, err
@@ -370,60 +381,131 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 		}
 		return nil, b.wrap("read all", err)
 	}
-	recs, err := decodeEntries(raw)
-	if err != nil {
-		return nil, fmt.Errorf("redis read all after %d: %w", after, err)
+	out := make([]persistence.Record, 0, len(raw))
+	for _, e := range raw {
+		id, fields, err := splitEntry(e)
+		if err != nil {
+			return nil, fmt.Errorf("redis read all after %d: %w", after, err)
+		}
+		pos, ok := logPosition(id)
+		if !ok {
+			b.foreignEntry(id)
+			break
+		}
+		r, err := decodeEntry(id, pos, fields)
+		if err != nil {
+			if len(out) > 0 {
+				break // the next read starts at it and reports it
+			}
+			return nil, &persistence.CorruptRecordError{Position: pos, Next: pos, Reason: "redis " + err.Error()}
+		}
+		out = append(out, r)
 	}
-	return recs, nil
+	return out, nil
 }
 
-// decodeEntries turns XRANGE-shaped entries into records.
+// foreignEntry logs, once per id, an entry of the log whose id the append
+// script cannot have written.
+func (b *Backend) foreignEntry(id string) {
+	b.foreignMu.Lock()
+	seen := b.foreignLogged == id
+	b.foreignLogged = id
+	b.foreignMu.Unlock()
+	if seen {
+		return
+	}
+	b.opts.Logger.Error("journal: the global log holds an entry whose id is not 0-<position>, written by something other than this backend; "+
+		"reads of the log stop before it and it is never returned, and appends fail while it is there (Redis refuses the lower ids the append script writes); "+
+		"to repair the journal delete it (XDEL) and set the log's last id back to the last record's (XSETID <key> 0-<position>)",
+		slog.String("key", b.logKey), slog.String("entry_id", id))
+}
+
+// splitEntry takes an XRANGE-shaped entry apart: {id, {field, value, ...}}.
+func splitEntry(e any) (id string, fields []any, err error) {
+	entry, ok := e.([]any)
+	if !ok || len(entry) != 2 {
+		return "", nil, fmt.Errorf("malformed log entry %v", e)
+	}
+	if id, ok = entry[0].(string); !ok {
+		return "", nil, fmt.Errorf("malformed log entry id %v", entry[0])
+	}
+	fields, _ = entry[1].([]any) // nil: no fields, which decodeEntry reports
+	return id, fields, nil
+}
+
+// logPosition is the position in an entry id "0-<position>"; ok is false
+// for any other id.
+func logPosition(id string) (pos uint64, ok bool) {
+	p, ok := strings.CutPrefix(id, "0-")
+	if !ok {
+		return 0, false
+	}
+	pos, err := strconv.ParseUint(p, 10, 64)
+	return pos, err == nil && pos > 0
+}
+
+// decodeEntry turns the fields of log entry id (at position pos) into a
+// record; the error says what the entry lacks.
+func decodeEntry(id string, pos uint64, fields []any) (persistence.Record, error) {
+	r := persistence.Record{Position: pos}
+	if len(fields)%2 != 0 {
+		return r, fmt.Errorf("log entry %s: malformed fields", id)
+	}
+	for i := 0; i < len(fields); i += 2 {
+		name, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
+		switch name {
+		case "s":
+			r.StreamID = val
+		case "v":
+			v, err := strconv.ParseUint(val, 10, 64)
+			if err != nil {
+				return r, fmt.Errorf("log entry %s: version %q is not a number", id, truncate(val, 40))
+			}
+			r.Version = v
+		case "t":
+			r.Type = val
+		case "d":
+			r.Data = []byte(val)
+		}
+	}
+	if r.StreamID == "" || r.Version == 0 || r.Type == "" {
+		return r, fmt.Errorf("log entry %s lacks stream, version or type", id)
+	}
+	return r, nil
+}
+
+// decodeEntries turns the XRANGE-shaped entries of one order's stream (the
+// load script's reply) into records; any entry that is not a record fails
+// the whole load.
 func decodeEntries(raw []any) ([]persistence.Record, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
 	out := make([]persistence.Record, 0, len(raw))
 	for _, e := range raw {
-		entry, ok := e.([]any)
-		if !ok || len(entry) != 2 {
-			return nil, fmt.Errorf("malformed log entry %v", e)
+		id, fields, err := splitEntry(e)
+		if err != nil {
+			return nil, err
 		}
-		id, _ := entry[0].(string)
-		pos, ok := strings.CutPrefix(id, "0-")
+		pos, ok := logPosition(id)
 		if !ok {
 			return nil, fmt.Errorf("log entry id %q is not 0-<position>", id)
 		}
-		var r persistence.Record
-		var err error
-		if r.Position, err = strconv.ParseUint(pos, 10, 64); err != nil {
-			return nil, fmt.Errorf("log entry id %q: %w", id, err)
-		}
-		fields, ok := entry[1].([]any)
-		if !ok || len(fields)%2 != 0 {
-			return nil, fmt.Errorf("log entry %s: malformed fields", id)
-		}
-		for i := 0; i < len(fields); i += 2 {
-			name, _ := fields[i].(string)
-			val, _ := fields[i+1].(string)
-			switch name {
-			case "s":
-				r.StreamID = val
-			case "v":
-				if r.Version, err = strconv.ParseUint(val, 10, 64); err != nil {
-					return nil, fmt.Errorf("log entry %s: version %q: %w", id, val, err)
-				}
-			case "t":
-				r.Type = val
-			case "d":
-				r.Data = []byte(val)
-			}
-		}
-		if r.StreamID == "" || r.Version == 0 || r.Type == "" {
-			return nil, fmt.Errorf("log entry %s lacks stream, version or type", id)
+		r, err := decodeEntry(id, pos, fields)
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // Head implements persistence.Journal.
