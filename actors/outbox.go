@@ -66,7 +66,26 @@ type OutboxStats struct {
 	// their event id) and entries of the journal's global log that are not
 	// records at all (with their position; see persistence.ErrCorrupt).
 	DeadLettered atomic.Uint64
+
+	reset atomic.Pointer[CheckpointReset]
 }
+
+// CheckpointReset records the outbox finding its checkpoint ahead of the
+// journal's log: the backend lost data (Redis restarted empty or from an
+// old snapshot, a stream was purged).
+type CheckpointReset struct {
+	// Checkpoint is the position the outbox had published to.
+	Checkpoint uint64
+	// Stored is the checkpoint the backend held then (0 when it lost it).
+	Stored uint64
+	// Head is the log's head then.
+	Head uint64
+	At   time.Time
+}
+
+// LastReset is the outbox's latest checkpoint reset seen by this process,
+// nil if none.
+func (s *OutboxStats) LastReset() *CheckpointReset { return s.reset.Load() }
 
 // Lag is the number of journaled events not yet published, as last seen.
 func (s *OutboxStats) Lag() uint64 {
@@ -130,14 +149,8 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		st.Checkpoint = o.checkpoint
 		return st
 	}
-	if !o.loaded {
-		ctx, cancel := o.io()
-		cp, err := o.cfg.Log.LoadCheckpoint(ctx, CheckpointName)
-		cancel()
-		if err != nil {
-			return fail("load checkpoint", err)
-		}
-		o.checkpoint, o.loaded = cp, true
+	if err := o.checkCheckpoint(); err != nil {
+		return fail("load checkpoint", err)
 	}
 	var (
 		head     uint64
@@ -246,6 +259,47 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 	}
 	o.checkpoint = e.Next
 	o.cfg.Stats.Checkpoint.Store(e.Next)
+	return nil
+}
+
+// checkCheckpoint loads the stored checkpoint (the first drain of an
+// activation starts from it) and checks the one in memory against the
+// backend: a log head below it, or a stored checkpoint gone, means the
+// backend lost data. Positions then cannot tell which events in the log are
+// new (after Redis restarted empty the log starts again at 1 and may have
+// grown past the old checkpoint already), so the outbox publishes the log
+// again from its start, saves checkpoint 0 and says so at error level and
+// in its stats. Consumers drop what they saw by event id.
+func (o *outboxActor) checkCheckpoint() error {
+	ctx, cancel := o.io()
+	defer cancel()
+	stored, err := o.cfg.Log.LoadCheckpoint(ctx, CheckpointName)
+	if err != nil {
+		return err
+	}
+	if !o.loaded {
+		o.checkpoint, o.loaded = stored, true
+	}
+	if o.checkpoint == 0 {
+		return nil
+	}
+	head, err := o.cfg.Log.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("read the log head: %w", err)
+	}
+	if head >= o.checkpoint && stored != 0 {
+		return nil
+	}
+	r := &CheckpointReset{Checkpoint: o.checkpoint, Stored: stored, Head: head, At: time.Now().UTC()}
+	o.cfg.Stats.reset.Store(r)
+	o.cfg.Logger.Error("outbox checkpoint is ahead of the journal: the persistence backend lost data (restarted empty?); publishing its log again from the start",
+		slog.Uint64("checkpoint", r.Checkpoint), slog.Uint64("stored_checkpoint", stored), slog.Uint64("head", head))
+	o.checkpoint = 0
+	o.cfg.Stats.Checkpoint.Store(0)
+	if err := o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, 0); err != nil {
+		// The drain goes on from 0 regardless; its first batch saves.
+		o.cfg.Logger.Warn("outbox could not save its reset checkpoint", slog.Any("error", err))
+	}
 	return nil
 }
 

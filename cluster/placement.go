@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/cespare/xxhash/v2"
 )
 
 // placementName is the name of the actor, on every member, that activates
@@ -34,10 +37,11 @@ const placementName = "order-placement"
 //     an activation request that finds a PID no longer running spawns anew.
 //
 // It also reads the member ring through an atomic pointer (disthash swaps it
-// unguarded while requests read it).
+// unguarded while requests read it), and scores members with a hash that
+// spreads identities evenly (see ring).
 type placement struct {
 	cluster *pcluster.Cluster
-	ring    atomic.Pointer[pcluster.Rendezvous]
+	ring    atomic.Pointer[ring]
 	pid     *actor.PID
 	sub     *eventstream.Subscription
 }
@@ -52,7 +56,7 @@ func newPlacement() *placement { return &placement{} }
 // Setup implements pcluster.IdentityLookup.
 func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
 	p.cluster = c
-	p.ring.Store(pcluster.NewRendezvous())
+	p.ring.Store(newRing(nil))
 	sys := c.ActorSystem
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &placementActor{cluster: c, lookup: p, byKey: map[string]activation{}}
@@ -61,9 +65,7 @@ func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
 	p.sub = sys.EventStream.Subscribe(func(ev any) {
 		switch t := ev.(type) {
 		case *pcluster.ClusterTopology:
-			ring := pcluster.NewRendezvous()
-			ring.UpdateMembers(t.Members)
-			p.ring.Store(ring)
+			p.ring.Store(newRing(t.Members))
 			sys.Root.Send(p.pid, t)
 		case *pcluster.ActivationTerminating:
 			// Published by the stopping activation itself (protoactor's
@@ -86,7 +88,7 @@ func (p *placement) Shutdown() {
 // Get implements pcluster.IdentityLookup: it asks the identity's owner to
 // activate it (or to name the running activation).
 func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
-	owner := p.ring.Load().GetByClusterIdentity(ci)
+	owner := p.ring.Load().owner(ci)
 	if owner == "" {
 		return nil
 	}
@@ -107,7 +109,7 @@ func (p *placement) ownedHere(identity, kind string) bool {
 	if ring == nil {
 		return false
 	}
-	return ring.GetByClusterIdentity(&pcluster.ClusterIdentity{Identity: identity, Kind: kind}) == p.cluster.ActorSystem.Address()
+	return ring.owner(&pcluster.ClusterIdentity{Identity: identity, Kind: kind}) == p.cluster.ActorSystem.Address()
 }
 
 // RemovePid implements pcluster.IdentityLookup: every member's PID cache
@@ -223,7 +225,7 @@ func (a *placementActor) forget(key string, act activation) {
 func (a *placementActor) rebalance(ctx actor.Context) {
 	ring, me := a.lookup.ring.Load(), a.cluster.ActorSystem.Address()
 	for _, act := range a.byKey {
-		if ring.GetByClusterIdentity(act.id) != me {
+		if ring.owner(act.id) != me {
 			ctx.Poison(act.pid)
 		}
 	}
@@ -240,4 +242,71 @@ func (a *placementActor) stopAll(ctx actor.Context) {
 			ctx.Logger().Error("stopping an activation", slog.Any("error", err))
 		}
 	}
+}
+
+// ring is one member view for rendezvous hashing: an identity belongs to the
+// member of its kind with the highest score mix(hash(identity) ^
+// hash(address)). It is immutable once built, so lookups take no lock.
+//
+// protoactor's Rendezvous scores with 32-bit FNV-1a over identity+address,
+// whose last bytes barely mix: members whose addresses differ only in the
+// last digit (127.0.0.1:6001..6003, the README's one-host cluster) split
+// the identities about 2:1:1. xxhash64 and the 64-bit finalizer of
+// murmur3 avalanche fully, and both are fixed functions of the bytes, so
+// every member, in every process, computes the same owner.
+//
+// Members are scored by address, not member id: the id changes with every
+// incarnation, the address does not, so a restarted member gets its old
+// identities back.
+type ring struct {
+	members []ringMember // sorted by address: equal scores pick the first
+}
+
+type ringMember struct {
+	address string
+	seed    uint64 // xxhash64 of the address
+	kinds   []string
+}
+
+func newRing(members []*pcluster.Member) *ring {
+	r := &ring{members: make([]ringMember, 0, len(members))}
+	seen := make(map[string]bool, len(members))
+	for _, m := range members {
+		if m == nil || seen[m.Address()] {
+			continue
+		}
+		addr := m.Address()
+		seen[addr] = true
+		r.members = append(r.members, ringMember{address: addr, seed: xxhash.Sum64String(addr), kinds: m.Kinds})
+	}
+	slices.SortFunc(r.members, func(a, b ringMember) int { return strings.Compare(a.address, b.address) })
+	return r
+}
+
+// owner is the address of the member that owns ci, "" when no member hosts
+// its kind.
+func (r *ring) owner(ci *pcluster.ClusterIdentity) string {
+	key := xxhash.Sum64String(ci.Identity)
+	best, bestScore := "", uint64(0)
+	for i := range r.members {
+		m := &r.members[i]
+		if !slices.Contains(m.kinds, ci.Kind) {
+			continue
+		}
+		if s := mix64(key ^ m.seed); best == "" || s > bestScore {
+			best, bestScore = m.address, s
+		}
+	}
+	return best
+}
+
+// mix64 is the 64-bit finalizer of murmur3 (fmix64): every input bit flips
+// each output bit with probability about one half.
+func mix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
 }

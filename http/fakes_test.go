@@ -184,7 +184,12 @@ func (h fakeHealth) Ready(context.Context) (bool, httpapi.HealthReport) {
 			DeadLetters: []httpapi.DeadLetter{{EventID: "ghost:1", Type: "OrderPaid", Reason: "not_in_journal",
 				Error: "the journal does not hold it", Attempts: 4, At: at}},
 			QuarantinedOrders: []httpapi.QuarantinedOrder{{OrderID: "o9", Version: 2, Position: 17, Error: "not an event", At: at}},
-		}}
+		},
+		// The outbox found its checkpoint ahead of the log (Redis restarted
+		// empty) and reset it.
+		Outbox: &httpapi.OutboxFigures{Checkpoint: 1, Head: 1, Published: 4, CheckpointAhead: true,
+			CheckpointReset: &httpapi.CheckpointReset{Checkpoint: 3, Head: 0, At: at}},
+	}
 }
 
 func fakeReadModelFigures() httpapi.ReadModelFigures {

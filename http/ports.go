@@ -35,9 +35,13 @@ type Member struct {
 	Kinds   []string `json:"kinds,omitempty"`
 }
 
-// OutboxFigures is where the outbox stands, in GET / and GET /stats.
-// DeadLettered counts the events the transport refused for good and the
-// entries of the global log that are not records, which the outbox skipped.
+// OutboxFigures is where the outbox stands, in GET /, GET /stats and GET
+// /health. Lag, Checkpoint and Head are the cluster's (read from the
+// persistence backend, the same on every node); Published, Failures,
+// DeadLettered and CheckpointReset are this node's (counted by the outbox
+// while this node hosted it). DeadLettered counts the events the transport
+// refused for good and the entries of the global log that are not records,
+// which the outbox skipped.
 type OutboxFigures struct {
 	// Lag is how many journaled events are not published yet.
 	Lag uint64 `json:"lag"`
@@ -47,6 +51,24 @@ type OutboxFigures struct {
 	Published    uint64 `json:"published"`
 	Failures     uint64 `json:"failures"`
 	DeadLettered uint64 `json:"deadLettered"`
+	// CheckpointAhead means the outbox's checkpoint was found ahead of the
+	// journal's log: the backend lost data. It stays set on the node whose
+	// outbox reset its checkpoint (CheckpointReset) until that node
+	// restarts; other nodes show it while the stored checkpoint is ahead.
+	CheckpointAhead bool             `json:"checkpointAhead"`
+	CheckpointReset *CheckpointReset `json:"checkpointReset,omitempty"`
+}
+
+// CheckpointReset is the outbox's latest reset of its checkpoint after it
+// found it ahead of the journal's log.
+type CheckpointReset struct {
+	// Checkpoint is the position the outbox had published to.
+	Checkpoint uint64 `json:"checkpoint"`
+	// StoredCheckpoint is the checkpoint the backend held (0: lost).
+	StoredCheckpoint uint64 `json:"storedCheckpoint"`
+	// Head is the log's head then.
+	Head uint64    `json:"head"`
+	At   time.Time `json:"at"`
 }
 
 // ReadModelFigures is how the read side stands, in GET /stats.
@@ -118,6 +140,9 @@ type HealthReport struct {
 	Components map[string]ComponentHealth `json:"components"`
 	// ReadModel, when set, reports what the read side could not apply.
 	ReadModel *ReadModelHealth `json:"readModel,omitempty"`
+	// Outbox, when set, is where the outbox stands (never a readiness
+	// failure, CheckpointAhead included).
+	Outbox *OutboxFigures `json:"outbox,omitempty"`
 }
 
 // ComponentHealth is the state of one dependency (persistence, transport,

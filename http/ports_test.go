@@ -26,10 +26,10 @@ func TestPortBodiesJSON(t *testing.T) {
 			`{"service":"ordersystem","version":"v","nodeId":"n1","mode":"cluster","transport":"nats",` +
 				`"persistence":{"name":"nats","address":"nats://h:4222","durability":"d"},` +
 				`"members":[{"id":"m1","nodeId":"n1","address":"h:1","kinds":["order"]},{"id":"m2","address":"h:2"}],` +
-				`"startedAt":"2026-11-25T06:25:25Z","outbox":{"lag":1,"checkpoint":2,"head":3,"published":4,"failures":5,"deadLettered":6}}`},
+				`"startedAt":"2026-11-25T06:25:25Z","outbox":{"lag":1,"checkpoint":2,"head":3,"published":4,"failures":5,"deadLettered":6,"checkpointAhead":false}}`},
 		{"info without members", httpapi.Info{Persistence: httpapi.BackendInfo{Name: "inmemory"}},
 			`{"service":"","version":"","nodeId":"","mode":"","transport":"","persistence":{"name":"inmemory","durability":""},` +
-				`"members":null,"startedAt":"0001-01-01T00:00:00Z","outbox":{"lag":0,"checkpoint":0,"head":0,"published":0,"failures":0,"deadLettered":0}}`},
+				`"members":null,"startedAt":"0001-01-01T00:00:00Z","outbox":{"lag":0,"checkpoint":0,"head":0,"published":0,"failures":0,"deadLettered":0,"checkpointAhead":false}}`},
 		{"health", httpapi.HealthReport{Status: "down", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{
 			"node":        {Status: "down", Error: "shutting down"},
 			"persistence": {Status: "up", LatencyMS: 0.5, Monitor: &httpapi.Monitor{Up: true, LatencyMS: 0.25, Since: at, CheckedAt: at}},
@@ -39,6 +39,11 @@ func TestPortBodiesJSON(t *testing.T) {
 			`{"status":"down","nodeId":"n1","components":{"node":{"status":"down","latencyMs":0,"error":"shutting down"},` +
 				`"persistence":{"status":"up","latencyMs":0.5,"monitor":{"up":true,"latencyMs":0.25,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":0}},` +
 				`"transport":{"status":"down","latencyMs":1,"error":"refused","monitor":{"up":false,"lastError":"refused","latencyMs":1,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":3}}}}`},
+		{"health with a checkpoint reset", httpapi.HealthReport{Status: "up", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{},
+			Outbox: &httpapi.OutboxFigures{Lag: 0, Checkpoint: 1, Head: 1, Published: 4, CheckpointAhead: true,
+				CheckpointReset: &httpapi.CheckpointReset{Checkpoint: 3, StoredCheckpoint: 0, Head: 0, At: at}}},
+			`{"status":"up","nodeId":"n1","components":{},"outbox":{"lag":0,"checkpoint":1,"head":1,"published":4,"failures":0,"deadLettered":0,` +
+				`"checkpointAhead":true,"checkpointReset":{"checkpoint":3,"storedCheckpoint":0,"head":0,"at":"2026-11-25T06:25:25Z"}}}`},
 		{"read model figures", httpapi.ReadModelFigures{Applied: 7, Repaired: 2, DeadLettered: 1, Quarantined: 3},
 			`{"applied":7,"repaired":2,"deadLettered":1,"quarantined":3}`},
 		{"health with the read model", httpapi.HealthReport{Status: "up", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{},

@@ -8,8 +8,6 @@ package node_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -56,32 +54,6 @@ func namesOf(cluster string) backendNames {
 // KV buckets' streams (checkpoints, snapshots, membership and its cluster secret).
 func (b backendNames) streams() []string {
 	return []string{b.natsJournal, b.natsEvents, "KV_" + b.natsJournal + "_checkpoints", "KV_" + b.natsJournal + "_snapshots", "KV_" + b.natsMembers, "KV_" + b.natsMembers + "_secret"}
-}
-
-func randomClusterName(t *testing.T, tag string) string {
-	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return "t-" + hex.EncodeToString(b[:]) + "-" + tag
-}
-
-// clusterOn makes the node a --cluster member of cluster name with journal,
-// transport and membership on backend at addr.
-func clusterOn(backend, addr, name string) func(*node.Config) {
-	return func(c *node.Config) {
-		c.Transport, c.Persistence = backend, backend
-		if backend == node.Redis {
-			c.Redis = addr
-		} else {
-			c.NATS = addr
-		}
-		c.Cluster = true
-		c.ClusterName = name
-		c.NodeID = name + "-n1"
-		c.RemotePort = 0
-	}
 }
 
 // TestClusterNamesKeepClustersApart runs two clusters with different names

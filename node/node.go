@@ -48,6 +48,7 @@ type Node struct {
 	driver    *actors.OutboxDriver
 	driverRun chan error // Run's result, once the driver runs
 	outbox    *actors.OutboxStats
+	outboxCl  outboxView // the cluster's outbox figures, cached
 	health    *health
 	board     *supervisor.Board
 	metrics   *metrics.Metrics
@@ -290,22 +291,77 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
-// outboxFigures is where the outbox stands, for GET /, GET /stats and the
-// metrics.
+// outboxFigures is where the outbox stands, for GET /, GET /stats, GET
+// /health and the metrics: the cluster's lag, checkpoint and head, read from
+// the persistence backend (every node reports the same, whichever hosts the
+// outbox), and this node's own counts.
 func (n *Node) outboxFigures() httpapi.OutboxFigures {
+	v := n.outboxCl.get(n.backend, n.outbox)
+	f := httpapi.OutboxFigures{Lag: v.lag, Checkpoint: v.checkpoint, Head: v.head, CheckpointAhead: v.ahead,
+		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
+	if r := n.outbox.LastReset(); r != nil {
+		f.CheckpointAhead = true
+		f.CheckpointReset = &httpapi.CheckpointReset{Checkpoint: r.Checkpoint, StoredCheckpoint: r.Stored, Head: r.Head, At: r.At}
+	}
+	return f
+}
+
+// outboxFiguresTTL is how long the cluster's outbox figures are reused, so
+// that scrapes and page loads do not each read the backend.
+const outboxFiguresTTL = time.Second
+
+// outboxView caches the cluster's outbox figures. Callers that arrive while
+// one reads the backend wait for its answer instead of reading again.
+type outboxView struct {
+	mu     sync.Mutex
+	readAt time.Time
+	known  bool // the backend answered once
+	outboxPosition
+}
+
+type outboxPosition struct {
+	checkpoint, head, lag uint64
+	ahead                 bool // the stored checkpoint is past the head
+}
+
+// get returns the figures, read again when older than outboxFiguresTTL.
+// While the backend does not answer it returns the last figures it gave,
+// or this node's outbox's own before it ever answered.
+func (v *outboxView) get(b persistence.Backend, local *actors.OutboxStats) outboxPosition {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if time.Since(v.readAt) < outboxFiguresTTL {
+		return v.outboxPosition
+	}
+	v.readAt = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	cp := n.outbox.Checkpoint.Load()
-	head, err := n.backend.Head(ctx)
-	if err == nil {
-		n.outbox.Head.Store(head)
+	p, err := readOutboxPosition(ctx, b)
+	switch {
+	case err == nil:
+		v.outboxPosition, v.known = p, true
+	case !v.known:
+		v.outboxPosition = outboxPosition{checkpoint: local.Checkpoint.Load(), head: local.Head.Load(), lag: local.Lag()}
 	}
-	lag := n.outbox.Lag() // the last known figures if the backend does not answer
-	if behind, err := n.backend.Behind(ctx, cp); err == nil {
-		lag = behind
+	return v.outboxPosition
+}
+
+// readOutboxPosition reads the outbox's checkpoint (the one every member's
+// outbox activation saves) and how far the log is past it.
+func readOutboxPosition(ctx context.Context, b persistence.Backend) (outboxPosition, error) {
+	cp, err := b.LoadCheckpoint(ctx, actors.CheckpointName)
+	if err != nil {
+		return outboxPosition{}, err
 	}
-	return httpapi.OutboxFigures{Lag: lag, Checkpoint: cp, Head: n.outbox.Head.Load(),
-		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
+	head, err := b.Head(ctx)
+	if err != nil {
+		return outboxPosition{}, err
+	}
+	lag, err := b.Behind(ctx, cp)
+	if err != nil {
+		return outboxPosition{}, err
+	}
+	return outboxPosition{checkpoint: cp, head: head, lag: lag, ahead: cp > head}, nil
 }
 
 // healthListMax bounds the dead letters and quarantined orders listed in
@@ -532,6 +588,8 @@ func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	}
 	// What the read side skipped is reported, never a readiness failure.
 	rep.ReadModel = h.n.readModelHealth()
+	outbox := h.n.outboxFigures()
+	rep.Outbox = &outbox
 	h.ok, h.report, h.checkedAt = ok, rep, time.Now()
 	return ok, rep
 }

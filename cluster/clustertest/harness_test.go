@@ -234,3 +234,32 @@ func TestFullMembersLifecycle(t *testing.T) {
 		})
 	}
 }
+
+// TestPlacementSpreadsEvenly: three full members on one host (loopback,
+// ports that differ in their last digits, the README's --node-id cluster)
+// each host about a third of the identities.
+func TestPlacementSpreadsEvenly(t *testing.T) {
+	h := clustertest.Start(t, 3, clustertest.Options{})
+	defer h.Close()
+	for i := range 3 {
+		h.WaitMembers(t, i, 3, 15*time.Second)
+	}
+	ids := make([]string, 1500)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%016x", uint64(i)*0x9e3779b97f4a7c15)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	count := map[string]int{}
+	for _, owner := range echoAll(ctx, t, h, []int{0}, ids) {
+		count[owner]++
+	}
+	third := float64(len(ids)) / 3
+	for i := range 3 {
+		c := count[h.NodeID(i)]
+		if dev := (float64(c) - third) / third; dev > 0.15 || dev < -0.15 {
+			t.Errorf("%s hosts %d of %d identities (%.0f %% off a third): %v", h.NodeID(i), c, len(ids), 100*dev, count)
+		}
+	}
+	t.Logf("owners of %d identities: %v", len(ids), count)
+}

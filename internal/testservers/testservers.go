@@ -131,6 +131,23 @@ func (s *RedisServer) Restart() {
 	s.Start()
 }
 
+// RestartEmpty kills the server, deletes its data and starts it again on
+// the same port: a Redis that lost everything under its clients.
+func (s *RedisServer) RestartEmpty() {
+	s.t.Helper()
+	s.Stop()
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.t.Fatalf("read the redis data directory: %v", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.t.Fatalf("delete redis data: %v", err)
+		}
+	}
+	s.Start()
+}
+
 // NATS returns the URL of a NATS server with JetStream for tests that do not
 // break it: the shared one if it answers, else an embedded one.
 func NATS(t testing.TB) string {

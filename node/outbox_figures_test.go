@@ -1,0 +1,153 @@
+//go:build !race
+
+// Two cluster members in one process cannot run under the race detector
+// (see namespace_test.go); .ci/run runs this file without it.
+
+package node_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ordersystem/ordersystem/internal/poll"
+	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/node"
+)
+
+type outboxReport struct {
+	Lag, Checkpoint, Head, Published uint64
+	CheckpointAhead                  bool
+	CheckpointReset                  *struct{ Checkpoint, StoredCheckpoint, Head uint64 }
+}
+
+// outboxOf reads the outbox figures of GET /stats, GET / and GET /health,
+// and the outbox_lag_events gauge, and fails unless the three lags and the
+// gauge agree (within one cache period they read the same figures).
+func outboxOf(t *testing.T, tn *testNode) (stats, health outboxReport, gauge uint64) {
+	t.Helper()
+	var s, i, h struct{ Outbox outboxReport }
+	tn.expect(tn.do("GET", "/stats", ""), http.StatusOK).json(t, &s)
+	tn.expect(tn.do("GET", "/", ""), http.StatusOK).json(t, &i)
+	tn.do("GET", "/health", "").json(t, &h)
+	m := tn.expect(tn.do("GET", "/metrics", ""), http.StatusOK)
+	sc := bufio.NewScanner(bytes.NewReader(m.body))
+	found := false
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "outbox_lag_events "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("outbox_lag_events %q: %v", v, err)
+			}
+			gauge, found = uint64(f), true
+		}
+	}
+	if !found {
+		t.Fatalf("no outbox_lag_events in /metrics")
+	}
+	return s.Outbox, h.Outbox, gauge
+}
+
+// TestOutboxLagIsTheClustersOnEveryNode: two members on one Redis; one hosts
+// the outbox. Once it published everything, both report lag 0 (in /stats,
+// GET /, /health and outbox_lag_events) at the cluster's checkpoint, not the
+// journal's whole length on the member that does not host it.
+func TestOutboxLagIsTheClustersOnEveryNode(t *testing.T) {
+	redis := testservers.StartRedis(t)
+	name := randomClusterName(t, "lag")
+	nodes := make([]*testNode, 2)
+	for i := range nodes {
+		nodes[i] = startNode(t, clusterOn(node.Redis, redis.Addr(), name), func(c *node.Config) { c.NodeID = fmt.Sprintf("%s-n%d", name, i+1) })
+	}
+	for _, tn := range nodes {
+		poll.Eventually(t, 15*time.Second, poll.True("both members in the view", func() bool {
+			var info struct{ Members []struct{ ID string } }
+			tn.expect(tn.do("GET", "/", ""), http.StatusOK).json(t, &info)
+			return len(info.Members) == 2
+		}))
+	}
+	const orders = 10
+	for i := range orders {
+		nodes[i%2].create(seedOrder)
+	}
+	var published uint64
+	for i, tn := range nodes {
+		poll.Eventually(t, 15*time.Second, func() error {
+			st, h, gauge := outboxOf(t, tn)
+			if st.Lag != 0 || h.Lag != 0 || gauge != 0 || st.Head < orders || st.Checkpoint != st.Head {
+				return fmt.Errorf("node %d: /stats %+v, /health %+v, outbox_lag_events %d", i+1, st, h, gauge)
+			}
+			return nil
+		})
+		st, _, _ := outboxOf(t, tn)
+		published += st.Published
+		if st.CheckpointAhead {
+			t.Fatalf("node %d reports checkpointAhead without any loss: %+v", i+1, st)
+		}
+	}
+	if published < orders {
+		t.Fatalf("the nodes count %d events published, want at least %d", published, orders)
+	}
+}
+
+// TestOutboxAfterRedisRestartsEmpty: Redis loses everything under a running
+// node; the next order is published (the read model lists it), and /health
+// and /stats say that the outbox found its checkpoint ahead and reset it.
+func TestOutboxAfterRedisRestartsEmpty(t *testing.T) {
+	redis := testservers.StartRedis(t)
+	tn := startNode(t, func(c *node.Config) {
+		c.Transport, c.Persistence, c.Redis = node.Redis, node.Redis, redis.Addr()
+		c.RequestTimeout = 3 * time.Second
+	})
+	listed := func(id string) bool {
+		var list []struct{ OrderID string }
+		tn.expect(tn.do("GET", "/orders", ""), http.StatusOK).json(t, &list)
+		return slices.ContainsFunc(list, func(o struct{ OrderID string }) bool { return o.OrderID == id })
+	}
+	var last string
+	for range 3 {
+		last = tn.create(seedOrder)
+	}
+	poll.Eventually(t, 10*time.Second, poll.True("the orders listed", func() bool { return listed(last) }))
+	poll.Eventually(t, 10*time.Second, func() error {
+		if st, _, _ := outboxOf(t, tn); st.Lag != 0 || st.Checkpoint != 3 {
+			return fmt.Errorf("outbox %+v, want checkpoint 3 and lag 0", st)
+		}
+		return nil
+	})
+
+	redis.RestartEmpty()
+	poll.Eventually(t, 30*time.Second, poll.True("readiness 200 after the restart", func() bool {
+		return tn.do("GET", "/health/ready", "").status == http.StatusOK
+	}))
+	var after string
+	poll.Eventually(t, 20*time.Second, func() error {
+		r := tn.do("POST", "/orders", seedOrder)
+		if r.status != http.StatusCreated {
+			return fmt.Errorf("create after the restart: %d %s", r.status, r.body)
+		}
+		var c struct{ OrderID string }
+		r.json(t, &c)
+		after = c.OrderID
+		return nil
+	})
+	poll.Eventually(t, 15*time.Second, poll.True("the order created after the restart listed", func() bool { return listed(after) }))
+	poll.Eventually(t, 10*time.Second, func() error {
+		st, h, gauge := outboxOf(t, tn)
+		for _, f := range []outboxReport{st, h} {
+			if !f.CheckpointAhead || f.CheckpointReset == nil || f.CheckpointReset.Checkpoint != 3 || f.CheckpointReset.StoredCheckpoint != 0 {
+				return fmt.Errorf("outbox %+v: want checkpointAhead and a reset from checkpoint 3", f)
+			}
+		}
+		if st.Lag != 0 || gauge != 0 || st.Checkpoint != st.Head || st.Head == 0 {
+			return fmt.Errorf("outbox %+v, outbox_lag_events %d: want everything published", st, gauge)
+		}
+		return nil
+	})
+}
