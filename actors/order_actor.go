@@ -58,7 +58,10 @@ type OrderConfig struct {
 	// journal (the in-memory journal): a loaded actor's state is then the
 	// head of its stream, and reads and refusals skip reading the tail.
 	SoleWriter bool
-	// Now is the clock (default time.Now).
+	// Now is the clock that dates events (default time.Now). An event is
+	// never dated before the order's previous one (order.Decide takes the
+	// later of the two), so a member whose clock runs behind the member that
+	// wrote the last event dates its events at that event's time.
 	Now func() time.Time
 	// Appended, if set, is called after every successful append (the outbox
 	// nudge). It must not block.

@@ -462,3 +462,65 @@ func TestOrderActorQuarantinesAnUnreadableStream(t *testing.T) {
 		t.Fatalf("the quarantined order was written to: %d records", len(got))
 	}
 }
+
+// TestOrderActorNeverDatesAnEventBeforeTheOneItFollows runs the actor on a
+// member whose clock is an hour behind the one that journaled the order:
+// its events take the previous event's time until its clock passes it.
+func TestOrderActorNeverDatesAnEventBeforeTheOneItFollows(t *testing.T) {
+	ahead := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var clock atomic.Int64
+	clock.Store(ahead.Add(-time.Hour).UnixNano())
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) {
+		c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	// The member ahead creates the order.
+	ev := codec.EventToProto("skew", 1, "elsewhere", "fp", order.Created{CustomerID: "c", Items: []order.Item{{ProductID: "p", Quantity: 1, UnitPrice: 100}}, Total: 100, At: ahead})
+	data, _ := proto.Marshal(ev)
+	if _, err := f.journal.Append(context.Background(), "skew", 0, []persistence.Record{{Type: "OrderCreated", Data: data}}); err != nil {
+		t.Fatal(err)
+	}
+	r := f.send("skew", payCmd("c1"))
+	if r.GetError() != nil || !r.GetOrder().GetPaidAt().AsTime().Equal(ahead) {
+		t.Fatalf("pay an hour behind the create: paid at %v, want %v (%v)", r.GetOrder().GetPaidAt().AsTime(), ahead, r.GetError())
+	}
+	// Once this member's clock passes the last event, it dates by its clock.
+	later := ahead.Add(time.Minute)
+	clock.Store(later.UnixNano())
+	if r := f.send("skew", shipCmd("c2")); r.GetError() != nil || !r.GetOrder().GetShippedAt().AsTime().Equal(later) {
+		t.Fatalf("ship after the clock caught up: shipped at %v, want %v (%v)", r.GetOrder().GetShippedAt().AsTime(), later, r.GetError())
+	}
+	// The history, as journaled, never goes back in time.
+	h := f.send("skew", &orderpb.GetHistory{}).GetHistory()
+	if len(h) != 3 {
+		t.Fatalf("history has %d events, want 3", len(h))
+	}
+	var last time.Time
+	for _, e := range h {
+		ev, err := codec.EventFromProto(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := eventTime(ev)
+		if at.Before(last) {
+			t.Fatalf("event %d (%s) dated %v, before the previous event's %v", e.GetVersion(), ev.EventType(), at, last)
+		}
+		last = at
+	}
+}
+
+// eventTime is the timestamp of a domain event.
+func eventTime(e order.Event) time.Time {
+	switch e := e.(type) {
+	case order.Created:
+		return e.At
+	case order.Paid:
+		return e.At
+	case order.Shipped:
+		return e.At
+	case order.Delivered:
+		return e.At
+	case order.Cancelled:
+		return e.At
+	}
+	return time.Time{}
+}

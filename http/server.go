@@ -78,9 +78,15 @@ type Config struct {
 	ProtectMetrics bool
 	// RequestTimeout bounds one call to an order actor (default 10 s).
 	RequestTimeout time.Duration
-	// MaxInFlight bounds the order requests (/orders...) served at once; past
-	// it they are refused at once with 503 instead of queueing (0: no limit).
+	// MaxInFlight bounds the order writes (POST /orders...) served at once;
+	// past it they are refused at once with 503 instead of queueing (0: no
+	// limit).
 	MaxInFlight int
+	// MaxInFlightReads bounds the order reads (GET /orders, /orders/{id},
+	// /orders/{id}/history) the same way, with a budget of their own: a
+	// flood of writes never refuses a read, nor a flood of reads a write
+	// (0: no limit).
+	MaxInFlightReads int
 	// BodyLimit is the largest request body accepted (default 1 MiB).
 	BodyLimit int64
 	Logger    *slog.Logger
@@ -118,8 +124,9 @@ func New(cfg Config) *echo.Echo {
 	// holds a connection (bounded by the server's timeouts and connection
 	// cap), never a slot.
 	e.Use(a.readBody)
-	if cfg.MaxInFlight > 0 {
-		a.inFlight = make(chan struct{}, cfg.MaxInFlight)
+	if cfg.MaxInFlight > 0 || cfg.MaxInFlightReads > 0 {
+		a.writes = newBudget("writes", cfg.MaxInFlight)
+		a.reads = newBudget("reads", cfg.MaxInFlightReads)
 		e.Use(a.limitInFlight)
 	}
 
@@ -147,11 +154,12 @@ func New(cfg Config) *echo.Echo {
 }
 
 type api struct {
-	cfg      Config
-	routes   map[string]bool // route templates, for the metrics' route label
-	served   map[route]bool  // method and template of every route
-	inFlight chan struct{}   // semaphore of MaxInFlight
-	origin   *http.CrossOriginProtection
+	cfg    Config
+	routes map[string]bool // route templates, for the metrics' route label
+	served map[route]bool  // method and template of every route
+	writes *budget         // MaxInFlight
+	reads  *budget         // MaxInFlightReads
+	origin *http.CrossOriginProtection
 }
 
 // route is a method and a route template.
@@ -206,21 +214,44 @@ func (a *api) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitInFlight takes one of the MaxInFlight slots for an order request, or
-// refuses it with 503 at once. It runs after readBody, so a slot is held
-// only while the request is served, not while its body trickles in.
+// budget is a bound on the order requests of one kind served at once: a
+// semaphore, or nil for no bound.
+type budget struct {
+	kind  string // "writes" or "reads", for the refusal
+	slots chan struct{}
+}
+
+func newBudget(kind string, n int) *budget {
+	if n <= 0 {
+		return nil
+	}
+	return &budget{kind: kind, slots: make(chan struct{}, n)}
+}
+
+// limitInFlight takes a slot of the request's budget for an order request
+// (writes for a POST, reads otherwise), or refuses it with 503 at once. It
+// runs after readBody, so a slot is held only while the request is served,
+// not while its body trickles in.
 func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if !strings.HasPrefix(c.Request().URL.Path, "/orders") {
+		r := c.Request()
+		if !strings.HasPrefix(r.URL.Path, "/orders") {
+			return next(c)
+		}
+		b := a.reads
+		if r.Method == http.MethodPost {
+			b = a.writes
+		}
+		if b == nil {
 			return next(c)
 		}
 		select {
-		case a.inFlight <- struct{}{}:
-			defer func() { <-a.inFlight }()
+		case b.slots <- struct{}{}:
+			defer func() { <-b.slots }()
 			return next(c)
 		default:
 			return &apiError{status: http.StatusServiceUnavailable, code: "overloaded",
-				msg: fmt.Sprintf("more than %d order requests in flight; retry shortly", cap(a.inFlight))}
+				msg: fmt.Sprintf("more than %d order %s in flight; retry shortly", cap(b.slots), b.kind)}
 		}
 	}
 }

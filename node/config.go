@@ -53,8 +53,12 @@ type Config struct {
 	TLSCert string `koanf:"tls-cert"`
 	TLSKey  string `koanf:"tls-key"`
 	TLSCA   string `koanf:"tls-ca"`
-	// MaxInFlight bounds order requests served at once (0: no bound).
+	// MaxInFlight bounds the order writes (POST /orders...) served at once
+	// (0: no bound).
 	MaxInFlight int `koanf:"max-in-flight"`
+	// MaxInFlightReads bounds the order reads (GET /orders...) served at
+	// once, a budget apart from the writes' (0: no bound).
+	MaxInFlightReads int `koanf:"max-in-flight-reads"`
 	// MaxConnections caps the open HTTP connections (0: no cap); past it a
 	// new connection waits in the listen backlog until one closes.
 	MaxConnections int `koanf:"max-connections"`
@@ -74,6 +78,11 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
 	HealthInterval  time.Duration `koanf:"health-interval"`
 	SnapshotEvery   int           `koanf:"snapshot-every"`
+	// DrainDelay is how long Shutdown keeps serving every route after
+	// readiness turns 503, so that load balancers see the 503 and stop
+	// sending before the port closes (0: close at once). It counts against
+	// ShutdownTimeout, and must be shorter.
+	DrainDelay time.Duration `koanf:"drain-delay"`
 	// Discovery is where cluster members find each other: auto (the shared
 	// persistence/transport backend), redis or nats.
 	Discovery   string        `koanf:"discovery"`
@@ -96,30 +105,32 @@ type Config struct {
 // standalone in-memory node on port 5000.
 func Default() Config {
 	return Config{
-		Transport:       InMemory,
-		Persistence:     InMemory,
-		Redis:           "localhost:6379",
-		NATS:            "nats://localhost:4222",
-		NodeID:          "auto",
-		Port:            5000,
-		RemotePort:      -1,
-		LogFormat:       "text",
-		LogLevel:        "info",
-		IdleTimeout:     2 * time.Minute,
-		RequestTimeout:  10 * time.Second,
-		OutboxInterval:  2 * time.Second,
-		OutboxBatch:     100,
-		ShutdownTimeout: 30 * time.Second,
-		HealthInterval:  30 * time.Second,
-		SnapshotEvery:   100,
-		MaxInFlight:     4096,
-		MaxConnections:  4096,
-		ReadTimeout:     30 * time.Second,
-		Discovery:       "auto",
-		ClusterName:     "ordersystem",
-		LeaseTTL:        2 * time.Second,
-		NATSReplicas:    1,
-		NATSStorage:     "file",
+		Transport:        InMemory,
+		Persistence:      InMemory,
+		Redis:            "localhost:6379",
+		NATS:             "nats://localhost:4222",
+		NodeID:           "auto",
+		Port:             5000,
+		RemotePort:       -1,
+		LogFormat:        "text",
+		LogLevel:         "info",
+		IdleTimeout:      2 * time.Minute,
+		RequestTimeout:   10 * time.Second,
+		OutboxInterval:   2 * time.Second,
+		OutboxBatch:      100,
+		ShutdownTimeout:  30 * time.Second,
+		DrainDelay:       5 * time.Second,
+		HealthInterval:   30 * time.Second,
+		SnapshotEvery:    100,
+		MaxInFlight:      4096,
+		MaxInFlightReads: 4096,
+		MaxConnections:   4096,
+		ReadTimeout:      30 * time.Second,
+		Discovery:        "auto",
+		ClusterName:      "ordersystem",
+		LeaseTTL:         2 * time.Second,
+		NATSReplicas:     1,
+		NATSStorage:      "file",
 	}
 }
 
@@ -230,6 +241,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInFlight < 0 {
 		bad("max-in-flight", c.MaxInFlight, "must be 0 (no bound) or positive")
+	}
+	if c.MaxInFlightReads < 0 {
+		bad("max-in-flight-reads", c.MaxInFlightReads, "must be 0 (no bound) or positive")
+	}
+	switch {
+	case c.DrainDelay < 0:
+		bad("drain-delay", c.DrainDelay, "must be 0 (close the HTTP port at once) or a positive duration such as 5s")
+	case c.DrainDelay > 0 && c.ShutdownTimeout > 0 && c.DrainDelay >= c.ShutdownTimeout:
+		bad("drain-delay", c.DrainDelay, fmt.Sprintf("must be shorter than --shutdown-timeout=%v: the delay counts against it, "+
+			"and the requests in flight, the outbox flush and leaving the cluster need the rest", c.ShutdownTimeout))
 	}
 	if c.MaxConnections < 0 {
 		bad("max-connections", c.MaxConnections, "must be 0 (no cap) or positive")

@@ -91,6 +91,7 @@ func TestShutdownDuringFailingRejoin(t *testing.T) {
 	cfg.Port, cfg.RemotePort, cfg.NodeID = 0, 0, "n1"
 	cfg.Cluster, cfg.Persistence, cfg.Redis = true, node.Redis, redis.Addr()
 	cfg.LeaseTTL = time.Second
+	cfg.DrainDelay = 0
 	cfg.Logger = slog.New(logs)
 	n, err := node.Start(context.Background(), cfg)
 	if err != nil {

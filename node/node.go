@@ -232,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Metrics:          n.metrics,
 		ProtectMetrics:   cfg.ProtectMetrics,
 		MaxInFlight:      cfg.MaxInFlight,
+		MaxInFlightReads: cfg.MaxInFlightReads,
 		RequestTimeout:   cfg.RequestTimeout,
 		Logger:           log,
 	})
@@ -418,10 +419,13 @@ func apiMembers(ms []cluster.MemberInfo) []httpapi.Member {
 	return out
 }
 
-// Shutdown drains the node: readiness turns 503, the HTTP server stops
-// accepting and finishes requests in flight, the outbox publishes what is
-// journaled, the member leaves the cluster and connections close. ctx bounds
-// it all.
+// Shutdown drains the node: readiness turns 503 and, for the drain delay
+// (Config.DrainDelay), the node goes on serving every route, so that load
+// balancers see the 503 and stop sending before the port closes; then the
+// HTTP server stops accepting and finishes requests in flight, the outbox
+// publishes what is journaled, the member leaves the cluster and
+// connections close. ctx bounds it all, the delay included: if ctx ends
+// during the delay, the rest goes on at once.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown(ctx) })
 	return n.shutdownErr
@@ -430,6 +434,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 func (n *Node) shutdown(ctx context.Context) error {
 	var errs []error
 	n.health.shuttingDown.Store(true)
+	if d := n.cfg.DrainDelay; d > 0 {
+		n.log.Info("draining: readiness answers 503, still serving until the drain delay ends", slog.Duration("drain_delay", d))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
 	if err := n.api.Server.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ func startNode(t *testing.T, mutate ...func(*node.Config)) *testNode {
 	cfg := node.Default()
 	cfg.Port = 0
 	cfg.NodeID = "n1"
+	cfg.DrainDelay = 0 // TestShutdownDrainsBeforeClosing tests the delay
 	cfg.OutboxInterval = 50 * time.Millisecond
 	for _, m := range mutate {
 		m(&cfg)
@@ -429,7 +431,7 @@ func TestInfoHealthAndToken(t *testing.T) {
 
 func TestShutdownStopsServingAndIsIdempotent(t *testing.T) {
 	cfg := node.Default()
-	cfg.Port, cfg.NodeID = 0, "n1"
+	cfg.Port, cfg.NodeID, cfg.DrainDelay = 0, "n1", 0
 	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -496,5 +498,101 @@ func TestMetricsMoveAfterTraffic(t *testing.T) {
 	}
 	if strings.Contains(body, c.OrderID) {
 		t.Error("/metrics has an order id in a label")
+	}
+}
+
+// TestShutdownDrainsBeforeClosing: for the drain delay after Shutdown
+// begins, readiness answers 503 while every route, order writes included,
+// still serves; then the port closes.
+func TestShutdownDrainsBeforeClosing(t *testing.T) {
+	const delay = 2 * time.Second
+	tn := startNode(t, func(c *node.Config) { c.DrainDelay = delay })
+	id := tn.create(seedOrder)
+	tn.expect(tn.do("GET", "/health/ready", ""), http.StatusOK)
+
+	start := time.Now()
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- tn.n.Shutdown(ctx)
+	}()
+	waitFor(t, "readiness 503", func() bool { return tn.do("GET", "/health/ready", "").status == http.StatusServiceUnavailable })
+	var ready struct {
+		Components map[string]struct{ Status, Error string }
+	}
+	tn.do("GET", "/health/ready", "").json(t, &ready)
+	if c := ready.Components["node"]; c.Status != "down" || c.Error != "shutting down" {
+		t.Fatalf("readiness during the drain: %+v", ready)
+	}
+	tn.expect(tn.do("GET", "/health/live", ""), http.StatusOK)
+	created := tn.create(seedOrder)
+	tn.expect(tn.do("POST", "/orders/"+id+"/pay", `{"paymentMethod":"card"}`), http.StatusOK)
+	tn.expect(tn.do("GET", "/orders/"+created, ""), http.StatusOK)
+	tn.expect(tn.do("GET", "/orders/"+id+"/history", ""), http.StatusOK)
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned after %s (%v), before the drain delay of %s ended", time.Since(start), err, delay)
+	default:
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if took := time.Since(start); took < delay {
+		t.Fatalf("Shutdown took %s, less than the drain delay %s", took, delay)
+	}
+	if c, err := net.DialTimeout("tcp", tn.n.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the HTTP port still accepts connections after the drain")
+	}
+}
+
+// TestShutdownDeadlineCutsTheDrainDelay: the delay counts against the
+// shutdown's context; when it ends, the node closes at once.
+func TestShutdownDeadlineCutsTheDrainDelay(t *testing.T) {
+	cfg := node.Default()
+	cfg.Port, cfg.NodeID = 0, "n1"
+	cfg.DrainDelay, cfg.ShutdownTimeout = time.Minute, 2*time.Minute
+	n, err := node.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = n.Shutdown(ctx)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("Shutdown took %s with a 300ms deadline (%v)", took, err)
+	}
+	// The outbox flush has no time left: the error says so.
+	t.Logf("shutdown with its deadline inside the drain delay: %v", err)
+	if c, err := net.DialTimeout("tcp", n.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the HTTP port still accepts connections")
+	}
+}
+
+func TestDrainDelayValidation(t *testing.T) {
+	for _, c := range []struct {
+		delay, timeout time.Duration
+		want           string
+	}{
+		{-time.Second, 30 * time.Second, "--drain-delay=-1s: must be 0"},
+		{30 * time.Second, 30 * time.Second, "--drain-delay=30s: must be shorter than --shutdown-timeout=30s"},
+		{time.Minute, 30 * time.Second, "--drain-delay=1m0s: must be shorter than --shutdown-timeout=30s"},
+		{0, 30 * time.Second, ""},
+		{29 * time.Second, 30 * time.Second, ""},
+	} {
+		cfg := node.Default()
+		cfg.DrainDelay, cfg.ShutdownTimeout = c.delay, c.timeout
+		err := cfg.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("drain delay %s, shutdown timeout %s: %v, want %q", c.delay, c.timeout, err, c.want)
+		}
+	}
+	cfg := node.Default()
+	cfg.MaxInFlightReads = -1
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--max-in-flight-reads=-1") {
+		t.Errorf("max-in-flight-reads -1: %v", err)
 	}
 }

@@ -332,6 +332,7 @@ func TestCorruptJournalRecordQuarantinesOneOrder(t *testing.T) {
 			cfg.Port, cfg.NodeID, cfg.HTTPHost = 0, "n1", "127.0.0.1"
 			cfg.OutboxInterval = 50 * time.Millisecond
 			cfg.Logger = slog.New(times)
+			cfg.DrainDelay = 0
 			// corrupt writes a record whose bytes are not an event as the
 			// next version of order id's stream.
 			var corrupt func(id string, version uint64)

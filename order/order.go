@@ -88,6 +88,32 @@ type State struct {
 // Exists reports whether the order has been created.
 func (s *State) Exists() bool { return s.Status != StatusNone }
 
+// LastEventAt is the latest timestamp among the order's events (the zero
+// time when it has none): the time of the event the next one follows, which
+// Decide never dates a new event before.
+func (s *State) LastEventAt() time.Time {
+	var last time.Time
+	for _, t := range []time.Time{s.CreatedAt, s.PaidAt, s.ShippedAt, s.DeliveredAt, s.CancelledAt} {
+		if t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
+
+// eventTime is when Decide dates an event decided at now on an order in
+// state s: now, or the order's last event time if now is before it (the
+// member that decides may run behind the one that wrote the last event).
+// Timestamps of one order thus never go backwards; two events may carry the
+// same time, and their versions order them.
+func eventTime(s *State, now time.Time) time.Time {
+	now = now.UTC()
+	if last := s.LastEventAt(); now.Before(last) {
+		return last.UTC()
+	}
+	return now
+}
+
 // Limits on input sizes.
 const (
 	MaxItems       = 100
@@ -318,9 +344,12 @@ func ValidateCreate(c Create) (Cents, error) {
 }
 
 // Decide returns the events a command produces on an order in state s, or
-// why it is refused. now stamps the events. It never changes s.
+// why it is refused. now stamps the events, in UTC, unless it is before the
+// order's last event (s.LastEventAt): an event is never dated before the one
+// it follows, whatever the clock of the member that decides it says; it then
+// carries the same time. It never changes s.
 func Decide(s State, cmd Command, now time.Time) ([]Event, error) {
-	now = now.UTC()
+	now = eventTime(&s, now)
 	if c, ok := cmd.(Create); ok {
 		if s.Exists() {
 			return nil, fmt.Errorf("order %s: %w", s.ID, ErrAlreadyExists)

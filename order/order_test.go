@@ -49,12 +49,14 @@ func lifecycleCommands(s Status) []Command {
 }
 
 // stateIn builds an order in status s by deciding and folding the legal
-// commands that lead there.
+// commands that lead there, an hour apart and before testNow (so that a
+// command decided at testNow is dated testNow).
 func stateIn(t *testing.T, s Status) State {
 	t.Helper()
 	st := State{ID: testOrderID}
-	for i, cmd := range lifecycleCommands(s) {
-		events, err := Decide(st, cmd, testNow.Add(time.Duration(i)*time.Hour))
+	cmds := lifecycleCommands(s)
+	for i, cmd := range cmds {
+		events, err := Decide(st, cmd, testNow.Add(time.Duration(i-len(cmds))*time.Hour))
 		if err != nil {
 			t.Fatalf("building a %v order: %s: %v", s, CommandName(cmd), err)
 		}
@@ -686,4 +688,70 @@ func TestValidateTextAgreesWithDecide(t *testing.T) {
 			t.Errorf("%#v: ValidateText %v, Decide %v", cmd, verr, derr)
 		}
 	}
+}
+
+func TestDecideNeverDatesAnEventBeforeTheLastOne(t *testing.T) {
+	last := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	created := State{ID: "o", Status: StatusPending, CreatedAt: last, Version: 1}
+	paid := State{ID: "o", Status: StatusPaid, CreatedAt: last.Add(-time.Hour), PaidAt: last, Version: 2}
+	shipped := State{ID: "o", Status: StatusShipped, CreatedAt: last.Add(-2 * time.Hour), PaidAt: last.Add(-time.Hour), ShippedAt: last, Version: 3}
+	tests := []struct {
+		name string
+		s    State
+		cmd  Command
+		now  time.Time
+		want time.Time
+	}{
+		{"create on no order takes now", State{ID: "o"}, seedCreate(), last.Add(-time.Hour), last.Add(-time.Hour)},
+		{"pay an hour behind the create", created, Pay{}, last.Add(-time.Hour), last},
+		{"pay a nanosecond behind", created, Pay{}, last.Add(-time.Nanosecond), last},
+		{"pay at the same instant", created, Pay{}, last, last},
+		{"pay after the create takes now", created, Pay{}, last.Add(time.Second), last.Add(time.Second)},
+		{"cancel behind the payment", paid, Cancel{}, last.Add(-30 * time.Minute), last},
+		{"ship behind the payment", paid, Ship{}, time.Time{}, last},
+		{"deliver behind the shipment, in another zone", shipped, Deliver{}, last.Add(-time.Hour).In(time.FixedZone("plus-1", 3600)), last},
+		{"a zone does not make now earlier", created, Pay{}, last.Add(time.Minute).In(time.FixedZone("minus-7", -7*3600)), last.Add(time.Minute)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			events, err := Decide(tt.s, tt.cmd, tt.now)
+			if err != nil {
+				t.Fatalf("Decide: %v", err)
+			}
+			at := eventAt(events[0])
+			if at != tt.want || at.Location() != time.UTC {
+				t.Fatalf("At = %v (%v), want %v in UTC", at, at.Location(), tt.want)
+			}
+		})
+	}
+}
+
+func TestLastEventAt(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	if got := (&State{}).LastEventAt(); !got.IsZero() {
+		t.Fatalf("no events: %v, want the zero time", got)
+	}
+	// A journal written before the rule may hold an event dated before
+	// the one it follows: the latest of them counts.
+	s := State{CreatedAt: t0, PaidAt: t0.Add(-time.Hour), CancelledAt: t0.Add(-2 * time.Hour)}
+	if got := s.LastEventAt(); got != t0 {
+		t.Fatalf("LastEventAt = %v, want %v", got, t0)
+	}
+}
+
+// eventAt is the timestamp of any event.
+func eventAt(e Event) time.Time {
+	switch e := e.(type) {
+	case Created:
+		return e.At
+	case Paid:
+		return e.At
+	case Shipped:
+		return e.At
+	case Delivered:
+		return e.At
+	case Cancelled:
+		return e.At
+	}
+	panic(fmt.Sprintf("unknown event %T", e))
 }

@@ -224,3 +224,50 @@ func TestReplayIsDeterministic(t *testing.T) {
 		}
 	})
 }
+
+// TestEventTimesNeverGoBackwards decides random command sequences with a
+// clock that jumps back and forth by up to a day (members whose clocks
+// disagree): every event is dated max(now, the previous event's time).
+func TestEventTimesNeverGoBackwards(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := State{ID: "clock"}
+		base := time.Date(2026, 5, 5, 5, 5, 5, 5, time.UTC)
+		var last time.Time
+		n := rapid.IntRange(1, 30).Draw(t, "steps")
+		for range n {
+			var cmd Command
+			switch rapid.IntRange(0, 4).Draw(t, "command") {
+			case 0:
+				cmd = genValidCreate(t)
+			case 1:
+				cmd = Pay{}
+			case 2:
+				cmd = Ship{}
+			case 3:
+				cmd = Deliver{}
+			default:
+				cmd = Cancel{}
+			}
+			now := base.Add(time.Duration(rapid.Int64Range(-int64(24*time.Hour), int64(24*time.Hour)).Draw(t, "clock")))
+			events, err := Decide(s, cmd, now)
+			if err != nil {
+				continue
+			}
+			for _, e := range events {
+				at := eventAt(e)
+				want := now
+				if now.Before(last) {
+					want = last
+				}
+				if at != want {
+					t.Fatalf("%s decided at %v after an event of %v: dated %v, want %v", e.EventType(), now, last, at, want)
+				}
+				last = at
+				s = Evolve(s, e)
+			}
+			if got := s.LastEventAt(); got != last {
+				t.Fatalf("LastEventAt = %v, want %v", got, last)
+			}
+		}
+	})
+}

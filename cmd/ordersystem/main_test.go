@@ -67,6 +67,11 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		{nil, []string{"ORDERSYSTEM_API_TOKEN_FILE=/does/not/exist"}, "--api-token-file=/does/not/exist: open"},
 		{[]string{"--max-connections", "-1"}, nil, "--max-connections=-1"},
 		{[]string{"--read-timeout", "0s"}, nil, "--read-timeout=0s"},
+		{[]string{"--max-in-flight-reads", "-1"}, nil, "--max-in-flight-reads=-1"},
+		{[]string{"--drain-delay", "-1s"}, nil, "--drain-delay=-1s: must be 0"},
+		{[]string{"--drain-delay", "30s"}, nil, "--drain-delay=30s: must be shorter than --shutdown-timeout=30s"},
+		{[]string{"--drain-delay", "5s", "--shutdown-timeout", "3s"}, nil, "--drain-delay=5s: must be shorter than --shutdown-timeout=3s"},
+		{nil, []string{"ORDERSYSTEM_DRAIN_DELAY=1m"}, "--drain-delay=1m0s: must be shorter"},
 	}
 	for _, c := range cases {
 		_, err := loadConfig(c.args, c.env, &bytes.Buffer{})
@@ -82,7 +87,7 @@ func TestHelpListsEveryFlag(t *testing.T) {
 	if !errors.Is(err, pflag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, f := range []string{"--transport", "--persistence", "--redis", "--nats", "--cluster", "--node-id", "--port", "--remote-port", "--advertise-host", "--config", "--log-format", "--api-token", "--api-token-file", "--max-connections", "--read-timeout", "ORDERSYSTEM_"} {
+	for _, f := range []string{"--transport", "--persistence", "--redis", "--nats", "--cluster", "--node-id", "--port", "--remote-port", "--advertise-host", "--config", "--log-format", "--api-token", "--api-token-file", "--max-connections", "--read-timeout", "--max-in-flight", "--max-in-flight-reads", "--drain-delay", "--shutdown-timeout", "ORDERSYSTEM_"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -146,5 +151,26 @@ func TestAPITokenSources(t *testing.T) {
 				t.Fatalf("token %q, %v; want %q", cfg.APIToken, err, c.want)
 			}
 		})
+	}
+}
+
+func TestDrainDelayAndReadBudgetFlags(t *testing.T) {
+	cfg, err := loadConfig(nil, nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DrainDelay != 5*time.Second || cfg.MaxInFlightReads != 4096 || cfg.MaxInFlight != 4096 {
+		t.Fatalf("defaults: drain delay %s, reads %d, writes %d", cfg.DrainDelay, cfg.MaxInFlightReads, cfg.MaxInFlight)
+	}
+	cfg, err = loadConfig([]string{"--drain-delay", "0", "--max-in-flight", "8", "--max-in-flight-reads", "64"}, nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DrainDelay != 0 || cfg.MaxInFlight != 8 || cfg.MaxInFlightReads != 64 {
+		t.Fatalf("flags: drain delay %s, writes %d, reads %d", cfg.DrainDelay, cfg.MaxInFlight, cfg.MaxInFlightReads)
+	}
+	cfg, err = loadConfig(nil, []string{"ORDERSYSTEM_DRAIN_DELAY=2s", "ORDERSYSTEM_SHUTDOWN_TIMEOUT=3s"}, &bytes.Buffer{})
+	if err != nil || cfg.DrainDelay != 2*time.Second || cfg.ShutdownTimeout != 3*time.Second {
+		t.Fatalf("env: %v, drain delay %s, shutdown timeout %s", err, cfg.DrainDelay, cfg.ShutdownTimeout)
 	}
 }

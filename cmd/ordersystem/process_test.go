@@ -232,7 +232,7 @@ func TestKill9LosesNothing(t *testing.T) {
 // during a SIGTERM is found after a restart; no 500s; exit code 0.
 func TestSIGTERMUnderLoadLosesNothing(t *testing.T) {
 	args := backendArgs(t, "redis")
-	p := startProc(t, args...)
+	p := startProc(t, append(args, "--drain-delay", "1s")...) // load goes on through the drain
 	var (
 		mu       sync.Mutex
 		created  []string
@@ -400,4 +400,199 @@ func TestStartupErrorsAreOneLine(t *testing.T) {
 			t.Errorf("%v: printed %q, want it to end with one error line containing %q and no stack trace", c.args, text, c.want)
 		}
 	}
+}
+
+// lbFigures are what a load-balancer-like client saw during a SIGTERM.
+type lbFigures struct {
+	created, refused, otherStatus int64
+	sawNotReady                   bool
+}
+
+// drainAsALoadBalancer SIGTERMs p while a client behaves like a load
+// balancer in front of it: workers create orders as long as a prober, which
+// polls /health/ready every 200 ms, last saw 200; the first 503 or refused
+// probe takes the node out. It returns what the workers saw (until 400 ms
+// after the exit) and the exit code.
+func drainAsALoadBalancer(t *testing.T, p *proc) (lbFigures, int) {
+	t.Helper()
+	var (
+		inService             atomic.Bool
+		created, refused, bad atomic.Int64
+		sawNotReady           atomic.Bool
+		wg                    sync.WaitGroup
+	)
+	inService.Store(true)
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() { // the prober
+		defer wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			res, err := http.Get(p.base + "/health/ready")
+			if err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusServiceUnavailable {
+					sawNotReady.Store(true)
+				}
+			}
+			if err != nil || res.StatusCode != http.StatusOK {
+				inService.Store(false)
+			}
+		}
+	}()
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !inService.Load() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				status, _, err := p.post("/orders", order1)
+				switch {
+				case err != nil:
+					refused.Add(1)
+					time.Sleep(5 * time.Millisecond)
+				case status == http.StatusCreated:
+					created.Add(1)
+				default:
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	waitForCount(t, &created, 100)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.wait(30 * time.Second)
+	// Keep the client on for two probe intervals after the exit, as a load
+	// balancer goes on until its prober notices.
+	<-time.After(400 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lbFigures{created: created.Load(), refused: refused.Load(), otherStatus: bad.Load(), sawNotReady: sawNotReady.Load()}, code
+}
+
+func waitForCount(t *testing.T, n *atomic.Int64, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Load() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d before the deadline", n.Load(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSIGTERMDrainDelayLetsLoadBalancersLeave: with --drain-delay, a load
+// balancer polling readiness sees the 503 and stops sending before the port
+// closes: no create is refused at the socket. Without it, the figure of
+// refused connections is logged for comparison.
+func TestSIGTERMDrainDelayLetsLoadBalancersLeave(t *testing.T) {
+	for _, c := range []struct {
+		delay string
+		want0 bool
+	}{{"0", false}, {"2s", true}} {
+		t.Run("drain-delay="+c.delay, func(t *testing.T) {
+			p := startProc(t, "--drain-delay", c.delay)
+			f, code := drainAsALoadBalancer(t, p)
+			if code != 0 {
+				t.Fatalf("exit code %d after SIGTERM", code)
+			}
+			t.Logf("--drain-delay %s: %d created, %d refused at the socket, %d other statuses, readiness 503 seen: %v",
+				c.delay, f.created, f.refused, f.otherStatus, f.sawNotReady)
+			if f.otherStatus != 0 {
+				t.Fatalf("%d creates answered neither 201 nor a refused connection", f.otherStatus)
+			}
+			if c.want0 && (f.refused != 0 || !f.sawNotReady) {
+				t.Fatalf("with a drain delay: %d creates refused at the socket, readiness 503 seen: %v; want 0 and true", f.refused, f.sawNotReady)
+			}
+		})
+	}
+}
+
+// TestSIGTERMDrainServesThenCloses: during the drain delay readiness answers
+// 503 and creates still answer 201; after it the port refuses connections
+// and the process exits 0.
+func TestSIGTERMDrainServesThenCloses(t *testing.T) {
+	p := startProc(t, "--drain-delay", "3s")
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if status, _ := p.get("/health/ready"); status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readiness not 503 within 2 s of SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	status, body, err := p.post("/orders", order1)
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create during the drain delay: %d %s %v", status, body, err)
+	}
+	if since := time.Since(start); since >= 3*time.Second {
+		t.Fatalf("the checks took %s, past the drain delay", since)
+	}
+	code, err := p.wait(30 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit code %d (%v)", code, err)
+	}
+	if took := time.Since(start); took < 3*time.Second {
+		t.Fatalf("exited %s after SIGTERM, before the drain delay of 3s", took)
+	}
+	if _, _, err := p.post("/orders", order1); err == nil {
+		t.Fatal("a create after the drain reached the node")
+	}
+}
+
+// TestSecondSignalKillsDuringDrain: a second SIGTERM during the drain delay
+// kills the process at once.
+func TestSecondSignalKillsDuringDrain(t *testing.T) {
+	p := startProc(t, "--drain-delay", "20s", "--shutdown-timeout", "30s")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if status, _ := p.get("/health/ready"); status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("readiness not 503 within 2 s of SIGTERM")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.wait(5 * time.Second); err != nil {
+		t.Fatalf("second SIGTERM during the drain: %v", err)
+	}
+	ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Fatalf("process state %v after the second SIGTERM, want killed by it", p.cmd.ProcessState)
+	}
+	t.Logf("killed %s after the second SIGTERM", time.Since(start))
 }
