@@ -297,6 +297,7 @@ func (v *validator) errorAnswer(method, path string, want int, headers ...string
 func TestOpenAPIResponsesOfARealNode(t *testing.T) {
 	cfg := node.Default()
 	cfg.Port, cfg.NodeID, cfg.HTTPHost = 0, "n1", "127.0.0.1"
+	cfg.DrainDelay = 0 // nothing balances load in a test
 	cfg.OutboxInterval = 50 * time.Millisecond
 	cfg.APIToken = testToken
 	n, err := node.Start(context.Background(), cfg)

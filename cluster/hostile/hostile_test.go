@@ -144,6 +144,7 @@ func startNode(t *testing.T, mutate func(*node.Config)) httpNode {
 	cfg.Port = testservers.FreePort(t)
 	cfg.NodeID = "hostile"
 	cfg.OutboxInterval = 50 * time.Millisecond
+	cfg.DrainDelay = 0 // nothing balances load in a test
 	mutate(&cfg)
 	n, err := node.Start(context.Background(), cfg)
 	if err != nil {
