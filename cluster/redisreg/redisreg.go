@@ -31,9 +31,12 @@ type Options struct {
 	// Cluster is the cluster name: members of different clusters in one
 	// Redis do not see each other (default "ordersystem").
 	Cluster string
-	// DialTimeout (default 1 s), ReadTimeout and WriteTimeout (default
-	// 500 ms) are short: a membership call that hangs is worse than one that
-	// fails and is retried at the next heartbeat.
+	// DialTimeout, ReadTimeout and WriteTimeout bound each network step of
+	// a client made by New (default redisconn.DefaultTimeout, 2 s). They are
+	// a backstop only: the lease provider bounds every call with a context
+	// deadline derived from the lease TTL (the client honours it), so a
+	// short fixed timeout here would only break the lease on a slow link
+	// that the TTL can carry.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
 }
 
@@ -48,13 +51,13 @@ func (o *Options) setDefaults() {
 		o.Prefix = o.Cluster + ":"
 	}
 	if o.DialTimeout == 0 {
-		o.DialTimeout = time.Second
+		o.DialTimeout = redisconn.DefaultTimeout
 	}
 	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 500 * time.Millisecond
+		o.ReadTimeout = redisconn.DefaultTimeout
 	}
 	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 500 * time.Millisecond
+		o.WriteTimeout = redisconn.DefaultTimeout
 	}
 }
 
@@ -138,7 +141,12 @@ func checkTTL(op, id string, ttl time.Duration) error {
 	return nil
 }
 
-// Register implements registry.Registry with SET NX PX.
+// Register implements registry.Registry with SET NX PX and an SADD to the
+// index, pipelined: one round trip on a single server (the lease provider
+// counts the lease from the moment it sent the call, so every round trip
+// here would be lease lost). The SADD runs even when the SET finds a live
+// record: an id in the index that has no record is harmless (List prunes
+// it).
 func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl time.Duration) error {
 	data, err := rec.Encode()
 	if err != nil {
@@ -147,15 +155,26 @@ func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl 
 	if err := checkTTL("register", rec.MemberID, ttl); err != nil {
 		return err
 	}
-	ok, err := r.client.SetNX(ctx, r.key(rec.MemberID), data, ttl).Result()
-	if err != nil {
+	var set *goredis.BoolCmd
+	var add *goredis.IntCmd
+	_, err = r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		set = p.SetNX(ctx, r.key(rec.MemberID), data, ttl)
+		add = p.SAdd(ctx, r.indexKey(), rec.MemberID)
+		return nil
+	})
+	if err := set.Err(); err != nil {
 		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
 	}
-	if !ok {
+	if !set.Val() {
 		return fmt.Errorf("redis register %s: %w", rec.MemberID, registry.ErrMemberExists)
 	}
-	if err := r.client.SAdd(ctx, r.indexKey(), rec.MemberID).Err(); err != nil {
+	if err := add.Err(); err != nil {
+		// The record is stored but List cannot find it: take it back.
+		_ = r.Deregister(ctx, rec)
 		return fmt.Errorf("redis register %s: index: %w", rec.MemberID, err)
+	}
+	if err != nil {
+		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
 	}
 	return nil
 }
