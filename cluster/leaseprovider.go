@@ -33,8 +33,10 @@ import (
 //     behind a listing (the member view is listed on another goroutine).
 //     A failed renewal is retried Heartbeat/4 (125 ms) after it was sent,
 //     at once if it failed by timing out.
-//   - Every registry call times out after Timeout = TTL/2 (1 s); a renewal
-//     also at local_expiry, past which its answer is of no use.
+//   - Register and Renew time out after Timeout = TTL/2 (1 s), a renewal
+//     also at local_expiry, past which its answer is of no use. List and
+//     Deregister, which no lease depends on and which take two or three
+//     round trips, time out after TTL.
 //   - No fence while renewals are answered: a renewal sent at s and
 //     acknowledged at s+rtt is followed by one sent at s+max(TTL/4, rtt),
 //     acknowledged before s+TTL as long as rtt < TTL/2 (1 s): backend round
@@ -72,7 +74,8 @@ type LeaseOptions struct {
 	// the member view (default 500 ms). A dead member leaves the others'
 	// view within about TTL + Poll.
 	Poll time.Duration
-	// Timeout bounds one registry call (default TTL/2; must be below TTL).
+	// Timeout bounds a registration and a renewal (default TTL/2; must be
+	// below TTL). Listings and deregistrations are bounded by TTL.
 	Timeout time.Duration
 	// Logger receives membership changes and registry errors (default: discard).
 	Logger *slog.Logger
@@ -296,7 +299,7 @@ func (p *LeaseProvider) Shutdown(graceful bool) error {
 	if !graceful || !member || fenced {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.TTL)
 	defer cancel()
 	if err := p.reg.Deregister(ctx, self); err != nil {
 		p.log.Warn("deregister failed; the record expires with its lease", slog.String("member_id", self.MemberID), slog.Any("error", err))
@@ -562,7 +565,7 @@ func (p *LeaseProvider) deregisterFenced(reason string) {
 	p.mu.Unlock()
 	p.log.Error("membership lease lost: member fenced; it must stop serving and rejoin as a new incarnation",
 		slog.String("member_id", self.MemberID), slog.String("reason", reason))
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.TTL)
 	defer cancel()
 	if err := p.reg.Deregister(ctx, self); err != nil {
 		p.log.Warn("fenced member could not remove its record; it expires with its lease",
@@ -570,9 +573,9 @@ func (p *LeaseProvider) deregisterFenced(reason string) {
 	}
 }
 
-// list lists the registry within Timeout.
+// list lists the registry within TTL.
 func (p *LeaseProvider) list() ([]registry.MemberRecord, error) {
-	ctx, cancel := p.callContext(p.opts.Timeout)
+	ctx, cancel := p.callContext(p.opts.TTL)
 	defer cancel()
 	return p.reg.List(ctx)
 }

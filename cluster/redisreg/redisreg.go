@@ -142,7 +142,7 @@ func checkTTL(op, id string, ttl time.Duration) error {
 }
 
 // Register implements registry.Registry with SET NX PX and an SADD to the
-// index, pipelined: one round trip on a single server (the lease provider
+// index, pipelined with the SCRIPT LOAD of the renewal script: one round trip on a single server (the lease provider
 // counts the lease from the moment it sent the call, so every round trip
 // here would be lease lost). The SADD runs even when the SET finds a live
 // record: an id in the index that has no record is harmless (List prunes
@@ -157,9 +157,13 @@ func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl 
 	}
 	var set *goredis.BoolCmd
 	var add *goredis.IntCmd
-	_, err = r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	// The pipeline's own error is that of its first failed command: the
+	// SET and the SADD are checked one by one, a failed SCRIPT LOAD only
+	// costs the first Renew a round trip.
+	_, _ = r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		set = p.SetNX(ctx, r.key(rec.MemberID), data, ttl)
 		add = p.SAdd(ctx, r.indexKey(), rec.MemberID)
+		renewScript.Load(ctx, p) // so that the first Renew is one round trip too
 		return nil
 	})
 	if err := set.Err(); err != nil {
@@ -172,9 +176,6 @@ func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl 
 		// The record is stored but List cannot find it: take it back.
 		_ = r.Deregister(ctx, rec)
 		return fmt.Errorf("redis register %s: index: %w", rec.MemberID, err)
-	}
-	if err != nil {
-		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
 	}
 	return nil
 }
