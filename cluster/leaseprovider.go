@@ -33,10 +33,10 @@ import (
 //     behind a listing (the member view is listed on another goroutine).
 //     A failed renewal is retried Heartbeat/4 (125 ms) after it was sent,
 //     at once if it failed by timing out.
-//   - Register and Renew time out after Timeout = TTL/2 (1 s), a renewal
-//     also at local_expiry, past which its answer is of no use. List and
-//     Deregister, which no lease depends on and which take two or three
-//     round trips, time out after TTL.
+//   - Renew times out after Timeout = TTL/2 (1 s), and at local_expiry,
+//     past which its answer is of no use. List and Deregister, which no
+//     lease depends on and which take two or three round trips, time out
+//     after TTL; Register after 3TTL/4 (below).
 //   - No fence while renewals are answered: a renewal sent at s and
 //     acknowledged at s+rtt is followed by one sent at s+max(TTL/4, rtt),
 //     acknowledged before s+TTL as long as rtt < TTL/2 (1 s): backend round
@@ -49,12 +49,14 @@ import (
 //     3TTL/4 and TTL (1.5-2 s) after the backend stopped answering, at once
 //     after a pause (SIGSTOP) longer than the remaining lease.
 //   - Registration: the provider first lists the registry (which also
-//     opens the connection: dial, handshake), then registers in one round
-//     trip, so the lease clock (the register call's send time) starts
-//     about when the backend sets the TTL, not before a slow multi-round-trip
-//     exchange. Register times out after Timeout, so at least TTL/2 of the
-//     lease is left when it is acknowledged; the first renewal follows
-//     Heartbeat after the registration was sent.
+//     opens the connection: dial, handshake), then registers, which the
+//     registries do in one round trip (go-redis spends a second one on the
+//     first transaction of a connection), so the lease clock (the register
+//     call's send time) starts about when the backend sets the TTL, not
+//     before a slow exchange. Register times out after 3TTL/4 (1.5 s):
+//     two round trips of up to TTL/4 plus the first renewal, sent at once
+//     when Heartbeat has passed since the registration was sent, still
+//     land before the lease's end.
 //   - The others drop this member when its record expired in the backend
 //     (at most TTL after the backend processed its last renewal), at their
 //     next List, within Poll.
@@ -74,8 +76,9 @@ type LeaseOptions struct {
 	// the member view (default 500 ms). A dead member leaves the others'
 	// view within about TTL + Poll.
 	Poll time.Duration
-	// Timeout bounds a registration and a renewal (default TTL/2; must be
-	// below TTL). Listings and deregistrations are bounded by TTL.
+	// Timeout bounds a renewal (default TTL/2; must be below TTL).
+	// Registrations are bounded by 3TTL/4, listings and deregistrations by
+	// TTL.
 	Timeout time.Duration
 	// Logger receives membership changes and registry errors (default: discard).
 	Logger *slog.Logger
@@ -226,7 +229,8 @@ func (p *LeaseProvider) StartMember(c *pcluster.Cluster) error {
 	// the registration below is one round trip from its send time.
 	recs, listErr := p.list()
 	sent := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
+	registerTimeout := p.opts.TTL * 3 / 4
+	ctx, cancel := context.WithTimeout(context.Background(), registerTimeout)
 	err = p.reg.Register(ctx, rec, p.opts.TTL)
 	cancel()
 	if err != nil {
@@ -234,7 +238,7 @@ func (p *LeaseProvider) StartMember(c *pcluster.Cluster) error {
 		p.shutdown = true
 		p.mu.Unlock()
 		close(p.loopDone)
-		return fmt.Errorf("membership: register member %s (within %v): %w", rec.MemberID, p.opts.Timeout, err)
+		return fmt.Errorf("membership: register member %s (within %v): %w", rec.MemberID, registerTimeout, err)
 	}
 	acked := time.Now()
 	p.mu.Lock()
@@ -489,6 +493,8 @@ func (p *LeaseProvider) renewLoop(registered time.Time, halt <-chan struct{}) st
 				p.expires = exp
 			}
 			p.mu.Unlock()
+			p.log.Debug("lease renewed", slog.String("member_id", self.MemberID),
+				slog.Duration("round_trip", time.Since(sent).Round(time.Millisecond)))
 			if failures > 0 {
 				p.log.Info("lease renewal recovered", slog.String("member_id", self.MemberID), slog.Int("failed_renewals", failures))
 			}

@@ -13,7 +13,8 @@
 // Register also adds the member id to the set <Prefix>members:<Cluster>:index,
 // and List reads that set and MGETs the members' keys: O(members) per poll,
 // whatever else the database holds. Ids whose key expired are removed from
-// the set by List. Register is one pipelined round trip (SET NX PX, SADD).
+// the set by List. Register is one round trip (SET NX PX and SADD in
+// MULTI/EXEC), Renew one (EVAL).
 //
 // Nothing has to exist beforehand: a Redis that lost its keys (a restart
 // without persistence, FLUSHALL, a failover to a replica that missed the
