@@ -106,7 +106,8 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 		}
 		return r, nil
 	case NATS:
-		r, err := natsreg.New(ctx, natsreg.Options{Conn: n.conns.nats, URL: n.cfg.NATS, Cluster: n.cfg.ClusterName, TTL: n.cfg.LeaseTTL})
+		r, err := natsreg.New(ctx, natsreg.Options{Conn: n.conns.nats, URL: n.cfg.NATS, Cluster: n.cfg.ClusterName, TTL: n.cfg.LeaseTTL,
+			Replicas: n.cfg.NATSReplicas, Logger: n.log})
 		if err != nil {
 			return nil, fmt.Errorf("cluster membership on NATS (--nats=%s): %w", redact.URL(n.cfg.NATS), err)
 		}

@@ -1,4 +1,4 @@
 package natsreg
 
 // Mode is the expiry mode in use (ModeKeyTTL or ModeBucketTTL).
-func (r *Registry) Mode() Mode { return r.mode }
+func (r *Registry) Mode() Mode { return r.b.Load().mode }

@@ -13,7 +13,13 @@
 // Register also adds the member id to the set <Prefix>members:<Cluster>:index,
 // and List reads that set and MGETs the members' keys: O(members) per poll,
 // whatever else the database holds. Ids whose key expired are removed from
-// the set by List.
+// the set by List. Register is one round trip (SET NX PX and SADD in
+// MULTI/EXEC), Renew one (EVAL).
+//
+// Nothing has to exist beforehand: a Redis that lost its keys (a restart
+// without persistence, FLUSHALL, a failover to a replica that missed the
+// writes) makes Renew fail with registry.ErrLeaseLost, the member fences,
+// and its next incarnation's Register creates the key and the index again.
 //
 // The registry works through a client of its own (Options.Addr) or one it
 // is handed (Options.Client), which it then shares with the node's journal
