@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/node"
 )
 
@@ -105,13 +106,7 @@ func (tn *testNode) create(body string, headers ...string) string {
 // waitFor polls until cond holds (the read side is eventually consistent).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, 5*time.Second, poll.True(what, cond))
 }
 
 func TestSeedFlow(t *testing.T) {

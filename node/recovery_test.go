@@ -1,13 +1,13 @@
 package node_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/node"
 )
@@ -104,13 +104,5 @@ func TestBackendDiesAndReturns(t *testing.T) {
 
 func waitForLong(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	poll.Eventually(t, d, poll.True(what, cond))
 }

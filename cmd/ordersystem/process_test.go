@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -492,13 +493,12 @@ func drainAsALoadBalancer(t *testing.T, p *proc) (lbFigures, int) {
 
 func waitForCount(t *testing.T, n *atomic.Int64, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Load() < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d before the deadline", n.Load(), want)
+	poll.Eventually(t, 10*time.Second, func() error {
+		if got := n.Load(); got < want {
+			return fmt.Errorf("only %d of %d", got, want)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestSIGTERMDrainDelayLetsLoadBalancersLeave: with --drain-delay, a load

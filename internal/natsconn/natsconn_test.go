@@ -14,6 +14,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
@@ -37,15 +38,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func poll(t *testing.T, what string, ok func() bool) {
+func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, 10*time.Second, poll.True(what, ok))
 }
 
 // TestReconnects stops and restarts a private server under a connection:
@@ -67,7 +62,7 @@ func TestReconnects(t *testing.T) {
 		t.Fatalf("options: name %q, max reconnect %d, reconnect buffer %d", nc.Opts.Name, nc.Opts.MaxReconnect, nc.Opts.ReconnectBufSize)
 	}
 	srv.Stop()
-	poll(t, "the disconnect", func() bool { return !nc.IsConnected() })
+	waitFor(t, "the disconnect", func() bool { return !nc.IsConnected() })
 	start := time.Now()
 	if err := nc.Publish("x", []byte("y")); !errors.Is(err, natsgo.ErrReconnectBufExceeded) {
 		t.Fatalf("publish while disconnected: %v, want ErrReconnectBufExceeded at once", err)
@@ -76,8 +71,8 @@ func TestReconnects(t *testing.T) {
 		t.Fatalf("publish while disconnected took %v", d)
 	}
 	srv.Start()
-	poll(t, "the reconnect", nc.IsConnected)
-	poll(t, "the reconnect log", func() bool { return strings.Contains(logs.String(), "nats: reconnected") })
+	waitFor(t, "the reconnect", nc.IsConnected)
+	waitFor(t, "the reconnect log", func() bool { return strings.Contains(logs.String(), "nats: reconnected") })
 	text := logs.String()
 	if !strings.Contains(text, "nats: disconnected") || !strings.Contains(text, "connection=natsconn-test") {
 		t.Fatalf("logs lack the disconnect or the connection name:\n%s", text)

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ordersystem/ordersystem/internal/natsconn"
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/journaltest"
@@ -611,17 +612,7 @@ func TestReadAllAroundCorruptMessages(t *testing.T) {
 // waitFor polls f until it returns nil or the time is up.
 func waitFor(t testing.TB, total time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", total, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Eventually(t, total, f)
 }
 
 // TestConcurrentNodes has several backends (nodes, each with its own cache)

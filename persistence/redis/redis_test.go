@@ -12,6 +12,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/redisconn"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -356,15 +357,5 @@ func TestScriptsReloadedAfterFlush(t *testing.T) {
 // waitFor polls f until it returns nil or the time is up.
 func waitFor(t testing.TB, total time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", total, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Eventually(t, total, f)
 }
