@@ -43,18 +43,22 @@ type Node struct {
 	member    *cluster.Member
 	registry  closableRegistry
 	secretMu  sync.Mutex
-	secret    []byte // the cluster secret last read from the registry
-	supSystem *actor.ActorSystem
-	driver    *actors.OutboxDriver
-	driverRun chan error // Run's result, once the driver runs
-	outbox    *actors.OutboxStats
-	outboxCl  outboxView // the cluster's outbox figures, cached
-	health    *health
-	board     *supervisor.Board
-	metrics   *metrics.Metrics
-	api       *echo.Echo
-	listener  net.Listener
-	startedAt time.Time
+	// writeProbeAt and writeProbeOK are writable's last live ping of
+	// persistence while the supervisor says it is down.
+	writeProbeAt atomic.Int64
+	writeProbeOK atomic.Bool
+	secret       []byte // the cluster secret last read from the registry
+	supSystem    *actor.ActorSystem
+	driver       *actors.OutboxDriver
+	driverRun    chan error // Run's result, once the driver runs
+	outbox       *actors.OutboxStats
+	outboxCl     outboxView // the cluster's outbox figures, cached
+	health       *health
+	board        *supervisor.Board
+	metrics      *metrics.Metrics
+	api          *echo.Echo
+	listener     net.Listener
+	startedAt    time.Time
 
 	serveErr     chan error
 	shutdownOnce sync.Once
@@ -532,11 +536,39 @@ func (n *Node) checks() map[string]supervisor.Check {
 }
 
 // writable refuses writes at once while persistence is known to be down.
+//
+// The supervisor learns that a backend is back only at its next re-check
+// (backoff up to 5 s), so while it says down a live ping decides, at most one
+// per writeProbeEvery: a backend that answers again takes writes at once, as
+// readiness turns 200 on its own ping, and the monitor is told to check now.
 func (n *Node) writable() error {
-	if st, ok := n.board.Get(componentPersistence); ok && !st.Up {
-		return fmt.Errorf("persistence is unavailable (%s); retry with the same Idempotency-Key", st.LastError)
+	st, ok := n.board.Get(componentPersistence)
+	if !ok || st.Up || n.persistenceAnswers() {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("persistence is unavailable (%s); retry with the same Idempotency-Key", st.LastError)
+}
+
+// writeProbeEvery spaces the live pings of writable while persistence is
+// down, so a flood of refused writes costs the backend one ping per period.
+const writeProbeEvery = 100 * time.Millisecond
+
+// persistenceAnswers pings persistence (300 ms bound) unless it did less than
+// writeProbeEvery ago, and returns the latest outcome.
+func (n *Node) persistenceAnswers() bool {
+	now := time.Now().UnixNano()
+	last := n.writeProbeAt.Load()
+	if now-last < int64(writeProbeEvery) || !n.writeProbeAt.CompareAndSwap(last, now) {
+		return n.writeProbeOK.Load()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	ok := n.backend.Ping(ctx) == nil
+	n.writeProbeOK.Store(ok)
+	if ok {
+		n.board.Report(componentPersistence)
+	}
+	return ok
 }
 
 // health implements httpapi.Health: liveness never depends on a backend;
@@ -578,11 +610,16 @@ func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 		start := time.Now()
 		err := f(ctx)
 		c := httpapi.ComponentHealth{Status: "up", LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
-		if err != nil {
-			c.Status, c.Error, ok = "down", err.Error(), false
+		st, found := h.n.board.Get(name)
+		if err != nil || found && !st.Up {
+			// A failure, or a success the monitor has not seen yet: it
+			// checks at once instead of at its next backoff.
 			h.n.board.Report(name)
 		}
-		if st, found := h.n.board.Get(name); found {
+		if err != nil {
+			c.Status, c.Error, ok = "down", err.Error(), false
+		}
+		if found {
 			c.Monitor = &httpapi.Monitor{Up: st.Up, LastError: st.LastError, LatencyMS: st.LatencyMS,
 				Since: st.Since, CheckedAt: st.CheckedAt, Failures: st.Failures}
 		}

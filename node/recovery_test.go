@@ -34,6 +34,9 @@ func TestBackendDiesAndReturns(t *testing.T) {
 			var (
 				mu      sync.Mutex
 				acked   []string
+				// restartedAt is set (under mu) when the backend restarts;
+				// firstWrite is the first acknowledged create after it.
+				restartedAt, firstWrite time.Time
 				codes   = map[int]int{}
 				wg      sync.WaitGroup
 				stopped = make(chan struct{})
@@ -55,6 +58,9 @@ func TestBackendDiesAndReturns(t *testing.T) {
 							var c struct{ OrderID string }
 							_ = json.Unmarshal(r.body, &c)
 							acked = append(acked, c.OrderID)
+							if !restartedAt.IsZero() && firstWrite.IsZero() {
+								firstWrite = time.Now()
+							}
 						}
 						mu.Unlock()
 						if r.status != http.StatusCreated {
@@ -77,7 +83,14 @@ func TestBackendDiesAndReturns(t *testing.T) {
 				t.Fatalf("write while the backend is down: %d %s, want 503", r.status, r.body)
 			}
 
+			// An outage of some seconds: the supervisor's re-checks back off
+			// to more than a second apart, which is what readiness and write
+			// acceptance used to disagree by.
+			time.Sleep(3 * time.Second)
 			restarted := time.Now()
+			mu.Lock()
+			restartedAt = restarted
+			mu.Unlock()
 			restart()
 			waitForLong(t, "readiness 200", 30*time.Second, func() bool { return tn.do("GET", "/health/ready", "").status == 200 })
 			toUp := time.Since(restarted)
@@ -85,6 +98,14 @@ func TestBackendDiesAndReturns(t *testing.T) {
 			before := len(acked)
 			mu.Unlock()
 			waitForLong(t, "writes to resume", 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > before+20 })
+			// Readiness tells the truth: writes are accepted as soon as it
+			// says 200 (they used to wait up to the supervisor's backoff).
+			mu.Lock()
+			toWrite := firstWrite.Sub(restarted)
+			mu.Unlock()
+			if lag := toWrite - toUp; lag > time.Second {
+				t.Fatalf("the first write was accepted %v after readiness turned 200 (%v vs %v after the restart)", lag, toWrite, toUp)
+			}
 			close(stopped)
 			wg.Wait()
 
@@ -96,8 +117,8 @@ func TestBackendDiesAndReturns(t *testing.T) {
 			for _, id := range acked {
 				tn.expect(tn.do("GET", "/orders/"+id, ""), http.StatusOK)
 			}
-			t.Logf("%s: readiness 503 %s after the kill, 200 %s after the restart; statuses %v; all %d acknowledged orders found",
-				kind, toDown.Round(time.Millisecond), toUp.Round(time.Millisecond), codes, len(acked))
+			t.Logf("%s: readiness 503 %s after the kill, 200 %s after the restart, first write accepted %s after the restart; statuses %v; all %d acknowledged orders found",
+				kind, toDown.Round(time.Millisecond), toUp.Round(time.Millisecond), toWrite.Round(time.Millisecond), codes, len(acked))
 		})
 	}
 }
