@@ -32,14 +32,14 @@ func TestBackendDiesAndReturns(t *testing.T) {
 				}
 			})
 			var (
-				mu      sync.Mutex
-				acked   []string
+				mu    sync.Mutex
+				acked []string
 				// restartedAt is set (under mu) when the backend restarts;
 				// firstWrite is the first acknowledged create after it.
 				restartedAt, firstWrite time.Time
-				codes   = map[int]int{}
-				wg      sync.WaitGroup
-				stopped = make(chan struct{})
+				codes                   = map[int]int{}
+				wg                      sync.WaitGroup
+				stopped                 = make(chan struct{})
 			)
 			for range 4 {
 				wg.Add(1)
