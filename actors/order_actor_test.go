@@ -500,27 +500,10 @@ func TestOrderActorNeverDatesAnEventBeforeTheOneItFollows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		at := eventTime(ev)
+		at := order.EventTime(ev)
 		if at.Before(last) {
 			t.Fatalf("event %d (%s) dated %v, before the previous event's %v", e.GetVersion(), ev.EventType(), at, last)
 		}
 		last = at
 	}
-}
-
-// eventTime is the timestamp of a domain event.
-func eventTime(e order.Event) time.Time {
-	switch e := e.(type) {
-	case order.Created:
-		return e.At
-	case order.Paid:
-		return e.At
-	case order.Shipped:
-		return e.At
-	case order.Delivered:
-		return e.At
-	case order.Cancelled:
-		return e.At
-	}
-	return time.Time{}
 }

@@ -180,6 +180,23 @@ func (Shipped) EventType() string   { return "OrderShipped" }
 func (Delivered) EventType() string { return "OrderDelivered" }
 func (Cancelled) EventType() string { return "OrderCancelled" }
 
+// EventTime is when e happened (the zero time for an unknown event).
+func EventTime(e Event) time.Time {
+	switch e := e.(type) {
+	case Created:
+		return e.At
+	case Paid:
+		return e.At
+	case Shipped:
+		return e.At
+	case Delivered:
+		return e.At
+	case Cancelled:
+		return e.At
+	}
+	return time.Time{}
+}
+
 // Errors of the domain. Decide returns them wrapped in the typed errors below.
 var (
 	// ErrInvalid marks bad input (HTTP 400).

@@ -297,7 +297,7 @@ func (m *ReadModel) applyLocked(id string, e order.Event) {
 	old := s.Status
 	st := order.Evolve(order.State{Status: s.Status, Version: s.Version, Total: s.Total}, e)
 	s.Status, s.Version = st.Status, st.Version
-	s.UpdatedAt = eventTime(e)
+	s.UpdatedAt = order.EventTime(e)
 	if old != order.StatusNone {
 		m.byStatus[old]--
 		if old != order.StatusCancelled {
@@ -411,22 +411,6 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
-}
-
-func eventTime(e order.Event) time.Time {
-	switch e := e.(type) {
-	case order.Created:
-		return e.At
-	case order.Paid:
-		return e.At
-	case order.Shipped:
-		return e.At
-	case order.Delivered:
-		return e.At
-	case order.Cancelled:
-		return e.At
-	}
-	return time.Time{}
 }
 
 func compare(a, b *Summary) int {
