@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/ordersystem/ordersystem/order"
 )
 
@@ -55,6 +57,8 @@ func (e *ConflictError) Is(target error) bool { return target == ErrVersionConfl
 // its position cannot be read as a record. The entry stays where it is (the
 // journal is append-only); a reader skips it with ReadAll(ctx, Next, n).
 type CorruptRecordError struct {
+	// Partition is the partition whose log holds the entry.
+	Partition int
 	// Position is where the entry is in the global log: the position its
 	// first record would have had. It may be at or below the position the
 	// read started after (a NATS message that holds several positions).
@@ -69,7 +73,7 @@ type CorruptRecordError struct {
 }
 
 func (e *CorruptRecordError) Error() string {
-	return fmt.Sprintf("journal entry at position %d is not a record (%s); read on after position %d: %v", e.Position, e.Reason, e.Next, ErrCorrupt)
+	return fmt.Sprintf("journal entry at position %d of partition %d is not a record (%s); read on after position %d: %v", e.Position, e.Partition, e.Reason, e.Next, ErrCorrupt)
 }
 
 // Is makes errors.Is(err, ErrCorrupt) true.
@@ -87,8 +91,11 @@ type Record struct {
 	StreamID string
 	// Version is the 1-based position of the event in its stream.
 	Version uint64
-	// Position is the event's place in the global log (strictly increasing in
-	// commit order, not necessarily dense). Assigned by the journal.
+	// Partition is the partition of the stream (PartitionOf(StreamID, n)).
+	Partition int
+	// Position is the event's place in its partition's log (strictly
+	// increasing in commit order, not necessarily dense). Assigned by the
+	// journal.
 	Position uint64
 	// Type is the event type name (OrderCreated, OrderPaid, ...).
 	Type string
@@ -99,19 +106,38 @@ type Record struct {
 // EventID is the id every consumer deduplicates by: "<streamID>:<version>".
 func (r Record) EventID() string { return order.EventID(r.StreamID, r.Version) }
 
-// Journal is an append-only store of event streams. Implementations must be
-// safe for concurrent use.
+// Journal is an append-only store of event streams, split into a fixed
+// number of partitions: every stream lives in partition PartitionOf(id, n),
+// and each partition has a log of its own (its records in commit order, with
+// positions of its own). Implementations must be safe for concurrent use.
 type Journal interface {
 	// Append writes records to the end of the stream if and only if the
 	// stream's current version is expected (0 for a new stream), atomically:
 	// all records or none. Only Type and Data of the records are read; the
-	// journal assigns StreamID, Version and Position. It returns the stream's
-	// new version, or a *ConflictError when the stream moved.
+	// journal assigns StreamID, Version, Partition and Position. It returns
+	// the stream's new version, or a *ConflictError when the stream moved.
 	Append(ctx context.Context, streamID string, expected uint64, records []Record) (uint64, error)
 
 	// Load returns the records of a stream with Version >= from, in version
 	// order. An unknown stream yields no records and no error.
 	Load(ctx context.Context, streamID string, from uint64) ([]Record, error)
+
+	// Partitions is the number of partitions (at least 1). It is fixed when
+	// the journal is first written and stored with it: a backend opened with
+	// another count refuses to start (see PartitionMismatchError).
+	Partitions() int
+
+	// Log returns partition p's log, for 0 <= p < Partitions(). Any other p
+	// yields a Log whose every call fails with ErrInvalidArgument.
+	Log(p int) Log
+}
+
+// Log is one partition's log: every record of the partition's streams, in
+// commit order. Positions are the partition's own (records of different
+// partitions may share a position).
+type Log interface {
+	// Partition is the partition this log belongs to.
+	Partition() int
 
 	// ReadAll returns at most limit records with Position > after, in
 	// Position order. A record appended after a call that returned position p
@@ -127,22 +153,101 @@ type Journal interface {
 	// positions.
 	ReadAll(ctx context.Context, after uint64, limit int) ([]Record, error)
 
-	// Head returns the position of the last record in the global log (0 when
+	// Head returns the position of the last record in the log (0 when
 	// empty). Positions need not be dense: NATS makes them from stream
 	// sequences (sequence*1000 + the record's index in its append), and
 	// those may skip. So Head minus a position is not a number of records;
 	// Behind is.
 	Head(ctx context.Context) (uint64, error)
 
-	// Behind returns how many records of the global log lie after position
-	// after (0 when none does), for the outbox's lag. Where positions are
-	// dense (memory, Redis: one per record) it is exact, Head minus after.
-	// A backend with sparse positions counts what it can count cheaply and
+	// Behind returns how many records of the log lie after position after
+	// (0 when none does), for the outbox's lag. Where positions are dense
+	// (memory, Redis: one per record) it is exact, Head minus after. A
+	// backend with sparse positions counts what it can count cheaply and
 	// documents it (NATS counts the stream messages after after's, one per
 	// append, so an append of several records counts once). It is 0 for any
 	// position at or past Head.
 	Behind(ctx context.Context, after uint64) (uint64, error)
 }
+
+// DefaultPartitions is the partition count of a journal created without one:
+// enough for a few Redis shards or JetStream servers to share the logs.
+const DefaultPartitions = 16
+
+// MaxPartitions bounds the partition count a backend accepts.
+const MaxPartitions = 1024
+
+// PartitionOf maps a stream id to its partition among n: xxhash64 of the
+// id, modulo n. It must never change: a journal stores its streams by it.
+func PartitionOf(streamID string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(xxhash.Sum64String(streamID) % uint64(n))
+}
+
+// CheckPartitions validates a configured partition count: 0 (use the stored
+// count, or DefaultPartitions for a new journal) or 1..MaxPartitions.
+func CheckPartitions(n int) error {
+	if n < 0 || n > MaxPartitions {
+		return fmt.Errorf("partitions %d: want 1 to %d (or 0 for the stored count): %w", n, MaxPartitions, ErrInvalidArgument)
+	}
+	return nil
+}
+
+// ResolvePartitions decides the partition count of a journal from the
+// configured count (0: any) and the stored one (0: none stored yet): the
+// stored count when there is one and it matches, the configured one (or
+// DefaultPartitions) for a new journal, and a *PartitionMismatchError when
+// both are set and differ.
+func ResolvePartitions(configured, stored int) (int, error) {
+	switch {
+	case stored > 0 && configured > 0 && stored != configured:
+		return 0, &PartitionMismatchError{Stored: stored, Configured: configured}
+	case stored > 0:
+		return stored, nil
+	case configured > 0:
+		return configured, nil
+	default:
+		return DefaultPartitions, nil
+	}
+}
+
+// PartitionMismatchError is the error opening a backend whose journal was
+// created with another partition count: every order id would map to another
+// partition, so the backend refuses instead of losing track of orders.
+type PartitionMismatchError struct {
+	Stored, Configured int
+}
+
+func (e *PartitionMismatchError) Error() string {
+	return fmt.Sprintf("the journal was created with %d partitions and this node is configured with %d: start it with --partitions %d (or 0 to use the stored count); changing the count of an existing journal is not supported: %v",
+		e.Stored, e.Configured, e.Stored, ErrInvalidArgument)
+}
+
+// Is makes errors.Is(err, ErrInvalidArgument) true.
+func (e *PartitionMismatchError) Is(target error) bool { return target == ErrInvalidArgument }
+
+// BadPartition is the Log of a partition that does not exist: every call
+// fails with ErrInvalidArgument. Backends return it from Log for p out of
+// range.
+type BadPartition int
+
+func (p BadPartition) err() error {
+	return fmt.Errorf("partition %d does not exist: %w", int(p), ErrInvalidArgument)
+}
+
+// Partition implements Log.
+func (p BadPartition) Partition() int { return int(p) }
+
+// ReadAll implements Log.
+func (p BadPartition) ReadAll(context.Context, uint64, int) ([]Record, error) { return nil, p.err() }
+
+// Head implements Log.
+func (p BadPartition) Head(context.Context) (uint64, error) { return 0, p.err() }
+
+// Behind implements Log.
+func (p BadPartition) Behind(context.Context, uint64) (uint64, error) { return 0, p.err() }
 
 // Checkpoints stores named positions, such as how far the outbox published.
 type Checkpoints interface {

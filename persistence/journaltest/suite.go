@@ -22,6 +22,12 @@ type Features struct {
 	// Restart, when set, restarts the backend's server (keeping its data);
 	// the suite checks that the same backend value works again afterwards.
 	Restart func(t *testing.T)
+	// Reopen, when set, returns an opener of backends that all share one
+	// fresh storage (the same server and key prefix or stream names), each
+	// configured with the given partition count (0: the stored one); the
+	// suite checks that the count is stored at first start and that another
+	// count is refused.
+	Reopen func(t *testing.T) func(partitions int) (persistence.Backend, error)
 }
 
 // Factory returns a backend whose streams do not collide with other tests'
@@ -44,6 +50,8 @@ func Run(t *testing.T, newBackend Factory, f Features) {
 		{"ExpectedVersionConflict", testConflict},
 		{"ConcurrentWritersOneWinsEachVersion", testConcurrentWriters},
 		{"LargeStream", func(t *testing.T, b persistence.Backend) { testLargeStream(t, b, f.LargeStream) }},
+		{"PartitionsFixedAndChecked", testPartitions},
+		{"StreamsSpreadOverPartitions", testSpread},
 		{"GlobalLogOrderAndResume", testGlobalLog},
 		{"BehindCountsWhatIsAfter", testBehind},
 		{"Checkpoints", testCheckpoints},
@@ -59,6 +67,9 @@ func Run(t *testing.T, newBackend Factory, f Features) {
 			t.Cleanup(func() { _ = b.Close() })
 			c.fn(t, b)
 		})
+	}
+	if f.Reopen != nil {
+		t.Run("PartitionCountStoredAndEnforced", func(t *testing.T) { testReopen(t, f.Reopen(t)) })
 	}
 	if f.Restart != nil {
 		t.Run("ServerRestart", func(t *testing.T) {
@@ -275,60 +286,188 @@ func testLargeStream(t *testing.T, b persistence.Backend, n int) {
 	}
 }
 
-func testGlobalLog(t *testing.T, b persistence.Backend) {
-	ctx := ctxT(t)
-	start, err := b.Head(ctx)
-	if err != nil {
-		t.Fatalf("head: %v", err)
+// Heads returns the head of every partition's log.
+func Heads(t testing.TB, b persistence.Journal) []uint64 {
+	t.Helper()
+	heads := make([]uint64, b.Partitions())
+	for p := range heads {
+		h, err := b.Log(p).Head(context.Background())
+		if err != nil {
+			t.Fatalf("head of partition %d: %v", p, err)
+		}
+		heads[p] = h
 	}
-	// Interleave appends to several streams; the global log keeps commit order.
-	var want []string
+	return heads
+}
+
+// ReadLogs reads every partition's log after the given positions (nil: from
+// the start) in pages of page records, checking that each partition's
+// positions increase and that every record sits in its stream's partition.
+// It returns the records of each partition, in order.
+func ReadLogs(t testing.TB, b persistence.Journal, after []uint64, page int) [][]persistence.Record {
+	t.Helper()
+	n := b.Partitions()
+	out := make([][]persistence.Record, n)
+	for p := range n {
+		var pos uint64
+		if after != nil {
+			pos = after[p]
+		}
+		log := b.Log(p)
+		for {
+			rs, err := log.ReadAll(context.Background(), pos, page)
+			if err != nil {
+				t.Fatalf("read partition %d after %d: %v", p, pos, err)
+			}
+			if len(rs) == 0 {
+				break
+			}
+			if len(rs) > page {
+				t.Fatalf("page of %d records, limit %d", len(rs), page)
+			}
+			for _, r := range rs {
+				if r.Position <= pos {
+					t.Fatalf("partition %d: position %d after %d", p, r.Position, pos)
+				}
+				if r.Partition != p || persistence.PartitionOf(r.StreamID, n) != p {
+					t.Fatalf("record %s:%d read from partition %d says partition %d; its stream maps to %d",
+						r.StreamID, r.Version, p, r.Partition, persistence.PartitionOf(r.StreamID, n))
+				}
+				pos = r.Position
+			}
+			out[p] = append(out[p], rs...)
+		}
+	}
+	return out
+}
+
+// testPartitions: the count is in range, logs out of range refuse, and a
+// stream's records carry its partition.
+func testPartitions(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	n := b.Partitions()
+	if n < 1 || n > persistence.MaxPartitions {
+		t.Fatalf("partitions %d", n)
+	}
+	for _, p := range []int{-1, n, n + 7} {
+		log := b.Log(p)
+		if _, err := log.ReadAll(ctx, 0, 10); !errors.Is(err, persistence.ErrInvalidArgument) {
+			t.Fatalf("read all of partition %d of %d: %v, want ErrInvalidArgument", p, n, err)
+		}
+		if _, err := log.Head(ctx); !errors.Is(err, persistence.ErrInvalidArgument) {
+			t.Fatalf("head of partition %d of %d: %v, want ErrInvalidArgument", p, n, err)
+		}
+		if _, err := log.Behind(ctx, 0); !errors.Is(err, persistence.ErrInvalidArgument) {
+			t.Fatalf("behind of partition %d of %d: %v, want ErrInvalidArgument", p, n, err)
+		}
+	}
+	for p := range n {
+		if got := b.Log(p).Partition(); got != p {
+			t.Fatalf("Log(%d).Partition() = %d", p, got)
+		}
+	}
+	mustAppend(t, b, "part-a", 0, recs(2, "a"))
+	for _, r := range mustLoad(t, b, "part-a", 0) {
+		if want := persistence.PartitionOf("part-a", n); r.Partition != want {
+			t.Fatalf("loaded record in partition %d, want %d", r.Partition, want)
+		}
+	}
+}
+
+// testSpread: many streams land in many partitions, each record in its
+// stream's partition and nowhere else.
+func testSpread(t *testing.T, b persistence.Backend) {
+	start := Heads(t, b)
+	const streams = 64
+	for i := range streams {
+		mustAppend(t, b, fmt.Sprintf("spread-%d", i), 0, recs(1, "x"))
+	}
+	logs := ReadLogs(t, b, start, 100)
+	used, total := 0, 0
+	for _, rs := range logs {
+		if len(rs) > 0 {
+			used++
+		}
+		total += len(rs)
+	}
+	if total != streams {
+		t.Fatalf("the logs hold %d new records, want %d", total, streams)
+	}
+	if want := min(b.Partitions(), 4); used < want {
+		t.Fatalf("%d streams landed in %d of %d partitions, want at least %d", streams, used, b.Partitions(), want)
+	}
+}
+
+// testReopen: the partition count is stored at first start; a backend
+// opened with 0 takes it, one with another count is refused, and the stored
+// count keeps reading what was written.
+func testReopen(t *testing.T, open func(partitions int) (persistence.Backend, error)) {
+	b, err := open(4)
+	if err != nil {
+		t.Fatalf("open with 4 partitions: %v", err)
+	}
+	defer b.Close()
+	if b.Partitions() != 4 {
+		t.Fatalf("opened with 4 partitions, reports %d", b.Partitions())
+	}
+	mustAppend(t, b, "reopen", 0, recs(2, "a"))
+	other, err := open(8)
+	var mm *persistence.PartitionMismatchError
+	if !errors.As(err, &mm) || mm.Stored != 4 || mm.Configured != 8 || !errors.Is(err, persistence.ErrInvalidArgument) {
+		if other != nil {
+			_ = other.Close()
+		}
+		t.Fatalf("open with 8 partitions a journal made with 4: %v, want a PartitionMismatchError{4, 8}", err)
+	}
+	any, err := open(0)
+	if err != nil {
+		t.Fatalf("open with the stored count: %v", err)
+	}
+	defer any.Close()
+	if any.Partitions() != 4 {
+		t.Fatalf("opened with 0 partitions (the stored count, 4), reports %d", any.Partitions())
+	}
+	if rs := mustLoad(t, any, "reopen", 0); len(rs) != 2 {
+		t.Fatalf("reopened backend loads %d records, want 2", len(rs))
+	}
+}
+
+func testGlobalLog(t *testing.T, b persistence.Backend) {
+	start := Heads(t, b)
+	// Interleave appends to several streams; each partition's log keeps
+	// commit order.
+	want := map[int][]string{}
 	for i := range 30 {
-		s := fmt.Sprintf("g%d", i%3)
+		s := fmt.Sprintf("g%d", i%5)
 		cur := mustLoad(t, b, s, 0)
 		mustAppend(t, b, s, uint64(len(cur)), []persistence.Record{{Type: "Ev", Data: []byte(fmt.Sprint(i))}})
-		want = append(want, fmt.Sprint(i))
+		p := persistence.PartitionOf(s, b.Partitions())
+		want[p] = append(want[p], fmt.Sprint(i))
 	}
-	head, err := b.Head(ctx)
-	if err != nil || head <= start {
-		t.Fatalf("head %d after appends (start %d): %v", head, start, err)
-	}
+	heads := Heads(t, b)
 	// Read in small pages, resuming after the last position seen.
-	var got []persistence.Record
-	after := start
-	for {
-		page, err := b.ReadAll(ctx, after, 7)
-		if err != nil {
-			t.Fatalf("read all after %d: %v", after, err)
+	logs := ReadLogs(t, b, start, 7)
+	for p, got := range logs {
+		if len(got) != len(want[p]) {
+			t.Fatalf("partition %d has %d records after %d, want %d", p, len(got), start[p], len(want[p]))
 		}
-		if len(page) == 0 {
-			break
+		for i, r := range got {
+			if string(r.Data) != want[p][i] {
+				t.Fatalf("partition %d record %d is %q, want %q", p, i, r.Data, want[p][i])
+			}
+			if r.StreamID == "" || r.Version == 0 {
+				t.Fatalf("partition %d record %d lacks stream/version: %+v", p, i, r)
+			}
 		}
-		if len(page) > 7 {
-			t.Fatalf("page of %d records, limit 7", len(page))
+		if len(got) > 0 && got[len(got)-1].Position != heads[p] {
+			t.Fatalf("partition %d: last position %d, head %d", p, got[len(got)-1].Position, heads[p])
 		}
-		got = append(got, page...)
-		after = page[len(page)-1].Position
-	}
-	if len(got) != len(want) {
-		t.Fatalf("global log has %d records after %d, want %d", len(got), start, len(want))
-	}
-	for i, r := range got {
-		if string(r.Data) != want[i] {
-			t.Fatalf("global record %d is %q, want %q", i, r.Data, want[i])
+		if len(got) == 0 && heads[p] != start[p] {
+			t.Fatalf("partition %d: head moved from %d to %d without records", p, start[p], heads[p])
 		}
-		if i > 0 && r.Position <= got[i-1].Position {
-			t.Fatalf("positions not increasing: %d then %d", got[i-1].Position, r.Position)
+		if page, err := b.Log(p).ReadAll(ctxT(t), heads[p], 10); err != nil || len(page) != 0 {
+			t.Fatalf("read partition %d after head: %d records, %v", p, len(page), err)
 		}
-		if r.StreamID == "" || r.Version == 0 {
-			t.Fatalf("global record %d lacks stream/version: %+v", i, r)
-		}
-	}
-	if after != head {
-		t.Fatalf("last position %d, head %d", after, head)
-	}
-	if page, err := b.ReadAll(ctx, head, 10); err != nil || len(page) != 0 {
-		t.Fatalf("read after head: %d records, %v", len(page), err)
 	}
 }
 
@@ -336,38 +475,48 @@ func testGlobalLog(t *testing.T, b persistence.Backend) {
 // and one per record after a position, and never grows along the log.
 func testBehind(t *testing.T, b persistence.Backend) {
 	ctx := ctxT(t)
-	start, err := b.Head(ctx)
+	// Two streams of one partition.
+	a := "behind-a"
+	p := persistence.PartitionOf(a, b.Partitions())
+	other := ""
+	for i := 0; other == ""; i++ {
+		if s := fmt.Sprintf("behind-b%d", i); persistence.PartitionOf(s, b.Partitions()) == p {
+			other = s
+		}
+	}
+	log := b.Log(p)
+	start, err := log.Head(ctx)
 	if err != nil {
 		t.Fatalf("head: %v", err)
 	}
-	if n, err := b.Behind(ctx, start); err != nil || n != 0 {
+	if n, err := log.Behind(ctx, start); err != nil || n != 0 {
 		t.Fatalf("behind head %d: %d, %v; want 0", start, n, err)
 	}
 	// Three appends of one record, one of two (in a stream of its own).
-	mustAppend(t, b, "behind-a", 0, recs(1, "a"))
-	mustAppend(t, b, "behind-a", 1, recs(1, "b"))
-	mustAppend(t, b, "behind-b", 0, recs(2, "c"))
-	mustAppend(t, b, "behind-a", 2, recs(1, "d"))
-	head, err := b.Head(ctx)
+	mustAppend(t, b, a, 0, recs(1, "a"))
+	mustAppend(t, b, a, 1, recs(1, "b"))
+	mustAppend(t, b, other, 0, recs(2, "c"))
+	mustAppend(t, b, a, 2, recs(1, "d"))
+	head, err := log.Head(ctx)
 	if err != nil {
 		t.Fatalf("head: %v", err)
 	}
-	n, err := b.Behind(ctx, start)
+	n, err := log.Behind(ctx, start)
 	if err != nil || n < 4 || n > 5 {
 		t.Fatalf("behind the start after 4 appends of 5 records: %d, %v; want 4 (per append) to 5 (per record)", n, err)
 	}
-	for _, p := range []uint64{head, head + 1, head + 1000} {
-		if n, err := b.Behind(ctx, p); err != nil || n != 0 {
-			t.Fatalf("behind %d (head %d): %d, %v; want 0", p, head, n, err)
+	for _, pos := range []uint64{head, head + 1, head + 1000} {
+		if n, err := log.Behind(ctx, pos); err != nil || n != 0 {
+			t.Fatalf("behind %d (head %d): %d, %v; want 0", pos, head, n, err)
 		}
 	}
-	rs, err := b.ReadAll(ctx, start, 10)
+	rs, err := log.ReadAll(ctx, start, 10)
 	if err != nil || len(rs) != 5 {
 		t.Fatalf("read all after %d: %d records, %v", start, len(rs), err)
 	}
 	prev := n
 	for i, r := range rs {
-		n, err := b.Behind(ctx, r.Position)
+		n, err := log.Behind(ctx, r.Position)
 		if err != nil {
 			t.Fatalf("behind %d: %v", r.Position, err)
 		}
@@ -375,6 +524,17 @@ func testBehind(t *testing.T, b persistence.Backend) {
 			t.Fatalf("behind record %d (position %d): %d, with %d records after it and %d behind the one before", i, r.Position, n, after, prev)
 		}
 		prev = n
+	}
+	// Another partition's log does not count them.
+	if b.Partitions() > 1 {
+		q := (p + 1) % b.Partitions()
+		h, err := b.Log(q).Head(ctx)
+		if err != nil {
+			t.Fatalf("head of partition %d: %v", q, err)
+		}
+		if n, err := b.Log(q).Behind(ctx, h); err != nil || n != 0 {
+			t.Fatalf("behind the head of partition %d: %d, %v", q, n, err)
+		}
 	}
 }
 
@@ -477,7 +637,7 @@ func testBinaryPayloads(t *testing.T, b persistence.Backend) {
 			t.Fatalf("record %d (%s) changed: %d bytes, want %d", i, in[i].Type, len(out[i].Data), len(in[i].Data))
 		}
 	}
-	page, err := b.ReadAll(ctxT(t), out[0].Position-1, len(in))
+	page, err := b.Log(out[0].Partition).ReadAll(ctxT(t), out[0].Position-1, len(in))
 	if err != nil || len(page) != len(in) {
 		t.Fatalf("read all: %d records, %v", len(page), err)
 	}
@@ -494,10 +654,7 @@ func testBinaryPayloads(t *testing.T, b persistence.Backend) {
 func testConcurrentStreamsGlobalLog(t *testing.T, b persistence.Backend) {
 	const writers, appends = 16, 25
 	ctx := ctxT(t)
-	start, err := b.Head(ctx)
-	if err != nil {
-		t.Fatalf("head: %v", err)
-	}
+	start := Heads(t, b)
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -528,28 +685,17 @@ func testConcurrentStreamsGlobalLog(t *testing.T, b persistence.Backend) {
 	if t.Failed() {
 		return
 	}
+	logs := ReadLogs(t, b, start, 50)
 	var got []persistence.Record
-	after := start
-	for {
-		page, err := b.ReadAll(ctx, after, 50)
-		if err != nil {
-			t.Fatalf("read all after %d: %v", after, err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		got = append(got, page...)
-		after = page[len(page)-1].Position
+	for _, rs := range logs {
+		got = append(got, rs...)
 	}
 	const perStream = appends/3*6 + appends%3*(appends%3+1)/2 // 1+2+3 per three appends
 	if len(got) != writers*perStream {
 		t.Fatalf("global log has %d new records, want %d", len(got), writers*perStream)
 	}
 	last := map[string]uint64{}
-	for i, r := range got {
-		if i > 0 && r.Position <= got[i-1].Position {
-			t.Fatalf("positions not increasing: %d then %d", got[i-1].Position, r.Position)
-		}
+	for _, r := range got {
 		if r.Version != last[r.StreamID]+1 {
 			t.Fatalf("global log: %s version %d after version %d", r.StreamID, r.Version, last[r.StreamID])
 		}
@@ -566,8 +712,10 @@ func testConcurrentStreamsGlobalLog(t *testing.T, b persistence.Backend) {
 		}
 		checkStream(t, rs, stream, 1)
 	}
-	if head, err := b.Head(ctx); err != nil || head != after {
-		t.Fatalf("head %d, last position read %d: %v", head, after, err)
+	for p, h := range Heads(t, b) {
+		if rs := logs[p]; len(rs) > 0 && rs[len(rs)-1].Position != h {
+			t.Fatalf("partition %d: head %d, last position read %d", p, h, rs[len(rs)-1].Position)
+		}
 	}
 }
 
@@ -590,11 +738,11 @@ func testClosed(t *testing.T, b persistence.Backend) {
 	check("append", err)
 	_, err = b.Load(ctx, "closed", 0)
 	check("load", err)
-	_, err = b.ReadAll(ctx, 0, 10)
+	_, err = b.Log(0).ReadAll(ctx, 0, 10)
 	check("read all", err)
-	_, err = b.Head(ctx)
+	_, err = b.Log(0).Head(ctx)
 	check("head", err)
-	_, err = b.Behind(ctx, 0)
+	_, err = b.Log(0).Behind(ctx, 0)
 	check("behind", err)
 	check("save checkpoint", b.SaveCheckpoint(ctx, "c", 1))
 	_, err = b.LoadCheckpoint(ctx, "c")

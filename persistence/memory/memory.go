@@ -17,20 +17,44 @@ type Backend struct {
 	mu          sync.RWMutex
 	closed      bool
 	streams     map[string][]persistence.Record
-	log         []persistence.Record // log[i].Position == i+1
+	logs        [][]persistence.Record // logs[p][i].Position == i+1
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
 }
 
 var _ persistence.Backend = (*Backend)(nil)
 
-// New returns an empty in-memory backend.
-func New() *Backend {
+// New returns an empty in-memory backend with persistence.DefaultPartitions
+// partitions.
+func New() *Backend { return NewPartitioned(persistence.DefaultPartitions) }
+
+// NewPartitioned returns an empty in-memory backend with n partitions
+// (persistence.DefaultPartitions when n is 0; n must pass
+// persistence.CheckPartitions).
+func NewPartitioned(n int) *Backend {
+	if n == 0 {
+		n = persistence.DefaultPartitions
+	}
+	if err := persistence.CheckPartitions(n); err != nil {
+		panic(err)
+	}
 	return &Backend{
 		streams:     make(map[string][]persistence.Record),
+		logs:        make([][]persistence.Record, n),
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
 	}
+}
+
+// Partitions implements persistence.Journal.
+func (b *Backend) Partitions() int { return len(b.logs) }
+
+// Log implements persistence.Journal.
+func (b *Backend) Log(p int) persistence.Log {
+	if p < 0 || p >= len(b.logs) {
+		return persistence.BadPartition(p)
+	}
+	return partitionLog{b: b, p: p}
 }
 
 // Append implements persistence.Journal.
@@ -51,17 +75,19 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 	if current != expected {
 		return 0, &persistence.ConflictError{StreamID: streamID, Expected: expected, Actual: current}
 	}
+	p := persistence.PartitionOf(streamID, len(b.logs))
 	for _, r := range records {
 		current++
 		rec := persistence.Record{
-			StreamID: streamID,
-			Version:  current,
-			Position: uint64(len(b.log)) + 1,
-			Type:     r.Type,
-			Data:     slices.Clone(r.Data),
+			StreamID:  streamID,
+			Version:   current,
+			Partition: p,
+			Position:  uint64(len(b.logs[p])) + 1,
+			Type:      r.Type,
+			Data:      slices.Clone(r.Data),
 		}
 		stream = append(stream, rec)
-		b.log = append(b.log, rec)
+		b.logs[p] = append(b.logs[p], rec)
 	}
 	b.streams[streamID] = stream
 	return current, nil
@@ -87,37 +113,49 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	return slices.Clone(stream[from-1:]), nil
 }
 
-// ReadAll implements persistence.Journal.
-func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+// partitionLog is one partition's log of a Backend.
+type partitionLog struct {
+	b *Backend
+	p int
+}
+
+// Partition implements persistence.Log.
+func (l partitionLog) Partition() int { return l.p }
+
+// ReadAll implements persistence.Log.
+func (l partitionLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, persistence.Unavailable("read all", err)
 	}
+	b := l.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return nil, persistence.ErrClosed
 	}
-	if limit <= 0 || after >= uint64(len(b.log)) {
+	log := b.logs[l.p]
+	if limit <= 0 || after >= uint64(len(log)) {
 		return nil, nil
 	}
-	end := min(after+uint64(limit), uint64(len(b.log)))
-	return slices.Clone(b.log[after:end]), nil
+	end := min(after+uint64(limit), uint64(len(log)))
+	return slices.Clone(log[after:end]), nil
 }
 
-// Head implements persistence.Journal.
-func (b *Backend) Head(ctx context.Context) (uint64, error) {
+// Head implements persistence.Log.
+func (l partitionLog) Head(ctx context.Context) (uint64, error) {
+	b := l.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return 0, persistence.ErrClosed
 	}
-	return uint64(len(b.log)), nil
+	return uint64(len(b.logs[l.p])), nil
 }
 
-// Behind implements persistence.Journal: positions are dense (one per
-// record), so it is Head minus after.
-func (b *Backend) Behind(ctx context.Context, after uint64) (uint64, error) {
-	head, err := b.Head(ctx)
+// Behind implements persistence.Log: positions are dense (one per record),
+// so it is Head minus after.
+func (l partitionLog) Behind(ctx context.Context, after uint64) (uint64, error) {
+	head, err := l.Head(ctx)
 	if err != nil || head <= after {
 		return 0, err
 	}
