@@ -63,9 +63,9 @@ type OrderConfig struct {
 	// later of the two), so a member whose clock runs behind the member that
 	// wrote the last event dates its events at that event's time.
 	Now func() time.Time
-	// Appended, if set, is called after every successful append (the outbox
-	// nudge). It must not block.
-	Appended func()
+	// Appended, if set, is called with the order id after every successful
+	// append (the nudge of its partition's outbox). It must not block.
+	Appended func(orderID string)
 	// Metrics, if set, receives activations and journal append figures.
 	Metrics *metrics.Metrics
 	// Serving, if set, is asked before every message; an error refuses it
@@ -433,7 +433,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 				a.apply(pe, events[i])
 			}
 			if a.cfg.Appended != nil {
-				a.cfg.Appended()
+				a.cfg.Appended(a.state.ID)
 			}
 			a.saveSnapshot(before)
 			return a.reply(codec.StateToProto(&a.state), nil)

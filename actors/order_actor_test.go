@@ -74,7 +74,7 @@ func newFixtureWith(t *testing.T, idle time.Duration, tune func(*actors.OrderCon
 	f.probe = &journalProbe{Journal: f.journal}
 	cfg := actors.OrderConfig{
 		Journal: f.probe, NodeID: "test-node", IdleTimeout: idle,
-		Appended: func() { f.appends.Add(1) },
+		Appended: func(string) { f.appends.Add(1) },
 	}
 	if tune != nil {
 		tune(&cfg)

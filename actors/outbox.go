@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -17,20 +19,42 @@ import (
 	"github.com/ordersystem/ordersystem/transport"
 )
 
-// OutboxKind is the cluster kind of the outbox; OutboxIdentity is its one
-// identity, which makes it a cluster singleton: one activation drains for the
-// whole cluster and another member takes over when its host dies.
-const (
-	OutboxKind     = "outbox"
-	OutboxIdentity = "outbox"
-	// CheckpointName is the name of the outbox checkpoint in persistence.
-	CheckpointName = "outbox"
-)
+// OutboxKind is the cluster kind of the outboxes. There is one outbox per
+// partition of the journal, with cluster identity OutboxIdentity(p): each is
+// a cluster singleton that drains its partition's log, the placement spreads
+// them over the members, and another member takes one over when its host
+// dies.
+const OutboxKind = "outbox"
 
-// OutboxLog is what the outbox reads and where it keeps its checkpoint.
-type OutboxLog interface {
-	ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error)
-	Head(ctx context.Context) (uint64, error)
+// outboxIdentityPrefix starts every outbox identity.
+const outboxIdentityPrefix = "outbox-"
+
+// OutboxIdentity is the cluster identity of partition p's outbox.
+func OutboxIdentity(p int) string { return outboxIdentityPrefix + strconv.Itoa(p) }
+
+// CheckpointName is the name of partition p's outbox checkpoint in
+// persistence.
+func CheckpointName(p int) string { return outboxIdentityPrefix + strconv.Itoa(p) }
+
+// outboxPartition parses an outbox identity; ok is false for anything that
+// is not OutboxIdentity(p) of a p in [0, n).
+func outboxPartition(identity string, n int) (int, bool) {
+	digits, ok := strings.CutPrefix(identity, outboxIdentityPrefix)
+	if !ok || digits == "" || (len(digits) > 1 && digits[0] == '0') {
+		return 0, false
+	}
+	p, err := strconv.Atoi(digits)
+	if err != nil || p < 0 || p >= n {
+		return 0, false
+	}
+	return p, true
+}
+
+// OutboxJournal is what the outboxes read (the partitions' logs) and where
+// they keep their checkpoints.
+type OutboxJournal interface {
+	Partitions() int
+	Log(p int) persistence.Log
 	LoadCheckpoint(ctx context.Context, name string) (uint64, error)
 	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
 }
@@ -40,9 +64,9 @@ type Publisher interface {
 	Publish(ctx context.Context, batch []transport.Message) error
 }
 
-// OutboxConfig configures the outbox actor.
+// OutboxConfig configures the outbox actors.
 type OutboxConfig struct {
-	Log       OutboxLog
+	Journal   OutboxJournal
 	Publisher Publisher
 	// BatchSize is the most events read and published at once (default 100).
 	BatchSize int
@@ -50,30 +74,50 @@ type OutboxConfig struct {
 	IOTimeout time.Duration
 	// Metrics, if set, counts publishes and failures.
 	Metrics *metrics.Metrics
-	// Stats, if set, receives the outbox figures after every drain.
+	// Stats, if set, receives the outbox figures after every drain; it must
+	// have been made by NewOutboxStats for Journal's partition count.
 	Stats  *OutboxStats
 	Logger *slog.Logger
 }
 
-// OutboxStats are the outbox figures a node reports; safe for concurrent use.
+// OutboxStats are the figures of the outboxes this process hosted; safe for
+// concurrent use.
 type OutboxStats struct {
+	Published atomic.Uint64
+	Failures  atomic.Uint64
+	// DeadLettered counts what the outboxes skipped without publishing, each
+	// logged at error level: events the transport refused for good (with
+	// their event id) and entries of a partition's log that are not records
+	// at all (with their position; see persistence.ErrCorrupt).
+	DeadLettered atomic.Uint64
+
+	parts []PartitionStats
+}
+
+// PartitionStats are one partition's outbox figures as this process last
+// saw them.
+type PartitionStats struct {
 	Checkpoint atomic.Uint64
 	Head       atomic.Uint64
-	Published  atomic.Uint64
-	Failures   atomic.Uint64
-	// DeadLettered counts what the outbox skipped without publishing, each
-	// logged at error level: events the transport refused for good (with
-	// their event id) and entries of the journal's global log that are not
-	// records at all (with their position; see persistence.ErrCorrupt).
-	DeadLettered atomic.Uint64
 
 	reset atomic.Pointer[CheckpointReset]
 }
 
-// CheckpointReset records the outbox finding its checkpoint ahead of the
-// journal's log: the backend lost data (Redis restarted empty or from an
+// NewOutboxStats returns the stats of n partitions' outboxes.
+func NewOutboxStats(n int) *OutboxStats { return &OutboxStats{parts: make([]PartitionStats, n)} }
+
+// Partitions is the number of partitions the stats have.
+func (s *OutboxStats) Partitions() int { return len(s.parts) }
+
+// Partition returns partition p's figures (p must be in range).
+func (s *OutboxStats) Partition(p int) *PartitionStats { return &s.parts[p] }
+
+// CheckpointReset records an outbox finding its checkpoint ahead of its
+// partition's log: the backend lost data (Redis restarted empty or from an
 // old snapshot, a stream was purged).
 type CheckpointReset struct {
+	// Partition is the partition whose outbox reset its checkpoint.
+	Partition int
 	// Checkpoint is the position the outbox had published to.
 	Checkpoint uint64
 	// Stored is the checkpoint the backend held then (0 when it lost it).
@@ -83,12 +127,14 @@ type CheckpointReset struct {
 	At   time.Time
 }
 
-// LastReset is the outbox's latest checkpoint reset seen by this process,
-// nil if none.
-func (s *OutboxStats) LastReset() *CheckpointReset { return s.reset.Load() }
+// LastReset is the latest checkpoint reset of partition p's outbox seen by
+// this process, nil if none.
+func (s *PartitionStats) LastReset() *CheckpointReset { return s.reset.Load() }
 
-// Lag is the number of journaled events not yet published, as last seen.
-func (s *OutboxStats) Lag() uint64 {
+// Lag is the number of journaled events of the partition not yet
+// published, as last seen (positions are dense on memory and Redis; on NATS
+// it over-counts, see persistence.Log.Behind).
+func (s *PartitionStats) Lag() uint64 {
 	h, c := s.Head.Load(), s.Checkpoint.Load()
 	if h < c {
 		return 0
@@ -96,7 +142,7 @@ func (s *OutboxStats) Lag() uint64 {
 	return h - c
 }
 
-// NewOutboxKind returns the cluster kind of the outbox singleton.
+// NewOutboxKind returns the cluster kind of the outboxes.
 func NewOutboxKind(cfg OutboxConfig) *pcluster.Kind {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 100
@@ -107,15 +153,23 @@ func NewOutboxKind(cfg OutboxConfig) *pcluster.Kind {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Stats == nil {
-		cfg.Stats = &OutboxStats{}
+	if cfg.Stats == nil || cfg.Stats.Partitions() != cfg.Journal.Partitions() {
+		cfg.Stats = NewOutboxStats(cfg.Journal.Partitions())
 	}
 	shared := &cfg
 	return pcluster.NewKind(OutboxKind, actor.PropsFromProducer(func() actor.Actor { return &outboxActor{cfg: shared} }))
 }
 
 type outboxActor struct {
-	cfg        *OutboxConfig
+	cfg *OutboxConfig
+	// partition is the partition this activation drains (from its
+	// identity), log its log, name its checkpoint's name and stats its
+	// figures; log is nil until ClusterInit named a valid identity.
+	partition  int
+	log        persistence.Log
+	name       string
+	stats      *PartitionStats
+	logger     *slog.Logger
 	checkpoint uint64
 	loaded     bool
 	// skipped is the position of the last unreadable entry this activation
@@ -125,8 +179,22 @@ type outboxActor struct {
 }
 
 func (o *outboxActor) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
+	switch msg := ctx.Message().(type) {
+	case *pcluster.ClusterInit:
+		id := msg.Identity.GetIdentity()
+		p, ok := outboxPartition(id, o.cfg.Journal.Partitions())
+		if !ok {
+			o.cfg.Logger.Error("outbox activated under an identity that names no partition of the journal", slog.String("identity", id),
+				slog.Int("partitions", o.cfg.Journal.Partitions()))
+			return
+		}
+		o.partition, o.log, o.name, o.stats = p, o.cfg.Journal.Log(p), CheckpointName(p), o.cfg.Stats.Partition(p)
+		o.logger = o.cfg.Logger.With(slog.Int("partition", p))
 	case *orderpb.DrainOutbox:
+		if o.log == nil {
+			ctx.Respond(&orderpb.OutboxStatus{Error: "this outbox's identity names no partition of the journal"})
+			return
+		}
 		ctx.Respond(o.drain())
 	}
 }
@@ -144,7 +212,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	fail := func(what string, err error) *orderpb.OutboxStatus {
 		o.cfg.Stats.Failures.Add(1)
 		o.cfg.Metrics.ObservePublish(0, err)
-		o.cfg.Logger.Warn("outbox "+what+" failed", slog.Uint64("checkpoint", o.checkpoint), slog.Any("error", err))
+		o.logger.Warn("outbox "+what+" failed", slog.Uint64("checkpoint", o.checkpoint), slog.Any("error", err))
 		st.Error = what + ": " + err.Error()
 		st.Checkpoint = o.checkpoint
 		return st
@@ -160,7 +228,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	for {
 		headRead = false // a head read before this page may be stale
 		ctx, cancel := o.io()
-		recs, err := o.cfg.Log.ReadAll(ctx, o.checkpoint, o.cfg.BatchSize)
+		recs, err := o.log.ReadAll(ctx, o.checkpoint, o.cfg.BatchSize)
 		cancel()
 		var corrupt *persistence.CorruptRecordError
 		if errors.As(err, &corrupt) {
@@ -193,7 +261,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		}
 		next := recs[len(recs)-1].Position
 		ctx, cancel = o.io()
-		err = o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, next)
+		err = o.cfg.Journal.SaveCheckpoint(ctx, o.name, next)
 		cancel()
 		if err != nil {
 			// Published but not checkpointed: the batch will be published
@@ -204,7 +272,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		st.Published += uint64(len(recs))
 		o.cfg.Stats.Published.Add(uint64(len(recs)))
 		o.cfg.Metrics.ObservePublish(len(recs), nil)
-		o.cfg.Stats.Checkpoint.Store(next)
+		o.stats.Checkpoint.Store(next)
 		if len(recs) < o.cfg.BatchSize {
 			// A short page ends at the end of the log, or before an entry
 			// that is not a record (the next read reports it): read on
@@ -219,10 +287,10 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		head, headErr = o.head()
 	}
 	if headErr == nil {
-		o.cfg.Stats.Head.Store(head)
+		o.stats.Head.Store(head)
 		st.Head = head
 	}
-	o.cfg.Stats.Checkpoint.Store(o.checkpoint)
+	o.stats.Checkpoint.Store(o.checkpoint)
 	st.Checkpoint = o.checkpoint
 	return st
 }
@@ -231,7 +299,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 func (o *outboxActor) head() (uint64, error) {
 	ctx, cancel := o.io()
 	defer cancel()
-	return o.cfg.Log.Head(ctx)
+	return o.log.Head(ctx)
 }
 
 // skip dead-letters an entry of the global log that is not a record: it is
@@ -248,17 +316,17 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 		o.skipped = e.Position
 		o.cfg.Stats.DeadLettered.Add(1)
 		o.cfg.Metrics.ObserveOutboxDeadLetter(metrics.OutboxDeadLetterUnreadable)
-		o.cfg.Logger.Error("outbox dead-lettered an entry of the journal's global log that is not a record; nothing is published for it",
+		o.logger.Error("outbox dead-lettered an entry of the journal's log that is not a record; nothing is published for it",
 			slog.Uint64("position", e.Position), slog.Uint64("resume_after", e.Next), slog.String("reason", e.Reason))
 	}
 	ctx, cancel := o.io()
-	err := o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, e.Next)
+	err := o.cfg.Journal.SaveCheckpoint(ctx, o.name, e.Next)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("save checkpoint %d: %w", e.Next, err)
 	}
 	o.checkpoint = e.Next
-	o.cfg.Stats.Checkpoint.Store(e.Next)
+	o.stats.Checkpoint.Store(e.Next)
 	return nil
 }
 
@@ -273,7 +341,7 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 func (o *outboxActor) checkCheckpoint() error {
 	ctx, cancel := o.io()
 	defer cancel()
-	stored, err := o.cfg.Log.LoadCheckpoint(ctx, CheckpointName)
+	stored, err := o.cfg.Journal.LoadCheckpoint(ctx, o.name)
 	if err != nil {
 		return err
 	}
@@ -283,22 +351,22 @@ func (o *outboxActor) checkCheckpoint() error {
 	if o.checkpoint == 0 {
 		return nil
 	}
-	head, err := o.cfg.Log.Head(ctx)
+	head, err := o.log.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("read the log head: %w", err)
 	}
 	if head >= o.checkpoint && stored != 0 {
 		return nil
 	}
-	r := &CheckpointReset{Checkpoint: o.checkpoint, Stored: stored, Head: head, At: time.Now().UTC()}
-	o.cfg.Stats.reset.Store(r)
-	o.cfg.Logger.Error("outbox checkpoint is ahead of the journal: the persistence backend lost data (restarted empty?); publishing its log again from the start",
+	r := &CheckpointReset{Partition: o.partition, Checkpoint: o.checkpoint, Stored: stored, Head: head, At: time.Now().UTC()}
+	o.stats.reset.Store(r)
+	o.logger.Error("outbox checkpoint is ahead of the journal: the persistence backend lost data (restarted empty?); publishing its log again from the start",
 		slog.Uint64("checkpoint", r.Checkpoint), slog.Uint64("stored_checkpoint", stored), slog.Uint64("head", head))
 	o.checkpoint = 0
-	o.cfg.Stats.Checkpoint.Store(0)
-	if err := o.cfg.Log.SaveCheckpoint(ctx, CheckpointName, 0); err != nil {
+	o.stats.Checkpoint.Store(0)
+	if err := o.cfg.Journal.SaveCheckpoint(ctx, o.name, 0); err != nil {
 		// The drain goes on from 0 regardless; its first batch saves.
-		o.cfg.Logger.Warn("outbox could not save its reset checkpoint", slog.Any("error", err))
+		o.logger.Warn("outbox could not save its reset checkpoint", slog.Any("error", err))
 	}
 	return nil
 }
@@ -319,7 +387,7 @@ func (o *outboxActor) publishEach(batch []transport.Message) error {
 		}
 		o.cfg.Stats.DeadLettered.Add(1)
 		o.cfg.Metrics.ObserveOutboxDeadLetter(metrics.OutboxDeadLetterRefused)
-		o.cfg.Logger.Error("outbox dead-lettered an event the transport refuses; it stays in the journal but is not published",
+		o.logger.Error("outbox dead-lettered an event the transport refuses; it stays in the journal but is not published",
 			slog.String("event_id", m.ID()), slog.String("type", m.Type), slog.Int("payload_bytes", len(m.Payload)), slog.Any("error", err))
 	}
 	return nil

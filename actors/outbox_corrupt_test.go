@@ -24,7 +24,6 @@ import (
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	pnats "github.com/ordersystem/ordersystem/persistence/nats"
 	predis "github.com/ordersystem/ordersystem/persistence/redis"
-	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -125,15 +124,15 @@ type outboxMember struct {
 
 func startOutboxMember(t *testing.T, b persistence.Backend, pub actors.Publisher, batch int) *outboxMember {
 	t.Helper()
-	om := &outboxMember{stats: &actors.OutboxStats{}, metrics: metrics.New()}
+	om := &outboxMember{stats: actors.NewOutboxStats(b.Partitions()), metrics: metrics.New()}
 	var member *cluster.Node
 	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
 		return member.Request(ctx, id, kind, msg)
 	})
-	om.driver = actors.NewOutboxDriver(req, time.Hour, nil)
+	om.driver = actors.NewOutboxDriver(req, b.Partitions(), time.Hour, nil)
 	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
 		actors.NewOrderKind(actors.OrderConfig{Journal: b, NodeID: "n"}),
-		actors.NewOutboxKind(actors.OutboxConfig{Log: b, Publisher: pub, BatchSize: batch, IOTimeout: 2 * time.Second,
+		actors.NewOutboxKind(actors.OutboxConfig{Journal: b, Publisher: pub, BatchSize: batch, IOTimeout: 2 * time.Second,
 			Stats: om.stats, Metrics: om.metrics}),
 	}})
 	if err != nil {
@@ -159,13 +158,23 @@ func (om *outboxMember) create(t *testing.T, ids ...string) []string {
 	return events
 }
 
-func (om *outboxMember) drain(t *testing.T) *orderpb.OutboxStatus {
+// drain drains every partition and returns the published count.
+func (om *outboxMember) drain(t *testing.T) uint64 {
 	t.Helper()
-	st, err := om.driver.Drain(context.Background())
-	if err != nil || st.GetError() != "" {
-		t.Fatalf("drain: %v %s", err, st.GetError())
+	n, err := om.driver.DrainAll(context.Background())
+	if err != nil {
+		t.Fatalf("drain: %v", err)
 	}
-	return st
+	return n
+}
+
+// lag is the sum of the partitions' lags as the outboxes last saw them.
+func (om *outboxMember) lag() uint64 {
+	var lag uint64
+	for p := range om.stats.Partitions() {
+		lag += om.stats.Partition(p).Lag()
+	}
+	return lag
 }
 
 func (om *outboxMember) unreadableMetric(t *testing.T) string {
@@ -219,7 +228,7 @@ func TestOutboxDeadLettersAnUnreadableJournalEntry(t *testing.T) {
 				want = append(want, om.create(t, "o-3", "o-4", "o-5")...)
 				backend.inject(t)
 
-				st := om.drain(t)
+				published := om.drain(t)
 				wantPublished(t, pub.snapshot(), want)
 				if n := om.stats.DeadLettered.Load(); n != 2 {
 					t.Fatalf("dead-lettered %d, want the 2 bad entries", n)
@@ -227,38 +236,41 @@ func TestOutboxDeadLettersAnUnreadableJournalEntry(t *testing.T) {
 				if line := om.unreadableMetric(t); !strings.HasSuffix(line, " 2") {
 					t.Fatalf("metrics: %q", line)
 				}
-				if st.GetPublished() != uint64(len(want)) || st.GetCheckpoint() < st.GetHead() || om.stats.Lag() != 0 {
-					t.Fatalf("status %+v, lag %d: the checkpoint must be past the last bad entry", st, om.stats.Lag())
+				if published != uint64(len(want)) || om.lag() != 0 {
+					t.Fatalf("published %d of %d, lag %d: the checkpoints must be past the last bad entry", published, len(want), om.lag())
 				}
-				cp, err := backend.LoadCheckpoint(context.Background(), actors.CheckpointName)
-				if err != nil || cp != st.GetCheckpoint() {
-					t.Fatalf("saved checkpoint %d %v, status says %d", cp, err, st.GetCheckpoint())
-				}
-				if behind, err := backend.Behind(context.Background(), cp); err != nil || behind != 0 {
-					t.Fatalf("behind the checkpoint: %d %v", behind, err)
+				for p := range backend.Partitions() {
+					cp, err := backend.LoadCheckpoint(context.Background(), actors.CheckpointName(p))
+					if want := om.stats.Partition(p).Checkpoint.Load(); err != nil || cp != want {
+						t.Fatalf("partition %d: saved checkpoint %d %v, the outbox says %d", p, cp, err, want)
+					}
+					if behind, err := backend.Log(p).Behind(context.Background(), cp); err != nil || behind != 0 {
+						t.Fatalf("partition %d: behind the checkpoint: %d %v", p, behind, err)
+					}
 				}
 				// A second drain has nothing to do.
-				if st := om.drain(t); st.GetPublished() != 0 || om.stats.DeadLettered.Load() != 2 {
-					t.Fatalf("second drain %+v, dead-lettered %d", st, om.stats.DeadLettered.Load())
+				if n := om.drain(t); n != 0 || om.stats.DeadLettered.Load() != 2 {
+					t.Fatalf("second drain published %d, dead-lettered %d", n, om.stats.DeadLettered.Load())
 				}
 
 				// Restart: a new member, a new outbox activation.
 				om.member.Stop(false)
 				om = startOutboxMember(t, backend, pub, batch)
 				want = append(want, om.create(t, "o-6")...)
-				st = om.drain(t)
+				published = om.drain(t)
 				wantPublished(t, pub.snapshot(), want)
-				if st.GetPublished() != 2 || om.stats.DeadLettered.Load() != 0 || st.GetCheckpoint() < st.GetHead() {
-					t.Fatalf("after the restart: status %+v, dead-lettered %d", st, om.stats.DeadLettered.Load())
+				if published != 2 || om.stats.DeadLettered.Load() != 0 || om.lag() != 0 {
+					t.Fatalf("after the restart: published %d, dead-lettered %d, lag %d", published, om.stats.DeadLettered.Load(), om.lag())
 				}
 			})
 		}
 	}
 }
 
-// corruptLog is a memory journal whose global log has an entry that is not
-// a record at position bad (memory holds a record there, which ReadAll does
-// not return), and whose checkpoint save at position failAt fails once.
+// corruptLog is a one-partition memory journal whose log has an entry that
+// is not a record at position bad (memory holds a record there, which
+// ReadAll does not return), and whose checkpoint save at position failAt
+// fails once.
 type corruptLog struct {
 	*memory.Backend
 	bad    uint64
@@ -267,12 +279,23 @@ type corruptLog struct {
 	failAt uint64
 }
 
-func (c *corruptLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
-	recs, err := c.Backend.ReadAll(ctx, after, limit)
+func newCorruptLog(bad, next, failAt uint64) *corruptLog {
+	return &corruptLog{Backend: memory.NewPartitioned(1), bad: bad, next: next, failAt: failAt}
+}
+
+func (c *corruptLog) Log(p int) persistence.Log { return corruptPartition{Log: c.Backend.Log(p), c: c} }
+
+type corruptPartition struct {
+	persistence.Log
+	c *corruptLog
+}
+
+func (l corruptPartition) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	recs, err := l.Log.ReadAll(ctx, after, limit)
 	for i, r := range recs {
-		if r.Position == c.bad {
+		if r.Position == l.c.bad {
 			if i == 0 {
-				return nil, fmt.Errorf("read all: %w", &persistence.CorruptRecordError{Position: c.bad, Next: c.next, Reason: "no fields"})
+				return nil, fmt.Errorf("read all: %w", &persistence.CorruptRecordError{Position: l.c.bad, Next: l.c.next, Reason: "no fields"})
 			}
 			return recs[:i], nil
 		}
@@ -293,16 +316,16 @@ func (c *corruptLog) SaveCheckpoint(ctx context.Context, name string, pos uint64
 	return c.Backend.SaveCheckpoint(ctx, name, pos)
 }
 
-func startOutboxOn(t *testing.T, log actors.OutboxLog, pub actors.Publisher) (*actors.OutboxDriver, *actors.OutboxStats) {
+func startOutboxOn(t *testing.T, log actors.OutboxJournal, pub actors.Publisher) (*actors.OutboxDriver, *actors.OutboxStats) {
 	t.Helper()
-	stats := &actors.OutboxStats{}
+	stats := actors.NewOutboxStats(log.Partitions())
 	var member *cluster.Node
 	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
 		return member.Request(ctx, id, kind, msg)
 	})
-	driver := actors.NewOutboxDriver(req, time.Hour, nil)
+	driver := actors.NewOutboxDriver(req, log.Partitions(), time.Hour, nil)
 	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
-		actors.NewOutboxKind(actors.OutboxConfig{Log: log, Publisher: pub, Stats: stats}),
+		actors.NewOutboxKind(actors.OutboxConfig{Journal: log, Publisher: pub, Stats: stats}),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -326,18 +349,18 @@ func journalN(t *testing.T, j persistence.Journal, n int) {
 // the checkpoint; the next drain skips it again, saves, and goes on. The
 // entry is counted once.
 func TestOutboxSkipRetriedAfterACheckpointFailure(t *testing.T) {
-	log := &corruptLog{Backend: memory.New(), bad: 3, next: 3, failAt: 3}
+	log := newCorruptLog(3, 3, 3)
 	journalN(t, log, 5)
 	pub := &recorder{}
 	driver, stats := startOutboxOn(t, log, pub)
 	ctx := context.Background()
 
-	st, err := driver.Drain(ctx)
+	st, err := driver.Drain(ctx, 0)
 	if err != nil || !strings.Contains(st.GetError(), "save checkpoint 3") || st.GetCheckpoint() != 2 {
 		t.Fatalf("drain with the save past the bad entry failing: %v %+v", err, st)
 	}
 	wantPublished(t, pub.snapshot(), []string{"m-0:1", "m-1:1"})
-	st, err = driver.Drain(ctx)
+	st, err = driver.Drain(ctx, 0)
 	if err != nil || st.GetError() != "" || st.GetCheckpoint() != 5 || st.GetHead() != 5 {
 		t.Fatalf("drain: %v %+v", err, st)
 	}
@@ -345,7 +368,7 @@ func TestOutboxSkipRetriedAfterACheckpointFailure(t *testing.T) {
 	if n := stats.DeadLettered.Load(); n != 1 {
 		t.Fatalf("dead-lettered %d, want 1", n)
 	}
-	if cp, _ := log.LoadCheckpoint(ctx, actors.CheckpointName); cp != 5 {
+	if cp, _ := log.LoadCheckpoint(ctx, actors.CheckpointName(0)); cp != 5 {
 		t.Fatalf("saved checkpoint %d", cp)
 	}
 }
@@ -354,10 +377,10 @@ func TestOutboxSkipRetriedAfterACheckpointFailure(t *testing.T) {
 // *CorruptRecordError resumes at or before the checkpoint would make the
 // outbox read the same entry forever; the drain fails instead.
 func TestOutboxRefusesACorruptErrorThatDoesNotMoveOn(t *testing.T) {
-	log := &corruptLog{Backend: memory.New(), bad: 2, next: 1}
+	log := newCorruptLog(2, 1, 0)
 	journalN(t, log, 3)
 	driver, stats := startOutboxOn(t, log, &recorder{})
-	st, err := driver.Drain(context.Background())
+	st, err := driver.Drain(context.Background(), 0)
 	if err != nil || !strings.Contains(st.GetError(), "not past the checkpoint 1") || st.GetCheckpoint() != 1 {
 		t.Fatalf("drain: %v %+v", err, st)
 	}

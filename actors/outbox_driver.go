@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,19 +12,22 @@ import (
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
-// OutboxDriver makes the outbox singleton drain: on every nudge (sent after
-// each append, so commit-to-publish latency is milliseconds) and on a timer
-// (--outbox-interval, 2 s by default), with capped exponential backoff and jitter
-// after failures. Each node runs one; in a cluster their drains reach the same
-// singleton activation.
+// OutboxDriver makes the outboxes drain, each partition's on its own: on
+// every nudge of the partition (sent after each append to it, so
+// commit-to-publish latency is milliseconds) and on a timer
+// (--outbox-interval, 2 s by default), with capped exponential backoff and
+// jitter after failures. Each node runs one; in a cluster their drains of a
+// partition reach the same singleton activation, wherever the placement put
+// it.
 //
 // Its owner runs Run on a goroutine of its own and ends it with Stop (or by
 // cancelling Run's context). Nudge and Drain work whether Run runs or not.
 type OutboxDriver struct {
-	req      Requester
-	interval time.Duration
-	logger   *slog.Logger
-	nudge    chan struct{}
+	req        Requester
+	interval   time.Duration
+	logger     *slog.Logger
+	partitions int
+	nudge      []chan struct{} // one per partition
 
 	mu      sync.Mutex
 	stopped bool
@@ -31,29 +35,49 @@ type OutboxDriver struct {
 	done    chan struct{}      // closed when the running Run returns
 }
 
-// NewOutboxDriver returns a driver; call Run to start it and Stop to end it.
-func NewOutboxDriver(req Requester, interval time.Duration, logger *slog.Logger) *OutboxDriver {
+// NewOutboxDriver returns a driver of the outboxes of partitions
+// partitions (at least 1); call Run to start it and Stop to end it.
+func NewOutboxDriver(req Requester, partitions int, interval time.Duration, logger *slog.Logger) *OutboxDriver {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &OutboxDriver{req: req, interval: interval, logger: logger, nudge: make(chan struct{}, 1)}
+	partitions = max(partitions, 1)
+	d := &OutboxDriver{req: req, interval: interval, logger: logger, partitions: partitions, nudge: make([]chan struct{}, partitions)}
+	for p := range d.nudge {
+		d.nudge[p] = make(chan struct{}, 1)
+	}
+	return d
 }
 
-// Nudge asks for a drain soon; it never blocks and nudges coalesce.
-func (d *OutboxDriver) Nudge() {
+// Partitions is the number of partitions the driver drains.
+func (d *OutboxDriver) Partitions() int { return d.partitions }
+
+// Nudge asks for a drain of partition p soon; it never blocks and nudges
+// coalesce. A p out of range is ignored.
+func (d *OutboxDriver) Nudge(p int) {
+	if p < 0 || p >= d.partitions {
+		return
+	}
 	select {
-	case d.nudge <- struct{}{}:
+	case d.nudge[p] <- struct{}{}:
 	default:
 	}
 }
 
-// Drain asks the outbox to publish everything journaled so far and returns
-// its status.
-func (d *OutboxDriver) Drain(ctx context.Context) (*orderpb.OutboxStatus, error) {
-	res, err := d.req.Request(ctx, OutboxIdentity, OutboxKind, &orderpb.DrainOutbox{})
+// NudgeAll asks for a drain of every partition soon.
+func (d *OutboxDriver) NudgeAll() {
+	for p := range d.partitions {
+		d.Nudge(p)
+	}
+}
+
+// Drain asks partition p's outbox to publish everything journaled to the
+// partition so far and returns its status.
+func (d *OutboxDriver) Drain(ctx context.Context, p int) (*orderpb.OutboxStatus, error) {
+	res, err := d.req.Request(ctx, OutboxIdentity(p), OutboxKind, &orderpb.DrainOutbox{})
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +88,41 @@ func (d *OutboxDriver) Drain(ctx context.Context) (*orderpb.OutboxStatus, error)
 	return st, nil
 }
 
+// DrainAll drains every partition at once and returns the first failure
+// (an error, or a status that reports one, naming its partition) and how
+// many events were published.
+func (d *OutboxDriver) DrainAll(ctx context.Context) (published uint64, err error) {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for p := range d.partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := d.Drain(ctx, p)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("partition %d: %w", p, err))
+			case st.GetError() != "":
+				errs = append(errs, fmt.Errorf("partition %d: %s", p, st.GetError()))
+			}
+			published += st.GetPublished()
+		}()
+	}
+	wg.Wait()
+	return published, errors.Join(errs...)
+}
+
 // ErrDriverRunning is returned by Run when another Run of the same driver
 // is running.
 var ErrDriverRunning = errors.New("outbox driver already running")
 
 // Run drives drains until Stop is called or ctx ends, and returns nil after
-// Stop, ctx's error when ctx ended. A drain in flight is cancelled with it.
+// Stop, ctx's error when ctx ended. Drains in flight are cancelled with it.
 // After Stop, Run returns nil at once.
 func (d *OutboxDriver) Run(ctx context.Context) error {
 	d.mu.Lock()
@@ -92,19 +145,36 @@ func (d *OutboxDriver) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		close(done)
 	}()
+	var wg sync.WaitGroup
+	for p := range d.partitions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.drive(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return d.ended(ctx)
+}
 
-	t := time.NewTicker(d.interval)
+// drive drains partition p on its nudges and its timer until ctx ends. The
+// timers of the partitions start spread over one interval, so that an idle
+// node's periodic drains do not all reach the backend at once.
+func (d *OutboxDriver) drive(ctx context.Context, p int) {
+	offset := d.interval * time.Duration(p) / time.Duration(d.partitions)
+	t := time.NewTimer(offset)
 	defer t.Stop()
 	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
-			return d.ended(ctx)
+			return
 		case <-t.C:
-		case <-d.nudge:
+			t.Reset(d.interval)
+		case <-d.nudge[p]:
 		}
 		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
-		st, err := d.Drain(dctx)
+		st, err := d.Drain(dctx, p)
 		dcancel()
 		if err == nil && st.GetError() == "" {
 			failures = 0
@@ -112,14 +182,15 @@ func (d *OutboxDriver) Run(ctx context.Context) error {
 		}
 		failures++
 		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 10 * time.Second}.Delay(failures)
-		d.logger.Debug("outbox drain failed", slog.Int("failures", failures), slog.Duration("retry_in", wait), slog.Any("error", err), slog.String("outbox_error", st.GetError()))
+		d.logger.Debug("outbox drain failed", slog.Int("partition", p), slog.Int("failures", failures), slog.Duration("retry_in", wait),
+			slog.Any("error", err), slog.String("outbox_error", st.GetError()))
 		backoff := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			backoff.Stop()
-			return d.ended(ctx)
+			return
 		case <-backoff.C:
-			d.Nudge()
+			d.Nudge(p)
 		}
 	}
 }

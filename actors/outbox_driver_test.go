@@ -49,7 +49,7 @@ func within(t *testing.T, d time.Duration, what string, f func()) {
 func TestOutboxDriverStopBeforeRun(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	req := &unreachable{}
-	d := actors.NewOutboxDriver(req, time.Millisecond, nil)
+	d := actors.NewOutboxDriver(req, 1, time.Millisecond, nil)
 	within(t, 2*time.Second, "Stop before Run", d.Stop)
 	within(t, 2*time.Second, "a second Stop", d.Stop)
 	within(t, 2*time.Second, "Run after Stop", func() {
@@ -57,7 +57,7 @@ func TestOutboxDriverStopBeforeRun(t *testing.T) {
 			t.Errorf("Run after Stop = %v, want nil", err)
 		}
 	})
-	d.Nudge()
+	d.Nudge(0)
 	if n := req.calls.Load(); n != 0 {
 		t.Fatalf("a stopped driver drained %d times", n)
 	}
@@ -71,10 +71,10 @@ func TestOutboxDriverStopEndsAFailingRun(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 			req := &unreachable{block: block}
-			d := actors.NewOutboxDriver(req, 5*time.Millisecond, nil)
+			d := actors.NewOutboxDriver(req, 1, 5*time.Millisecond, nil)
 			ran := make(chan error, 1)
 			go func() { ran <- d.Run(context.Background()) }()
-			d.Nudge()
+			d.Nudge(0)
 			deadline := time.Now().Add(5 * time.Second)
 			for req.calls.Load() < 2 && !(block && req.calls.Load() == 1) {
 				if time.Now().After(deadline) {
@@ -95,7 +95,7 @@ func TestOutboxDriverStopEndsAFailingRun(t *testing.T) {
 func TestOutboxDriverRunEndsWithItsContext(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	req := &unreachable{}
-	d := actors.NewOutboxDriver(req, time.Hour, nil)
+	d := actors.NewOutboxDriver(req, 1, time.Hour, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- d.Run(ctx) }()
@@ -104,7 +104,7 @@ func TestOutboxDriverRunEndsWithItsContext(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("Run never drained on a nudge")
 		}
-		d.Nudge()
+		d.Nudge(0)
 		time.Sleep(time.Millisecond)
 	}
 	if err := d.Run(context.Background()); !errors.Is(err, actors.ErrDriverRunning) {

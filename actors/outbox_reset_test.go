@@ -31,13 +31,27 @@ func (l *lossyLog) j() *memory.Backend {
 func (l *lossyLog) lose() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cur = memory.New()
+	l.cur = memory.NewPartitioned(1)
 }
 
-func (l *lossyLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
-	return l.j().ReadAll(ctx, after, limit)
+func (l *lossyLog) Partitions() int { return 1 }
+
+// Log returns a log that reads whichever journal is current at each call.
+func (l *lossyLog) Log(p int) persistence.Log { return lossyPartition{l: l, p: p} }
+
+type lossyPartition struct {
+	l *lossyLog
+	p int
 }
-func (l *lossyLog) Head(ctx context.Context) (uint64, error) { return l.j().Head(ctx) }
+
+func (lp lossyPartition) Partition() int { return lp.p }
+func (lp lossyPartition) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	return lp.l.j().Log(lp.p).ReadAll(ctx, after, limit)
+}
+func (lp lossyPartition) Head(ctx context.Context) (uint64, error) { return lp.l.j().Log(lp.p).Head(ctx) }
+func (lp lossyPartition) Behind(ctx context.Context, after uint64) (uint64, error) {
+	return lp.l.j().Log(lp.p).Behind(ctx, after)
+}
 func (l *lossyLog) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
 	return l.j().LoadCheckpoint(ctx, name)
 }
@@ -68,15 +82,15 @@ func TestOutboxResetsACheckpointAheadOfTheLog(t *testing.T) {
 		{"more than before", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			log := &lossyLog{cur: memory.New()}
+			log := &lossyLog{cur: memory.NewPartitioned(1)}
 			pub := &picky{}
-			stats := &actors.OutboxStats{}
+			stats := actors.NewOutboxStats(1)
 			var member *cluster.Node
 			driver := actors.NewOutboxDriver(reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
 				return member.Request(ctx, id, kind, msg)
-			}), time.Hour, nil)
+			}), 1, time.Hour, nil)
 			member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
-				actors.NewOutboxKind(actors.OutboxConfig{Log: log, Publisher: pub, Stats: stats}),
+				actors.NewOutboxKind(actors.OutboxConfig{Journal: log, Publisher: pub, Stats: stats}),
 			}})
 			if err != nil {
 				t.Fatal(err)
@@ -84,7 +98,7 @@ func TestOutboxResetsACheckpointAheadOfTheLog(t *testing.T) {
 			defer member.Stop(false)
 			drain := func() uint64 {
 				t.Helper()
-				st, err := driver.Drain(context.Background())
+				st, err := driver.Drain(context.Background(), 0)
 				if err != nil || st.GetError() != "" {
 					t.Fatalf("drain: %v %s", err, st.GetError())
 				}
@@ -92,13 +106,13 @@ func TestOutboxResetsACheckpointAheadOfTheLog(t *testing.T) {
 			}
 
 			log.appendN(t, "old-", 3)
-			if cp := drain(); cp != 3 || stats.LastReset() != nil {
-				t.Fatalf("checkpoint %d, reset %+v before any loss", cp, stats.LastReset())
+			if cp := drain(); cp != 3 || stats.Partition(0).LastReset() != nil {
+				t.Fatalf("checkpoint %d, reset %+v before any loss", cp, stats.Partition(0).LastReset())
 			}
 			log.lose()
 			log.appendN(t, "new-", tc.after)
 			drain()
-			r := stats.LastReset()
+			r := stats.Partition(0).LastReset()
 			if r == nil || r.Checkpoint != 3 || r.Stored != 0 || r.Head != uint64(tc.after) {
 				t.Fatalf("reset %+v, want checkpoint 3, stored 0, head %d", r, tc.after)
 			}
@@ -114,7 +128,7 @@ func TestOutboxResetsACheckpointAheadOfTheLog(t *testing.T) {
 			if got := fmt.Sprint(pub.published); got != fmt.Sprint(want) {
 				t.Fatalf("published %s, want %s", got, want)
 			}
-			if stats.LastReset() != r {
+			if stats.Partition(0).LastReset() != r {
 				t.Fatal("a drain without loss recorded another reset")
 			}
 		})

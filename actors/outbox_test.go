@@ -13,6 +13,7 @@ import (
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/internal/testservers"
+	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	predis "github.com/ordersystem/ordersystem/persistence/redis"
 	"github.com/ordersystem/ordersystem/transport"
@@ -60,10 +61,11 @@ func startOutboxNode(t *testing.T, redisAddr string, pub actors.Publisher) *outb
 	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
 		return member.Request(ctx, id, kind, msg)
 	})
-	on.driver = actors.NewOutboxDriver(req, 50*time.Millisecond, nil)
+	on.driver = actors.NewOutboxDriver(req, backend.Partitions(), 50*time.Millisecond, nil)
+	nudge := func(id string) { on.driver.Nudge(persistence.PartitionOf(id, backend.Partitions())) }
 	member, err = cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
-		actors.NewOrderKind(actors.OrderConfig{Journal: backend, NodeID: "n", Appended: on.driver.Nudge}),
-		actors.NewOutboxKind(actors.OutboxConfig{Log: backend, Publisher: pub, IOTimeout: time.Second}),
+		actors.NewOrderKind(actors.OrderConfig{Journal: backend, NodeID: "n", Appended: nudge}),
+		actors.NewOutboxKind(actors.OutboxConfig{Journal: backend, Publisher: pub, IOTimeout: time.Second}),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -180,17 +182,17 @@ func (p *picky) Publish(_ context.Context, batch []transport.Message) error {
 // TestOutboxDeadLettersAPoisonEvent: an event the transport refuses for good
 // is dead-lettered and the events after it are still published.
 func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
-	mem := memory.New()
+	mem := memory.NewPartitioned(1)
 	pub := &picky{refuse: "p-2:1"}
-	stats := &actors.OutboxStats{}
+	stats := actors.NewOutboxStats(1)
 	var member *cluster.Node
 	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
 		return member.Request(ctx, id, kind, msg)
 	})
-	driver := actors.NewOutboxDriver(req, time.Hour, nil)
+	driver := actors.NewOutboxDriver(req, 1, time.Hour, nil)
 	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
 		actors.NewOrderKind(actors.OrderConfig{Journal: mem, NodeID: "n"}),
-		actors.NewOutboxKind(actors.OutboxConfig{Log: mem, Publisher: pub, Stats: stats}),
+		actors.NewOutboxKind(actors.OutboxConfig{Journal: mem, Publisher: pub, Stats: stats}),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +206,7 @@ func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
 			t.Fatalf("create: %v %v", err, r.GetError())
 		}
 	}
-	st, err := driver.Drain(ctx)
+	st, err := driver.Drain(ctx, 0)
 	if err != nil || st.GetError() != "" {
 		t.Fatalf("drain: %v %s", err, st.GetError())
 	}

@@ -362,6 +362,15 @@ func (m *Member) Forget(identity, kind string) {
 	}
 }
 
+// Owner is the address of the member that owns the actor identity of kind
+// in the running incarnation's view (see Node.Owner); "" while none runs.
+func (m *Member) Owner(identity, kind string) string {
+	if n := m.current(); n != nil {
+		return n.Owner(identity, kind)
+	}
+	return ""
+}
+
 // Address is the remote address (host:port) of the running incarnation,
 // "" while none runs.
 func (m *Member) Address() string {

@@ -279,6 +279,11 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 	}
 }
 
+// Owner is the address (host:port) of the member that owns the actor
+// identity of kind in this member's view: where it is activated. "" while
+// the member list is not known yet.
+func (n *Node) Owner(identity, kind string) string { return n.lookupImpl.owner(identity, kind) }
+
 // Forget drops the cached location of an actor, so that the next Request
 // asks its owner again.
 func (n *Node) Forget(identity, kind string) {

@@ -103,6 +103,16 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	return nil
 }
 
+// owner is the address of the member that owns the identity now, "" while
+// the member list is not known yet.
+func (p *placement) owner(identity, kind string) string {
+	ring := p.ring.Load()
+	if ring == nil {
+		return ""
+	}
+	return ring.owner(&pcluster.ClusterIdentity{Identity: identity, Kind: kind})
+}
+
 // ownedHere reports whether this member owns the identity now.
 func (p *placement) ownedHere(identity, kind string) bool {
 	ring := p.ring.Load()

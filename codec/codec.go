@@ -111,15 +111,17 @@ var ErrCorrupt = errors.New("corrupt journal record")
 type CorruptError struct {
 	OrderID string
 	Version uint64
-	// Position is the record's place in the journal's global log (0 when
-	// the record came from a stream read that does not tell it).
-	Position uint64
-	Err      error
+	// Partition and Position are the record's place in its partition's log
+	// (Position 0 when the record came from a stream read that does not
+	// tell it).
+	Partition int
+	Position  uint64
+	Err       error
 }
 
 func (e *CorruptError) Error() string {
 	if e.Position != 0 {
-		return fmt.Sprintf("journal record %s:%d (position %d) is corrupt: %v", e.OrderID, e.Version, e.Position, e.Err)
+		return fmt.Sprintf("journal record %s:%d (partition %d, position %d) is corrupt: %v", e.OrderID, e.Version, e.Partition, e.Position, e.Err)
 	}
 	return fmt.Sprintf("journal record %s:%d is corrupt: %v", e.OrderID, e.Version, e.Err)
 }
@@ -132,7 +134,7 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 
 // corrupt wraps why record r cannot be read.
 func corrupt(r persistence.Record, err error) *CorruptError {
-	return &CorruptError{OrderID: r.StreamID, Version: r.Version, Position: r.Position, Err: err}
+	return &CorruptError{OrderID: r.StreamID, Version: r.Version, Partition: r.Partition, Position: r.Position, Err: err}
 }
 
 // DecodeRecord decodes a journal record into its wire envelope, checking

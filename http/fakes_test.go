@@ -187,8 +187,9 @@ func (h fakeHealth) Ready(context.Context) (bool, httpapi.HealthReport) {
 		},
 		// The outbox found its checkpoint ahead of the log (Redis restarted
 		// empty) and reset it.
-		Outbox: &httpapi.OutboxFigures{Checkpoint: 1, Head: 1, Published: 4, CheckpointAhead: true,
-			CheckpointReset: &httpapi.CheckpointReset{Checkpoint: 3, Head: 0, At: at}},
+		Outbox: &httpapi.OutboxFigures{Published: 4, CheckpointAhead: true,
+			CheckpointReset: &httpapi.CheckpointReset{Checkpoint: 3, Head: 0, At: at},
+			Partitions:      []httpapi.OutboxPartition{{Checkpoint: 1, Head: 1}}},
 	}
 }
 

@@ -35,33 +35,49 @@ type Member struct {
 	Kinds   []string `json:"kinds,omitempty"`
 }
 
-// OutboxFigures is where the outbox stands, in GET /, GET /stats and GET
-// /health. Lag, Checkpoint and Head are the cluster's (read from the
-// persistence backend, the same on every node); Published, Failures,
-// DeadLettered and CheckpointReset are this node's (counted by the outbox
-// while this node hosted it). DeadLettered counts the events the transport
-// refused for good and the entries of the global log that are not records,
-// which the outbox skipped.
+// OutboxFigures is where the outboxes stand, in GET /, GET /stats and GET
+// /health: one outbox per journal partition. Lag and Partitions are the
+// cluster's (read from the persistence backend, the same on every node);
+// Published, Failures, DeadLettered and CheckpointReset are this node's
+// (counted by the outboxes while this node hosted them). DeadLettered counts
+// the events the transport refused for good and the entries of a
+// partition's log that are not records, which the outboxes skipped.
 type OutboxFigures struct {
-	// Lag is how many journaled events are not published yet.
-	Lag uint64 `json:"lag"`
-	// Checkpoint and Head are positions in the journal's global log.
-	Checkpoint   uint64 `json:"checkpoint"`
-	Head         uint64 `json:"head"`
+	// Lag is how many journaled events are not published yet, in all.
+	Lag          uint64 `json:"lag"`
 	Published    uint64 `json:"published"`
 	Failures     uint64 `json:"failures"`
 	DeadLettered uint64 `json:"deadLettered"`
-	// CheckpointAhead means the outbox's checkpoint was found ahead of the
-	// journal's log: the backend lost data. It stays set on the node whose
-	// outbox reset its checkpoint (CheckpointReset) until that node
-	// restarts; other nodes show it while the stored checkpoint is ahead.
+	// CheckpointAhead means an outbox's checkpoint was found ahead of its
+	// partition's log: the backend lost data. It stays set on the node
+	// whose outbox reset its checkpoint (CheckpointReset, the latest) until
+	// that node restarts; other nodes show it while a stored checkpoint is
+	// ahead.
 	CheckpointAhead bool             `json:"checkpointAhead"`
 	CheckpointReset *CheckpointReset `json:"checkpointReset,omitempty"`
+	// Partitions are the partitions' outboxes, by partition.
+	Partitions []OutboxPartition `json:"partitions"`
 }
 
-// CheckpointReset is the outbox's latest reset of its checkpoint after it
-// found it ahead of the journal's log.
+// OutboxPartition is where one partition's outbox stands.
+type OutboxPartition struct {
+	Partition int `json:"partition"`
+	// Checkpoint is the position in the partition's log published so far,
+	// Head the partition's last position, Lag the events between them.
+	Checkpoint uint64 `json:"checkpoint"`
+	Head       uint64 `json:"head"`
+	Lag        uint64 `json:"lag"`
+	// CheckpointAhead: the stored checkpoint is past the head.
+	CheckpointAhead bool `json:"checkpointAhead,omitempty"`
+	// Owner is the member (node-to-node address) that drains it, as this
+	// node's placement says; empty while not known.
+	Owner string `json:"owner,omitempty"`
+}
+
+// CheckpointReset is an outbox's latest reset of its checkpoint after it
+// found it ahead of its partition's log.
 type CheckpointReset struct {
+	Partition int `json:"partition"`
 	// Checkpoint is the position the outbox had published to.
 	Checkpoint uint64 `json:"checkpoint"`
 	// StoredCheckpoint is the checkpoint the backend held (0: lost).
@@ -126,10 +142,12 @@ type QuarantinedOrder struct {
 	OrderID string `json:"orderId"`
 	// Version is the version of the first record that cannot be read.
 	Version uint64 `json:"version"`
-	// Position is that record's place in the journal's global log, when known.
-	Position uint64    `json:"position,omitempty"`
-	Error    string    `json:"error"`
-	At       time.Time `json:"at"`
+	// Partition and Position are that record's place in its partition's
+	// log, when known.
+	Partition int       `json:"partition"`
+	Position  uint64    `json:"position,omitempty"`
+	Error     string    `json:"error"`
+	At        time.Time `json:"at"`
 }
 
 // HealthReport is the body of GET /health and GET /health/ready.

@@ -13,7 +13,8 @@ import (
 // moved here, field for field).
 func TestPortBodiesJSON(t *testing.T) {
 	at := time.Date(2026, 11, 25, 6, 25, 25, 0, time.UTC)
-	outbox := httpapi.OutboxFigures{Lag: 1, Checkpoint: 2, Head: 3, Published: 4, Failures: 5, DeadLettered: 6}
+	outbox := httpapi.OutboxFigures{Lag: 1, Published: 4, Failures: 5, DeadLettered: 6,
+		Partitions: []httpapi.OutboxPartition{{Partition: 0, Checkpoint: 2, Head: 3, Lag: 1, Owner: "h:1"}}}
 	for _, c := range []struct {
 		name string
 		v    any
@@ -26,10 +27,11 @@ func TestPortBodiesJSON(t *testing.T) {
 			`{"service":"ordersystem","version":"v","nodeId":"n1","mode":"cluster","transport":"nats",` +
 				`"persistence":{"name":"nats","address":"nats://h:4222","durability":"d"},` +
 				`"members":[{"id":"m1","nodeId":"n1","address":"h:1","kinds":["order"]},{"id":"m2","address":"h:2"}],` +
-				`"startedAt":"2026-11-25T06:25:25Z","outbox":{"lag":1,"checkpoint":2,"head":3,"published":4,"failures":5,"deadLettered":6,"checkpointAhead":false}}`},
+				`"startedAt":"2026-11-25T06:25:25Z","outbox":{"lag":1,"published":4,"failures":5,"deadLettered":6,"checkpointAhead":false,` +
+				`"partitions":[{"partition":0,"checkpoint":2,"head":3,"lag":1,"owner":"h:1"}]}}`},
 		{"info without members", httpapi.Info{Persistence: httpapi.BackendInfo{Name: "inmemory"}},
 			`{"service":"","version":"","nodeId":"","mode":"","transport":"","persistence":{"name":"inmemory","durability":""},` +
-				`"members":null,"startedAt":"0001-01-01T00:00:00Z","outbox":{"lag":0,"checkpoint":0,"head":0,"published":0,"failures":0,"deadLettered":0,"checkpointAhead":false}}`},
+				`"members":null,"startedAt":"0001-01-01T00:00:00Z","outbox":{"lag":0,"published":0,"failures":0,"deadLettered":0,"checkpointAhead":false,"partitions":null}}`},
 		{"health", httpapi.HealthReport{Status: "down", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{
 			"node":        {Status: "down", Error: "shutting down"},
 			"persistence": {Status: "up", LatencyMS: 0.5, Monitor: &httpapi.Monitor{Up: true, LatencyMS: 0.25, Since: at, CheckedAt: at}},
@@ -40,10 +42,12 @@ func TestPortBodiesJSON(t *testing.T) {
 				`"persistence":{"status":"up","latencyMs":0.5,"monitor":{"up":true,"latencyMs":0.25,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":0}},` +
 				`"transport":{"status":"down","latencyMs":1,"error":"refused","monitor":{"up":false,"lastError":"refused","latencyMs":1,"since":"2026-11-25T06:25:25Z","checkedAt":"2026-11-25T06:25:25Z","consecutiveFailures":3}}}}`},
 		{"health with a checkpoint reset", httpapi.HealthReport{Status: "up", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{},
-			Outbox: &httpapi.OutboxFigures{Lag: 0, Checkpoint: 1, Head: 1, Published: 4, CheckpointAhead: true,
-				CheckpointReset: &httpapi.CheckpointReset{Checkpoint: 3, StoredCheckpoint: 0, Head: 0, At: at}}},
-			`{"status":"up","nodeId":"n1","components":{},"outbox":{"lag":0,"checkpoint":1,"head":1,"published":4,"failures":0,"deadLettered":0,` +
-				`"checkpointAhead":true,"checkpointReset":{"checkpoint":3,"storedCheckpoint":0,"head":0,"at":"2026-11-25T06:25:25Z"}}}`},
+			Outbox: &httpapi.OutboxFigures{Lag: 0, Published: 4, CheckpointAhead: true,
+				CheckpointReset: &httpapi.CheckpointReset{Partition: 2, Checkpoint: 3, StoredCheckpoint: 0, Head: 0, At: at},
+				Partitions:      []httpapi.OutboxPartition{{Partition: 2, Checkpoint: 1, Head: 1, CheckpointAhead: true}}}},
+			`{"status":"up","nodeId":"n1","components":{},"outbox":{"lag":0,"published":4,"failures":0,"deadLettered":0,` +
+				`"checkpointAhead":true,"checkpointReset":{"partition":2,"checkpoint":3,"storedCheckpoint":0,"head":0,"at":"2026-11-25T06:25:25Z"},` +
+				`"partitions":[{"partition":2,"checkpoint":1,"head":1,"lag":0,"checkpointAhead":true}]}}`},
 		{"read model figures", httpapi.ReadModelFigures{Applied: 7, Repaired: 2, DeadLettered: 1, Quarantined: 3},
 			`{"applied":7,"repaired":2,"deadLettered":1,"quarantined":3}`},
 		{"health with the read model", httpapi.HealthReport{Status: "up", NodeID: "n1", Components: map[string]httpapi.ComponentHealth{},

@@ -68,6 +68,7 @@ type Metrics struct {
 	journalConflicts prometheus.Counter
 
 	outboxLag       prometheus.Gauge
+	partitionLag    *prometheus.GaugeVec
 	outboxPublished prometheus.Counter
 	outboxFailures  prometheus.Counter
 	outboxDead      *prometheus.CounterVec
@@ -116,6 +117,10 @@ func New() *Metrics {
 			Name: "outbox_lag_events",
 			Help: "Journaled events not yet published to the transport.",
 		}),
+		partitionLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "outbox_partition_lag_events",
+			Help: "Journaled events of one journal partition not yet published by its outbox (the cluster's, read from the backend).",
+		}, []string{"partition"}),
 		outboxPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outbox_published_total",
 			Help: "Events the outbox published to the transport.",
@@ -158,7 +163,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.commands,
 		m.appendDuration, m.journalConflicts,
-		m.outboxLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
+		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
 		m.actorsActive, m.clusterMembers, m.backendUp,
 	)
@@ -254,12 +259,17 @@ func (m *Metrics) ObserveAppend(d time.Duration, conflict bool) {
 	}
 }
 
-// SetOutboxLag sets the number of journaled events not yet published.
-func (m *Metrics) SetOutboxLag(lag uint64) {
+// SetOutboxLag sets the number of journaled events not yet published, in
+// all (lag) and per partition (partitions[p] is partition p's; nil leaves
+// the partition gauges as they are).
+func (m *Metrics) SetOutboxLag(lag uint64, partitions []uint64) {
 	if m == nil {
 		return
 	}
 	m.outboxLag.Set(float64(lag))
+	for p, l := range partitions {
+		m.partitionLag.WithLabelValues(strconv.Itoa(p)).Set(float64(l))
+	}
 }
 
 // ObservePublish records one outbox publish attempt of n events: n are

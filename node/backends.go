@@ -206,7 +206,7 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 			slog.String("nats_buckets", ns.natsCheckpoints+","+ns.natsSnapshots))
 		return b, nil
 	default:
-		return pmemory.New(), nil
+		return pmemory.NewPartitioned(cfg.Partitions), nil
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ordersystem/ordersystem/persistence"
+
 	"golang.org/x/net/netutil"
 )
 
@@ -92,6 +94,10 @@ type Config struct {
 	// cluster without a shared backend (in-memory experiments): membership
 	// then runs on each node's HTTP port + 2000.
 	Peers []string `koanf:"peers"`
+	// Partitions is the journal's partition count (0: the stored one, or
+	// persistence.DefaultPartitions for a new journal); a journal created
+	// with another count is refused.
+	Partitions int `koanf:"partitions"`
 	// Durability asked of the servers.
 	RedisWaitReplicas int    `koanf:"redis-wait-replicas"`
 	NATSReplicas      int    `koanf:"nats-replicas"`
@@ -131,6 +137,7 @@ func Default() Config {
 		LeaseTTL:         2 * time.Second,
 		NATSReplicas:     1,
 		NATSStorage:      "file",
+		Partitions:       persistence.DefaultPartitions,
 	}
 }
 
@@ -280,6 +287,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")
+	}
+	if c.Partitions < 0 || c.Partitions > persistence.MaxPartitions {
+		bad("partitions", c.Partitions, fmt.Sprintf("must be 1-%d, or 0 for the count the journal was created with", persistence.MaxPartitions))
 	}
 	if c.OutboxBatch < 1 || c.OutboxBatch > 10000 {
 		bad("outbox-batch", c.OutboxBatch, "must be 1-10000")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
-	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1), outbox: &actors.OutboxStats{}}
+	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -107,7 +108,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	d := n.backend.Describe()
-	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability))
+	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability),
+		slog.Int("partitions", n.backend.Partitions()))
+	n.outbox = actors.NewOutboxStats(n.backend.Partitions())
 	if n.transport, err = openTransport(ctx, cfg, n.conns, log); err != nil {
 		return nil, err
 	}
@@ -137,23 +140,29 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// The journal answers but cannot lay out one of its records: serve
 		// anyway (the write side reads each order's own stream) rather
 		// than refuse to start on every node; GET /health reports it.
-		log.Error("read model incomplete: the journal's global log cannot be read past a record; orders journaled after it are missing from /orders until they change",
-			slog.Uint64("position", incomplete.After), slog.Any("error", incomplete.Err))
+		log.Error("read model incomplete: a journal partition's log cannot be read past a record; orders of the partition journaled after it are missing from /orders until they change",
+			slog.Int("partition", incomplete.Partition), slog.Uint64("position", incomplete.After), slog.Any("error", incomplete.Err))
 	case err != nil:
 		return nil, err
 	}
 	quarantined, recent := n.readModel.Quarantined(healthListMax)
-	log.Info("read model rebuilt", slog.Uint64("position", pos), slog.Int("orders", n.readModel.Stats().TotalOrders),
+	var records uint64
+	for _, p := range pos {
+		records += p
+	}
+	log.Info("read model rebuilt", slog.Int("partitions", len(pos)), slog.Uint64("log_positions", records), slog.Int("orders", n.readModel.Stats().TotalOrders),
 		slog.Int("quarantined_orders", quarantined), slog.Duration("rebuild_time", time.Since(rebuildStart)))
 	for _, q := range recent {
 		log.Error("order quarantined: a record of its journal stream cannot be read; the read model leaves it out and its actor refuses it",
-			slog.String("order_id", q.OrderID), slog.Uint64("version", q.Version), slog.Uint64("position", q.Position), slog.String("error", q.Reason))
+			slog.String("order_id", q.OrderID), slog.Uint64("version", q.Version), slog.Int("partition", q.Partition), slog.Uint64("position", q.Position),
+			slog.String("error", q.Reason))
 	}
 
 	// Write side: the order and outbox kinds on a cluster member. The kinds,
 	// the member that hosts them and the driver that drains the outbox
 	// refer to one another: the closures read n.member and n.driver, both
 	// set before the member starts.
+	partitions := n.backend.Partitions()
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
 		Snapshots:     n.backend,
@@ -161,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		SoleWriter:    cfg.Persistence == InMemory,
-		Appended:      func() { n.driver.Nudge() },
+		Appended:      func(id string) { n.driver.Nudge(persistence.PartitionOf(id, partitions)) },
 		Serving:       func() error { return n.member.Serving() },
 		Metrics:       n.metrics,
 		StorageFailed: func(error) {
@@ -173,7 +182,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Logger:      log,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
-		Log: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
+		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
 	})
 	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
@@ -193,9 +202,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		NewProvider: n.newProvider,
 		Secret:      n.clusterSecret,
-		Rejoined:    func() { n.driver.Nudge() },
+		Rejoined:    func() { n.driver.NudgeAll() },
 	})
-	n.driver = actors.NewOutboxDriver(n.member, cfg.OutboxInterval, log)
+	n.driver = actors.NewOutboxDriver(n.member, partitions, cfg.OutboxInterval, log)
 	if err := n.member.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -211,7 +220,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
 	n.metrics.OnScrape(func() {
-		n.metrics.SetOutboxLag(n.outboxFigures().Lag)
+		f := n.outboxFigures()
+		lags := make([]uint64, len(f.Partitions))
+		for i, p := range f.Partitions {
+			lags[i] = p.Lag
+		}
+		n.metrics.SetOutboxLag(f.Lag, lags)
 		n.metrics.SetClusterMembers(len(n.member.Members()))
 		q, _ := n.readModel.Quarantined(0)
 		n.metrics.SetQuarantinedOrders(q)
@@ -221,7 +235,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.driverRun = make(chan error, 1)
 	go func() { n.driverRun <- n.driver.Run(context.Background()) }()
-	n.driver.Nudge() // publish whatever an earlier run left behind
+	n.driver.NudgeAll() // publish whatever an earlier run left behind
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
@@ -296,17 +310,29 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 // Done delivers the error of the HTTP server if it stops by itself.
 func (n *Node) Done() <-chan error { return n.serveErr }
 
-// outboxFigures is where the outbox stands, for GET /, GET /stats, GET
-// /health and the metrics: the cluster's lag, checkpoint and head, read from
-// the persistence backend (every node reports the same, whichever hosts the
-// outbox), and this node's own counts.
+// outboxFigures is where the outboxes stand, for GET /, GET /stats, GET
+// /health and the metrics: the cluster's lag, checkpoint and head of every
+// partition, read from the persistence backend (every node reports the
+// same, whichever hosts the outboxes), where each partition's outbox lives,
+// and this node's own counts.
 func (n *Node) outboxFigures() httpapi.OutboxFigures {
 	v := n.outboxCl.get(n.backend, n.outbox)
-	f := httpapi.OutboxFigures{Lag: v.lag, Checkpoint: v.checkpoint, Head: v.head, CheckpointAhead: v.ahead,
-		Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load()}
-	if r := n.outbox.LastReset(); r != nil {
+	f := httpapi.OutboxFigures{Published: n.outbox.Published.Load(), Failures: n.outbox.Failures.Load(), DeadLettered: n.outbox.DeadLettered.Load(),
+		Partitions: make([]httpapi.OutboxPartition, len(v))}
+	var latest *actors.CheckpointReset
+	for p, pos := range v {
+		f.Lag += pos.lag
+		f.CheckpointAhead = f.CheckpointAhead || pos.ahead
+		f.Partitions[p] = httpapi.OutboxPartition{Partition: p, Checkpoint: pos.checkpoint, Head: pos.head, Lag: pos.lag,
+			CheckpointAhead: pos.ahead, Owner: n.member.Owner(actors.OutboxIdentity(p), actors.OutboxKind)}
+		if r := n.outbox.Partition(p).LastReset(); r != nil && (latest == nil || r.At.After(latest.At)) {
+			latest = r
+		}
+	}
+	if latest != nil {
 		f.CheckpointAhead = true
-		f.CheckpointReset = &httpapi.CheckpointReset{Checkpoint: r.Checkpoint, StoredCheckpoint: r.Stored, Head: r.Head, At: r.At}
+		f.CheckpointReset = &httpapi.CheckpointReset{Partition: latest.Partition, Checkpoint: latest.Checkpoint,
+			StoredCheckpoint: latest.Stored, Head: latest.Head, At: latest.At}
 	}
 	return f
 }
@@ -320,53 +346,68 @@ const outboxFiguresTTL = time.Second
 type outboxView struct {
 	mu     sync.Mutex
 	readAt time.Time
-	known  bool // the backend answered once
-	outboxPosition
+	parts  []outboxPosition
 }
 
 type outboxPosition struct {
+	known                 bool // the backend answered once
 	checkpoint, head, lag uint64
 	ahead                 bool // the stored checkpoint is past the head
 }
 
-// get returns the figures, read again when older than outboxFiguresTTL.
-// While the backend does not answer it returns the last figures it gave,
-// or this node's outbox's own before it ever answered.
-func (v *outboxView) get(b persistence.Backend, local *actors.OutboxStats) outboxPosition {
+// get returns the figures of every partition, read again when older than
+// outboxFiguresTTL. A partition whose figures the backend does not give
+// keeps the last ones it gave, or this node's outbox's own before it ever
+// answered.
+func (v *outboxView) get(b persistence.Backend, local *actors.OutboxStats) []outboxPosition {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.parts == nil {
+		v.parts = make([]outboxPosition, b.Partitions())
+	}
 	if time.Since(v.readAt) < outboxFiguresTTL {
-		return v.outboxPosition
+		return slices.Clone(v.parts)
 	}
 	v.readAt = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	p, err := readOutboxPosition(ctx, b)
-	switch {
-	case err == nil:
-		v.outboxPosition, v.known = p, true
-	case !v.known:
-		v.outboxPosition = outboxPosition{checkpoint: local.Checkpoint.Load(), head: local.Head.Load(), lag: local.Lag()}
+	var wg sync.WaitGroup
+	for p := range v.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pos, err := readOutboxPosition(ctx, b, p)
+			switch {
+			case err == nil:
+				v.parts[p] = pos
+			case !v.parts[p].known:
+				s := local.Partition(p)
+				v.parts[p] = outboxPosition{checkpoint: s.Checkpoint.Load(), head: s.Head.Load(), lag: s.Lag()}
+			}
+		}()
 	}
-	return v.outboxPosition
+	wg.Wait()
+	return slices.Clone(v.parts)
 }
 
-// readOutboxPosition reads the outbox's checkpoint (the one every member's
-// outbox activation saves) and how far the log is past it.
-func readOutboxPosition(ctx context.Context, b persistence.Backend) (outboxPosition, error) {
-	cp, err := b.LoadCheckpoint(ctx, actors.CheckpointName)
+// readOutboxPosition reads partition p's outbox checkpoint (the one every
+// member's activation of it saves) and how far the partition's log is past
+// it.
+func readOutboxPosition(ctx context.Context, b persistence.Backend, p int) (outboxPosition, error) {
+	cp, err := b.LoadCheckpoint(ctx, actors.CheckpointName(p))
 	if err != nil {
 		return outboxPosition{}, err
 	}
-	head, err := b.Head(ctx)
+	log := b.Log(p)
+	head, err := log.Head(ctx)
 	if err != nil {
 		return outboxPosition{}, err
 	}
-	lag, err := b.Behind(ctx, cp)
+	lag, err := log.Behind(ctx, cp)
 	if err != nil {
 		return outboxPosition{}, err
 	}
-	return outboxPosition{checkpoint: cp, head: head, lag: lag, ahead: cp > head}, nil
+	return outboxPosition{known: true, checkpoint: cp, head: head, lag: lag, ahead: cp > head}, nil
 }
 
 // healthListMax bounds the dead letters and quarantined orders listed in
@@ -394,7 +435,7 @@ func (n *Node) readModelHealth() *httpapi.ReadModelHealth {
 	_, recent := n.readModel.Quarantined(healthListMax)
 	for _, q := range recent {
 		h.QuarantinedOrders = append(h.QuarantinedOrders, httpapi.QuarantinedOrder{OrderID: q.OrderID, Version: q.Version,
-			Position: q.Position, Error: q.Reason, At: q.At})
+			Partition: q.Partition, Position: q.Position, Error: q.Reason, At: q.At})
 	}
 	return h
 }
@@ -450,14 +491,16 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if err := n.api.Server.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
 	}
-	// Flush the outbox so that everything acknowledged is published.
-	for {
-		st, err := n.driver.Drain(ctx)
-		if err != nil || st.GetError() != "" {
-			errs = append(errs, fmt.Errorf("flush outbox: %v %s", err, st.GetError()))
+	// Flush the outboxes so that everything acknowledged is published: a
+	// drain reads each partition to its head; drain again while one still
+	// found something (requests in flight may have appended since).
+	for range 5 {
+		published, err := n.driver.DrainAll(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("flush outbox: %w", err))
 			break
 		}
-		if st.GetCheckpoint() >= st.GetHead() {
+		if published == 0 {
 			break
 		}
 	}

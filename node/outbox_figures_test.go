@@ -22,9 +22,33 @@ import (
 )
 
 type outboxReport struct {
-	Lag, Checkpoint, Head, Published uint64
-	CheckpointAhead                  bool
-	CheckpointReset                  *struct{ Checkpoint, StoredCheckpoint, Head uint64 }
+	Lag, Published  uint64
+	CheckpointAhead bool
+	CheckpointReset *struct{ Checkpoint, StoredCheckpoint, Head uint64 }
+	Partitions      []struct {
+		Partition             int
+		Checkpoint, Head, Lag uint64
+		Owner                 string
+	}
+	// Checkpoint and Head are the sums over the partitions (positions are
+	// dense on Redis, so Head is the number of records journaled).
+	Checkpoint, Head uint64 `json:"-"`
+}
+
+func (r *outboxReport) sum(t *testing.T) {
+	t.Helper()
+	var lag uint64
+	for i, p := range r.Partitions {
+		if p.Partition != i {
+			t.Fatalf("partition %d listed at %d", p.Partition, i)
+		}
+		r.Checkpoint += p.Checkpoint
+		r.Head += p.Head
+		lag += p.Lag
+	}
+	if lag != r.Lag {
+		t.Fatalf("outbox lag %d, the partitions' lags add up to %d", r.Lag, lag)
+	}
 }
 
 // outboxOf reads the outbox figures of GET /stats, GET / and GET /health,
@@ -51,6 +75,8 @@ func outboxOf(t *testing.T, tn *testNode) (stats, health outboxReport, gauge uin
 	if !found {
 		t.Fatalf("no outbox_lag_events in /metrics")
 	}
+	s.Outbox.sum(t)
+	h.Outbox.sum(t)
 	return s.Outbox, h.Outbox, gauge
 }
 
@@ -94,6 +120,20 @@ func TestOutboxLagIsTheClustersOnEveryNode(t *testing.T) {
 	if published < orders {
 		t.Fatalf("the nodes count %d events published, want at least %d", published, orders)
 	}
+	// Both members agree on who drains each partition, and the outboxes
+	// are spread over both.
+	a, _, _ := outboxOf(t, nodes[0])
+	b, _, _ := outboxOf(t, nodes[1])
+	owners := map[string]int{}
+	for p := range a.Partitions {
+		if a.Partitions[p].Owner == "" || a.Partitions[p].Owner != b.Partitions[p].Owner {
+			t.Fatalf("partition %d: owner %q on node 1, %q on node 2", p, a.Partitions[p].Owner, b.Partitions[p].Owner)
+		}
+		owners[a.Partitions[p].Owner]++
+	}
+	if len(owners) != 2 {
+		t.Fatalf("the outboxes of %d partitions are drained by %v, want both members", len(a.Partitions), owners)
+	}
 }
 
 // TestOutboxAfterRedisRestartsEmpty: Redis loses everything under a running
@@ -104,6 +144,7 @@ func TestOutboxAfterRedisRestartsEmpty(t *testing.T) {
 	tn := startNode(t, func(c *node.Config) {
 		c.Transport, c.Persistence, c.Redis = node.Redis, node.Redis, redis.Addr()
 		c.RequestTimeout = 3 * time.Second
+		c.Partitions = 1 // one log, so that the reset's figures are the test's
 	})
 	listed := func(id string) bool {
 		var list []struct{ OrderID string }

@@ -64,7 +64,7 @@ func fastConsumer(rm *readmodel.ReadModel, m *metrics.Metrics) *readmodel.Consum
 }
 
 func TestPoisonIsDeadLetteredAndTheConsumerMovesOn(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	real := journal(t, j, "real", t0, created(1000, t0), order.Paid{At: t0})
 	rm := readmodel.New(j)
 	c := fastConsumer(rm, nil)
@@ -103,7 +103,7 @@ func TestPoisonIsDeadLetteredAndTheConsumerMovesOn(t *testing.T) {
 }
 
 func TestOutageRedeliversAndDeadLettersNothing(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	evs := journal(t, j, "a", t0, created(1000, t0), order.Paid{At: t0}, order.Shipped{At: t0})
 	loader := &flakyLoader{j: j}
 	rm := readmodel.New(loader)
@@ -140,7 +140,7 @@ func TestOutageRedeliversAndDeadLettersNothing(t *testing.T) {
 }
 
 func TestOutageBetweenAttemptsIsNotPoison(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	loader := &flakyLoader{j: j}
 	rm := readmodel.New(loader)
 	c := readmodel.NewConsumer(rm, readmodel.ConsumerConfig{Attempts: 3, Backoff: 20 * time.Millisecond})
@@ -158,7 +158,7 @@ func TestOutageBetweenAttemptsIsNotPoison(t *testing.T) {
 }
 
 func TestUnusableMessagesAreDeadLetteredAtOnce(t *testing.T) {
-	j := &flakyLoader{j: memory.New()}
+	j := &flakyLoader{j: memory.NewPartitioned(1)}
 	rm := readmodel.New(j)
 	m := metrics.New()
 	c := fastConsumer(rm, m)
@@ -201,7 +201,7 @@ func TestUnusableMessagesAreDeadLetteredAtOnce(t *testing.T) {
 }
 
 func TestContradictionIsRepairedFromTheJournal(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	evs := journal(t, j, "a", t0, created(1000, t0), order.Paid{At: t0})
 	rm := readmodel.New(j)
 	c := fastConsumer(rm, nil)
@@ -222,7 +222,7 @@ func TestContradictionIsRepairedFromTheJournal(t *testing.T) {
 // and one more good order journaled after it.
 func corruptJournal(t *testing.T) *memory.Backend {
 	t.Helper()
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	journal(t, j, "before", t0, created(100, t0), order.Paid{At: t0})
 	journal(t, j, "bad", t0, created(200, t0.Add(time.Second)))
 	if _, err := j.Append(context.Background(), "bad", 1, []persistence.Record{{Type: "OrderPaid", Data: []byte("garbage")}}); err != nil {
@@ -236,8 +236,8 @@ func TestRebuildQuarantinesAnUndecodableRecord(t *testing.T) {
 	j := corruptJournal(t)
 	rm := readmodel.New(j)
 	pos, err := rm.Rebuild(context.Background(), j)
-	if err != nil || pos != 5 {
-		t.Fatalf("rebuild: position %d, %v", pos, err)
+	if err != nil || pos[0] != 5 {
+		t.Fatalf("rebuild: position %v, %v", pos, err)
 	}
 	page, _, _ := rm.List(order.StatusNone, 10, "")
 	if len(page) != 2 || page[0].OrderID != "after" || page[1].OrderID != "before" {
@@ -279,7 +279,7 @@ func TestRebuildQuarantinesEveryKindOfCorruption(t *testing.T) {
 		{"created twice", "OrderCreated at version 2", bad(codec.EventToProto("x", 2, "", "", created(1, t0)))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := memory.New()
+			j := memory.NewPartitioned(1)
 			journal(t, j, "x", t0, created(100, t0))
 			if _, err := j.Append(context.Background(), "x", 1, []persistence.Record{{Type: "OrderPaid", Data: tc.data}}); err != nil {
 				t.Fatal(err)
@@ -322,7 +322,7 @@ func TestLiveRepairQuarantinesAnUndecodableRecord(t *testing.T) {
 }
 
 func TestQuarantineFromTheWriteSide(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	evs := journal(t, j, "a", t0, created(100, t0), order.Cancelled{At: t0})
 	journal(t, j, "b", t0, created(300, t0))
 	rm := readmodel.New(j)
@@ -355,7 +355,7 @@ func FuzzConsumerHandle(f *testing.F) {
 	f.Add([]byte{}, "", uint64(0), "")
 	f.Add(paid, "a", uint64(1<<63), "OrderPaid")
 	f.Fuzz(func(t *testing.T, payload []byte, id string, version uint64, typ string) {
-		j := memory.New()
+		j := memory.NewPartitioned(1)
 		journal(t, j, "a", t0, created(100, t0))
 		rm := readmodel.New(j)
 		c := readmodel.NewConsumer(rm, readmodel.ConsumerConfig{Attempts: 1})
@@ -385,8 +385,16 @@ type brokenLog struct {
 	err error
 }
 
+func (b brokenLog) Partitions() int                          { return 1 }
+func (b brokenLog) Log(int) persistence.Log                  { return b }
+func (b brokenLog) Partition() int                           { return 0 }
+func (b brokenLog) Head(ctx context.Context) (uint64, error) { return b.j.Log(0).Head(ctx) }
+func (b brokenLog) Behind(ctx context.Context, after uint64) (uint64, error) {
+	return b.j.Log(0).Behind(ctx, after)
+}
+
 func (b brokenLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
-	recs, err := b.j.ReadAll(ctx, after, limit)
+	recs, err := b.j.Log(0).ReadAll(ctx, after, limit)
 	for _, r := range recs {
 		if r.Position == b.bad {
 			return nil, b.err
@@ -396,15 +404,15 @@ func (b brokenLog) ReadAll(ctx context.Context, after uint64, limit int) ([]pers
 }
 
 func TestRebuildStopsAtARecordTheJournalCannotLayOut(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	for i := range 5 {
 		journal(t, j, string(rune('a'+i)), t0, created(100, t0.Add(time.Duration(i)*time.Second)))
 	}
 	rm := readmodel.New(j)
 	pos, err := rm.Rebuild(context.Background(), brokenLog{j: j, bad: 4, err: errors.New("log entry 0-4 lacks stream, version or type")})
 	var inc *readmodel.IncompleteError
-	if !errors.As(err, &inc) || pos != 3 || inc.After != 3 || rm.Incomplete() != inc {
-		t.Fatalf("rebuild: position %d, %v", pos, err)
+	if !errors.As(err, &inc) || pos[0] != 3 || inc.After != 3 || rm.Incomplete() != inc {
+		t.Fatalf("rebuild: position %v, %v", pos, err)
 	}
 	if rm.Stats().TotalOrders != 3 {
 		t.Fatalf("the records before the bad one: %d orders", rm.Stats().TotalOrders)
@@ -425,8 +433,16 @@ type unreadableLog struct {
 	bad map[uint64]uint64
 }
 
+func (u unreadableLog) Partitions() int                          { return 1 }
+func (u unreadableLog) Log(int) persistence.Log                  { return u }
+func (u unreadableLog) Partition() int                           { return 0 }
+func (u unreadableLog) Head(ctx context.Context) (uint64, error) { return u.j.Log(0).Head(ctx) }
+func (u unreadableLog) Behind(ctx context.Context, after uint64) (uint64, error) {
+	return u.j.Log(0).Behind(ctx, after)
+}
+
 func (u unreadableLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
-	recs, err := u.j.ReadAll(ctx, after, limit)
+	recs, err := u.j.Log(0).ReadAll(ctx, after, limit)
 	for i, r := range recs {
 		if next, ok := u.bad[r.Position]; ok {
 			if i == 0 {
@@ -443,7 +459,7 @@ func (u unreadableLog) ReadAll(ctx context.Context, after uint64, limit int) ([]
 // one at the end) are skipped and listed by position; every order around
 // them is in the read model and Rebuild reports no error.
 func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	for i := range 10 {
 		journal(t, j, fmt.Sprint("o", i), t0, created(100, t0.Add(time.Duration(i)*time.Second)))
 	}
@@ -451,8 +467,8 @@ func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
 	log := unreadableLog{j: j, bad: map[uint64]uint64{3: 3, 6: 6, 7: 7, 10: 10}}
 	rm := readmodel.New(j)
 	pos, err := rm.Rebuild(context.Background(), log)
-	if err != nil || pos != 10 || rm.Incomplete() != nil {
-		t.Fatalf("rebuild: position %d, %v", pos, err)
+	if err != nil || pos[0] != 10 || rm.Incomplete() != nil {
+		t.Fatalf("rebuild: position %v, %v", pos, err)
 	}
 	if st := rm.Stats(); st.TotalOrders != 6 {
 		t.Fatalf("%d orders, want the 6 records around the bad entries", st.TotalOrders)
@@ -481,8 +497,8 @@ func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
 	// An entry that spans positions (a NATS message): resume after Next.
 	rm = readmodel.New(j)
 	pos, err = rm.Rebuild(context.Background(), unreadableLog{j: j, bad: map[uint64]uint64{4: 6}})
-	if err != nil || pos != 10 || rm.Stats().TotalOrders != 7 {
-		t.Fatalf("rebuild: position %d, %d orders, %v", pos, rm.Stats().TotalOrders, err)
+	if err != nil || pos[0] != 10 || rm.Stats().TotalOrders != 7 {
+		t.Fatalf("rebuild: position %v, %d orders, %v", pos, rm.Stats().TotalOrders, err)
 	}
 	if _, qs := rm.Quarantined(10); len(qs) != 1 || qs[0].Position != 4 {
 		t.Fatalf("quarantined %+v", qs)
@@ -493,8 +509,8 @@ func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
 	rm = readmodel.New(j)
 	pos, err = rm.Rebuild(context.Background(), unreadableLog{j: j, bad: map[uint64]uint64{4: 2}})
 	var inc *readmodel.IncompleteError
-	if !errors.As(err, &inc) || pos != 3 || inc.After != 3 {
-		t.Fatalf("rebuild with a corrupt error that does not move on: position %d, %v", pos, err)
+	if !errors.As(err, &inc) || pos[0] != 3 || inc.After != 3 {
+		t.Fatalf("rebuild with a corrupt error that does not move on: position %v, %v", pos, err)
 	}
 }
 
@@ -502,7 +518,7 @@ func TestRebuildSkipsEntriesThatAreNotRecords(t *testing.T) {
 // are not records is read to its end; all are counted, a bounded number
 // listed.
 func TestRebuildBoundsTheSkippedEntriesListed(t *testing.T) {
-	j := memory.New()
+	j := memory.NewPartitioned(1)
 	const n = 1500
 	bad := make(map[uint64]uint64, n)
 	for i := range n {
@@ -511,11 +527,44 @@ func TestRebuildBoundsTheSkippedEntriesListed(t *testing.T) {
 	}
 	rm := readmodel.New(j)
 	pos, err := rm.Rebuild(context.Background(), unreadableLog{j: j, bad: bad})
-	if err != nil || pos != n {
-		t.Fatalf("rebuild: position %d, %v", pos, err)
+	if err != nil || pos[0] != n {
+		t.Fatalf("rebuild: position %v, %v", pos, err)
 	}
 	total, recent := rm.Quarantined(n)
 	if total != n || len(recent) != 1000 || recent[0].Position != 1000 {
 		t.Fatalf("quarantined %d, listed %d (newest %+v)", total, len(recent), recent[0])
+	}
+}
+
+// TestRebuildReadsEveryPartition: orders spread over the partitions of a
+// journal are all rebuilt, each at its last version, and Rebuild returns
+// every partition's head.
+func TestRebuildReadsEveryPartition(t *testing.T) {
+	j := memory.NewPartitioned(8)
+	const n = 200
+	for i := range n {
+		journal(t, j, fmt.Sprint("p", i), t0, created(100, t0.Add(time.Duration(i)*time.Millisecond)), order.Paid{At: t0.Add(time.Hour)})
+	}
+	rm := readmodel.New(j)
+	pos, err := rm.Rebuild(context.Background(), j)
+	if err != nil || len(pos) != 8 {
+		t.Fatalf("rebuild: positions %v, %v", pos, err)
+	}
+	used := 0
+	for p, at := range pos {
+		head, err := j.Log(p).Head(context.Background())
+		if err != nil || at != head {
+			t.Fatalf("partition %d: rebuilt to %d, head %d (%v)", p, at, head, err)
+		}
+		if at > 0 {
+			used++
+		}
+	}
+	if used < 6 {
+		t.Fatalf("%d orders landed in %d of 8 partitions", n, used)
+	}
+	st := rm.Stats()
+	if st.TotalOrders != n || st.ByStatus[order.StatusPaid] != n {
+		t.Fatalf("stats %+v, want %d paid orders", st, n)
 	}
 }

@@ -69,9 +69,11 @@ type Quarantine struct {
 	OrderID string
 	// Version is the version of the first record that cannot be read.
 	Version uint64
-	// Position is that record's place in the global log (0 when unknown:
-	// found through a stream read); for a skipped log entry, the entry's.
-	Position uint64
+	// Partition and Position are that record's place in its partition's
+	// log (Position 0 when unknown: found through a stream read); for a
+	// skipped log entry, the entry's.
+	Partition int
+	Position  uint64
 	// Reason says what is wrong with the record.
 	Reason string
 	At     time.Time
@@ -101,7 +103,7 @@ type ReadModel struct {
 	// skipped holds the positions of the log entries Rebuild skipped;
 	// quarantines lists the first maxSkippedListed of them, skippedOver
 	// counts the others.
-	skipped     map[uint64]struct{}
+	skipped     map[logPosition]struct{}
 	skippedOver int
 	incomplete  *IncompleteError // why the last Rebuild stopped early, if it did
 }
@@ -114,7 +116,7 @@ const maxSkippedListed = 1000
 // gaps are reported as errors).
 func New(loader StreamLoader) *ReadModel {
 	return &ReadModel{loader: loader, now: time.Now, byID: make(map[string]*Summary), quarantined: make(map[string]int),
-		skipped: make(map[uint64]struct{})}
+		skipped: make(map[logPosition]struct{})}
 }
 
 // Errors of Apply. An error that matches none of them and is not a
@@ -342,7 +344,7 @@ func (m *ReadModel) quarantineLocked(err error) Quarantine {
 	if ce.Err != nil {
 		reason = truncate(ce.Err.Error(), 300)
 	}
-	q := Quarantine{OrderID: ce.OrderID, Version: ce.Version, Position: ce.Position, Reason: reason, At: m.now().UTC()}
+	q := Quarantine{OrderID: ce.OrderID, Version: ce.Version, Partition: ce.Partition, Position: ce.Position, Reason: reason, At: m.now().UTC()}
 	if i, ok := m.quarantined[q.OrderID]; ok {
 		return m.quarantines[i]
 	}
@@ -383,19 +385,26 @@ func (m *ReadModel) Quarantined(max int) (total int, recent []Quarantine) {
 	return n + m.skippedOver, recent
 }
 
-// skipLocked records an entry of the global log that is not a record; each
-// position once.
+// logPosition is a place in one partition's log.
+type logPosition struct {
+	partition int
+	position  uint64
+}
+
+// skipLocked records an entry of a partition's log that is not a record;
+// each position once.
 func (m *ReadModel) skipLocked(e *persistence.CorruptRecordError) {
-	if _, ok := m.skipped[e.Position]; ok {
+	at := logPosition{e.Partition, e.Position}
+	if _, ok := m.skipped[at]; ok {
 		return
 	}
-	m.skipped[e.Position] = struct{}{}
+	m.skipped[at] = struct{}{}
 	if len(m.skipped) > maxSkippedListed {
 		m.skippedOver++
 		return
 	}
-	reason := "the journal's global log holds an entry that is not a record: " + truncate(e.Reason, 300)
-	m.quarantines = append(m.quarantines, Quarantine{Position: e.Position, Reason: reason, At: m.now().UTC()})
+	reason := "the journal's log holds an entry that is not a record: " + truncate(e.Reason, 300)
+	m.quarantines = append(m.quarantines, Quarantine{Partition: e.Partition, Position: e.Position, Reason: reason, At: m.now().UTC()})
 }
 
 // IsQuarantined reports whether order id is in quarantine.
@@ -507,49 +516,78 @@ func (m *ReadModel) Repaired() uint64 {
 	return m.repaired
 }
 
-// Journal is what Rebuild reads: the journal's global log.
+// Journal is what Rebuild reads: the logs of the journal's partitions.
 type Journal interface {
-	ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error)
+	Partitions() int
+	Log(p int) persistence.Log
 }
 
 // rebuildBatch is how many records Rebuild reads at once.
 const rebuildBatch = 1000
 
-// IncompleteError is the error of Rebuild when the journal's global log
-// answers a read with an error that is neither an outage nor a
+// IncompleteError is the error of Rebuild when a partition's log answers a
+// read with an error that is neither an outage nor a
 // *persistence.CorruptRecordError it can skip (a backend that fails the
 // whole read on an entry it cannot lay out, without saying where to read on).
-// The read model holds every record before it; orders journaled after it
-// are missing until they change (a delivered event then repairs the order
-// from its stream).
+// The read model holds every record of the partition before it (and the
+// other partitions' records); orders journaled after it are missing until
+// they change (a delivered event then repairs the order from its stream).
 type IncompleteError struct {
-	// After is the position of the last record read.
-	After uint64
-	Err   error
+	// Partition is the partition whose log could not be read on; After is
+	// the position of its last record read.
+	Partition int
+	After     uint64
+	Err       error
 }
 
 func (e *IncompleteError) Error() string {
-	return fmt.Sprintf("rebuild read model: the journal's global log cannot be read after position %d: %v", e.After, e.Err)
+	return fmt.Sprintf("rebuild read model: the log of journal partition %d cannot be read after position %d: %v", e.Partition, e.After, e.Err)
 }
 
 // Unwrap returns the journal's error.
 func (e *IncompleteError) Unwrap() error { return e.Err }
 
-// Rebuild applies every event of the journal's global log, in order; a
-// restarted node calls it before it reports ready. It returns the position
-// it read up to. A record that cannot be read quarantines its order (see
-// Quarantined) and Rebuild goes on; so does an entry that is not a record
-// at all (a *persistence.CorruptRecordError), which is listed among the
-// quarantines by its position and skipped. When the journal cannot be
-// reached it fails with the journal's error (a persistence error that
-// wraps ErrUnavailable or ErrClosed); when it answers a read with another
-// error, Rebuild reads one record at a time up to the failing one and
-// returns an *IncompleteError (also kept: see Incomplete).
-func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
+// Rebuild applies every event of the journal's partitions' logs, each
+// partition in order (the records of an order are all in one partition, in
+// version order); a restarted node calls it before it reports ready. It
+// returns the position it read up to in each partition. A record that
+// cannot be read quarantines its order (see Quarantined) and Rebuild goes
+// on; so does an entry that is not a record at all (a
+// *persistence.CorruptRecordError), which is listed among the quarantines
+// by its partition and position and skipped. When the journal cannot be
+// reached it fails with the journal's error (a persistence error that wraps
+// ErrUnavailable or ErrClosed); when a partition's log answers a read with
+// another error, Rebuild reads one record at a time up to the failing one,
+// goes on with the other partitions and returns an *IncompleteError for the
+// first such partition (also kept: see Incomplete).
+func (m *ReadModel) Rebuild(ctx context.Context, j Journal) ([]uint64, error) {
+	positions := make([]uint64, j.Partitions())
+	var first *IncompleteError
+	for p := range positions {
+		pos, err := m.rebuildPartition(ctx, j.Log(p))
+		positions[p] = pos
+		var inc *IncompleteError
+		switch {
+		case errors.As(err, &inc):
+			if first == nil {
+				first = inc
+			}
+		case err != nil:
+			return positions, err
+		}
+	}
+	if first != nil {
+		return positions, first
+	}
+	return positions, nil
+}
+
+// rebuildPartition applies every event of one partition's log.
+func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log) (uint64, error) {
 	var after uint64
 	limit, singles := rebuildBatch, 0
 	for {
-		recs, err := j.ReadAll(ctx, after, limit)
+		recs, err := log.ReadAll(ctx, after, limit)
 		var corrupt *persistence.CorruptRecordError
 		if errors.As(err, &corrupt) && corrupt.Next > after {
 			m.mu.Lock()
@@ -560,16 +598,18 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 		}
 		if err != nil {
 			if outage(ctx, err) {
-				return after, fmt.Errorf("rebuild read model after position %d: %w", after, err)
+				return after, fmt.Errorf("rebuild read model: partition %d after position %d: %w", log.Partition(), after, err)
 			}
 			if limit > 1 {
 				// Find the records before the one the journal cannot read.
 				limit, singles = 1, 0
 				continue
 			}
-			inc := &IncompleteError{After: after, Err: err}
+			inc := &IncompleteError{Partition: log.Partition(), After: after, Err: err}
 			m.mu.Lock()
-			m.incomplete = inc
+			if m.incomplete == nil {
+				m.incomplete = inc
+			}
 			m.mu.Unlock()
 			return after, inc
 		}
@@ -586,8 +626,8 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) (uint64, error) {
 	}
 }
 
-// Incomplete returns why the last Rebuild stopped before the end of the
-// journal's global log, or nil.
+// Incomplete returns why the last Rebuild stopped before the end of a
+// partition's log, or nil.
 func (m *ReadModel) Incomplete() *IncompleteError {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

@@ -114,8 +114,12 @@ func TestListNewestFirstWithCursorAndRebuild(t *testing.T) {
 	}
 	m := readmodel.New(j)
 	pos, err := m.Rebuild(context.Background(), j)
-	if err != nil || pos != 14 {
-		t.Fatalf("rebuild: position %d, %v", pos, err)
+	var read uint64
+	for _, p := range pos {
+		read += p
+	}
+	if err != nil || read != 14 {
+		t.Fatalf("rebuild: positions %v (14 records in all), %v", pos, err)
 	}
 	var ids []string
 	cursor := ""
