@@ -1,0 +1,349 @@
+package testservers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// ErrNoRedisBinaries is matched by the error of NewRedisCluster when
+// redis-server or redis-cli is not on PATH.
+var ErrNoRedisBinaries = errors.New("no redis-server or redis-cli binary on PATH to start a private Redis Cluster (install redis-server and redis-tools)")
+
+// RedisClusterNodeTimeout is the cluster-node-timeout of the private
+// clusters: a killed primary is marked failed, and its replica promoted,
+// within about two to three times this.
+const RedisClusterNodeTimeout = 1000 * time.Millisecond
+
+// RedisCluster is a private Redis Cluster: redis-server processes on free
+// ports (cluster-enabled, appendonly yes, appendfsync everysec), each with a
+// data directory of its own. Its methods are safe for concurrent use.
+type RedisCluster struct {
+	bin, cli string
+	dir      string
+	mu       sync.Mutex
+	nodes    []*clusterNode // in creation order: primaries first
+}
+
+type clusterNode struct {
+	port, busPort int
+	dir           string
+	cmd           *exec.Cmd // nil while killed
+}
+
+func (n *clusterNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
+
+// StartRedisCluster starts a Redis Cluster of primaries primaries (at least
+// 3, which redis-cli requires) with replicasPerPrimary replicas each, waits
+// until every node reports cluster_state:ok, and stops it when the test
+// ends. Without the binaries it skips the test (fails it under CI).
+func StartRedisCluster(t testing.TB, primaries, replicasPerPrimary int) *RedisCluster {
+	t.Helper()
+	c, err := NewRedisCluster(t.TempDir(), primaries, replicasPerPrimary)
+	if errors.Is(err, ErrNoRedisBinaries) {
+		unavailable(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatalf("start a Redis Cluster: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// RedisClusterOnce starts one private cluster for a whole test binary, on
+// the first Get; TestMain calls Close after m.Run.
+type RedisClusterOnce struct {
+	Primaries, ReplicasPerPrimary int
+
+	once sync.Once
+	dir  string
+	c    *RedisCluster
+	err  error
+}
+
+// Get returns the shared cluster, starting it on the first call. When it
+// cannot be started it skips t (fails it under CI) if the binaries are
+// missing, and fails t otherwise; later calls report the same.
+func (o *RedisClusterOnce) Get(t testing.TB) *RedisCluster {
+	t.Helper()
+	o.once.Do(func() {
+		o.dir, o.err = os.MkdirTemp("", "ordersystem-rediscluster-")
+		if o.err == nil {
+			o.c, o.err = NewRedisCluster(o.dir, o.Primaries, o.ReplicasPerPrimary)
+		}
+	})
+	if errors.Is(o.err, ErrNoRedisBinaries) {
+		unavailable(t, "%v", o.err)
+	}
+	if o.err != nil {
+		t.Fatalf("start the shared Redis Cluster: %v", o.err)
+	}
+	return o.c
+}
+
+// Close stops the cluster if Get started it and removes its data.
+func (o *RedisClusterOnce) Close() {
+	if o.c != nil {
+		o.c.Close()
+	}
+	if o.dir != "" {
+		_ = os.RemoveAll(o.dir)
+	}
+}
+
+// NewRedisCluster starts a cluster as StartRedisCluster does, with its
+// data under dir, without a test: the caller must Close it.
+func NewRedisCluster(dir string, primaries, replicasPerPrimary int) (*RedisCluster, error) {
+	if primaries < 3 || replicasPerPrimary < 0 {
+		return nil, fmt.Errorf("redis cluster of %d primaries with %d replicas each: want at least 3 primaries and no negative replicas", primaries, replicasPerPrimary)
+	}
+	bin, err1 := exec.LookPath("redis-server")
+	cli, err2 := exec.LookPath("redis-cli")
+	if err1 != nil || err2 != nil {
+		return nil, ErrNoRedisBinaries
+	}
+	c := &RedisCluster{bin: bin, cli: cli, dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	total := primaries * (1 + replicasPerPrimary)
+	for i := range total {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		bus, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		n := &clusterNode{port: port, busPort: bus, dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
+		if err := os.MkdirAll(n.dir, 0o755); err != nil {
+			return nil, err
+		}
+		c.nodes = append(c.nodes, n)
+		if err := c.start(n); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range c.nodes {
+		if err := waitReachable(n.addr(), 10*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{"--cluster", "create"}
+	for _, n := range c.nodes {
+		args = append(args, n.addr())
+	}
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicasPerPrimary), "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
+	}
+	if err := c.WaitHealthy(30 * time.Second); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitReachable(addr string, total time.Duration) error {
+	deadline := time.Now().Add(total)
+	for !reachable(addr) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s did not accept connections within %s", addr, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// start starts node n's process (its nodes.conf keeps its identity across
+// restarts). Call with c.mu held or before c is shared.
+func (c *RedisCluster) start(n *clusterNode) error {
+	cmd := exec.Command(c.bin, "--port", strconv.Itoa(n.port), "--bind", "127.0.0.1",
+		"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(n.dir, "nodes.conf"),
+		"--cluster-port", strconv.Itoa(n.busPort),
+		"--cluster-node-timeout", strconv.FormatInt(RedisClusterNodeTimeout.Milliseconds(), 10),
+		"--cluster-replica-validity-factor", "0",
+		"--dir", n.dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+		"--protected-mode", "no")
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server on %s: %w", n.addr(), err)
+	}
+	n.cmd = cmd
+	return nil
+}
+
+// Addrs returns the addresses (host:port) of every node, killed ones
+// included, in creation order: seeds for a cluster client.
+func (c *RedisCluster) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.nodes))
+	for i, n := range c.nodes {
+		out[i] = n.addr()
+	}
+	return out
+}
+
+// Seeds is Addrs joined with commas: the --redis value of a cluster.
+func (c *RedisCluster) Seeds() string { return strings.Join(c.Addrs(), ",") }
+
+// Client returns a new cluster client for the nodes; the caller closes it.
+func (c *RedisCluster) Client() *goredis.ClusterClient {
+	return goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs(), DialTimeout: 2 * time.Second})
+}
+
+// PrimaryForKey returns the address of the primary that serves key's slot
+// now, as a live node reports it (CLUSTER SLOTS).
+func (c *RedisCluster) PrimaryForKey(ctx context.Context, key string) (string, error) {
+	var lastErr error
+	for _, addr := range c.liveAddrs() {
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
+		slot, err := cl.ClusterKeySlot(ctx, key).Result()
+		var slots []goredis.ClusterSlot
+		if err == nil {
+			slots, err = cl.ClusterSlots(ctx).Result()
+		}
+		_ = cl.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		for _, s := range slots {
+			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
+				return s.Nodes[0].Addr, nil
+			}
+		}
+		lastErr = fmt.Errorf("node %s reports no owner of slot %d (of key %q)", addr, slot, key)
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no live node")
+	}
+	return "", lastErr
+}
+
+func (c *RedisCluster) liveAddrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, n := range c.nodes {
+		if n.cmd != nil {
+			out = append(out, n.addr())
+		}
+	}
+	return out
+}
+
+func (c *RedisCluster) node(addr string) (*clusterNode, error) {
+	for _, n := range c.nodes {
+		if n.addr() == addr {
+			return n, nil
+		}
+	}
+	return nil, fmt.Errorf("no node %s in the cluster", addr)
+}
+
+// Kill kills the node at addr with SIGKILL (nothing is flushed beyond what
+// fsync did). Killing a killed node does nothing.
+func (c *RedisCluster) Kill(addr string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.node(addr)
+	if err != nil {
+		return err
+	}
+	if n.cmd != nil {
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+		n.cmd = nil
+	}
+	return nil
+}
+
+// Restart starts the node at addr again (after Kill) with its data and
+// identity: it rejoins, as a replica if its slots failed over meanwhile.
+// It returns once the node accepts connections.
+func (c *RedisCluster) Restart(addr string) error {
+	c.mu.Lock()
+	n, err := c.node(addr)
+	if err == nil && n.cmd == nil {
+		err = c.start(n)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return waitReachable(addr, 10*time.Second)
+}
+
+// WaitHealthy waits until every live node reports cluster_state:ok and
+// every slot is served.
+func (c *RedisCluster) WaitHealthy(total time.Duration) error {
+	deadline := time.Now().Add(total)
+	var last error
+	for {
+		last = c.healthy()
+		if last == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis cluster not healthy within %s: %w", total, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *RedisCluster) healthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, addr := range c.liveAddrs() {
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
+		info, err := cl.ClusterInfo(ctx).Result()
+		_ = cl.Close()
+		if err != nil {
+			return fmt.Errorf("%s: CLUSTER INFO: %w", addr, err)
+		}
+		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
+			return fmt.Errorf("%s: cluster not ok yet", addr)
+		}
+	}
+	return nil
+}
+
+// Close kills every node. It is idempotent.
+func (c *RedisCluster) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.cmd != nil {
+			_ = n.cmd.Process.Kill()
+			_ = n.cmd.Wait()
+			n.cmd = nil
+		}
+	}
+}
