@@ -347,3 +347,48 @@ func (c *RedisCluster) Close() {
 		}
 	}
 }
+
+// StartRedisSentinel starts one redis-server in Sentinel mode on a free
+// port that monitors the primary at primaryAddr under masterName (quorum
+// 1), waits until it reports that master, and stops it when the test ends.
+// It returns the Sentinel's address.
+func StartRedisSentinel(t testing.TB, primaryAddr, masterName string) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "no redis-server binary on PATH to start a Redis Sentinel")
+	}
+	host, port, err := net.SplitHostPort(primaryAddr)
+	if err != nil {
+		t.Fatalf("sentinel: primary address %q: %v", primaryAddr, err)
+	}
+	dir := t.TempDir()
+	sport := FreePort(t)
+	conf := filepath.Join(dir, "sentinel.conf")
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\nprotected-mode no\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 1000\n",
+		sport, dir, masterName, host, port, masterName)
+	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+		t.Fatalf("sentinel config: %v", err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start redis sentinel: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	addr := "127.0.0.1:" + strconv.Itoa(sport)
+	if err := waitReachable(addr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	sc := goredis.NewSentinelClient(&goredis.Options{Addr: addr})
+	defer sc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := sc.GetMasterAddrByName(ctx, masterName).Result()
+	if err != nil || len(got) != 2 || net.JoinHostPort(got[0], got[1]) != primaryAddr {
+		t.Fatalf("sentinel on %s reports master %q as %v, %v; want %s", addr, masterName, got, err, primaryAddr)
+	}
+	return addr
+}
