@@ -32,6 +32,7 @@ const RedisClusterNodeTimeout = 1000 * time.Millisecond
 type RedisCluster struct {
 	bin, cli string
 	dir      string
+	replicas int // per primary, as created
 	mu       sync.Mutex
 	nodes    []*clusterNode // in creation order: primaries first
 }
@@ -113,7 +114,7 @@ func NewRedisCluster(dir string, primaries, replicasPerPrimary int) (*RedisClust
 	if err1 != nil || err2 != nil {
 		return nil, ErrNoRedisBinaries
 	}
-	c := &RedisCluster{bin: bin, cli: cli, dir: dir}
+	c := &RedisCluster{bin: bin, cli: cli, dir: dir, replicas: replicasPerPrimary}
 	ok := false
 	defer func() {
 		if !ok {
@@ -221,6 +222,13 @@ func (c *RedisCluster) Client() *goredis.ClusterClient {
 // PrimaryForKey returns the address of the primary that serves key's slot
 // now, as a live node reports it (CLUSTER SLOTS).
 func (c *RedisCluster) PrimaryForKey(ctx context.Context, key string) (string, error) {
+	primary, _, err := c.NodesForKey(ctx, key)
+	return primary, err
+}
+
+// NodesForKey returns the addresses of the primary and the replicas that
+// serve key's slot now, as a live node reports them (CLUSTER SLOTS).
+func (c *RedisCluster) NodesForKey(ctx context.Context, key string) (primary string, replicas []string, err error) {
 	var lastErr error
 	for _, addr := range c.liveAddrs() {
 		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
@@ -236,7 +244,8 @@ func (c *RedisCluster) PrimaryForKey(ctx context.Context, key string) (string, e
 		}
 		for _, s := range slots {
 			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-				return s.Nodes[0].Addr, nil
+				replicas, err := replicasOf(ctx, s.Nodes[0].Addr)
+				return s.Nodes[0].Addr, replicas, err
 			}
 		}
 		lastErr = fmt.Errorf("node %s reports no owner of slot %d (of key %q)", addr, slot, key)
@@ -244,7 +253,35 @@ func (c *RedisCluster) PrimaryForKey(ctx context.Context, key string) (string, e
 	if lastErr == nil {
 		lastErr = errors.New("no live node")
 	}
-	return "", lastErr
+	return "", nil, lastErr
+}
+
+// replicasOf lists the replicas a primary reports (INFO replication:
+// CLUSTER SLOTS on another node may not list them yet).
+func replicasOf(ctx context.Context, primary string) ([]string, error) {
+	cl := goredis.NewClient(&goredis.Options{Addr: primary, DialTimeout: time.Second, MaxRetries: -1})
+	defer cl.Close()
+	info, err := cl.Info(ctx, "replication").Result()
+	if err != nil {
+		return nil, fmt.Errorf("%s: INFO replication: %w", primary, err)
+	}
+	var out []string
+	for _, line := range strings.Split(info, "\n") {
+		if !strings.HasPrefix(line, "slave") || !strings.Contains(line, "ip=") {
+			continue
+		}
+		var ip, port string
+		for _, f := range strings.Split(strings.TrimSpace(line[strings.IndexByte(line, ':')+1:]), ",") {
+			if v, ok := strings.CutPrefix(f, "ip="); ok {
+				ip = v
+			}
+			if v, ok := strings.CutPrefix(f, "port="); ok {
+				port = v
+			}
+		}
+		out = append(out, net.JoinHostPort(ip, port))
+	}
+	return out, nil
 }
 
 func (c *RedisCluster) liveAddrs() []string {
@@ -301,8 +338,9 @@ func (c *RedisCluster) Restart(addr string) error {
 	return waitReachable(addr, 10*time.Second)
 }
 
-// WaitHealthy waits until every live node reports cluster_state:ok and
-// every slot is served.
+// WaitHealthy waits until every live node reports cluster_state:ok, every
+// slot is served, and (while every node is alive) each primary has its
+// replicas online, so that WAIT can succeed.
 func (c *RedisCluster) WaitHealthy(total time.Duration) error {
 	deadline := time.Now().Add(total)
 	var last error
@@ -330,6 +368,21 @@ func (c *RedisCluster) healthy() error {
 		}
 		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
 			return fmt.Errorf("%s: cluster not ok yet", addr)
+		}
+	}
+	if len(c.liveAddrs()) < len(c.Addrs()) {
+		return nil
+	}
+	for _, addr := range c.liveAddrs() {
+		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
+		info, err := cl.Info(ctx, "replication").Result()
+		_ = cl.Close()
+		if err != nil {
+			return fmt.Errorf("%s: INFO replication: %w", addr, err)
+		}
+		if strings.Contains(info, "role:master") &&
+			(!strings.Contains(info, fmt.Sprintf("connected_slaves:%d", c.replicas)) || strings.Count(info, "state=online") != c.replicas) {
+			return fmt.Errorf("%s: replicas not online yet", addr)
 		}
 	}
 	return nil

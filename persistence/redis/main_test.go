@@ -1,9 +1,11 @@
 package redis_test
 
 import (
+	"context"
 	"os"
 	"testing"
 
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/ordersystem/ordersystem/persistence/redis"
@@ -13,6 +15,7 @@ import (
 // backend's committer, connections and consumers must all stop on Close.
 // It stops the shared cluster the cluster tests started.
 func TestMain(m *testing.M) {
+	goredis.SetLogger(quietLogger{}) // a killed node makes go-redis log every dial it fails
 	code := m.Run()
 	redis.SharedCluster.Close()
 	if code == 0 {
@@ -23,3 +26,7 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}

@@ -212,14 +212,22 @@ func (b *Backend) begin(ctx context.Context, op string) error {
 // wrap classifies an error from go-redis: after Close (or once the client
 // is closed) ErrClosed; what redisconn.Transient calls "retry later" (every
 // network or timeout error, a server that cannot serve now) wraps
-// ErrUnavailable; other server replies (a bug or a misconfiguration) are
-// returned as they are, with the operation.
+// ErrUnavailable, and makes a cluster client reload its slot map; other
+// server replies (a bug or a misconfiguration) are returned as they are,
+// with the operation.
 func (b *Backend) wrap(op string, err error) error {
 	if b.closed.Load() || errors.Is(err, goredis.ErrClosed) {
 		return persistence.ErrClosed
 	}
 	if !redisconn.Transient(err) {
 		return fmt.Errorf("redis %s at %s: %w", op, b.addr, err)
+	}
+	if cc, ok := b.rdb.(*goredis.ClusterClient); ok {
+		// go-redis 9.23 reloads its slot map on MOVED and READONLY, not
+		// when the primary it knows cannot be dialed: without this, a
+		// killed primary stays the slot's owner for the client long after
+		// its replica took over (measured: > 25 s).
+		cc.ReloadState(context.Background())
 	}
 	return persistence.Unavailable(fmt.Sprintf("redis %s at %s", op, b.addr), err)
 }
