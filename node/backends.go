@@ -39,9 +39,10 @@ type connections struct {
 func (c *connections) open(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if user := cfg.backendUser(Redis); user != "" {
 		rdb, err := redisconn.New(redisconn.Options{
-			Addr:     cfg.Redis,
-			Name:     "ordersystem-" + cfg.NodeID,
-			PoolSize: predis.DefaultPoolSize, // the journal's group committer is its busiest user
+			Addr:       cfg.Redis,
+			MasterName: cfg.RedisMasterName,
+			Name:       "ordersystem-" + cfg.NodeID,
+			PoolSize:   predis.DefaultPoolSize, // the journal's group committer is its busiest user
 		})
 		if err != nil {
 			return fmt.Errorf("%s: --redis: %w", user, err)

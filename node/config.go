@@ -14,6 +14,8 @@ import (
 	"github.com/ordersystem/ordersystem/persistence"
 
 	"golang.org/x/net/netutil"
+
+	"github.com/ordersystem/ordersystem/internal/redisconn"
 )
 
 // Backend names for --transport and --persistence.
@@ -29,9 +31,15 @@ type Config struct {
 	Transport   string `koanf:"transport"`
 	Persistence string `koanf:"persistence"`
 	Redis       string `koanf:"redis"`
-	NATS        string `koanf:"nats"`
-	Cluster     bool   `koanf:"cluster"`
-	NodeID      string `koanf:"node-id"`
+
+	// RedisMasterName, when set, makes Redis the list of Sentinels that
+	// watch the master of that name; without it a comma-separated Redis is
+	// the seeds of a Redis Cluster (see redisconn.New).
+	RedisMasterName string `koanf:"redis-master-name"`
+
+	NATS    string `koanf:"nats"`
+	Cluster bool   `koanf:"cluster"`
+	NodeID  string `koanf:"node-id"`
 	// HTTPHost is the interface the HTTP API listens on (default all).
 	HTTPHost string `koanf:"http-host"`
 	Port     int    `koanf:"port"`
@@ -296,6 +304,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis == "" && (c.Transport == Redis || c.Persistence == Redis) {
 		bad("redis", `""`, "is required when a redis backend is used")
+	} else if c.backendUser(Redis) != "" {
+		if err := (redisconn.Options{Addr: c.Redis, MasterName: c.RedisMasterName}).Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("--redis: %w", err))
+		}
+	}
+	if strings.ContainsAny(c.RedisMasterName, " \t\r\n") {
+		bad("redis-master-name", fmt.Sprintf("%q", c.RedisMasterName), "must not contain white space")
 	}
 	if c.NATS == "" && (c.Transport == NATS || c.Persistence == NATS) {
 		bad("nats", `""`, "is required when a nats backend is used")

@@ -2,6 +2,7 @@ package redisreg
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -163,11 +164,20 @@ func (r *Registry) Register(ctx context.Context, rec registry.MemberRecord, ttl 
 	// cluster client runs one transaction per slot. The pipeline's own
 	// error is that of its first failed command: the SET and the SADD are
 	// checked one by one.
-	_, _ = r.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+	//
+	// On a Redis Cluster the record and the index lie in different slots,
+	// which one MULTI cannot hold (CROSSSLOT): a plain pipeline, which the
+	// cluster client splits by node, sends both at once instead.
+	steps := func(p goredis.Pipeliner) error {
 		set = p.SetNX(ctx, r.key(rec.MemberID), data, ttl)
 		add = p.SAdd(ctx, r.indexKey(), rec.MemberID)
 		return nil
-	})
+	}
+	if r.isCluster() {
+		_, _ = r.client.Pipelined(ctx, steps)
+	} else {
+		_, _ = r.client.TxPipelined(ctx, steps)
+	}
 	if err := set.Err(); err != nil {
 		return fmt.Errorf("redis register %s: %w", rec.MemberID, err)
 	}
@@ -231,8 +241,42 @@ func (r *Registry) Deregister(ctx context.Context, rec registry.MemberRecord) er
 	return nil
 }
 
+// isCluster reports whether the client is a Redis Cluster client.
+func (r *Registry) isCluster() bool {
+	_, ok := r.client.(*goredis.ClusterClient)
+	return ok
+}
+
+// getAll returns the values of keys (nil for a missing key): one MGET, or
+// on a Redis Cluster (whose MGET refuses keys of several slots) one
+// pipeline of GETs, split by node.
+func (r *Registry) getAll(ctx context.Context, keys []string) ([]any, error) {
+	if !r.isCluster() {
+		return r.client.MGet(ctx, keys...).Result()
+	}
+	cmds := make([]*goredis.StringCmd, len(keys))
+	_, _ = r.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	out := make([]any, len(keys))
+	for i, c := range cmds {
+		v, err := c.Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
 // List implements registry.Registry: the index set, then MGET of the
-// members' keys. Values that do not decode are skipped (they expire with
+// members' keys (GETs on a Redis Cluster). Values that do not decode are skipped (they expire with
 // their lease).
 func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	ids, err := r.client.SMembers(ctx, r.indexKey()).Result()
@@ -248,7 +292,7 @@ func (r *Registry) List(ctx context.Context) ([]registry.MemberRecord, error) {
 	seen := make(map[string]bool, len(keys))
 	for len(keys) > 0 {
 		n := min(len(keys), 256)
-		vals, err := r.client.MGet(ctx, keys[:n]...).Result()
+		vals, err := r.getAll(ctx, keys[:n])
 		if err != nil {
 			return nil, fmt.Errorf("redis list members: %w", err)
 		}

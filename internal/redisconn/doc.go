@@ -6,7 +6,8 @@
 // relies on (bounded timeouts, no hidden retries).
 //
 // A node opens one client with New and hands it to every backend, which use
-// it through the goredis.UniversalClient interface and never close it. Only
-// single-server clients are made here; a Redis Cluster or Sentinel client
-// would satisfy the same interface.
+// it through the goredis.UniversalClient interface and never close it. New
+// follows go-redis' universal-client convention: one address is a
+// single-server client, a comma-separated list the seeds of a Redis
+// Cluster, and a master name makes the list Sentinels (a failover client).
 package redisconn

@@ -27,8 +27,13 @@ const DefaultTimeout = 2 * time.Second
 type Options struct {
 	// Addr is "host:port", or a redis:// or rediss:// URL that may carry a
 	// user, a password, a database number (redis://user:pass@host:6379/2)
-	// and go-redis query options; rediss:// turns TLS on.
+	// and go-redis query options; rediss:// turns TLS on. A comma-separated
+	// list of such addresses is the seeds of a Redis Cluster, or, with
+	// MasterName, the Sentinels (see New).
 	Addr string
+	// MasterName, when set, makes Addr the list of Sentinels that watch the
+	// master of that name: New then returns a failover client.
+	MasterName string
 	// Name is set on every connection (CLIENT SETNAME), so that CLIENT LIST
 	// shows whose it is; "" sets none. A name in the URL's query wins.
 	Name string
@@ -43,16 +48,32 @@ type Options struct {
 	PoolSize int
 }
 
-// ClientOptions returns the go-redis options of o: the parsed address with
+// ClientOptions returns the go-redis options of a single-server o (one
+// address, no MasterName): the parsed address with
 // the timeouts, one dial attempt and no command retries. Every caller (an
 // actor, the outbox, a health check, the lease loop) decides about retries
 // itself; an unreachable server is reported within DialTimeout; a script or
 // an XADD is never sent twice behind the caller's back.
 func (o Options) ClientOptions() (*goredis.Options, error) {
+	if o.MasterName != "" {
+		return nil, fmt.Errorf("%w %s with master name %q: a Sentinel address is not the address of one server", ErrInvalidAddr, redact.URL(o.Addr), o.MasterName)
+	}
+	if strings.Contains(o.Addr, ",") {
+		if _, err := parseList(o.Addr); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w %s: a list of addresses (a Redis Cluster) where one server's address is needed", ErrInvalidAddr, redact.URL(o.Addr))
+	}
 	co, err := parseAddr(o.Addr)
 	if err != nil {
 		return nil, err
 	}
+	o.apply(co)
+	return co, nil
+}
+
+// apply sets the timeouts, retries and name every client of ours has.
+func (o Options) apply(co *goredis.Options) {
 	set := func(d *time.Duration, v time.Duration) {
 		*d = v
 		if v == 0 {
@@ -74,18 +95,217 @@ func (o Options) ClientOptions() (*goredis.Options, error) {
 	if co.ClientName == "" {
 		co.ClientName = o.Name
 	}
-	return co, nil
 }
 
-// New returns a single-server client for o. It does no I/O: an unreachable
-// server shows up as errors of the first commands. The caller owns the
-// client and closes it after every backend that uses it.
-func New(o Options) (*goredis.Client, error) {
-	co, err := o.ClientOptions()
+// Kind names the client New makes for o: "standalone", "cluster" or
+// "sentinel". It does not validate o.
+func (o Options) Kind() string {
+	switch {
+	case o.MasterName != "":
+		return "sentinel"
+	case strings.Contains(o.Addr, ","):
+		return "cluster"
+	default:
+		return "standalone"
+	}
+}
+
+// Validate checks o as New would, without making a client.
+func (o Options) Validate() error {
+	var err error
+	switch o.Kind() {
+	case "standalone":
+		_, err = o.ClientOptions()
+	case "cluster":
+		_, err = o.ClusterOptions()
+	default:
+		_, err = o.FailoverOptions()
+	}
+	return err
+}
+
+// New returns a client for o. It does no I/O: an unreachable server shows
+// up as errors of the first commands. The caller owns the client and closes
+// it after every backend that uses it. Following go-redis' universal-client
+// convention:
+//
+//   - one address without MasterName: a single-server *goredis.Client;
+//   - a comma-separated list without MasterName: a *goredis.ClusterClient
+//     that learns the cluster from these seeds. Every item has the same
+//     form (all host:port, all redis:// or all rediss://), the same user
+//     and password and no database number (a cluster has database 0 only);
+//     the first item's query options apply to every node, and the others
+//     may not carry any. With TLS each node is verified against its own
+//     host name;
+//   - MasterName: a failover *goredis.Client that asks the listed
+//     Sentinels (one or more, same rules as a cluster's list, but a
+//     database number is allowed) for the master of that name. The user
+//     and password are those of the master and its replicas; the Sentinels
+//     are reached without credentials.
+//
+// Every kind gets the timeouts, the single dial attempt and no command
+// retries of ClientOptions (a cluster client still follows MOVED and ASK
+// redirects, at most 3 per command).
+func New(o Options) (goredis.UniversalClient, error) {
+	switch o.Kind() {
+	case "standalone":
+		co, err := o.ClientOptions()
+		if err != nil {
+			return nil, err
+		}
+		return goredis.NewClient(co), nil
+	case "cluster":
+		co, err := o.ClusterOptions()
+		if err != nil {
+			return nil, err
+		}
+		return goredis.NewClusterClient(co), nil
+	default:
+		fo, err := o.FailoverOptions()
+		if err != nil {
+			return nil, err
+		}
+		return goredis.NewFailoverClient(fo), nil
+	}
+}
+
+// ClusterOptions returns the go-redis options of the cluster client New
+// makes for a comma-separated o.Addr (see New for the rules of the list).
+func (o Options) ClusterOptions() (*goredis.ClusterOptions, error) {
+	if o.MasterName != "" {
+		return nil, fmt.Errorf("%w %s: master name %q means Sentinel, not Redis Cluster", ErrInvalidAddr, redact.URL(o.Addr), o.MasterName)
+	}
+	items, err := parseList(o.Addr)
 	if err != nil {
 		return nil, err
 	}
-	return goredis.NewClient(co), nil
+	for i, it := range items {
+		if it.DB != 0 {
+			return nil, fmt.Errorf("%w %s: item %d selects database %d, but a Redis Cluster has database 0 only", ErrInvalidAddr, redact.URL(o.Addr), i+1, it.DB)
+		}
+	}
+	first := items[0]
+	o.apply(first)
+	addrs := make([]string, len(items))
+	for i, it := range items {
+		addrs[i] = it.Addr
+	}
+	var tlsConf = first.TLSConfig
+	if tlsConf != nil {
+		tlsConf = tlsConf.Clone()
+		tlsConf.ServerName = "" // each node is checked against its own host
+	}
+	return &goredis.ClusterOptions{
+		Addrs:                    addrs,
+		ClientName:               first.ClientName,
+		Protocol:                 first.Protocol,
+		Username:                 first.Username,
+		Password:                 first.Password,
+		MaxRetries:               first.MaxRetries,
+		DialTimeout:              first.DialTimeout,
+		DialerRetries:            first.DialerRetries,
+		ReadTimeout:              first.ReadTimeout,
+		WriteTimeout:             first.WriteTimeout,
+		ContextTimeoutEnabled:    first.ContextTimeoutEnabled,
+		PoolSize:                 first.PoolSize,
+		PoolTimeout:              first.PoolTimeout,
+		MinIdleConns:             first.MinIdleConns,
+		MaxIdleConns:             first.MaxIdleConns,
+		ConnMaxIdleTime:          first.ConnMaxIdleTime,
+		ConnMaxLifetime:          first.ConnMaxLifetime,
+		TLSConfig:                tlsConf,
+		DisableIdentity:          first.DisableIdentity,
+		MaintNotificationsConfig: first.MaintNotificationsConfig,
+	}, nil
+}
+
+// FailoverOptions returns the go-redis options of the Sentinel client New
+// makes when o.MasterName is set (see New for the rules of the list).
+func (o Options) FailoverOptions() (*goredis.FailoverOptions, error) {
+	if o.MasterName == "" {
+		return nil, fmt.Errorf("%w %s: Sentinel needs a master name", ErrInvalidAddr, redact.URL(o.Addr))
+	}
+	items, err := parseList(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	first := items[0]
+	o.apply(first)
+	addrs := make([]string, len(items))
+	for i, it := range items {
+		if it.DB != first.DB {
+			return nil, fmt.Errorf("%w %s: item %d selects database %d, item 1 database %d", ErrInvalidAddr, redact.URL(o.Addr), i+1, it.DB, first.DB)
+		}
+		addrs[i] = it.Addr
+	}
+	var tlsConf = first.TLSConfig
+	if tlsConf != nil {
+		tlsConf = tlsConf.Clone()
+		tlsConf.ServerName = "" // the master is found, not named
+	}
+	return &goredis.FailoverOptions{
+		MasterName:            o.MasterName,
+		SentinelAddrs:         addrs,
+		ClientName:            first.ClientName,
+		Protocol:              first.Protocol,
+		Username:              first.Username,
+		Password:              first.Password,
+		DB:                    first.DB,
+		MaxRetries:            first.MaxRetries,
+		DialTimeout:           first.DialTimeout,
+		DialerRetries:         first.DialerRetries,
+		ReadTimeout:           first.ReadTimeout,
+		WriteTimeout:          first.WriteTimeout,
+		ContextTimeoutEnabled: first.ContextTimeoutEnabled,
+		PoolSize:              first.PoolSize,
+		PoolTimeout:           first.PoolTimeout,
+		MinIdleConns:          first.MinIdleConns,
+		MaxIdleConns:          first.MaxIdleConns,
+		ConnMaxIdleTime:       first.ConnMaxIdleTime,
+		ConnMaxLifetime:       first.ConnMaxLifetime,
+		TLSConfig:             tlsConf,
+		DisableIdentity:       first.DisableIdentity,
+	}, nil
+}
+
+// parseList parses a comma-separated list of addresses (one item is a
+// list too). Every item must parse, have the form of the first (host:port,
+// redis:// or rediss://) and its user and password, and only the first may
+// carry query options. Errors match ErrInvalidAddr and name items by their
+// 1-based place, never showing credentials.
+func parseList(list string) ([]*goredis.Options, error) {
+	shown := redact.URL(list)
+	raw := strings.Split(list, ",")
+	out := make([]*goredis.Options, 0, len(raw))
+	firstForm := ""
+	for i, item := range raw {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, fmt.Errorf("%w %s: item %d of the list is empty (a stray comma?)", ErrInvalidAddr, shown, i+1)
+		}
+		co, err := parseAddr(item)
+		if err != nil {
+			return nil, fmt.Errorf("item %d of %s: %w", i+1, shown, err)
+		}
+		form := "host:port"
+		if scheme, _, ok := strings.Cut(item, "://"); ok {
+			form = strings.ToLower(scheme) + "://"
+		}
+		if i == 0 {
+			firstForm = form
+		} else {
+			switch first := out[0]; {
+			case form != firstForm:
+				return nil, fmt.Errorf("%w %s: item %d is %s but item 1 is %s: every item of a list must have the same form", ErrInvalidAddr, shown, i+1, form, firstForm)
+			case co.Username != first.Username || co.Password != first.Password:
+				return nil, fmt.Errorf("%w %s: item %d has another user or password than item 1: a list has one set of credentials", ErrInvalidAddr, shown, i+1)
+			case strings.Contains(item, "?"):
+				return nil, fmt.Errorf("%w %s: item %d carries query options: put them on item 1, they apply to every node", ErrInvalidAddr, shown, i+1)
+			}
+		}
+		out = append(out, co)
+	}
+	return out, nil
 }
 
 // parseAddr parses a Redis address: "host:port" (port 1..65535), or a
@@ -136,12 +356,17 @@ func parseAddr(addr string) (*goredis.Options, error) {
 	return nil, fmt.Errorf("%w %s: not a valid URL because of its user or password: percent-encode their reserved characters (@ as %%40, : as %%3A, / as %%2F, %% as %%25, space as %%20)", ErrInvalidAddr, shown)
 }
 
-// ServerAddr returns host:port of a single-server client (one made by New),
-// and "" for any other kind of client: what messages name when a backend
-// was handed a client without an address.
+// ServerAddr returns what messages name when a backend was handed a client
+// without an address: host:port of a single-server client, the seeds of a
+// cluster client joined with commas, and "" for any other kind of client.
 func ServerAddr(c goredis.UniversalClient) string {
-	if o, ok := c.(interface{ Options() *goredis.Options }); ok {
+	switch o := c.(type) {
+	case interface{ Options() *goredis.Options }:
 		return o.Options().Addr
+	case interface {
+		Options() *goredis.ClusterOptions
+	}:
+		return strings.Join(o.Options().Addrs, ",")
 	}
 	return ""
 }

@@ -202,3 +202,117 @@ func TestAgainstServer(t *testing.T) {
 		t.Fatalf("ServerAddr of another kind of client = %q, want \"\"", got)
 	}
 }
+
+func TestListsAccepted(t *testing.T) {
+	co, err := Options{Addr: "redis://u:pw@a:7000?dial_timeout=3s, redis://u:pw@b:7001,redis://u:pw@c:7002/0", Name: "n"}.ClusterOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(co.Addrs, ",") != "a:7000,b:7001,c:7002" || co.Username != "u" || co.Password != "pw" || co.ClientName != "n" {
+		t.Fatalf("cluster options: addrs %v user %q pass %q name %q", co.Addrs, co.Username, co.Password, co.ClientName)
+	}
+	if co.DialTimeout != DefaultTimeout || co.MaxRetries != -1 || co.DialerRetries != 1 || !co.ContextTimeoutEnabled {
+		t.Fatalf("cluster options: dial %s retries %d dialer retries %d context %v", co.DialTimeout, co.MaxRetries, co.DialerRetries, co.ContextTimeoutEnabled)
+	}
+	co, err = Options{Addr: "rediss://h1.example:6380,rediss://h2.example:6380"}.ClusterOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if co.TLSConfig == nil || co.TLSConfig.ServerName != "" {
+		t.Fatalf("TLS cluster: %+v, want TLS with the server name left to each node's host", co.TLSConfig)
+	}
+	fo, err := Options{Addr: "redis://:pw@s1:26379/2,redis://:pw@s2:26379/2", MasterName: "mymaster"}.FailoverOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fo.MasterName != "mymaster" || strings.Join(fo.SentinelAddrs, ",") != "s1:26379,s2:26379" || fo.DB != 2 || fo.Password != "pw" || fo.SentinelPassword != "" {
+		t.Fatalf("failover options: %+v", fo)
+	}
+	for _, c := range []struct {
+		o    Options
+		kind string
+	}{
+		{Options{Addr: "h:1"}, "standalone"},
+		{Options{Addr: "h:1,h:2"}, "cluster"},
+		{Options{Addr: "h:1", MasterName: "m"}, "sentinel"},
+	} {
+		if got := c.o.Kind(); got != c.kind {
+			t.Fatalf("Kind(%+v) = %s, want %s", c.o, got, c.kind)
+		}
+	}
+}
+
+func TestListsRefused(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Addr: "a:1,,b:2"}, "item 2 of the list is empty"},
+		{Options{Addr: "a:1,"}, "item 2 of the list is empty"},
+		{Options{Addr: "a:1,redis://b:2"}, "item 2 is redis:// but item 1 is host:port"},
+		{Options{Addr: "redis://a:1,rediss://b:2"}, "item 2 is rediss://"},
+		{Options{Addr: "redis://a:1/2,redis://b:2/2"}, "item 1 selects database 2"},
+		{Options{Addr: "redis://:topsecret@a:1,redis://:other@b:2"}, "another user or password"},
+		{Options{Addr: "redis://a:1,redis://b:2?dial_timeout=1s"}, "query options"},
+		{Options{Addr: "a:1,b:notaport"}, "item 2"},
+		{Options{Addr: "redis://:topsecret@a:1/1,redis://:topsecret@b:2/2", MasterName: "m"}, "item 2 selects database 2"},
+		{Options{Addr: "", MasterName: "m"}, "item 1 of the list is empty"},
+	} {
+		_, err := New(c.o)
+		if err == nil || !errors.Is(err, ErrInvalidAddr) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v): %v, want an ErrInvalidAddr about %q", c.o, err, c.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "topsecret") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+	if _, err := (Options{Addr: "a:1,b:2"}).ClientOptions(); err == nil || !strings.Contains(err.Error(), "list of addresses") {
+		t.Errorf("ClientOptions of a list: %v, want a refusal", err)
+	}
+	if _, err := (Options{Addr: "a:1", MasterName: "m"}).ClientOptions(); err == nil || !strings.Contains(err.Error(), "Sentinel") {
+		t.Errorf("ClientOptions with a master name: %v, want a refusal", err)
+	}
+}
+
+// TestClusterAndSentinelClients makes a cluster client from a private
+// cluster's seeds and a Sentinel client from a private Sentinel, and
+// writes through both.
+func TestClusterAndSentinelClients(t *testing.T) {
+	cluster := testservers.StartRedisCluster(t, 3, 0)
+	primary := testservers.StartRedis(t)
+	sentinel := testservers.StartRedisSentinel(t, primary.Addr(), "ostest")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		o    Options
+		kind string
+	}{
+		{Options{Addr: cluster.Seeds(), Name: "cluster-test"}, "*redis.ClusterClient"},
+		{Options{Addr: strings.Join(cluster.Addrs(), " , ")}, "*redis.ClusterClient"},
+		{Options{Addr: "redis://" + sentinel, MasterName: "ostest"}, "*redis.Client"},
+	} {
+		cl, err := New(c.o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%T", cl); got != c.kind {
+			t.Fatalf("New(%+v) made a %s, want a %s", c.o, got, c.kind)
+		}
+		for i := range 20 { // keys in every slot range
+			key := fmt.Sprintf("ordersystem-test:redisconn:%d:%d", time.Now().UnixNano(), i)
+			if err := cl.Set(ctx, key, "v", time.Minute).Err(); err != nil {
+				t.Fatalf("%s: SET %s: %v", c.kind, key, err)
+			}
+			if v, err := cl.Get(ctx, key).Result(); err != nil || v != "v" {
+				t.Fatalf("%s: GET %s = %q, %v", c.kind, key, v, err)
+			}
+		}
+		_ = cl.Close()
+	}
+	cl, _ := New(Options{Addr: cluster.Seeds()})
+	defer cl.Close()
+	if got := ServerAddr(cl); got != cluster.Seeds() {
+		t.Fatalf("ServerAddr of a cluster client = %q, want the seeds %q", got, cluster.Seeds())
+	}
+}

@@ -42,24 +42,26 @@ func (l *logLines) all() []string {
 }
 
 // corruptible is a backend on a private server with the raw client that
-// writes past it.
+// writes past it. Its journal has one partition, so that the positions the
+// tests expect are those of one log.
 type corruptible struct {
 	b      *redis.Backend
+	log    persistence.Log
 	rdb    *goredis.Client
-	prefix string
+	prefix string // of partition 0's keys: ordersystem:{p0}:
 	logs   *logLines
 }
 
 func newCorruptible(t *testing.T) *corruptible {
 	t.Helper()
 	srv := testservers.StartRedis(t)
-	c := &corruptible{prefix: "ordersystem:", logs: &logLines{}}
-	b, err := redis.New(context.Background(), redis.Options{Addr: srv.Addr(), Logger: slog.New(c.logs)})
+	c := &corruptible{prefix: "ordersystem:{p0}:", logs: &logLines{}}
+	b, err := redis.New(context.Background(), redis.Options{Addr: srv.Addr(), Partitions: 1, Logger: slog.New(c.logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	c.b = b
+	c.b, c.log = b, b.Log(0)
 	c.rdb = goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	t.Cleanup(func() { _ = c.rdb.Close() })
 	return c
@@ -95,7 +97,7 @@ func wantCorrupt(t *testing.T, err error, pos uint64, reason string) *persistenc
 	if !errors.As(err, &ce) || !errors.Is(err, persistence.ErrCorrupt) {
 		t.Fatalf("got %v, want a *CorruptRecordError", err)
 	}
-	if ce.Position != pos || ce.Next != pos || !strings.Contains(ce.Reason, reason) {
+	if ce.Position != pos || ce.Next != pos || ce.Partition != 0 || !strings.Contains(ce.Reason, reason) {
 		t.Fatalf("corrupt %+v, want position and next %d, reason with %q", ce, pos, reason)
 	}
 	return ce
@@ -112,7 +114,7 @@ func types(rs []persistence.Record) string {
 // readThrough reads the whole global log in pages of limit, as the outbox
 // does, skipping corrupt entries; it returns the records and the skipped
 // positions.
-func readThrough(t *testing.T, b *redis.Backend, limit int) (recs []persistence.Record, skipped []uint64) {
+func readThrough(t *testing.T, b persistence.Log, limit int) (recs []persistence.Record, skipped []uint64) {
 	t.Helper()
 	var after uint64
 	for range 10000 {
@@ -150,21 +152,21 @@ func TestReadAllAroundCorruptEntries(t *testing.T) {
 	badVersion := c.inject(t, "s", "x", "v", "\xff\xfe", "t", "T-x", "d", "")
 	c.append(t, "c", "d")
 
-	if page, err := c.b.ReadAll(ctx, 0, 10); err != nil || types(page) != "1:T-a 2:T-b" {
+	if page, err := c.log.ReadAll(ctx, 0, 10); err != nil || types(page) != "1:T-a 2:T-b" {
 		t.Fatalf("read all from 0: %s %v", types(page), err)
 	}
-	if page, err := c.b.ReadAll(ctx, 0, 1); err != nil || types(page) != "1:T-a" {
+	if page, err := c.log.ReadAll(ctx, 0, 1); err != nil || types(page) != "1:T-a" {
 		t.Fatalf("read all of one: %s %v", types(page), err)
 	}
-	_, err := c.b.ReadAll(ctx, 2, 10)
+	_, err := c.log.ReadAll(ctx, 2, 10)
 	ce := wantCorrupt(t, err, noFields, "lacks stream, version or type")
-	_, err = c.b.ReadAll(ctx, ce.Next, 1)
+	_, err = c.log.ReadAll(ctx, ce.Next, 1)
 	ce = wantCorrupt(t, err, badVersion, "is not a number")
-	if page, err := c.b.ReadAll(ctx, ce.Next, 10); err != nil || types(page) != "5:T-c 6:T-d" {
+	if page, err := c.log.ReadAll(ctx, ce.Next, 10); err != nil || types(page) != "5:T-c 6:T-d" {
 		t.Fatalf("read all after the corrupt entries: %s %v", types(page), err)
 	}
 	for _, limit := range []int{1, 2, 3, 1000} {
-		recs, skipped := readThrough(t, c.b, limit)
+		recs, skipped := readThrough(t, c.log, limit)
 		if types(recs) != "1:T-a 2:T-b 5:T-c 6:T-d" || fmt.Sprint(skipped) != "[3 4]" {
 			t.Fatalf("limit %d: %s, skipped %v", limit, types(recs), skipped)
 		}
@@ -172,7 +174,7 @@ func TestReadAllAroundCorruptEntries(t *testing.T) {
 	if rs, err := c.b.Load(ctx, "c", 1); err != nil || types(rs) != "5:T-c" {
 		t.Fatalf("load of an order after the corrupt entries: %s %v", types(rs), err)
 	}
-	if head, err := c.b.Head(ctx); err != nil || head != 6 {
+	if head, err := c.log.Head(ctx); err != nil || head != 6 {
 		t.Fatalf("head %d %v", head, err)
 	}
 	if len(c.logs.all()) != 0 {
@@ -195,10 +197,10 @@ func TestReadAllSkipsAnEntryWithAnotherID(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		if page, err := c.b.ReadAll(ctx, 0, 10); err != nil || types(page) != "1:T-a 2:T-b" {
+		if page, err := c.log.ReadAll(ctx, 0, 10); err != nil || types(page) != "1:T-a 2:T-b" {
 			t.Fatalf("read all from 0: %s %v", types(page), err)
 		}
-		if page, err := c.b.ReadAll(ctx, 2, 10); err != nil || len(page) != 0 {
+		if page, err := c.log.ReadAll(ctx, 2, 10); err != nil || len(page) != 0 {
 			t.Fatalf("read all after the last record: %s %v", types(page), err)
 		}
 	}
@@ -221,14 +223,57 @@ func TestReadAllSkipsAnEntryWithAnotherID(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.append(t, "d")
-	recs, skipped := readThrough(t, c.b, 1)
+	recs, skipped := readThrough(t, c.log, 1)
 	if len(recs) != 3 || recs[2].Type != "T-d" || len(skipped) != 0 {
 		t.Fatalf("after the repair: %s, skipped %v", types(recs), skipped)
 	}
 	// The failed append took a position that holds nothing: Head is past
 	// the last record, and a reader checkpointed there misses nothing.
-	head, err := c.b.Head(ctx)
+	head, err := c.log.Head(ctx)
 	if err != nil || head < recs[2].Position {
 		t.Fatalf("head %d %v", head, err)
+	}
+}
+
+// TestCorruptEntryNamesItsPartition: in a journal of 4 partitions an entry
+// injected into one partition's log is reported with that partition, and
+// the other partitions read on untouched.
+func TestCorruptEntryNamesItsPartition(t *testing.T) {
+	addr := testservers.Redis(t)
+	prefix := uniquePrefix(t)
+	t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+	b, err := redis.New(context.Background(), redis.Options{Addr: addr, Prefix: prefix, Partitions: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	ids := map[int]string{}
+	for i := 0; len(ids) < 4; i++ {
+		id := fmt.Sprintf("o-%d", i)
+		if _, ok := ids[persistence.PartitionOf(id, 4)]; !ok {
+			ids[persistence.PartitionOf(id, 4)] = id
+		}
+	}
+	for _, id := range ids {
+		if _, err := b.Append(ctx, id, 0, []persistence.Record{{Type: "T-" + id}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer raw.Close()
+	logKey := prefix + "{p2}:log"
+	if err := raw.XAdd(ctx, &goredis.XAddArgs{Stream: logKey, ID: "0-2", Values: []any{"d", "junk"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Log(2).ReadAll(ctx, 1, 10)
+	var ce *persistence.CorruptRecordError
+	if !errors.As(err, &ce) || ce.Partition != 2 || ce.Position != 2 || !strings.Contains(err.Error(), "partition 2") {
+		t.Fatalf("read of partition 2 past its corrupt entry: %v, want a CorruptRecordError of partition 2 at 2", err)
+	}
+	for _, p := range []int{0, 1, 3} {
+		if rs, err := b.Log(p).ReadAll(ctx, 0, 10); err != nil || len(rs) != 1 || rs[0].StreamID != ids[p] || rs[0].Partition != p {
+			t.Fatalf("partition %d: %+v %v, want %s's one record", p, rs, err, ids[p])
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ordersystem/ordersystem/internal/redisconn"
+	"github.com/ordersystem/ordersystem/persistence"
 )
 
 // Defaults applied by Options.setDefaults.
@@ -31,10 +32,17 @@ type Options struct {
 
 	// Addr is "host:port", or a redis:// or rediss:// URL that may carry a
 	// user, a password, a database number (redis://user:pass@host:6379/2)
-	// and go-redis query options; rediss:// turns TLS on. Default
-	// 127.0.0.1:6379. With a Client it only names the server in messages
-	// (default: the client's address).
+	// and go-redis query options; rediss:// turns TLS on. A comma-separated
+	// list of them is the seeds of a Redis Cluster (see redisconn.New; for
+	// Sentinel hand New a Client). Default 127.0.0.1:6379. With a Client
+	// it only names the server in messages (default: the client's address).
 	Addr string
+
+	// Partitions is the partition count of the journal: 0 takes the count
+	// stored with the journal, or persistence.DefaultPartitions for a new
+	// one; any other count must match the stored one (New refuses a
+	// mismatch with a *persistence.PartitionMismatchError).
+	Partitions int
 
 	// Prefix starts every key this backend touches. Default "ordersystem:".
 	// Two backends with different prefixes never see each other's data.
@@ -74,13 +82,20 @@ func (o *Options) setDefaults() {
 		if o.Addr == "" {
 			o.Addr = redisconn.ServerAddr(o.Client)
 		}
-		if c, ok := o.Client.(interface{ Options() *goredis.Options }); ok {
-			if co := c.Options(); o.ReadTimeout == 0 && co.ReadTimeout > 0 {
-				o.ReadTimeout = co.ReadTimeout
-			}
-			if co := c.Options(); o.WriteTimeout == 0 && co.WriteTimeout > 0 {
-				o.WriteTimeout = co.WriteTimeout
-			}
+		var read, write time.Duration
+		switch c := o.Client.(type) {
+		case interface{ Options() *goredis.Options }:
+			read, write = c.Options().ReadTimeout, c.Options().WriteTimeout
+		case interface {
+			Options() *goredis.ClusterOptions
+		}:
+			read, write = c.Options().ReadTimeout, c.Options().WriteTimeout
+		}
+		if o.ReadTimeout == 0 && read > 0 {
+			o.ReadTimeout = read
+		}
+		if o.WriteTimeout == 0 && write > 0 {
+			o.WriteTimeout = write
 		}
 	}
 	if o.Addr == "" && o.Client == nil {
@@ -115,9 +130,12 @@ func (o *Options) setDefaults() {
 // Validate reports the first option that cannot work, naming it and its value.
 func (o *Options) Validate() error {
 	if o.Client == nil {
-		if _, err := o.clientOptions(); err != nil {
-			return err
+		if err := o.connOptions().Validate(); err != nil {
+			return fmt.Errorf("redis option Addr: %w", err)
 		}
+	}
+	if err := persistence.CheckPartitions(o.Partitions); err != nil {
+		return fmt.Errorf("redis option Partitions: %w", err)
 	}
 	switch {
 	case o.DialTimeout < 0:
@@ -140,18 +158,14 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// clientOptions turns Options into the go-redis options of the client New
-// makes when it is given no Client.
-func (o *Options) clientOptions() (*goredis.Options, error) {
-	co, err := redisconn.Options{
+// connOptions are the options of the client New makes when it is given no
+// Client.
+func (o *Options) connOptions() redisconn.Options {
+	return redisconn.Options{
 		Addr:         o.Addr,
 		DialTimeout:  o.DialTimeout,
 		ReadTimeout:  o.ReadTimeout,
 		WriteTimeout: o.WriteTimeout,
 		PoolSize:     o.PoolSize,
-	}.ClientOptions()
-	if err != nil {
-		return nil, fmt.Errorf("redis option Addr: %w", err)
 	}
-	return co, nil
 }

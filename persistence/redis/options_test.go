@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ordersystem/ordersystem/internal/redact"
+	"github.com/ordersystem/ordersystem/persistence"
 )
 
 func TestAddrParsing(t *testing.T) {
@@ -29,7 +30,7 @@ func TestAddrParsing(t *testing.T) {
 		if err := o.Validate(); err != nil {
 			t.Fatalf("%s: %v", c.addr, err)
 		}
-		co, err := o.clientOptions()
+		co, err := o.connOptions().ClientOptions()
 		if err != nil {
 			t.Fatalf("%s: %v", c.addr, err)
 		}
@@ -62,6 +63,10 @@ func TestOptionsRefused(t *testing.T) {
 		{Options{WaitReplicas: -1}, "WaitReplicas"},
 		{Options{WaitReplicas: 1, WaitTimeout: 3 * time.Second}, "WaitTimeout"},
 		{Options{MaxBatch: -1}, "MaxBatch"},
+		{Options{Partitions: -1}, "Partitions"},
+		{Options{Partitions: persistence.MaxPartitions + 1}, "Partitions"},
+		{Options{Addr: "a:1,,b:2"}, "item 2 of the list is empty"},
+		{Options{Addr: "redis://:topsecret@a:1/1,redis://:topsecret@b:2/1"}, "database 0 only"},
 	} {
 		c.o.setDefaults()
 		err := c.o.Validate()

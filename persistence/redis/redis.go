@@ -27,13 +27,11 @@ type Backend struct {
 	rdb        goredis.UniversalClient
 	ownClient  bool // made by New (no Options.Client): Close closes it
 
-	logKey, seqKey, checkpointKey string
+	metaKey, checkpointKey string
+	parts                  []*partitionLog // one per partition, fixed by New
 
 	closed    atomic.Bool
 	closeOnce sync.Once
-
-	foreignMu     sync.Mutex
-	foreignLogged string // the id of the last foreign log entry logged
 
 	// Group commit (nil queue when Options.MaxBatch == 1).
 	queue chan *appendReq
@@ -49,9 +47,12 @@ const committers = 2
 var _ persistence.Backend = (*Backend)(nil)
 
 // New checks that Redis answers (through opts.Client, or a client of its
-// own for opts.Addr), loads the scripts and learns the server's durability
+// own for opts.Addr), loads the scripts, settles the partition count (see
+// the package documentation: stored at first start, a mismatch refused with
+// a *persistence.PartitionMismatchError) and learns the server's durability
 // settings. When the server cannot be reached the error wraps
-// persistence.ErrUnavailable and names the address.
+// persistence.ErrUnavailable and names the address. A journal of the
+// unpartitioned layout under the prefix is refused (ErrInvalidArgument).
 func New(ctx context.Context, opts Options) (*Backend, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
@@ -61,16 +62,15 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		opts:          opts,
 		addr:          redact.URL(opts.Addr),
 		rdb:           opts.Client,
-		logKey:        opts.Prefix + "log",
-		seqKey:        opts.Prefix + "seq",
+		metaKey:       opts.Prefix + "meta",
 		checkpointKey: opts.Prefix + "checkpoints",
 	}
 	if b.rdb == nil {
-		co, err := opts.clientOptions()
+		c, err := redisconn.New(opts.connOptions())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("redis option Addr: %w", err)
 		}
-		b.rdb, b.ownClient = goredis.NewClient(co), true
+		b.rdb, b.ownClient = c, true
 	}
 	fail := func(op string, err error) (*Backend, error) {
 		if b.ownClient {
@@ -88,6 +88,17 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 			return fail("load scripts", err)
 		}
 	}
+	n, err := b.partitionCount(ctx)
+	if err != nil {
+		if b.ownClient {
+			_ = b.rdb.Close()
+		}
+		return nil, err
+	}
+	for p := range n {
+		tag := opts.Prefix + "{p" + strconv.Itoa(p) + "}:"
+		b.parts = append(b.parts, &partitionLog{b: b, p: p, tag: tag, logKey: tag + "log", seqKey: tag + "seq"})
+	}
 	b.durability = b.describeDurability(ctx)
 	if opts.MaxBatch > 1 {
 		b.queue = make(chan *appendReq, 4*opts.MaxBatch)
@@ -101,8 +112,91 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-func (b *Backend) streamKey(id string) string   { return b.opts.Prefix + "stream:" + id }
+// partitionCount reads the stored partition count, stores the configured
+// one (HSETNX) when there is none yet, and resolves the two. The first
+// writer of the meta key wins a race of two first starts; the loser then
+// resolves against what the winner stored.
+func (b *Backend) partitionCount(ctx context.Context) (int, error) {
+	stored, err := b.storedPartitions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if stored == 0 {
+		old := b.opts.Prefix + "log"
+		n, err := b.rdb.Exists(ctx, old).Result()
+		if err != nil {
+			return 0, b.wrap("open: look for an unpartitioned journal", err)
+		}
+		if n > 0 {
+			return 0, fmt.Errorf("redis journal with prefix %q at %s: key %q holds a journal of the unpartitioned layout (one global log) and %q, which every partitioned journal has, is missing; "+
+				"this version reads only the partitioned layout (%s{p<N>}:log) and refuses to start rather than ignore those orders: "+
+				"start it with another cluster name (key prefix), or keep the older version for this data: %w",
+				b.opts.Prefix, b.addr, old, b.metaKey, b.opts.Prefix, persistence.ErrInvalidArgument)
+		}
+		want, err := persistence.ResolvePartitions(b.opts.Partitions, 0)
+		if err != nil {
+			return 0, err
+		}
+		if err := b.rdb.HSetNX(ctx, b.metaKey, "partitions", want).Err(); err != nil {
+			return 0, b.wrap("open: store the partition count", err)
+		}
+		if stored, err = b.storedPartitions(ctx); err != nil {
+			return 0, err
+		}
+	}
+	return persistence.ResolvePartitions(b.opts.Partitions, stored)
+}
+
+// storedPartitions is the partition count in the meta key, 0 when none is
+// stored.
+func (b *Backend) storedPartitions(ctx context.Context) (int, error) {
+	v, err := b.rdb.HGet(ctx, b.metaKey, "partitions").Result()
+	if errors.Is(err, goredis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.wrap("open: read the partition count", err)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > persistence.MaxPartitions {
+		return 0, fmt.Errorf("redis journal at %s: %s field partitions is %q, not a partition count 1..%d: %w", b.addr, b.metaKey, truncate(v, 40), persistence.MaxPartitions, persistence.ErrCorrupt)
+	}
+	return n, nil
+}
+
 func (b *Backend) snapshotKey(id string) string { return b.opts.Prefix + "snapshot:" + id }
+
+// Partitions implements persistence.Journal.
+func (b *Backend) Partitions() int { return len(b.parts) }
+
+// Log implements persistence.Journal.
+func (b *Backend) Log(p int) persistence.Log {
+	if p < 0 || p >= len(b.parts) {
+		return persistence.BadPartition(p)
+	}
+	return b.parts[p]
+}
+
+// partitionLog is one partition: its keys share the hash tag {p<N>}, so
+// one script reaches all of them on a cluster.
+type partitionLog struct {
+	b              *Backend
+	p              int
+	tag            string // <prefix>{p<N>}:
+	logKey, seqKey string
+
+	foreignMu     sync.Mutex
+	foreignLogged string // the id of the last foreign log entry logged
+}
+
+func (l *partitionLog) streamKey(id string) string { return l.tag + "stream:" + id }
+
+// Partition implements persistence.Log.
+func (l *partitionLog) Partition() int { return l.p }
+
+func (b *Backend) partitionOf(streamID string) *partitionLog {
+	return b.parts[persistence.PartitionOf(streamID, len(b.parts))]
+}
 
 // begin is the common entry check of every operation.
 func (b *Backend) begin(ctx context.Context, op string) error {
@@ -118,14 +212,22 @@ func (b *Backend) begin(ctx context.Context, op string) error {
 // wrap classifies an error from go-redis: after Close (or once the client
 // is closed) ErrClosed; what redisconn.Transient calls "retry later" (every
 // network or timeout error, a server that cannot serve now) wraps
-// ErrUnavailable; other server replies (a bug or a misconfiguration) are
-// returned as they are, with the operation.
+// ErrUnavailable, and makes a cluster client reload its slot map; other
+// server replies (a bug or a misconfiguration) are returned as they are,
+// with the operation.
 func (b *Backend) wrap(op string, err error) error {
 	if b.closed.Load() || errors.Is(err, goredis.ErrClosed) {
 		return persistence.ErrClosed
 	}
 	if !redisconn.Transient(err) {
 		return fmt.Errorf("redis %s at %s: %w", op, b.addr, err)
+	}
+	if cc, ok := b.rdb.(*goredis.ClusterClient); ok {
+		// go-redis 9.23 reloads its slot map on MOVED and READONLY, not
+		// when the primary it knows cannot be dialed: without this, a
+		// killed primary stays the slot's owner for the client long after
+		// its replica took over (measured: > 25 s).
+		cc.ReloadState(context.Background())
 	}
 	return persistence.Unavailable(fmt.Sprintf("redis %s at %s", op, b.addr), err)
 }
@@ -140,6 +242,7 @@ func isNoScript(err error) bool {
 type appendReq struct {
 	ctx      context.Context
 	streamID string
+	part     int
 	expected uint64
 	n        int
 	keys     []string
@@ -167,12 +270,14 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 	for _, r := range records {
 		args = append(args, r.Type, r.Data)
 	}
+	l := b.partitionOf(streamID)
 	req := &appendReq{
 		ctx:      ctx,
 		streamID: streamID,
+		part:     l.p,
 		expected: expected,
 		n:        len(records),
-		keys:     []string{b.streamKey(streamID), b.logKey, b.seqKey},
+		keys:     []string{l.streamKey(streamID), l.logKey, l.seqKey},
 		args:     args,
 		res:      make(chan appendRes, 1),
 	}
@@ -261,19 +366,63 @@ func (b *Backend) batchTimeout() time.Duration {
 	return d
 }
 
+// scripter is what commitOn sends through: the backend's client, or one
+// node of a cluster.
+type scripter interface {
+	goredis.Scripter
+	Pipeline() goredis.Pipeliner
+}
+
 // commit runs the append script for each request in one pipeline (plus one
-// WAIT when configured) and answers every request.
+// WAIT when configured) and answers every request. On a cluster client
+// with WaitReplicas the pipeline is split by hand, one per primary (the
+// one that owns each request's partition now), because WAIT must run on
+// the connection that wrote: a cluster client would send a keyless WAIT
+// to any node. Without WaitReplicas the cluster client splits the pipeline
+// by node itself and follows redirects.
 func (b *Backend) commit(ctx context.Context, reqs []*appendReq) {
+	cc, ok := b.rdb.(*goredis.ClusterClient)
+	if !ok || b.opts.WaitReplicas == 0 {
+		b.commitOn(ctx, b.rdb, reqs)
+		return
+	}
+	byNode := make(map[*goredis.Client][]*appendReq)
+	for _, r := range reqs {
+		node, err := cc.MasterForKey(ctx, r.keys[0])
+		if err != nil {
+			cc.ReloadState(ctx)
+			r.res <- appendRes{err: b.wrap(fmt.Sprintf("append to %q: find the primary of partition %d", r.streamID, r.part), err)}
+			continue
+		}
+		byNode[node] = append(byNode[node], r)
+	}
+	var wg sync.WaitGroup
+	for node, rs := range byNode {
+		wg.Go(func() {
+			if b.commitOn(ctx, node, rs) {
+				// A failover or a resharding moved slots: the cluster
+				// client learns the new owners for the next batches.
+				cc.ReloadState(ctx)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// commitOn is commit through one client. It reports whether any request
+// failed in a way that says the cluster's topology may have changed (a
+// network error, MOVED, CLUSTERDOWN, READONLY, ...).
+func (b *Backend) commitOn(ctx context.Context, c scripter, reqs []*appendReq) (moved bool) {
 	for attempt := 0; ; attempt++ {
 		cmds := make([]*goredis.Cmd, len(reqs))
 		var wait *goredis.Cmd
 		if len(reqs) == 1 && b.opts.WaitReplicas == 0 {
 			// One append: a plain call, no pipeline to set up.
-			cmds[0] = appendScript.EvalSha(ctx, b.rdb, reqs[0].keys, reqs[0].args...)
+			cmds[0] = appendScript.EvalSha(ctx, c, reqs[0].keys, reqs[0].args...)
 		} else {
 			// WAIT must run on the connection that wrote: one pipeline
 			// holds the appends and the WAIT after them.
-			pipe := b.rdb.Pipeline()
+			pipe := c.Pipeline()
 			for i, r := range reqs {
 				cmds[i] = appendScript.EvalSha(ctx, pipe, r.keys, r.args...)
 			}
@@ -291,16 +440,19 @@ func (b *Backend) commit(ctx context.Context, reqs []*appendReq) {
 				again = append(again, r)
 				continue
 			}
+			if err := cmds[i].Err(); redisconn.Transient(err) || (wait != nil && redisconn.Transient(wait.Err())) {
+				moved = true
+			}
 			b.answer(r, cmds[i], wait)
 		}
 		if len(again) == 0 {
-			return
+			return moved
 		}
-		if err := appendScript.Load(ctx, b.rdb).Err(); err != nil {
+		if err := appendScript.Load(ctx, c).Err(); err != nil {
 			for _, r := range again {
 				r.res <- appendRes{err: b.wrap("append: load script", err)}
 			}
-			return
+			return true
 		}
 		reqs = again
 	}
@@ -344,21 +496,22 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	if from > 1 {
 		start = int64(from - 1)
 	}
-	raw, err := loadScript.Run(ctx, b.rdb, []string{b.streamKey(streamID), b.logKey}, start).Slice()
+	l := b.partitionOf(streamID)
+	raw, err := loadScript.Run(ctx, b.rdb, []string{l.streamKey(streamID), l.logKey}, start).Slice()
 	if err != nil {
 		if errors.Is(err, goredis.Nil) {
 			return nil, nil
 		}
 		return nil, b.wrap("load "+strconv.Quote(streamID), err)
 	}
-	recs, err := decodeEntries(raw)
+	recs, err := decodeEntries(raw, l.p)
 	if err != nil {
 		return nil, fmt.Errorf("redis load %q: %w", streamID, err)
 	}
 	return recs, nil
 }
 
-// ReadAll implements persistence.Journal. A log entry without a valid
+// ReadAll implements persistence.Log. A log entry without a valid
 // stream, version and type is reported as a *persistence.CorruptRecordError
 // (Next is its position: positions are one per entry) when it is the first
 // entry read, and ends the read before it otherwise. An entry whose id is
@@ -366,7 +519,8 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 // entry the append script writes: the read ends before it, it is logged
 // once, and no position is ever handed out for it, so no reader's
 // checkpoint can move past a record because of it.
-func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+func (l *partitionLog) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
+	b := l.b
 	if err := b.begin(ctx, "read all"); err != nil {
 		return nil, err
 	}
@@ -374,22 +528,22 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 		return nil, nil
 	}
 	start := "0-" + strconv.FormatUint(after+1, 10)
-	raw, err := b.rdb.Do(ctx, "XRANGE", b.logKey, start, "+", "COUNT", limit).Slice()
+	raw, err := b.rdb.Do(ctx, "XRANGE", l.logKey, start, "+", "COUNT", limit).Slice()
 	if err != nil {
 		if errors.Is(err, goredis.Nil) {
 			return nil, nil
 		}
-		return nil, b.wrap("read all", err)
+		return nil, b.wrap(fmt.Sprintf("read all of partition %d", l.p), err)
 	}
 	out := make([]persistence.Record, 0, len(raw))
 	for _, e := range raw {
 		id, fields, err := splitEntry(e)
 		if err != nil {
-			return nil, fmt.Errorf("redis read all after %d: %w", after, err)
+			return nil, fmt.Errorf("redis read all of partition %d after %d: %w", l.p, after, err)
 		}
 		pos, ok := logPosition(id)
 		if !ok {
-			b.foreignEntry(id)
+			l.foreignEntry(id)
 			break
 		}
 		r, err := decodeEntry(id, pos, fields)
@@ -397,8 +551,9 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 			if len(out) > 0 {
 				break // the next read starts at it and reports it
 			}
-			return nil, &persistence.CorruptRecordError{Position: pos, Next: pos, Reason: "redis " + err.Error()}
+			return nil, &persistence.CorruptRecordError{Partition: l.p, Position: pos, Next: pos, Reason: "redis " + err.Error()}
 		}
+		r.Partition = l.p
 		out = append(out, r)
 	}
 	return out, nil
@@ -406,18 +561,18 @@ func (b *Backend) ReadAll(ctx context.Context, after uint64, limit int) ([]persi
 
 // foreignEntry logs, once per id, an entry of the log whose id the append
 // script cannot have written.
-func (b *Backend) foreignEntry(id string) {
-	b.foreignMu.Lock()
-	seen := b.foreignLogged == id
-	b.foreignLogged = id
-	b.foreignMu.Unlock()
+func (l *partitionLog) foreignEntry(id string) {
+	l.foreignMu.Lock()
+	seen := l.foreignLogged == id
+	l.foreignLogged = id
+	l.foreignMu.Unlock()
 	if seen {
 		return
 	}
-	b.opts.Logger.Error("journal: the global log holds an entry whose id is not 0-<position>, written by something other than this backend; "+
+	l.b.opts.Logger.Error("journal: a partition's log holds an entry whose id is not 0-<position>, written by something other than this backend; "+
 		"reads of the log stop before it and it is never returned, and appends fail while it is there (Redis refuses the lower ids the append script writes); "+
 		"to repair the journal delete it (XDEL) and set the log's last id back to the last record's (XSETID <key> 0-<position>)",
-		slog.String("key", b.logKey), slog.String("entry_id", id))
+		slog.String("key", l.logKey), slog.Int("partition", l.p), slog.String("entry_id", id))
 }
 
 // splitEntry takes an XRANGE-shaped entry apart: {id, {field, value, ...}}.
@@ -478,7 +633,7 @@ func decodeEntry(id string, pos uint64, fields []any) (persistence.Record, error
 // decodeEntries turns the XRANGE-shaped entries of one order's stream (the
 // load script's reply) into records; any entry that is not a record fails
 // the whole load.
-func decodeEntries(raw []any) ([]persistence.Record, error) {
+func decodeEntries(raw []any, partition int) ([]persistence.Record, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
@@ -496,6 +651,7 @@ func decodeEntries(raw []any) ([]persistence.Record, error) {
 		if err != nil {
 			return nil, err
 		}
+		r.Partition = partition
 		out = append(out, r)
 	}
 	return out, nil
@@ -508,17 +664,18 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Head implements persistence.Journal.
-func (b *Backend) Head(ctx context.Context) (uint64, error) {
+// Head implements persistence.Log.
+func (l *partitionLog) Head(ctx context.Context) (uint64, error) {
+	b := l.b
 	if err := b.begin(ctx, "head"); err != nil {
 		return 0, err
 	}
-	v, err := b.rdb.Get(ctx, b.seqKey).Uint64()
+	v, err := b.rdb.Get(ctx, l.seqKey).Uint64()
 	if errors.Is(err, goredis.Nil) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, b.wrap("head", err)
+		return 0, b.wrap(fmt.Sprintf("head of partition %d", l.p), err)
 	}
 	return v, nil
 }

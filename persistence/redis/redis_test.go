@@ -28,33 +28,20 @@ func uniquePrefix(t testing.TB) string {
 	return "ordersystem-test:" + hex.EncodeToString(b[:]) + ":"
 }
 
-// deleteKeys removes every key under prefix (test cleanup on a shared server).
+// deleteKeys removes every key under prefix (test cleanup on a shared
+// server or cluster: addr may be a comma-separated list of seeds).
 func deleteKeys(t testing.TB, addr, prefix string) {
 	t.Helper()
-	c := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: 2 * time.Second})
+	c, err := redisconn.New(redisconn.Options{Addr: addr})
+	if err != nil {
+		t.Errorf("cleanup of %s*: %v", prefix, err)
+		return
+	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-		if len(keys) == 500 {
-			if err := c.Del(ctx, keys...).Err(); err != nil {
-				t.Logf("cleanup of %s*: %v", prefix, err)
-				return
-			}
-			keys = keys[:0]
-		}
-	}
-	if err := iter.Err(); err != nil {
+	if _, err := redis.DeleteKeys(ctx, c, prefix); err != nil {
 		t.Logf("cleanup of %s*: %v", prefix, err)
-		return
-	}
-	if len(keys) > 0 {
-		if err := c.Del(ctx, keys...).Err(); err != nil {
-			t.Logf("cleanup of %s*: %v", prefix, err)
-		}
 	}
 }
 
@@ -77,11 +64,52 @@ func newBackend(t testing.TB, addr string, opts redis.Options) *redis.Backend {
 	return b
 }
 
+// reopener returns the suite's Reopen for addr: backends on one fresh
+// prefix, each with the partition count asked for.
+func reopener(addr string, opts redis.Options) func(t *testing.T) func(int) (persistence.Backend, error) {
+	return func(t *testing.T) func(int) (persistence.Backend, error) {
+		prefix := uniquePrefix(t)
+		t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+		return func(n int) (persistence.Backend, error) {
+			o := opts
+			o.Addr, o.Prefix, o.Partitions = addr, prefix, n
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			b, err := redis.New(ctx, o)
+			if err != nil {
+				return nil, err // a nil *Backend must not become a non-nil interface
+			}
+			return b, nil
+		}
+	}
+}
+
 func TestContract(t *testing.T) {
 	addr := testservers.Redis(t)
 	journaltest.Run(t, func(t *testing.T) persistence.Backend {
 		return newBackend(t, addr, redis.Options{})
-	}, journaltest.Features{})
+	}, journaltest.Features{Reopen: reopener(addr, redis.Options{})})
+}
+
+// TestContractCluster runs the suite on the shared private Redis Cluster
+// (3 primaries, 1 replica each): the partitions spread over the shards,
+// each append is one script in its partition's slot.
+func TestContractCluster(t *testing.T) {
+	seeds := redis.SharedCluster.Get(t).Seeds()
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, seeds, redis.Options{})
+	}, journaltest.Features{LargeStream: 2000, Reopen: reopener(seeds, redis.Options{})})
+}
+
+// TestContractClusterWaitReplicas runs the suite on the shared cluster
+// with WaitReplicas 1, which splits each group commit by primary so that
+// WAIT runs on the connection that wrote.
+func TestContractClusterWaitReplicas(t *testing.T) {
+	seeds := redis.SharedCluster.Get(t).Seeds()
+	opts := redis.Options{WaitReplicas: 1, WaitTimeout: 1500 * time.Millisecond}
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, seeds, opts)
+	}, journaltest.Features{LargeStream: 2000, Reopen: reopener(seeds, opts)})
 }
 
 // TestContractWithoutGroupCommit runs the suite with MaxBatch=1 (each
@@ -149,8 +177,8 @@ func TestServerGoneFailsFast(t *testing.T) {
 			return err
 		},
 		"load":      func() error { _, err := b.Load(ctx, "gone", 0); return err },
-		"read all":  func() error { _, err := b.ReadAll(ctx, 0, 10); return err },
-		"head":      func() error { _, err := b.Head(ctx); return err },
+		"read all":  func() error { _, err := b.Log(0).ReadAll(ctx, 0, 10); return err },
+		"head":      func() error { _, err := b.Log(0).Head(ctx); return err },
 		"ping":      func() error { return b.Ping(ctx) },
 		"save snap": func() error { return b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "gone", Version: 1}) },
 	}
@@ -203,7 +231,7 @@ func TestSharedClient(t *testing.T) {
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Head(ctx); !errors.Is(err, persistence.ErrClosed) {
+		if _, err := b.Log(0).Head(ctx); !errors.Is(err, persistence.ErrClosed) {
 			t.Fatalf("head after Close: %v, want ErrClosed", err)
 		}
 	}
@@ -358,4 +386,55 @@ func TestScriptsReloadedAfterFlush(t *testing.T) {
 func waitFor(t testing.TB, total time.Duration, f func() error) {
 	t.Helper()
 	poll.Eventually(t, total, f)
+}
+
+// TestUnpartitionedJournalRefused: a prefix that holds a journal of the
+// old layout (<prefix>log, no meta key) is refused at open, naming the
+// key, and nothing is written under it.
+func TestUnpartitionedJournalRefused(t *testing.T) {
+	addr := testservers.Redis(t)
+	prefix := uniquePrefix(t)
+	t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := raw.XAdd(ctx, &goredis.XAddArgs{Stream: prefix + "log", ID: "0-1", Values: []any{"s", "o1", "v", "1", "t", "OrderCreated", "d", ""}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := redis.New(ctx, redis.Options{Addr: addr, Prefix: prefix})
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("New opened a prefix that holds an unpartitioned journal")
+	}
+	if !errors.Is(err, persistence.ErrInvalidArgument) || !strings.Contains(err.Error(), prefix+"log") || !strings.Contains(err.Error(), "unpartitioned") {
+		t.Fatalf("New on an unpartitioned journal: %v, want ErrInvalidArgument naming %slog", err, prefix)
+	}
+	if n, err := raw.Exists(ctx, prefix+"meta").Result(); err != nil || n != 0 {
+		t.Fatalf("the refused open wrote the meta key (exists %d, %v)", n, err)
+	}
+	t.Logf("refused: %v", err)
+}
+
+// TestStoredPartitionCountUnreadable: a meta key whose count is not a
+// number is reported as corrupt, not replaced.
+func TestStoredPartitionCountUnreadable(t *testing.T) {
+	addr := testservers.Redis(t)
+	prefix := uniquePrefix(t)
+	t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := raw.HSet(ctx, prefix+"meta", "partitions", "many").Err(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := redis.New(ctx, redis.Options{Addr: addr, Prefix: prefix})
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("New accepted partitions=many")
+	}
+	if !errors.Is(err, persistence.ErrCorrupt) || !strings.Contains(err.Error(), `"many"`) {
+		t.Fatalf("New with partitions=many: %v, want ErrCorrupt quoting the value", err)
+	}
 }

@@ -280,6 +280,11 @@ func (t *Transport) wrap(op string, err error) error {
 	if !redisconn.Transient(err) {
 		return fmt.Errorf("redis %s on %s key %q: %w", op, t.addr, t.opts.Key, err)
 	}
+	if cc, ok := t.client.(*goredis.ClusterClient); ok {
+		// go-redis 9.23 does not reload its slot map when the primary it
+		// knows cannot be dialed: ask it to, so a promoted replica is found.
+		cc.ReloadState(context.Background())
+	}
 	return transport.Unavailable(fmt.Sprintf("redis %s on %s", op, t.addr), err)
 }
 
