@@ -72,15 +72,16 @@ func privateRedis(t *testing.T) corruptibleBackend {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	// The layout (persistence/redis): log entries 0-<position> with fields
-	// s, v, t, d; the counter ordersystem:seq hands out positions.
+	// s, v, t, d in partition 0's log ordersystem:{p0}:log; its counter
+	// ordersystem:{p0}:seq hands out positions.
 	return corruptibleBackend{Backend: b, inject: func(t *testing.T) {
 		t.Helper()
 		rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
 		defer rdb.Close()
 		ctx := context.Background()
-		pos, err := rdb.Incr(ctx, "ordersystem:seq").Result()
+		pos, err := rdb.Incr(ctx, "ordersystem:{p0}:seq").Result()
 		if err == nil {
-			err = rdb.XAdd(ctx, &goredis.XAddArgs{Stream: "ordersystem:log", ID: "0-" + strconv.FormatInt(pos, 10), Values: []any{"d", "junk"}}).Err()
+			err = rdb.XAdd(ctx, &goredis.XAddArgs{Stream: "ordersystem:{p0}:log", ID: "0-" + strconv.FormatInt(pos, 10), Values: []any{"d", "junk"}}).Err()
 		}
 		if err != nil {
 			t.Fatalf("inject a log entry: %v", err)

@@ -56,7 +56,7 @@ func TestPortBodiesJSON(t *testing.T) {
 				QuarantinedOrders: []httpapi.QuarantinedOrder{{OrderID: "o", Version: 2, Error: "bad", At: at}}}},
 			`{"status":"up","nodeId":"n1","components":{},"readModel":{"applied":0,"repaired":0,"deadLettered":1,"quarantined":1,` +
 				`"deadLetters":[{"eventId":"x:2","type":"OrderPaid","reason":"not_in_journal","error":"e","attempts":4,"at":"2026-11-25T06:25:25Z"}],` +
-				`"quarantinedOrders":[{"orderId":"o","version":2,"error":"bad","at":"2026-11-25T06:25:25Z"}]}}`},
+				`"quarantinedOrders":[{"orderId":"o","version":2,"partition":0,"error":"bad","at":"2026-11-25T06:25:25Z"}]}}`},
 	} {
 		b, err := json.Marshal(c.v)
 		if err != nil || string(b) != c.want {

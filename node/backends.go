@@ -187,7 +187,10 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 	ns := clusterNamespace(cfg.ClusterName)
 	switch cfg.Persistence {
 	case Redis:
-		b, err := predis.New(ctx, predis.Options{Client: conns.redis, Addr: cfg.Redis, Prefix: ns.redisPrefix, WaitReplicas: cfg.RedisWaitReplicas, Logger: log})
+		b, err := predis.New(ctx, predis.Options{Client: conns.redis, Addr: cfg.Redis, Prefix: ns.redisPrefix, WaitReplicas: cfg.RedisWaitReplicas, Partitions: cfg.Partitions, Logger: log})
+		if errors.Is(err, persistence.ErrInvalidArgument) || errors.Is(err, persistence.ErrCorrupt) {
+			return nil, fmt.Errorf("--persistence=redis: %w", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=redis: %w (is Redis running at --redis=%s?)", err, redact.URL(cfg.Redis))
 		}

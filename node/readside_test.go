@@ -357,22 +357,24 @@ func TestCorruptJournalRecordQuarantinesOneOrder(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = b.Close() })
 				seedTo = b
-				// The layout (persistence/redis): the global log is the
-				// stream ordersystem:log with entry ids 0-<position> and
-				// fields s, v, t, d; ordersystem:seq is the last position;
-				// the list ordersystem:stream:<id> holds the order's
-				// positions. Stream entries cannot be rewritten in place,
-				// so the garbage goes in as the order's next entry.
+				// The layout (persistence/redis): the order's partition N
+				// has the log stream ordersystem:{pN}:log with entry ids
+				// 0-<position> and fields s, v, t, d; ordersystem:{pN}:seq
+				// is its last position; the list ordersystem:{pN}:stream:<id>
+				// holds the order's positions. Stream entries cannot be
+				// rewritten in place, so the garbage goes in as the order's
+				// next entry.
 				corrupt = func(id string, version uint64) {
 					rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
 					defer rdb.Close()
-					pos, err := rdb.Incr(ctx, "ordersystem:seq").Result()
+					tag := fmt.Sprintf("ordersystem:{p%d}:", persistence.PartitionOf(id, b.Partitions()))
+					pos, err := rdb.Incr(ctx, tag+"seq").Result()
 					if err == nil {
-						err = rdb.XAdd(ctx, &goredis.XAddArgs{Stream: "ordersystem:log", ID: "0-" + strconv.FormatInt(pos, 10), Values: []any{
+						err = rdb.XAdd(ctx, &goredis.XAddArgs{Stream: tag + "log", ID: "0-" + strconv.FormatInt(pos, 10), Values: []any{
 							"s", id, "v", strconv.FormatUint(version, 10), "t", "OrderShipped", "d", garbage}}).Err()
 					}
 					if err == nil {
-						err = rdb.RPush(ctx, "ordersystem:stream:"+id, strconv.FormatInt(pos, 10)).Err()
+						err = rdb.RPush(ctx, tag+"stream:"+id, strconv.FormatInt(pos, 10)).Err()
 					}
 					if err != nil {
 						t.Fatalf("write garbage into Redis: %v", err)
@@ -511,7 +513,8 @@ type layoutHealth struct {
 // outboxStats is the outbox section of GET /stats.
 type outboxStats struct {
 	Outbox struct {
-		Lag, Checkpoint, Head, Published, DeadLettered uint64
+		Lag, Published, DeadLettered uint64
+		Partitions                   []struct{ Checkpoint, Head uint64 }
 	}
 }
 
@@ -530,15 +533,16 @@ func TestJournalEntryOutsideTheLayoutDoesNotStopStartUp(t *testing.T) {
 			var breakLayout func() uint64
 			tn := startNode(t, func(c *node.Config) {
 				c.Persistence = kind
+				c.Partitions = 1 // the bad entry goes into the one log
 				if kind == node.Redis {
 					s := testservers.StartRedis(t)
 					c.Redis = s.Addr()
 					breakLayout = func() uint64 {
 						rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
 						defer rdb.Close()
-						pos, err := rdb.Incr(context.Background(), "ordersystem:seq").Result()
+						pos, err := rdb.Incr(context.Background(), "ordersystem:{p0}:seq").Result()
 						if err == nil {
-							err = rdb.XAdd(context.Background(), &goredis.XAddArgs{Stream: "ordersystem:log",
+							err = rdb.XAdd(context.Background(), &goredis.XAddArgs{Stream: "ordersystem:{p0}:log",
 								ID: "0-" + strconv.FormatInt(pos, 10), Values: []any{"d", "junk"}}).Err()
 						}
 						if err != nil {
@@ -633,7 +637,7 @@ func TestJournalEntryOutsideTheLayoutDoesNotStopStartUp(t *testing.T) {
 				o := outbox(tn).Outbox
 				return o.Lag == 0 && o.DeadLettered >= 1
 			})
-			if o := outbox(tn).Outbox; o.DeadLettered != 1 || o.Checkpoint < bad {
+			if o := outbox(tn).Outbox; o.DeadLettered != 1 || o.Partitions[0].Checkpoint < bad {
 				t.Fatalf("outbox %+v: the bad entry must be dead-lettered once and the checkpoint past it", o)
 			}
 			if !tn.metric(`outbox_dead_lettered_total{reason="unreadable"} 1`) {
