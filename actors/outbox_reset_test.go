@@ -48,7 +48,9 @@ func (lp lossyPartition) Partition() int { return lp.p }
 func (lp lossyPartition) ReadAll(ctx context.Context, after uint64, limit int) ([]persistence.Record, error) {
 	return lp.l.j().Log(lp.p).ReadAll(ctx, after, limit)
 }
-func (lp lossyPartition) Head(ctx context.Context) (uint64, error) { return lp.l.j().Log(lp.p).Head(ctx) }
+func (lp lossyPartition) Head(ctx context.Context) (uint64, error) {
+	return lp.l.j().Log(lp.p).Head(ctx)
+}
 func (lp lossyPartition) Behind(ctx context.Context, after uint64) (uint64, error) {
 	return lp.l.j().Log(lp.p).Behind(ctx, after)
 }
