@@ -304,9 +304,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Redis == "" && (c.Transport == Redis || c.Persistence == Redis) {
 		bad("redis", `""`, "is required when a redis backend is used")
-	} else if c.backendUser(Redis) != "" {
+	} else if user := c.backendUser(Redis); user != "" {
 		if err := (redisconn.Options{Addr: c.Redis, MasterName: c.RedisMasterName}).Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("--redis: %w", err))
+			errs = append(errs, fmt.Errorf("%s: --redis: %w", user, err))
 		}
 	}
 	if strings.ContainsAny(c.RedisMasterName, " \t\r\n") {

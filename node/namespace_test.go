@@ -20,9 +20,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/node"
+	"github.com/ordersystem/ordersystem/persistence"
 )
 
 // The names a cluster keeps in a shared backend (node/backends.go,
@@ -209,12 +211,20 @@ func checkRedisNames(t *testing.T, addr, nameA, nameB string, ids apartIDs) {
 		}
 		return n == 1
 	}
-	for _, key := range []string{na.redisPrefix + "log", na.redisPrefix + "seq", na.redisPrefix + "stream:" + ids.onlyA, na.redisPrefix + "stream:" + ids.sameKey, nb.redisPrefix + "stream:" + ids.sameKey, na.redisMembers + "index"} {
+	// The journal keeps order <id> under <prefix>{p<N>}: with N its
+	// partition (persistence/redis).
+	part := func(prefix, id string) string {
+		return fmt.Sprintf("%s{p%d}:", prefix, persistence.PartitionOf(id, persistence.DefaultPartitions))
+	}
+	for _, key := range []string{na.redisPrefix + "meta", part(na.redisPrefix, ids.onlyA) + "log", part(na.redisPrefix, ids.onlyA) + "seq",
+		part(na.redisPrefix, ids.onlyA) + "stream:" + ids.onlyA, part(na.redisPrefix, ids.sameKey) + "stream:" + ids.sameKey,
+		part(nb.redisPrefix, ids.sameKey) + "stream:" + ids.sameKey, na.redisMembers + "index"} {
 		if !exists(key) {
 			t.Errorf("key %s is missing", key)
 		}
 	}
-	for _, key := range []string{nb.redisPrefix + "stream:" + ids.onlyA, def.redisPrefix + "stream:" + ids.onlyA, def.redisPrefix + "stream:" + ids.sameKey} {
+	for _, key := range []string{part(nb.redisPrefix, ids.onlyA) + "stream:" + ids.onlyA, part(def.redisPrefix, ids.onlyA) + "stream:" + ids.onlyA,
+		part(def.redisPrefix, ids.sameKey) + "stream:" + ids.sameKey} {
 		if exists(key) {
 			t.Errorf("key %s exists: A's order was journaled outside %s", key, na.redisPrefix)
 		}
@@ -232,7 +242,8 @@ func checkRedisNames(t *testing.T, addr, nameA, nameB string, ids apartIDs) {
 		return fmt.Errorf("%s has no event %s:1 among %d entries", na.redisEvents, ids.onlyA, len(msgs))
 	})
 	poll.Eventually(t, 10*time.Second, func() error {
-		return rdb.HGet(ctx, na.redisPrefix+"checkpoints", "outbox").Err()
+		p := persistence.PartitionOf(ids.onlyA, persistence.DefaultPartitions)
+		return rdb.HGet(ctx, na.redisPrefix+"checkpoints", actors.CheckpointName(p)).Err()
 	})
 	groups, err := rdb.XInfoGroups(ctx, na.redisEvents).Result()
 	if err != nil || len(groups) == 0 {
@@ -402,11 +413,15 @@ func TestDefaultClusterNameKeepsLegacyNames(t *testing.T) {
 					return nil
 				})
 				// A member's key is named after its incarnation: <member>.
+				// The journal keeps order <id> under <prefix>{p<N>}: with N
+				// its partition, and the partition count in <prefix>meta.
+				dp := fmt.Sprintf("%s{p%d}:", d.redisPrefix, persistence.PartitionOf(id, persistence.DefaultPartitions))
+				op := fmt.Sprintf("%s{p%d}:", o.redisPrefix, persistence.PartitionOf(idOther, persistence.DefaultPartitions))
 				want := []string{
-					d.redisPrefix + "checkpoints", d.redisPrefix + "log", d.redisMembers + "<member>", d.redisMembers + "index",
-					d.redisPrefix + "seq", d.redisPrefix + "stream:" + id, d.redisEvents,
-					o.redisPrefix + "checkpoints", o.redisPrefix + "log", o.redisMembers + "<member>", o.redisMembers + "index",
-					o.redisPrefix + "orders:events", o.redisPrefix + "seq", o.redisPrefix + "stream:" + idOther,
+					d.redisPrefix + "checkpoints", d.redisPrefix + "meta", dp + "log", d.redisMembers + "<member>", d.redisMembers + "index",
+					dp + "seq", dp + "stream:" + id, d.redisEvents,
+					o.redisPrefix + "checkpoints", o.redisPrefix + "meta", op + "log", o.redisMembers + "<member>", o.redisMembers + "index",
+					o.redisPrefix + "orders:events", op + "seq", op + "stream:" + idOther,
 				}
 				slices.Sort(want)
 				poll.Eventually(t, 10*time.Second, func() error {
