@@ -25,6 +25,8 @@ type BackendInfo struct {
 	Name       string `json:"name"`
 	Address    string `json:"address,omitempty"`
 	Durability string `json:"durability"`
+	// Profile is the durability profile in force: durable, default or none.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Member is one cluster member as the node sees it.

@@ -108,7 +108,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	d := n.backend.Describe()
-	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("address", d.Address), slog.String("durability", d.Durability),
+	log.Info("persistence ready", slog.String("backend", d.Name), slog.String("profile", d.Profile), slog.String("address", d.Address), slog.String("durability", d.Durability),
 		slog.Int("partitions", n.backend.Partitions()))
 	n.outbox = actors.NewOutboxStats(n.backend.Partitions())
 	if n.transport, err = openTransport(ctx, cfg, n.conns, log); err != nil {
@@ -446,7 +446,7 @@ func (n *Node) info() httpapi.Info {
 	return httpapi.Info{
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
 		Transport:   n.transport.Name(),
-		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability},
+		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability, Profile: d.Profile},
 		Members:     apiMembers(n.member.Members()),
 		StartedAt:   n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}

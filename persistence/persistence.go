@@ -292,7 +292,23 @@ type Description struct {
 	Name       string `json:"name"`
 	Address    string `json:"address,omitempty"`
 	Durability string `json:"durability"`
+	// Profile names the durability profile in force (see the README's
+	// durable profiles): ProfileDurable, ProfileDefault or ProfileNone.
+	Profile string `json:"profile"`
 }
+
+// Durability profiles of Description.Profile.
+const (
+	// ProfileDurable: an acknowledged write survives the crash of any one
+	// backend server (Redis: appendfsync always and WAIT for a replica;
+	// NATS: three replicas with file storage).
+	ProfileDurable = "durable"
+	// ProfileDefault: the backend keeps data across restarts as configured,
+	// but a crash or failover can lose acknowledged writes.
+	ProfileDefault = "default"
+	// ProfileNone: nothing survives the process (in memory).
+	ProfileNone = "none"
+)
 
 // ValidateAppend checks the arguments every backend's Append must refuse.
 func ValidateAppend(streamID string, records []Record) error {

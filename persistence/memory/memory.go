@@ -224,7 +224,8 @@ func (b *Backend) Ping(ctx context.Context) error {
 
 // Describe implements persistence.Backend.
 func (b *Backend) Describe() persistence.Description {
-	return persistence.Description{Name: "inmemory", Durability: "none: every order is lost when the process stops"}
+	return persistence.Description{Name: "inmemory", Durability: "none: every order is lost when the process stops",
+		Profile: persistence.ProfileNone}
 }
 
 // Close implements persistence.Backend.

@@ -24,6 +24,7 @@ type Backend struct {
 	opts       Options
 	addr       string // without credentials
 	durability string
+	profile    string
 	rdb        goredis.UniversalClient
 	ownClient  bool // made by New (no Options.Client): Close closes it
 
@@ -99,7 +100,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		tag := opts.Prefix + "{p" + strconv.Itoa(p) + "}:"
 		b.parts = append(b.parts, &partitionLog{b: b, p: p, tag: tag, logKey: tag + "log", seqKey: tag + "seq"})
 	}
-	b.durability = b.describeDurability(ctx)
+	b.durability, b.profile = b.describeDurability(ctx)
 	if opts.MaxBatch > 1 {
 		b.queue = make(chan *appendReq, 4*opts.MaxBatch)
 		b.stop = make(chan struct{})
@@ -760,11 +761,12 @@ func (b *Backend) Ping(ctx context.Context) error {
 // Describe implements persistence.Backend. The durability text was learned
 // from the server's configuration when New connected.
 func (b *Backend) Describe() persistence.Description {
-	return persistence.Description{Name: "redis", Address: b.addr, Durability: b.durability}
+	return persistence.Description{Name: "redis", Address: b.addr, Durability: b.durability, Profile: b.profile}
 }
 
-// describeDurability asks the server how it persists writes.
-func (b *Backend) describeDurability(ctx context.Context) string {
+// describeDurability asks the server how it persists writes, and names the
+// profile: durable when every append is fsynced and waits for a replica.
+func (b *Backend) describeDurability(ctx context.Context) (text, profile string) {
 	var wait string
 	if b.opts.WaitReplicas > 0 {
 		wait = fmt.Sprintf("; every append waits for %d replica(s) (WAIT, %s) or fails as unavailable", b.opts.WaitReplicas, b.opts.WaitTimeout)
@@ -773,10 +775,14 @@ func (b *Backend) describeDurability(ctx context.Context) string {
 	}
 	cfg, err := b.rdb.ConfigGet(ctx, "append*").Result()
 	if err != nil {
-		return "unknown: CONFIG GET was refused (" + err.Error() + "); ask the operator whether appendonly is on" + wait
+		return "unknown: CONFIG GET was refused (" + err.Error() + "); ask the operator whether appendonly is on" + wait, persistence.ProfileDefault
 	}
 	save, _ := b.rdb.ConfigGet(ctx, "save").Result()
-	return durabilityText(cfg["appendonly"], cfg["appendfsync"], save["save"]) + wait
+	profile = persistence.ProfileDefault
+	if cfg["appendonly"] == "yes" && cfg["appendfsync"] == "always" && b.opts.WaitReplicas > 0 {
+		profile = persistence.ProfileDurable
+	}
+	return durabilityText(cfg["appendonly"], cfg["appendfsync"], save["save"]) + wait, profile
 }
 
 // durabilityText states what a server with these settings keeps.
