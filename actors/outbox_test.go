@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
 	predis "github.com/ordersystem/ordersystem/persistence/redis"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/transport"
 	tredis "github.com/ordersystem/ordersystem/transport/redis"
 )
@@ -215,5 +217,77 @@ func TestOutboxDeadLettersAPoisonEvent(t *testing.T) {
 	}
 	if stats.DeadLettered.Load() != 1 || st.GetCheckpoint() != 4 {
 		t.Fatalf("dead-lettered %d, checkpoint %d", stats.DeadLettered.Load(), st.GetCheckpoint())
+	}
+}
+
+// TestOutboxesDrainTheirOwnPartition: with several partitions each outbox
+// publishes its partition's events only, every event exactly once and each
+// order's events in version order; an identity that names no partition is
+// refused, not drained.
+func TestOutboxesDrainTheirOwnPartition(t *testing.T) {
+	const parts = 4
+	mem := memory.NewPartitioned(parts)
+	pub := &picky{}
+	stats := actors.NewOutboxStats(parts)
+	var member *cluster.Node
+	req := reqFunc(func(ctx context.Context, id, kind string, msg any) (any, error) {
+		return member.Request(ctx, id, kind, msg)
+	})
+	driver := actors.NewOutboxDriver(req, parts, time.Hour, nil)
+	member, err := cluster.Start(cluster.Config{NodeID: "n", Kinds: []*pcluster.Kind{
+		actors.NewOrderKind(actors.OrderConfig{Journal: mem, NodeID: "n"}),
+		actors.NewOutboxKind(actors.OutboxConfig{Journal: mem, Publisher: pub, Stats: stats}),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.Stop(false) })
+	client := actors.NewOrderClient(member)
+	ctx := context.Background()
+	var ids []string
+	for i := range 24 {
+		id := fmt.Sprint("part-", i)
+		ids = append(ids, id)
+		if r, err := client.Command(ctx, id, createCmd(id)); err != nil || r.GetError() != nil {
+			t.Fatalf("create: %v %v", err, r.GetError())
+		}
+		if r, err := client.Command(ctx, id, payCmd(id+"-pay")); err != nil || r.GetError() != nil {
+			t.Fatalf("pay: %v %v", err, r.GetError())
+		}
+	}
+	// One partition first: only its orders are published.
+	target := persistence.PartitionOf(ids[0], parts)
+	st, err := driver.Drain(ctx, target)
+	if err != nil || st.GetError() != "" {
+		t.Fatalf("drain partition %d: %v %s", target, err, st.GetError())
+	}
+	for _, ev := range pub.published {
+		id := ev[:strings.LastIndex(ev, ":")]
+		if p := persistence.PartitionOf(id, parts); p != target {
+			t.Fatalf("draining partition %d published %s of partition %d", target, ev, p)
+		}
+	}
+	if n, err := driver.DrainAll(ctx); err != nil || n+st.GetPublished() != 48 {
+		t.Fatalf("drain all: %d more published (%d before), %v; want 48 in all", n, st.GetPublished(), err)
+	}
+	seen := map[string]bool{}
+	for _, ev := range pub.published {
+		if seen[ev] {
+			t.Fatalf("%s published twice", ev)
+		}
+		seen[ev] = true
+		if strings.HasSuffix(ev, ":2") && !seen[strings.TrimSuffix(ev, ":2")+":1"] {
+			t.Fatalf("%s published before version 1", ev)
+		}
+	}
+	for p := range parts {
+		if lag := stats.Partition(p).Lag(); lag != 0 {
+			t.Fatalf("partition %d lag %d after draining", p, lag)
+		}
+	}
+	// An outbox identity past the partitions answers with an error.
+	res, err := member.Request(ctx, actors.OutboxIdentity(parts), actors.OutboxKind, &orderpb.DrainOutbox{})
+	if s, ok := res.(*orderpb.OutboxStatus); err != nil || !ok || !strings.Contains(s.GetError(), "names no partition") {
+		t.Fatalf("drain of %s: %v %v", actors.OutboxIdentity(parts), res, err)
 	}
 }
