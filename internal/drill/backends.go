@@ -587,3 +587,71 @@ func (c *NATSCluster) Close() {
 		s.kill()
 	}
 }
+
+// Leaders returns the primary of each journal partition's slot
+// (FailoverBackend).
+func (c *RedisCluster) Leaders(ctx context.Context, n int) ([]string, error) {
+	return c.PartitionPrimaries(ctx, n)
+}
+
+// Whole waits until the cluster is healthy with every server alive
+// (FailoverBackend).
+func (c *RedisCluster) Whole(timeout time.Duration) error { return c.WaitHealthy(timeout) }
+
+// JournalStream is the base name of the journal's streams of a member with
+// the default cluster name (persistence/nats.DefaultStream).
+const JournalStream = "ORDERS_JOURNAL"
+
+// Leaders returns the leader of each journal partition's stream
+// (FailoverBackend).
+func (c *NATSCluster) Leaders(ctx context.Context, n int) ([]string, error) {
+	return c.StreamLeaders(ctx, JournalStream, n)
+}
+
+// Whole waits until the cluster is formed again and every replica of every
+// stream is current (FailoverBackend).
+func (c *NATSCluster) Whole(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	if err := c.WaitFormed(timeout); err != nil {
+		return err
+	}
+	for {
+		err := c.streamsCurrent()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats streams not caught up within %s: %w", timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *NATSCluster) streamsCurrent() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nc, err := natsgo.Connect(c.URLs(), natsgo.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	streams := js.ListStreams(ctx)
+	for info := range streams.Info() {
+		if info.Cluster == nil || info.Cluster.Leader == "" {
+			return fmt.Errorf("stream %s has no leader", info.Config.Name)
+		}
+		if len(info.Cluster.Replicas) < info.Config.Replicas-1 {
+			return fmt.Errorf("stream %s: %d of %d followers known", info.Config.Name, len(info.Cluster.Replicas), info.Config.Replicas-1)
+		}
+		for _, p := range info.Cluster.Replicas {
+			if !p.Current || p.Offline {
+				return fmt.Errorf("stream %s: replica %s not current", info.Config.Name, p.Name)
+			}
+		}
+	}
+	return streams.Err()
+}
