@@ -365,7 +365,7 @@ func StartNATSCluster(bin, dir string, n int, syncAlways bool) (*NATSCluster, er
 				routes = append(routes, fmt.Sprintf("    nats://127.0.0.1:%d", p))
 			}
 		}
-		conf := fmt.Sprintf("server_name: nats-%d\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\njetstream {\n  store_dir: %q%s\n}\ncluster {\n  name: drill\n  listen: 127.0.0.1:%d\n  routes: [\n%s\n  ]\n}\n",
+		conf := fmt.Sprintf("server_name: nats-%d\nlisten: 127.0.0.1:%d\nhttp: 127.0.0.1:%d\njetstream {\n  store_dir: %q\n  max_memory_store: 256MB\n  max_file_store: 2GB%s\n}\ncluster {\n  name: drill\n  listen: 127.0.0.1:%d\n  routes: [\n%s\n  ]\n}\n",
 			i, c.clients[i], c.monitor[i], d, syncOpt, routePorts[i], strings.Join(routes, "\n"))
 		path := filepath.Join(d, "nats.conf")
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
