@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 
 	ordercore "github.com/ordersystem/ordersystem/order"
 )
+
+// quotedID is an order id quoted inside an error message.
+var quotedID = regexp.MustCompile(`"[0-9a-f]{16}"`)
 
 // Recorder keeps every client operation, safe for concurrent use.
 type Recorder struct {
@@ -203,6 +207,7 @@ func (c *Client) Do(client int, in Op) Outcome {
 		if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "order ") {
 			msg = msg[i+2:] // drop the order id
 		}
+		msg = quotedID.ReplaceAllString(msg, `"<order>"`) // group the answers by cause, not by order
 		if len(msg) > 90 {
 			msg = msg[:90]
 		}
