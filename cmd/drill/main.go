@@ -3,6 +3,7 @@
 //
 //	go run ./cmd/drill -drill failover
 //	go run ./cmd/drill -drill all -backend nats
+//	go run ./cmd/drill -drill backend-failover -backend redis
 //
 // Each drill records every client operation and checks the histories for
 // linearizability (porcupine) and the journals for gaps; it prints its
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ordersystem/ordersystem/internal/drill"
@@ -26,20 +28,44 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff or all")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, or all (the first four)")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
 		workers = flag.Int("workers", 16, "concurrent clients")
 		load    = flag.Duration("load", 5*time.Second, "load before and after each fault")
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
+		bf      backendFailover
 	)
+	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
+	flag.IntVar(&bf.redisReplicas, "redis-replicas", 2, "backend-failover on redis: replicas per primary of the 3-primary Redis Cluster (with 1, a promoted replica has none left and WAIT 1 fails on its shard until the killed server returns)")
+	flag.BoolVar(&bf.natsSync, "nats-sync", true, "backend-failover on nats: the servers fsync every write before acknowledging it (jetstream sync_interval: always)")
+	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *which == "backend-failover" {
+		if err := bf.run(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}
+}
+
+// goBuild builds pkg into dir/name unless bin names a binary already.
+func goBuild(bin, dir, name, pkg string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	bin = filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build -o %s %s: %v\n%s", bin, pkg, err, out)
+	}
+	return bin, nil
 }
 
 func run(which, backend, bin string, opts drill.Options) error {
@@ -48,13 +74,9 @@ func run(which, backend, bin string, opts drill.Options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if bin == "" {
-		bin = filepath.Join(dir, "ordersystem")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ordersystem").CombinedOutput(); err != nil {
-			return fmt.Errorf("go build: %v\n%s", err, out)
-		}
+	if opts.Binary, err = goBuild(bin, dir, "ordersystem", "./cmd/ordersystem"); err != nil {
+		return err
 	}
-	opts.Binary = bin
 	drills := map[string]func(drill.Options) (drill.Report, error){
 		"failover": drill.Failover, "pause": drill.Pause, "rolling": drill.Rolling, "cutoff": drill.Cutoff,
 	}
@@ -111,6 +133,7 @@ func startBackend(kind, dir string) ([]string, func(), error) {
 			return nil, nil, fmt.Errorf("-backend=nats needs nats-server on PATH: %w", err)
 		}
 		cmd := exec.Command(path, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", dir)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return nil, nil, err
 		}
@@ -125,4 +148,68 @@ func startBackend(kind, dir string) ([]string, func(), error) {
 		return []string{"--persistence", "nats", "--transport", "nats", "--nats", url}, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
 	}
 	return nil, nil, fmt.Errorf("-backend=%s: must be redis or nats", kind)
+}
+
+// backendFailover is the configuration of the backend-failover drill.
+type backendFailover struct {
+	redisWait, redisReplicas int
+	natsSync                 bool
+	natsServer               string
+}
+
+// run starts the replicated backend (a 3-primary Redis Cluster or a
+// three-server JetStream cluster), runs the drill on it and stops it.
+func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
+	dir, err := os.MkdirTemp("", "ordersystem-drill")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if opts.Binary, err = goBuild(bin, dir, "ordersystem", "./cmd/ordersystem"); err != nil {
+		return err
+	}
+	var (
+		b       drill.FailoverBackend
+		durable bool
+	)
+	switch backend {
+	case "redis":
+		if bf.redisWait < 0 || bf.redisWait > bf.redisReplicas {
+			return fmt.Errorf("-redis-wait=%d: must be 0 to -redis-replicas (%d)", bf.redisWait, bf.redisReplicas)
+		}
+		c, err := drill.StartRedisCluster(dir, 3, bf.redisReplicas)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b, durable = c, bf.redisWait > 0
+		opts.Backend = []string{"--persistence", "redis", "--transport", "redis", "--redis", c.Seeds(),
+			"--redis-wait-replicas", strconv.Itoa(bf.redisWait)}
+		fmt.Printf("redis cluster: 3 primaries x %d replicas, appendfsync always, members with --redis-wait-replicas %d\n", bf.redisReplicas, bf.redisWait)
+	case "nats":
+		ns, err := goBuild(bf.natsServer, dir, "nats-server", "github.com/nats-io/nats-server/v2")
+		if err != nil {
+			return err
+		}
+		c, err := drill.StartNATSCluster(ns, dir, 3, bf.natsSync)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		// R3: JetStream acknowledges a write once a majority stored it.
+		b, durable = c, true
+		opts.Backend = []string{"--persistence", "nats", "--transport", "nats", "--nats", c.URLs(), "--nats-replicas", "3"}
+		fmt.Printf("nats cluster: 3 servers, R3 streams, sync_interval always=%v\n", bf.natsSync)
+	default:
+		return fmt.Errorf("-backend=%s: must be redis or nats", backend)
+	}
+	rep, err := drill.BackendFailover(opts, b, durable)
+	if err != nil {
+		return fmt.Errorf("backend-failover: %w", err)
+	}
+	fmt.Println(rep)
+	if !rep.OK() {
+		return fmt.Errorf("the backend-failover drill failed")
+	}
+	return nil
 }

@@ -38,7 +38,7 @@ func (n *Node) Start() error {
 	cmd := exec.Command(n.bin, n.args...)
 	n.logs = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -171,6 +171,7 @@ func StartRedis(dir string) (addr string, stop func(), err error) {
 	}
 	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start redis-server: %w", err)
 	}

@@ -2,7 +2,6 @@ package drill
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,10 +41,15 @@ type Report struct {
 	Moved        int
 	Errors       map[string]int
 	Notes        []string
+	// Backend is what the backend-failover drill measured (nil for the
+	// other drills).
+	Backend *BackendFigures
 }
 
 // OK reports whether the drill passed.
-func (r Report) OK() bool { return r.Linearizable && r.JournalOK }
+func (r Report) OK() bool {
+	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0)
+}
 
 func (r Report) String() string {
 	verdict := "PASS"
@@ -59,6 +63,12 @@ func (r Report) String() string {
 	}
 	if r.JournalError != "" {
 		s += ", journal: " + r.JournalError
+	}
+	if r.Backend != nil {
+		s += "; " + r.Backend.String()
+		for _, f := range r.Backend.Failures {
+			s += "\n  FAILED: " + f
+		}
 	}
 	for msg, n := range r.Errors {
 		s += fmt.Sprintf("\n  %d x %s", n, msg)
@@ -151,32 +161,18 @@ func (r *run) finish(name string) Report {
 	return rep
 }
 
-// checkJournals reads every order's history through a live node: versions
-// 1..n without gaps, and a valid path of the state machine (so no command
-// was applied twice and no two writers both won).
+// checkJournals reads every order's history through the live nodes:
+// versions 1..n without gaps, and a valid path of the state machine (so no
+// command was applied twice and no two writers both won).
 func (r *run) checkJournals() error {
-	base := r.live()[0]
-	for _, id := range r.rec.Orders() {
-		res, err := http.Get(base + "/orders/" + id + "/history")
-		if err != nil {
-			return fmt.Errorf("history of %s: %w", id, err)
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode == 404 {
-			continue // a create whose outcome was unknown and did not happen
-		}
-		if res.StatusCode != 200 {
-			return fmt.Errorf("history of %s: %d %s", id, res.StatusCode, b)
-		}
-		var evs []struct {
-			Type    string `json:"type"`
-			Version uint64 `json:"version"`
-		}
-		if err := json.Unmarshal(b, &evs); err != nil {
-			return err
-		}
-		want := []string{"OrderCreated", "OrderPaid", "OrderShipped", "OrderDelivered"}
+	orders := r.rec.Orders()
+	hist, err := r.histories(orders)
+	if err != nil {
+		return err
+	}
+	want := []string{"OrderCreated", "OrderPaid", "OrderShipped", "OrderDelivered"}
+	for _, id := range orders {
+		evs := hist[id] // nil: a create whose outcome was unknown and did not happen
 		for i, e := range evs {
 			if e.Version != uint64(i+1) {
 				return fmt.Errorf("order %s: event %d has version %d (gap or duplicate)", id, i, e.Version)

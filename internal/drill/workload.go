@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +20,9 @@ import (
 
 	ordercore "github.com/ordersystem/ordersystem/order"
 )
+
+// quotedID is an order id quoted inside an error message.
+var quotedID = regexp.MustCompile(`"[0-9a-f]{16}"`)
 
 // Recorder keeps every client operation, safe for concurrent use.
 type Recorder struct {
@@ -89,6 +93,16 @@ func (r *Recorder) Orders() []string {
 	return out
 }
 
+// History returns a copy of every recorded operation.
+func (r *Recorder) History() []porcupine.Operation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]porcupine.Operation(nil), r.ops...)
+}
+
+// Since returns the duration since the history started of time t.
+func (r *Recorder) Since(t time.Time) time.Duration { return t.Sub(r.start) }
+
 // Codes returns how many answers had each status (0 = no answer).
 func (r *Recorder) Codes() map[int]int {
 	r.mu.Lock()
@@ -144,6 +158,7 @@ type Client struct {
 	http  *http.Client
 	nodes func() []string // base URLs of the nodes to use now
 	rec   *Recorder
+	round atomic.Int64 // counts Runs, so that each Run's order ids are new
 }
 
 // NewClient returns a client over the live nodes' URLs.
@@ -192,6 +207,7 @@ func (c *Client) Do(client int, in Op) Outcome {
 		if i := strings.Index(msg, ": "); i > 0 && strings.HasPrefix(msg, "order ") {
 			msg = msg[i+2:] // drop the order id
 		}
+		msg = quotedID.ReplaceAllString(msg, `"<order>"`) // group the answers by cause, not by order
 		if len(msg) > 90 {
 			msg = msg[:90]
 		}
@@ -211,8 +227,10 @@ func (c *Client) Do(client int, in Op) Outcome {
 }
 
 // Run drives the workload until ctx ends: each worker walks its own orders
-// through create, pay, ship, deliver, reading in between.
+// through create, pay, ship, deliver, reading in between. A Client may Run
+// again after a Run returned: the new Run creates new orders.
 func (c *Client) Run(ctx context.Context, workers int, created *atomic.Int64) {
+	round := c.round.Add(1)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
@@ -220,6 +238,9 @@ func (c *Client) Run(ctx context.Context, workers int, created *atomic.Int64) {
 			defer wg.Done()
 			for i := 0; ctx.Err() == nil; i++ {
 				key := fmt.Sprintf("w%d-%d-%d", w, i, c.rec.start.UnixNano()%1_000_000)
+				if round > 1 {
+					key = fmt.Sprintf("r%d-%s", round, key)
+				}
 				c.walk(ctx, w, key, created)
 			}
 		}()
