@@ -55,7 +55,7 @@ func BenchmarkRawPublish(b *testing.B) {
 // BenchmarkReadAll measures how fast the global log is read back (the
 // outbox and the read-model rebuild), in pages of 1000 records.
 func BenchmarkReadAll(b *testing.B) {
-	be := newBackend(b, testservers.NATS(b), Options{})
+	be := newBackend(b, testservers.NATS(b), Options{Partitions: 1})
 	ctx := context.Background()
 	const orders, perOrder = 100, 20
 	for o := range orders {
@@ -71,7 +71,7 @@ func BenchmarkReadAll(b *testing.B) {
 	for range b.N {
 		var after uint64
 		for {
-			page, err := be.ReadAll(ctx, after, 1000)
+			page, err := be.Log(0).ReadAll(ctx, after, 1000)
 			if err != nil {
 				b.Fatal(err)
 			}
