@@ -223,7 +223,7 @@ func openTransport(ctx context.Context, cfg Config, conns connections, log *slog
 		log.Info("transport namespace", slog.String("cluster_name", ns.cluster), slog.String("redis_stream", ns.redisEvents))
 		return t, nil
 	case NATS:
-		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Stream: ns.natsEvents, SubjectPrefix: ns.natsEventSubjects, Logger: log})
+		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Stream: ns.natsEvents, SubjectPrefix: ns.natsEventSubjects, Replicas: cfg.NATSReplicas, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--transport=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}

@@ -71,6 +71,7 @@ func StartJetStreamCluster(t testing.TB, n int) *JSCluster {
 	for i := range c.servers {
 		c.waitReady(i, 30*time.Second)
 	}
+	pinStoreDir(t, c.URLs()) // see pinStoreDir: tests delete many streams
 	return c
 }
 
