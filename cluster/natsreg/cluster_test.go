@@ -30,7 +30,10 @@ func TestClusterR3(t *testing.T) {
 		})
 	})
 	t.Run("KillBucketLeader", func(t *testing.T) {
-		reg := newReplicatedRegistry(t, c.URLs(), natsreg.ModeAuto, 3*time.Second, 3)
+		// A lease longer than a stream leader election (5-8 s measured): a
+		// shorter one expires while the bucket has no leader.
+		const lease = 20 * time.Second
+		reg := newReplicatedRegistry(t, c.URLs(), natsreg.ModeAuto, lease, 3)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		secret, err := reg.ClusterSecret(ctx)
@@ -39,7 +42,7 @@ func TestClusterR3(t *testing.T) {
 		}
 		recs := []registry.MemberRecord{registrytest.Record(registrytest.NewID("m"), "n1"), registrytest.Record(registrytest.NewID("m"), "n2")}
 		for _, r := range recs {
-			if err := reg.Register(ctx, r, 3*time.Second); err != nil {
+			if err := reg.Register(ctx, r, lease); err != nil {
 				t.Fatalf("register: %v", err)
 			}
 		}
@@ -52,12 +55,18 @@ func TestClusterR3(t *testing.T) {
 		c.Kill(leader)
 		killed := time.Now()
 		t.Logf("killed %s, the leader of KV_%s", c.Name(leader), reg.Bucket())
-		t.Logf("new leader: %s", c.Name(c.StreamLeader("KV_"+reg.Bucket())))
+		// Wait for the bucket's new leader before renewing. Renewing in a
+		// tight loop from the moment of the kill instead keeps failing
+		// with "no response from stream" for more than 40 s (3 runs of 3),
+		// after a new leader exists: an open issue (see the branch's
+		// report), not what this test checks.
+		t.Logf("new leader %s after %s", c.Name(c.StreamLeader("KV_"+reg.Bucket())), time.Since(killed).Round(time.Millisecond))
+
 		// Renewals go on (retried as a member's keeper does) and a new
 		// member can join.
 		poll.Eventually(t, 20*time.Second, func() error {
 			for _, r := range recs {
-				if err := reg.Renew(ctx, r, 3*time.Second); err != nil {
+				if err := reg.Renew(ctx, r, lease); err != nil {
 					return err
 				}
 			}
@@ -65,7 +74,7 @@ func TestClusterR3(t *testing.T) {
 		})
 		t.Logf("renewals succeed %s after the kill", time.Since(killed).Round(time.Millisecond))
 		joiner := registrytest.Record(registrytest.NewID("m"), "n3")
-		if err := reg.Register(ctx, joiner, 3*time.Second); err != nil {
+		if err := reg.Register(ctx, joiner, lease); err != nil {
 			t.Fatalf("register with a server down: %v", err)
 		}
 		if err := reg.Deregister(ctx, joiner); err != nil {
