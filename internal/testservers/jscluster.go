@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +44,7 @@ type jsServer struct {
 // server answers JetStream requests. The binary is
 // $ORDERSYSTEM_TEST_NATS_SERVER if set, else the nats-server of go.mod's
 // github.com/nats-io/nats-server/v2, built once per machine (go build
-// caches it) into the temp directory. When neither can be had the test is
+// caches it) into the temp directory as ordersystem-test-nats-server-<version>. When neither can be had the test is
 // skipped, or fails under CI.
 func StartJetStreamCluster(t testing.TB, n int) *JSCluster {
 	t.Helper()
@@ -203,6 +202,7 @@ cluster {
 		c.t.Fatalf("nats cluster: %v", err)
 	}
 	cmd := exec.Command(c.bin, "-c", confFile)
+	killWithParent(cmd) // a test binary killed by -timeout leaves no server behind
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -261,20 +261,20 @@ func natsServerBinary() (string, error) {
 			binPath = p
 			return
 		}
-		version := "unknown"
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, d := range bi.Deps {
-				if d.Path == "github.com/nats-io/nats-server/v2" {
-					version = d.Version
-				}
-			}
+		// The test binary's build info lists no dependencies; ask the go
+		// tool which version go.mod requires.
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
+		if err != nil {
+			binErr = fmt.Errorf("go list -m github.com/nats-io/nats-server/v2: %w", err)
+			return
 		}
+		version := strings.TrimSpace(string(out))
 		binPath = filepath.Join(os.TempDir(), "ordersystem-test-nats-server-"+version)
-		if _, err := os.Stat(binPath); err == nil && version != "unknown" {
+		if _, err := os.Stat(binPath); err == nil {
 			return
 		}
 		tmp := fmt.Sprintf("%s.%d.tmp", binPath, os.Getpid())
-		out, err := exec.Command("go", "build", "-o", tmp, "github.com/nats-io/nats-server/v2").CombinedOutput()
+		out, err = exec.Command("go", "build", "-o", tmp, "github.com/nats-io/nats-server/v2").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build github.com/nats-io/nats-server/v2: %w: %s", err, out)
 			return
