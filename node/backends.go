@@ -200,8 +200,11 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 		b, err := pnats.New(ctx, pnats.Options{
 			Conn: conns.nats, URL: cfg.NATS,
 			Stream: ns.natsJournal, SubjectPrefix: ns.natsJournalSubjects,
-			Replicas: cfg.NATSReplicas, Storage: natsStorage(cfg.NATSStorage), Logger: log,
+			Replicas: cfg.NATSReplicas, Storage: natsStorage(cfg.NATSStorage), Partitions: cfg.Partitions, Logger: log,
 		})
+		if errors.Is(err, persistence.ErrInvalidArgument) || errors.Is(err, persistence.ErrCorrupt) || errors.Is(err, pnats.ErrLegacyJournal) {
+			return nil, fmt.Errorf("--persistence=nats: %w", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}
@@ -227,7 +230,7 @@ func openTransport(ctx context.Context, cfg Config, conns connections, log *slog
 		log.Info("transport namespace", slog.String("cluster_name", ns.cluster), slog.String("redis_stream", ns.redisEvents))
 		return t, nil
 	case NATS:
-		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Stream: ns.natsEvents, SubjectPrefix: ns.natsEventSubjects, Logger: log})
+		t, err := tnats.New(ctx, tnats.Options{Conn: conns.nats, URL: cfg.NATS, Stream: ns.natsEvents, SubjectPrefix: ns.natsEventSubjects, Replicas: cfg.NATSReplicas, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("--transport=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}

@@ -23,11 +23,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // newTestRegistry returns a registry on a bucket unique to t, deleted
 // when t ends.
 func newTestRegistry(t *testing.T, url string, mode natsreg.Mode, ttl time.Duration) *natsreg.Registry {
+	return newReplicatedRegistry(t, url, mode, ttl, 1)
+}
+
+func newReplicatedRegistry(t *testing.T, url string, mode natsreg.Mode, ttl time.Duration, replicas int) *natsreg.Registry {
 	t.Helper()
 	bucket := "ostest_" + registrytest.NewID("b")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	reg, err := natsreg.New(ctx, natsreg.Options{URL: url, Bucket: bucket, Cluster: "c1", Mode: mode, TTL: ttl})
+	reg, err := natsreg.New(ctx, natsreg.Options{URL: url, Bucket: bucket, Cluster: "c1", Mode: mode, TTL: ttl, Replicas: replicas})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,7 @@ func (r *Registry) secretBucket(ctx context.Context) (jetstream.KeyValue, error)
 		Description: "OrderSystem cluster secrets (cluster/natsreg)",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    r.opts.Replicas, // as the members' bucket: the secret must outlive a server too
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		return r.js.KeyValue(ctx, name) // created meanwhile by another member

@@ -83,7 +83,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.String("persistence", def.Persistence, "persistence backend: inmemory, redis or nats")
 	fs.String("redis", def.Redis, "Redis address: host:port or redis://[user:password@]host:port[/db], rediss:// for TLS; a comma-separated list is the seeds of a Redis Cluster, or the Sentinels with --redis-master-name")
 	fs.String("redis-master-name", def.RedisMasterName, "Redis Sentinel: the name of the master the --redis Sentinels watch (empty: no Sentinel)")
-	fs.String("nats", def.NATS, "NATS server URL (nats://[user:password@]host:port)")
+	fs.String("nats", def.NATS, "NATS server URL (nats://[user:password@]host:port), or several separated by commas (the servers of a JetStream cluster; with --nats-replicas 3 any one may be down)")
 	fs.Bool("cluster", def.Cluster, "run as a member of a cluster")
 	fs.String("node-id", def.NodeID, "node name in the cluster (auto: hostname-port)")
 	fs.String("http-host", def.HTTPHost, "interface the HTTP API listens on (default: all)")

@@ -101,3 +101,19 @@ func TestConnectUnreachable(t *testing.T) {
 		t.Fatalf("Connect with a canceled context: %v", err)
 	}
 }
+
+// TestConnectURLList: a comma-separated list (what --nats takes for a
+// JetStream cluster), spaces and credentials included, connects while its
+// first server is down.
+func TestConnectURLList(t *testing.T) {
+	dead := fmt.Sprintf("nats://user:s3cret@127.0.0.1:%d", testservers.FreePort(t))
+	live := testservers.NATS(t)
+	nc, err := Connect(context.Background(), Options{URL: dead + ", " + live})
+	if err != nil {
+		t.Fatalf("connect to %q: %v", dead+","+live, err)
+	}
+	defer nc.Close()
+	if !nc.IsConnected() || !strings.Contains(live, strings.TrimPrefix(nc.ConnectedUrlRedacted(), "nats://")) {
+		t.Fatalf("connected to %q, want %s", nc.ConnectedUrlRedacted(), live)
+	}
+}

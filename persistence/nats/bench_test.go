@@ -17,12 +17,26 @@ import (
 // concurrent writers on distinct orders, with the stream cache (one round
 // trip per append) and without it (a head lookup before every append).
 func BenchmarkAppend(b *testing.B) {
+	benchAppend(b, func(b *testing.B) string { return testservers.NATS(b) }, Options{})
+}
+
+// BenchmarkAppendClusterR3 is BenchmarkAppend on a private three-server
+// JetStream cluster with the partition streams on three replicas (an
+// append is acknowledged once two servers have it).
+func BenchmarkAppendClusterR3(b *testing.B) {
+	c := testservers.StartJetStreamCluster(b, 3)
+	benchAppend(b, func(*testing.B) string { return c.URLs() }, Options{Replicas: 3})
+}
+
+func benchAppend(b *testing.B, url func(*testing.B) string, base Options) {
 	for _, c := range []struct {
 		name  string
 		cache int
 	}{{"Cache", 0}, {"NoCache", -1}} {
 		b.Run(c.name, func(b *testing.B) {
-			be := newBackend(b, testservers.NATS(b), Options{CacheSize: c.cache})
+			o := base
+			o.CacheSize = c.cache
+			be := newBackend(b, url(b), o)
 			journaltest.RunWriters(b, "appends", func(w int) func(context.Context) error {
 				stream := fmt.Sprintf("bench-%d", w)
 				data := make([]byte, 100)
@@ -55,7 +69,7 @@ func BenchmarkRawPublish(b *testing.B) {
 // BenchmarkReadAll measures how fast the global log is read back (the
 // outbox and the read-model rebuild), in pages of 1000 records.
 func BenchmarkReadAll(b *testing.B) {
-	be := newBackend(b, testservers.NATS(b), Options{})
+	be := newBackend(b, testservers.NATS(b), Options{Partitions: 1})
 	ctx := context.Background()
 	const orders, perOrder = 100, 20
 	for o := range orders {
@@ -71,7 +85,7 @@ func BenchmarkReadAll(b *testing.B) {
 	for range b.N {
 		var after uint64
 		for {
-			page, err := be.ReadAll(ctx, after, 1000)
+			page, err := be.Log(0).ReadAll(ctx, after, 1000)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -115,9 +115,9 @@ func (c *streamCache) putHead(id string, h head) {
 }
 
 // appended records a successful append of recs (versions expected+1...) in
-// the message with sequence seq, published on top of sequence prev. The
+// the message with sequence seq of partition p's stream, published on top of sequence prev. The
 // caller's Data is copied.
-func (c *streamCache) appended(id string, expected, prev, seq uint64, recs []persistence.Record) {
+func (c *streamCache) appended(id string, p int, expected, prev, seq uint64, recs []persistence.Record) {
 	if c.off() {
 		return
 	}
@@ -135,11 +135,12 @@ func (c *streamCache) appended(id string, expected, prev, seq uint64, recs []per
 		ext := ce.recs
 		for i, r := range recs {
 			ext = append(ext, persistence.Record{
-				StreamID: id,
-				Version:  expected + uint64(i) + 1,
-				Position: seq*positionScale + uint64(i),
-				Type:     r.Type,
-				Data:     slices.Clone(r.Data),
+				StreamID:  id,
+				Version:   expected + uint64(i) + 1,
+				Partition: p,
+				Position:  seq*positionScale + uint64(i),
+				Type:      r.Type,
+				Data:      slices.Clone(r.Data),
 			})
 		}
 		c.setRecs(ce, ext, seq)

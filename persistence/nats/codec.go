@@ -75,8 +75,8 @@ func msgHead(h natsgo.Header) (first uint64, count int, err error) {
 	return first, count, nil
 }
 
-// decodeMsg returns the records of one journal message.
-func decodeMsg(streamID string, seq uint64, h natsgo.Header, data []byte) ([]persistence.Record, error) {
+// decodeMsg returns the records of one journal message of partition p.
+func decodeMsg(streamID string, p int, seq uint64, h natsgo.Header, data []byte) ([]persistence.Record, error) {
 	first, count, err := msgHead(h)
 	if err != nil {
 		return nil, fmt.Errorf("stream sequence %d: %w", seq, err)
@@ -86,7 +86,7 @@ func decodeMsg(streamID string, seq uint64, h natsgo.Header, data []byte) ([]per
 		if t == "" {
 			return nil, fmt.Errorf("stream sequence %d: journal message without %s", seq, hdrType)
 		}
-		return []persistence.Record{{StreamID: streamID, Version: first, Position: seq * positionScale, Type: t, Data: data}}, nil
+		return []persistence.Record{{StreamID: streamID, Version: first, Partition: p, Position: seq * positionScale, Type: t, Data: data}}, nil
 	}
 	out := make([]persistence.Record, 0, count)
 	rest := data
@@ -101,11 +101,12 @@ func decodeMsg(streamID string, seq uint64, h natsgo.Header, data []byte) ([]per
 		}
 		rest = r
 		out = append(out, persistence.Record{
-			StreamID: streamID,
-			Version:  first + uint64(i),
-			Position: seq*positionScale + uint64(i),
-			Type:     string(t),
-			Data:     d,
+			StreamID:  streamID,
+			Version:   first + uint64(i),
+			Partition: p,
+			Position:  seq*positionScale + uint64(i),
+			Type:      string(t),
+			Data:      d,
 		})
 	}
 	if len(rest) != 0 {

@@ -32,8 +32,8 @@ func uniqueNames(t testing.TB) (stream, prefix string) {
 	return "OSTEST_" + id, "ostest." + id
 }
 
-// destroy deletes the stream and buckets of opts (test cleanup on a shared
-// server).
+// destroy deletes the partition streams, the legacy stream and the buckets
+// of opts (test cleanup on a shared server).
 func destroy(t testing.TB, url string, opts Options) {
 	t.Helper()
 	nc, err := natsgo.Connect(url, natsgo.Timeout(2*time.Second))
@@ -43,12 +43,24 @@ func destroy(t testing.TB, url string, opts Options) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := js.DeleteStream(ctx, opts.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Logf("cleanup: delete stream %s: %v", opts.Stream, err)
+	names := js.StreamNames(ctx)
+	var streams []string
+	for name := range names.Name() {
+		if name == opts.Stream || strings.HasPrefix(name, opts.Stream+"_P") {
+			streams = append(streams, name)
+		}
 	}
-	for _, bucket := range []string{opts.checkpointBucket(), opts.snapshotBucket()} {
+	if err := names.Err(); err != nil {
+		t.Logf("cleanup: list streams: %v", err)
+	}
+	for _, name := range streams {
+		if err := js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Logf("cleanup: delete stream %s: %v", name, err)
+		}
+	}
+	for _, bucket := range []string{opts.metaBucket(), opts.checkpointBucket(), opts.snapshotBucket()} {
 		if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
 		}
@@ -78,7 +90,29 @@ func TestContract(t *testing.T) {
 	url := testservers.NATS(t)
 	journaltest.Run(t, func(t *testing.T) persistence.Backend {
 		return newBackend(t, url, Options{})
-	}, journaltest.Features{})
+	}, journaltest.Features{Reopen: reopener(url, Options{})})
+}
+
+// reopener is the contract's Reopen on url: backends on one set of fresh
+// names, each opened with its own partition count.
+func reopener(url string, base Options) func(t *testing.T) func(int) (persistence.Backend, error) {
+	return func(t *testing.T) func(int) (persistence.Backend, error) {
+		o := base
+		o.URL = url
+		o.Stream, o.SubjectPrefix = uniqueNames(t)
+		t.Cleanup(func() { destroy(t, url, o) })
+		return func(n int) (persistence.Backend, error) {
+			o := o
+			o.Partitions = n
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			b, err := New(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+	}
 }
 
 // TestContractPrivateServer runs the suite, restart included, on a private
@@ -90,7 +124,63 @@ func TestContractPrivateServer(t *testing.T) {
 		return newBackend(t, srv.URL(), Options{})
 	}, journaltest.Features{
 		Restart: func(t *testing.T) { srv.Restart() },
+		Reopen:  reopener(srv.URL(), Options{}),
 	})
+}
+
+// TestContractCluster runs the suite on a private three-server JetStream
+// cluster with every stream and bucket on three replicas (four partitions,
+// so that each case creates four R3 streams, not sixteen).
+func TestContractCluster(t *testing.T) {
+	c := cluster(t)
+	opts := Options{Replicas: 3, Partitions: 4}
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, c.URLs(), opts)
+	}, journaltest.Features{Reopen: reopener(c.URLs(), Options{Replicas: 3})})
+}
+
+// TestLegacyJournalRefused: a single-stream journal (the layout before
+// partitions) with messages and no partition count makes New fail with
+// ErrLegacyJournal, naming the stream; an empty one, or a stream of that
+// name on other subjects, does not.
+func TestLegacyJournalRefused(t *testing.T) {
+	url := testservers.NATS(t)
+	o := Options{URL: url}
+	o.Stream, o.SubjectPrefix = uniqueNames(t)
+	t.Cleanup(func() { destroy(t, url, o) })
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: o.Stream, Subjects: []string{o.SubjectPrefix + ".*"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Empty: nothing to lose, the partitioned journal starts beside it.
+	b, err := New(ctx, o)
+	if err != nil {
+		t.Fatalf("New beside an empty legacy stream: %v", err)
+	}
+	_ = b.Close()
+	destroy(t, url, o)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: o.Stream, Subjects: []string{o.SubjectPrefix + ".*"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, o.SubjectPrefix+".order-1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	b, err = New(ctx, o)
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("New on a legacy journal with data succeeded")
+	}
+	if !errors.Is(err, ErrLegacyJournal) || !strings.Contains(err.Error(), o.Stream) || !strings.Contains(err.Error(), "1 messages") {
+		t.Fatalf("New on a legacy journal: %v, want ErrLegacyJournal naming %s and its message count", err, o.Stream)
+	}
+	t.Logf("refused: %v", err)
 }
 
 // TestMemoryStorage checks a backend on memory storage: it works and says
@@ -152,8 +242,8 @@ func TestServerGoneFailsFast(t *testing.T) {
 			return err
 		},
 		"load":      func() error { _, err := b.Load(ctx, "gone", 0); return err },
-		"read all":  func() error { _, err := b.ReadAll(ctx, 0, 10); return err },
-		"head":      func() error { _, err := b.Head(ctx); return err },
+		"read all":  func() error { _, err := b.Log(0).ReadAll(ctx, 0, 10); return err },
+		"head":      func() error { _, err := b.Log(0).Head(ctx); return err },
 		"ping":      func() error { return b.Ping(ctx) },
 		"save snap": func() error { return b.SaveSnapshot(ctx, persistence.Snapshot{StreamID: "gone", Version: 1}) },
 		"load cp":   func() error { _, err := b.LoadCheckpoint(ctx, "c"); return err },
@@ -361,9 +451,9 @@ func TestStaleCacheAcrossBackends(t *testing.T) {
 	}
 }
 
-// TestLoadLongStreamPaths checks both read paths of Load (next-by-subject
-// gets and the consumer) with single- and multi-record messages mixed, and
-// from every version.
+// TestLoadLongStreamPaths checks Load of a long order (next-by-subject gets
+// after the cached prefix, and from the start without a cache) with single-
+// and multi-record messages mixed, and from every version.
 func TestLoadLongStreamPaths(t *testing.T) {
 	for _, cache := range []int{0, -1} {
 		t.Run(fmt.Sprintf("CacheSize=%d", cache), func(t *testing.T) { testLoadLongStreamPaths(t, cache) })
@@ -407,13 +497,13 @@ func testLoadLongStreamPaths(t *testing.T, cacheSize int) {
 			}
 		}
 	}
-	if v <= loadDirectMax {
-		t.Fatalf("the stream reached only %d records; the consumer path was not taken", v)
+	if v <= 16 {
+		t.Fatalf("the stream reached only %d records, want a long order", v)
 	}
 }
 
 func TestPositions(t *testing.T) {
-	b := newBackend(t, testservers.NATS(t), Options{})
+	b := newBackend(t, testservers.NATS(t), Options{Partitions: 1})
 	ctx := context.Background()
 	if _, err := b.Append(ctx, "p", 0, []persistence.Record{{Type: "A"}, {Type: "B"}, {Type: "C"}}); err != nil {
 		t.Fatal(err)
@@ -428,12 +518,12 @@ func TestPositions(t *testing.T) {
 			t.Fatalf("record %d position %d, want %d", i, r.Position, seq*positionScale+uint64(i))
 		}
 	}
-	head, err := b.Head(ctx)
+	head, err := b.Log(0).Head(ctx)
 	if err != nil || head != rs[2].Position {
 		t.Fatalf("head %d, want %d: %v", head, rs[2].Position, err)
 	}
 	// Resuming in the middle of a multi-record message.
-	page, err := b.ReadAll(ctx, rs[0].Position, 10)
+	page, err := b.Log(0).ReadAll(ctx, rs[0].Position, 10)
 	if err != nil || len(page) != 2 || page[0].Type != "B" {
 		t.Fatalf("read all after the first record of a message: %+v %v", page, err)
 	}
@@ -444,7 +534,7 @@ func TestPositions(t *testing.T) {
 // that reaches the message reports it (the read model's rebuild relies on it
 // to get every record before such a message).
 func TestReadAllStopsBeforeAMalformedMessage(t *testing.T) {
-	b := newBackend(t, testservers.NATS(t), Options{})
+	b := newBackend(t, testservers.NATS(t), Options{Partitions: 1})
 	ctx := context.Background()
 	if _, err := b.Append(ctx, "p", 0, []persistence.Record{{Type: "A"}}); err != nil {
 		t.Fatal(err)
@@ -452,11 +542,11 @@ func TestReadAllStopsBeforeAMalformedMessage(t *testing.T) {
 	if _, err := b.js.PublishMsg(ctx, &natsgo.Msg{Subject: b.subject("junk"), Data: []byte("junk")}); err != nil {
 		t.Fatal(err)
 	}
-	page, err := b.ReadAll(ctx, 0, 1)
+	page, err := b.Log(0).ReadAll(ctx, 0, 1)
 	if err != nil || len(page) != 1 || page[0].Type != "A" {
 		t.Fatalf("read all of one record before the malformed message: %+v %v", page, err)
 	}
-	if _, err := b.ReadAll(ctx, page[0].Position, 1); !errors.Is(err, persistence.ErrCorrupt) {
+	if _, err := b.Log(0).ReadAll(ctx, page[0].Position, 1); !errors.Is(err, persistence.ErrCorrupt) {
 		t.Fatalf("reading the malformed message: %v, want ErrCorrupt", err)
 	}
 }
@@ -494,7 +584,7 @@ func readThrough(t *testing.T, b *Backend, limit int) (types []string, skipped [
 	t.Helper()
 	var after uint64
 	for range 10000 {
-		page, err := b.ReadAll(context.Background(), after, limit)
+		page, err := b.Log(0).ReadAll(context.Background(), after, limit)
 		var ce *persistence.CorruptRecordError
 		switch {
 		case errors.As(err, &ce):
@@ -526,7 +616,7 @@ func readThrough(t *testing.T, b *Backend, limit int) (types []string, skipped [
 // after it, and reads on from there; Head and Behind count past a bad last
 // message.
 func TestReadAllAroundCorruptMessages(t *testing.T) {
-	b := newBackend(t, testservers.StartNATS(t).URL(), Options{})
+	b := newBackend(t, testservers.StartNATS(t).URL(), Options{Partitions: 1})
 	ctx := context.Background()
 	publish := func(m *natsgo.Msg) uint64 {
 		t.Helper()
@@ -546,31 +636,31 @@ func TestReadAllAroundCorruptMessages(t *testing.T) {
 	appendN(t, b, "b", 70)
 
 	// Long read from the start (a consumer): everything before the first.
-	page, err := b.ReadAll(ctx, 0, 1000)
+	page, err := b.Log(0).ReadAll(ctx, 0, 1000)
 	if err != nil || len(page) != 73 || page[72].Type != "m2" {
 		t.Fatalf("read all from 0: %d records, %v", len(page), err)
 	}
 	// Short read from the middle of the multi-record message.
-	page, err = b.ReadAll(ctx, 71000, 10)
+	page, err = b.Log(0).ReadAll(ctx, 71000, 10)
 	if err != nil || len(page) != 2 || page[0].Type != "m1" || page[1].Type != "m2" {
 		t.Fatalf("read all after 71000: %+v %v", page, err)
 	}
 	// At it: reported, for short and long reads alike.
-	_, err = b.ReadAll(ctx, 71002, 10)
+	_, err = b.Log(0).ReadAll(ctx, 71002, 10)
 	ce := wantCorrupt(t, err, noHeaders, "without a valid "+hdrVersion)
-	_, err = b.ReadAll(ctx, 71002, 1000)
+	_, err = b.Log(0).ReadAll(ctx, 71002, 1000)
 	wantCorrupt(t, err, noHeaders, "without a valid "+hdrVersion)
 	// From within its positions it is still the next entry.
-	_, err = b.ReadAll(ctx, ce.Position, 10)
+	_, err = b.Log(0).ReadAll(ctx, ce.Position, 10)
 	wantCorrupt(t, err, noHeaders, "junk")
 	// After it: the next one, then the rest.
-	_, err = b.ReadAll(ctx, ce.Next, 1000)
+	_, err = b.Log(0).ReadAll(ctx, ce.Next, 1000)
 	ce = wantCorrupt(t, err, truncated, "envelope truncated")
-	page, err = b.ReadAll(ctx, ce.Next, 1000)
+	page, err = b.Log(0).ReadAll(ctx, ce.Next, 1000)
 	if err != nil || len(page) != 70 || page[0].Type != "b0" || page[0].Position != (truncated+1)*positionScale {
 		t.Fatalf("read all after the corrupt messages: %d records, %v", len(page), err)
 	}
-	page, err = b.ReadAll(ctx, ce.Next, 5)
+	page, err = b.Log(0).ReadAll(ctx, ce.Next, 5)
 	if err != nil || len(page) != 5 || page[4].Type != "b4" {
 		t.Fatalf("short read after the corrupt messages: %+v %v", page, err)
 	}
@@ -584,20 +674,20 @@ func TestReadAllAroundCorruptMessages(t *testing.T) {
 
 	// A bad last message: Head and Behind stand past it once it is skipped.
 	last := publish(&natsgo.Msg{Subject: b.subject("junk"), Data: []byte("junk")})
-	head, err := b.Head(ctx)
+	head, err := b.Log(0).Head(ctx)
 	if err != nil || head != last*positionScale+positionScale-1 {
 		t.Fatalf("head %d %v, want %d", head, err, last*positionScale+positionScale-1)
 	}
 	before := (last - 1) * positionScale
-	_, err = b.ReadAll(ctx, before, 10)
+	_, err = b.Log(0).ReadAll(ctx, before, 10)
 	ce = wantCorrupt(t, err, last, "junk")
-	if n, err := b.Behind(ctx, before); err != nil || n != 1 {
+	if n, err := b.Log(0).Behind(ctx, before); err != nil || n != 1 {
 		t.Fatalf("behind before the last message: %d %v", n, err)
 	}
-	if n, err := b.Behind(ctx, ce.Next); err != nil || n != 0 {
+	if n, err := b.Log(0).Behind(ctx, ce.Next); err != nil || n != 0 {
 		t.Fatalf("behind after skipping the last message: %d %v", n, err)
 	}
-	if page, err := b.ReadAll(ctx, ce.Next, 10); err != nil || len(page) != 0 {
+	if page, err := b.Log(0).ReadAll(ctx, ce.Next, 10); err != nil || len(page) != 0 {
 		t.Fatalf("read all after the last message: %+v %v", page, err)
 	}
 	// The order its subject names cannot be loaded; the others can.

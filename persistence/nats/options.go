@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ordersystem/ordersystem/internal/redact"
+	"github.com/ordersystem/ordersystem/persistence"
 )
 
 // Defaults applied by Options.setDefaults.
@@ -44,17 +46,27 @@ type Options struct {
 	// CredsFile is an optional NATS credentials file (JWT and nkey seed).
 	CredsFile string
 
-	// Stream is the JetStream stream of the journal (default ORDERS_JOURNAL);
-	// it also names the key-value buckets of checkpoints and snapshots.
+	// Stream is the base name of the journal (default ORDERS_JOURNAL):
+	// partition p's stream is <Stream>_P<p>, and it names the key-value
+	// buckets <Stream>_meta, <Stream>_checkpoints and <Stream>_snapshots.
 	// Letters, digits, _ and - only.
 	Stream string
 
 	// SubjectPrefix is the subject prefix of the journal (default
-	// orders.journal): order <id> is journaled on <SubjectPrefix>.<id>.
+	// orders.journal): order <id> of partition <p> is journaled on
+	// <SubjectPrefix>.p<p>.<id>.
 	SubjectPrefix string
 
-	// Replicas is the stream's and the buckets' replica count (default 1).
+	// Replicas is the replica count of the partition streams and of the
+	// buckets (default 1). With 3 (on a cluster of at least 3 servers) the
+	// journal keeps working while any one server is down.
 	Replicas int
+
+	// Partitions is the journal's partition count: 0 takes the count stored
+	// with the journal (persistence.DefaultPartitions for a new one);
+	// anything else must match the stored count (see
+	// persistence.ResolvePartitions) and be at most persistence.MaxPartitions.
+	Partitions int
 
 	// Storage is the stream's and the buckets' storage (default file).
 	Storage jetstream.StorageType
@@ -154,6 +166,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("nats option SubjectPrefix=%q: must not start with $", o.SubjectPrefix)
 	case o.Replicas < 1 || o.Replicas > 5:
 		return fmt.Errorf("nats option Replicas=%d: must be 1..5", o.Replicas)
+	case o.Partitions < 0 || o.Partitions > persistence.MaxPartitions:
+		return fmt.Errorf("nats option Partitions=%d: want 1 to %d, or 0 for the stored count", o.Partitions, persistence.MaxPartitions)
 	case o.Storage != jetstream.FileStorage && o.Storage != jetstream.MemoryStorage:
 		return fmt.Errorf("nats option Storage=%d: want file or memory", o.Storage)
 	case o.DialTimeout < 0:
@@ -167,3 +181,13 @@ func (o *Options) Validate() error {
 // bucket names derived from the stream name.
 func (o *Options) checkpointBucket() string { return o.Stream + "_checkpoints" }
 func (o *Options) snapshotBucket() string   { return o.Stream + "_snapshots" }
+func (o *Options) metaBucket() string       { return o.Stream + "_meta" }
+
+// partitionStream is the stream of partition p.
+func (o *Options) partitionStream(p int) string { return o.Stream + "_P" + strconv.Itoa(p) }
+
+// partitionSubjects is the subject prefix of partition p: order <id> is on
+// <partitionSubjects(p)>.<id>.
+func (o *Options) partitionSubjects(p int) string {
+	return o.SubjectPrefix + ".p" + strconv.Itoa(p)
+}

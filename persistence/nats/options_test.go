@@ -73,7 +73,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{{Type: "A", Data: []byte("a")}, {Type: "B"}, {Type: "C", Data: []byte{0xff, '\n'}}},
 	} {
 		m := encodeAppend("p.o", 7, rs)
-		got, err := decodeMsg("o", 5, m.Header, m.Data)
+		got, err := decodeMsg("o", 3, 5, m.Header, m.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +81,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Fatalf("%d records, want %d", len(got), len(rs))
 		}
 		for i, r := range got {
-			if r.StreamID != "o" || r.Version != 7+uint64(i) || r.Position != 5*positionScale+uint64(i) ||
+			if r.StreamID != "o" || r.Partition != 3 || r.Version != 7+uint64(i) || r.Position != 5*positionScale+uint64(i) ||
 				r.Type != rs[i].Type || string(r.Data) != string(rs[i].Data) {
 				t.Fatalf("record %d: %+v", i, r)
 			}
@@ -104,7 +104,7 @@ func TestCodecRefusesDamage(t *testing.T) {
 		"huge count":    {natsgo.Header{hdrVersion: []string{"1"}, hdrCount: []string{"1001"}}, nil},
 		"count too big": {natsgo.Header{hdrVersion: []string{"1"}, hdrCount: []string{"3"}}, m.Data},
 	} {
-		if _, err := decodeMsg("o", 1, c.h, c.data); err == nil {
+		if _, err := decodeMsg("o", 0, 1, c.h, c.data); err == nil {
 			t.Fatalf("%s: decoded without error", name)
 		}
 	}
@@ -115,7 +115,7 @@ func FuzzDecodeMsg(f *testing.F) {
 	f.Add(m.Data, 2)
 	f.Fuzz(func(t *testing.T, data []byte, count int) {
 		h := natsgo.Header{hdrVersion: []string{"1"}, hdrCount: []string{string(rune('0' + count%10))}}
-		_, _ = decodeMsg("o", 1, h, data)
+		_, _ = decodeMsg("o", 0, 1, h, data)
 	})
 }
 
@@ -154,20 +154,20 @@ func TestStreamCache(t *testing.T) {
 	// Records: a prefix grows with appends made on top of it only.
 	c = newStreamCache(10, 5)
 	data := []byte("x")
-	c.appended("s", 0, 0, 3, []persistence.Record{{Type: "A", Data: data}, {Type: "B"}})
+	c.appended("s", 0, 0, 0, 3, []persistence.Record{{Type: "A", Data: data}, {Type: "B"}})
 	data[0] = 'y' // the caller's buffer is copied
 	recs, seq := c.prefix("s")
 	if len(recs) != 2 || seq != 3 || recs[1].Version != 2 || recs[0].Position != 3000 || string(recs[0].Data) != "x" {
 		t.Fatalf("prefix after a first append: %+v seq %d", recs, seq)
 	}
-	c.appended("s", 5, 9, 12, []persistence.Record{{Type: "Z"}}) // not on top of the prefix
+	c.appended("s", 0, 5, 9, 12, []persistence.Record{{Type: "Z"}}) // not on top of the prefix
 	if recs, seq = c.prefix("s"); len(recs) != 2 || seq != 3 {
 		t.Fatalf("prefix extended by an append it does not end at: %d records, seq %d", len(recs), seq)
 	}
 	if h, _ := c.head("s"); h.version != 6 || h.seq != 12 {
 		t.Fatalf("head %+v, want version 6 seq 12", h)
 	}
-	c.appended("s", 2, 3, 4, []persistence.Record{{Type: "C"}})
+	c.appended("s", 0, 2, 3, 4, []persistence.Record{{Type: "C"}})
 	if recs, seq = c.prefix("s"); len(recs) != 3 || seq != 4 {
 		t.Fatalf("prefix after an append on top: %d records, seq %d", len(recs), seq)
 	}
@@ -187,7 +187,7 @@ func TestStreamCache(t *testing.T) {
 
 	off := newStreamCache(-1, 100)
 	off.putHead("a", head{1, 1})
-	off.appended("a", 0, 0, 1, []persistence.Record{{Type: "A"}})
+	off.appended("a", 0, 0, 0, 1, []persistence.Record{{Type: "A"}})
 	if _, ok := off.head("a"); ok {
 		t.Fatal("disabled cache remembered")
 	}

@@ -38,8 +38,22 @@
 // after a handler error, and negatively acknowledge (for prompt redelivery)
 // what they hold when they close.
 //
-// Ephemeral subscriptions are ordered consumers with deliver policy "new",
-// created before Subscribe returns; the server removes them after Close.
+// Ephemeral subscriptions are pull consumers of their own (named
+// ordersystem_eph_<random>, no acks, memory storage, Options.Replicas
+// replicas, deliver policy "new"), created before Subscribe returns,
+// deleted by Close and removed by the server after two minutes without a
+// pull should the node die. (nats.go's ordered consumer is not used: it
+// re-creates its single-replica consumer inside Next without a deadline,
+// and on a cluster that lost a server that can block for minutes.)
+//
+// On a JetStream cluster every subscription outlives the loss of a server:
+// when the iterator stops, the consumer is deleted or not found, or
+// heartbeats go missing twice in a row, the subscription makes its consumer
+// again (a group's durable one with CreateOrUpdate, resuming where the
+// group stands; an ephemeral one fresh, from the stream sequence after the
+// last message it delivered), retrying with backoff, each attempt bounded
+// by Options.RequestTimeout. TestClusterKillStreamLeader and
+// TestClusterKillEphemeralConsumerLeader SIGKILL a server of three.
 //
 // The transport connects by itself (Options.URL) or works on a connection
 // it is handed (Options.Conn), which it then shares with the node's other

@@ -2,6 +2,8 @@ package nats
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -356,7 +358,7 @@ func (t *Transport) natsMsg(m transport.Message) *natsgo.Msg {
 }
 
 // Subscribe implements transport.Transport. The consumer (durable for a
-// group, ordered for an ephemeral subscription) exists before Subscribe
+// group, a private one for an ephemeral subscription) exists before Subscribe
 // returns, so nothing published afterwards is missed. ctx bounds that setup
 // only; the subscription runs until it or the Transport is closed.
 func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptions, h transport.Handler) (transport.Subscription, error) {
@@ -377,9 +379,8 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	if opts.Group != "" {
 		s.cons, err = t.js.CreateOrUpdateConsumer(ctx, t.opts.Stream, t.groupConfig(opts.Group))
 	} else {
-		s.cons, err = t.js.OrderedConsumer(ctx, t.opts.Stream, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverNewPolicy,
-		})
+		s.ephName = ephemeralName()
+		s.cons, err = t.js.CreateConsumer(ctx, t.opts.Stream, t.ephemeralConfig(s.ephName, 0))
 	}
 	if err != nil {
 		return nil, t.wrap(fmt.Sprintf("subscribe (group %q): create consumer", opts.Group), err)
@@ -404,6 +405,40 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	s.cancel = cancel
 	go s.run(runCtx)
 	return s, nil
+}
+
+// ephemeralConfig is the consumer of an ephemeral subscription: no acks,
+// in memory, as many replicas as the stream (so that it outlives the loss
+// of one server: a single-replica consumer lives on one server, and a new
+// one may be placed on a server that is down but not yet known to be), and
+// removed by the server after ephemeralInactive without a pull, should its
+// subscriber die. startSeq 0 delivers what is published from now on, else
+// from that stream sequence.
+func (t *Transport) ephemeralConfig(name string, startSeq uint64) jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		Durable:           name,
+		Description:       "OrderSystem transport ephemeral subscription",
+		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          t.opts.Replicas,
+		InactiveThreshold: ephemeralInactive,
+	}
+	if startSeq > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, startSeq
+	}
+	return cfg
+}
+
+// ephemeralInactive is how long the server keeps an ephemeral
+// subscription's consumer that nobody pulls from.
+const ephemeralInactive = 2 * time.Minute
+
+// ephemeralName is a fresh consumer name for an ephemeral subscription.
+func ephemeralName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "ordersystem_eph_" + hex.EncodeToString(b[:])
 }
 
 func (t *Transport) groupConfig(group string) jetstream.ConsumerConfig {

@@ -26,8 +26,10 @@ type subscription struct {
 	t     *Transport
 	h     transport.Handler
 	group string // "" for ephemeral
-	cons  jetstream.Consumer
-	it    jetstream.MessagesContext
+	// ephName is the consumer of an ephemeral subscription.
+	ephName string
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
 	// lastSeq is, for an ephemeral subscription, the stream sequence of
 	// the last message delivered (or of the stream's end at Subscribe),
 	// where a replacement consumer resumes.
@@ -69,8 +71,15 @@ func (s *subscription) run(ctx context.Context) {
 			fails++
 			s.t.opts.Logger.Warn("nats transport: receive failed", "stream", s.t.opts.Stream,
 				"group", s.group, "attempt", fails, "error", err)
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && !s.restart(ctx) {
-				return
+			if needsNewConsumer(err, fails) {
+				// The iterator stopped, or its consumer is gone or has not
+				// answered for a while (its server died; a group's
+				// replicated consumer elects a new leader, an ephemeral
+				// one may have lost a replica): make the consumer again.
+				s.it.Stop()
+				if !s.restart(ctx) {
+					return
+				}
 			}
 			retry.Sleep(ctx, s.backoff().Delay(fails))
 			continue
@@ -91,6 +100,21 @@ func (s *subscription) run(ctx context.Context) {
 	}
 }
 
+// needsNewConsumer tells the receive errors after which the consumer is
+// made again: the iterator closed, the consumer was deleted or is not
+// found, or heartbeats went missing twice in a row (the iterator pulls
+// again after one; a second means nobody serves the consumer).
+func needsNewConsumer(err error, fails int) bool {
+	switch {
+	case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted),
+		errors.Is(err, jetstream.ErrConsumerNotFound):
+		return true
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		return fails >= 2
+	}
+	return false
+}
+
 // restart replaces an iterator that stopped by itself (the consumer was
 // deleted, the connection was closed under it); it reports false when the
 // subscription is closing or the transport is closed.
@@ -107,10 +131,11 @@ func (s *subscription) restart(ctx context.Context) bool {
 	if s.group != "" {
 		cons, err = s.t.js.CreateOrUpdateConsumer(cctx, s.t.opts.Stream, s.t.groupConfig(s.group))
 	} else {
-		cons, err = s.t.js.OrderedConsumer(cctx, s.t.opts.Stream, jetstream.OrderedConsumerConfig{
-			DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-			OptStartSeq:   s.lastSeq + 1,
-		})
+		// A fresh consumer from the message after the last one delivered;
+		// the old one (if its server still has it) expires by itself.
+		s.deleteEphemeral()
+		s.ephName = ephemeralName()
+		cons, err = s.t.js.CreateConsumer(cctx, s.t.opts.Stream, s.t.ephemeralConfig(s.ephName, s.lastSeq+1))
 	}
 	if err != nil {
 		return true // try again after the backoff
@@ -217,19 +242,15 @@ func (s *subscription) stop(unhandled []jetstream.Msg) {
 	}
 }
 
-// deleteEphemeral deletes an ordered consumer on the server (it would
-// expire by itself after a few minutes of inactivity).
+// deleteEphemeral deletes an ephemeral subscription's consumer on the
+// server (it would expire by itself after ephemeralInactive).
 func (s *subscription) deleteEphemeral() {
-	if s.group != "" || !s.t.nc.IsConnected() {
-		return
-	}
-	info := s.cons.CachedInfo()
-	if info == nil {
+	if s.group != "" || s.ephName == "" || !s.t.nc.IsConnected() {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
-	_ = s.t.js.DeleteConsumer(ctx, s.t.opts.Stream, info.Name)
+	_ = s.t.js.DeleteConsumer(ctx, s.t.opts.Stream, s.ephName)
 }
 
 // decode reads a message's identity from its headers, falling back to the
