@@ -97,8 +97,9 @@ func privateNATS(t *testing.T) corruptibleBackend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	// The layout (persistence/nats): one message per append on
-	// orders.journal.<id>, with the version and type in headers.
+	// The layout (persistence/nats): one stream per partition, one message
+	// per append on orders.journal.p<N>.<id> with the version and type in
+	// headers; the junk goes into partition 0's stream.
 	return corruptibleBackend{Backend: b, inject: func(t *testing.T) {
 		t.Helper()
 		nc, err := natsgo.Connect(s.URL())
@@ -107,7 +108,7 @@ func privateNATS(t *testing.T) corruptibleBackend {
 		}
 		defer nc.Close()
 		js, _ := jetstream.New(nc)
-		if _, err := js.PublishMsg(context.Background(), &natsgo.Msg{Subject: "orders.journal.junk", Data: []byte("junk")}); err != nil {
+		if _, err := js.PublishMsg(context.Background(), &natsgo.Msg{Subject: "orders.journal.p0.junk", Data: []byte("junk")}); err != nil {
 			t.Fatalf("inject a journal message: %v", err)
 		}
 	}}

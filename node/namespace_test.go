@@ -40,14 +40,14 @@ func namesOf(cluster string) backendNames {
 	if cluster == node.DefaultClusterName {
 		return backendNames{
 			redisPrefix: "ordersystem:", redisEvents: "orders:events", redisMembers: "ordersystem:members:ordersystem:",
-			natsJournal: "ORDERS_JOURNAL", natsJournalSubjects: "orders.journal.*",
+			natsJournal: "ORDERS_JOURNAL", natsJournalSubjects: "orders.journal",
 			natsEvents: "ORDER_EVENTS", natsEventSubjects: "orders.events.*", natsMembers: "ordersystem_members",
 		}
 	}
 	up := strings.ToUpper(cluster)
 	return backendNames{
 		redisPrefix: cluster + ":", redisEvents: cluster + ":orders:events", redisMembers: cluster + ":members:" + cluster + ":",
-		natsJournal: "ORDERS_JOURNAL_" + up, natsJournalSubjects: cluster + ".orders.journal.*",
+		natsJournal: "ORDERS_JOURNAL_" + up, natsJournalSubjects: cluster + ".orders.journal",
 		natsEvents: "ORDER_EVENTS_" + up, natsEventSubjects: cluster + ".orders.events.*", natsMembers: cluster + "_members",
 	}
 }
@@ -55,7 +55,24 @@ func namesOf(cluster string) backendNames {
 // streams are the JetStream streams of a cluster: journal, events, and the
 // KV buckets' streams (checkpoints, snapshots, membership and its cluster secret).
 func (b backendNames) streams() []string {
-	return []string{b.natsJournal, b.natsEvents, "KV_" + b.natsJournal + "_checkpoints", "KV_" + b.natsJournal + "_snapshots", "KV_" + b.natsMembers, "KV_" + b.natsMembers + "_secret"}
+	out := []string{b.natsEvents, "KV_" + b.natsJournal + "_checkpoints", "KV_" + b.natsJournal + "_snapshots", "KV_" + b.natsJournal + "_meta",
+		"KV_" + b.natsMembers, "KV_" + b.natsMembers + "_secret"}
+	for p := range persistence.DefaultPartitions {
+		out = append(out, b.journalStream(p))
+	}
+	return out
+}
+
+// The NATS journal keeps partition p in stream <natsJournal>_P<p> on
+// subjects <natsJournalSubjects>.p<p>.<id> (persistence/nats).
+func (b backendNames) journalStream(p int) string { return fmt.Sprintf("%s_P%d", b.natsJournal, p) }
+func (b backendNames) journalSubjects(p int) string {
+	return fmt.Sprintf("%s.p%d.*", b.natsJournalSubjects, p)
+}
+func partitionOf(id string) int                         { return persistence.PartitionOf(id, persistence.DefaultPartitions) }
+func (b backendNames) journalStreamOf(id string) string { return b.journalStream(partitionOf(id)) }
+func (b backendNames) journalSubjectOf(id string) string {
+	return fmt.Sprintf("%s.p%d.%s", b.natsJournalSubjects, partitionOf(id), id)
 }
 
 // TestClusterNamesKeepClustersApart runs two clusters with different names
@@ -266,8 +283,8 @@ func checkNATSNames(t *testing.T, url, nameA, nameB string, ids apartIDs) {
 	js := jetStream(t, url)
 	na, nb := namesOf(nameA), namesOf(nameB)
 	for _, c := range []struct{ stream, subjects string }{
-		{na.natsJournal, na.natsJournalSubjects}, {na.natsEvents, na.natsEventSubjects},
-		{nb.natsJournal, nb.natsJournalSubjects}, {nb.natsEvents, nb.natsEventSubjects},
+		{na.journalStream(0), na.journalSubjects(0)}, {na.journalStream(15), na.journalSubjects(15)}, {na.natsEvents, na.natsEventSubjects},
+		{nb.journalStream(0), nb.journalSubjects(0)}, {nb.journalStream(15), nb.journalSubjects(15)}, {nb.natsEvents, nb.natsEventSubjects},
 	} {
 		s, err := js.Stream(ctx, c.stream)
 		if err != nil {
@@ -293,17 +310,17 @@ func checkNATSNames(t *testing.T, url, nameA, nameB string, ids apartIDs) {
 		return err == nil
 	}
 	def := namesOf(node.DefaultClusterName)
-	if !onSubject(na.natsJournal, subject(na.natsJournalSubjects, ids.onlyA)) {
-		t.Errorf("A's order %s is not on %s", ids.onlyA, subject(na.natsJournalSubjects, ids.onlyA))
+	if !onSubject(na.journalStreamOf(ids.onlyA), na.journalSubjectOf(ids.onlyA)) {
+		t.Errorf("A's order %s is not on %s", ids.onlyA, na.journalSubjectOf(ids.onlyA))
 	}
-	if !onSubject(nb.natsJournal, subject(nb.natsJournalSubjects, ids.sameKey)) {
-		t.Errorf("B's order %s is not on %s", ids.sameKey, subject(nb.natsJournalSubjects, ids.sameKey))
+	if !onSubject(nb.journalStreamOf(ids.sameKey), nb.journalSubjectOf(ids.sameKey)) {
+		t.Errorf("B's order %s is not on %s", ids.sameKey, nb.journalSubjectOf(ids.sameKey))
 	}
-	if onSubject(nb.natsJournal, subject(nb.natsJournalSubjects, ids.onlyA)) {
+	if onSubject(nb.journalStreamOf(ids.onlyA), nb.journalSubjectOf(ids.onlyA)) {
 		t.Errorf("A's order %s is in B's journal", ids.onlyA)
 	}
 	for _, id := range []string{ids.onlyA, ids.sameKey} {
-		if onSubject(def.natsJournal, subject(def.natsJournalSubjects, id)) {
+		if onSubject(def.journalStreamOf(id), def.journalSubjectOf(id)) {
 			t.Errorf("order %s is in the default cluster's journal %s", id, def.natsJournal)
 		}
 	}
@@ -322,7 +339,7 @@ func checkNATSNames(t *testing.T, url, nameA, nameB string, ids apartIDs) {
 		if err != nil {
 			return err
 		}
-		_, err = kv.Get(ctx, "outbox")
+		_, err = kv.Get(ctx, actors.CheckpointName(partitionOf(ids.onlyA)))
 		return err
 	})
 	kv, err := js.KeyValue(ctx, na.natsMembers)
@@ -463,8 +480,8 @@ func TestDefaultClusterNameKeepsLegacyNames(t *testing.T) {
 				t.Fatalf("streams %v, want %v", got, want)
 			}
 			for _, c := range []struct{ stream, subjects string }{
-				{"ORDERS_JOURNAL", "orders.journal.*"}, {"ORDER_EVENTS", "orders.events.*"},
-				{o.natsJournal, o.natsJournalSubjects}, {o.natsEvents, o.natsEventSubjects},
+				{d.journalStream(3), "orders.journal.p3.*"}, {"ORDER_EVENTS", "orders.events.*"},
+				{o.journalStream(3), o.journalSubjects(3)}, {o.natsEvents, o.natsEventSubjects},
 			} {
 				s, err := js.Stream(ctx, c.stream)
 				if err != nil {
@@ -474,12 +491,12 @@ func TestDefaultClusterNameKeepsLegacyNames(t *testing.T) {
 					t.Errorf("stream %s has subjects %v, want [%s]", c.stream, got, c.subjects)
 				}
 			}
-			s, err := js.Stream(ctx, "ORDERS_JOURNAL")
+			s, err := js.Stream(ctx, d.journalStreamOf(id))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.GetLastMsgForSubject(ctx, "orders.journal."+id); err != nil {
-				t.Errorf("the default cluster's order is not on orders.journal.%s: %v", id, err)
+			if _, err := s.GetLastMsgForSubject(ctx, d.journalSubjectOf(id)); err != nil {
+				t.Errorf("the default cluster's order is not on %s: %v", d.journalSubjectOf(id), err)
 			}
 			poll.Eventually(t, 10*time.Second, func() error {
 				s, err := js.Stream(ctx, "ORDER_EVENTS")

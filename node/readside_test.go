@@ -389,9 +389,10 @@ func TestCorruptJournalRecordQuarantinesOneOrder(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = b.Close() })
 				seedTo = b
-				// The layout (persistence/nats): the stream ORDERS_JOURNAL,
-				// one subject orders.journal.<id> per order, one message per
-				// append with the first version and the type in headers.
+				// The layout (persistence/nats): one stream per partition
+				// (ORDERS_JOURNAL_P<N>), one subject orders.journal.p<N>.<id>
+				// per order, one message per append with the first version
+				// and the type in headers.
 				corrupt = func(id string, version uint64) {
 					nc, err := nats.Connect(s.URL())
 					if err != nil {
@@ -399,10 +400,11 @@ func TestCorruptJournalRecordQuarantinesOneOrder(t *testing.T) {
 					}
 					defer nc.Close()
 					js, _ := jetstream.New(nc)
-					_, err = js.PublishMsg(ctx, &nats.Msg{Subject: "orders.journal." + id, Data: garbage, Header: nats.Header{
+					subject := fmt.Sprintf("orders.journal.p%d.%s", persistence.PartitionOf(id, b.Partitions()), id)
+					_, err = js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: garbage, Header: nats.Header{
 						"Ordersystem-Version": {strconv.FormatUint(version, 10)}, "Ordersystem-Type": {"OrderShipped"}}})
 					if err != nil {
-						t.Fatalf("publish garbage on orders.journal.%s: %v", id, err)
+						t.Fatalf("publish garbage on %s: %v", subject, err)
 					}
 				}
 			}
@@ -560,7 +562,7 @@ func TestJournalEntryOutsideTheLayoutDoesNotStopStartUp(t *testing.T) {
 						}
 						defer nc.Close()
 						js, _ := jetstream.New(nc)
-						ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "orders.journal.junk", Data: []byte("junk")})
+						ack, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: "orders.journal.p0.junk", Data: []byte("junk")})
 						if err != nil {
 							t.Fatal(err)
 						}
