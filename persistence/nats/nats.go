@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -78,11 +81,39 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 		b.nc, b.ownConn = nc, true
 	}
 	b.watch()
-	if err := b.setup(ctx); err != nil {
+	if err := b.setupWithRetries(ctx); err != nil {
 		b.release()
 		return nil, err
 	}
 	return b, nil
+}
+
+// setupWithRetries runs setup again while it fails with ErrUnavailable (a
+// server not ready, a stream without a leader yet, a create that timed out
+// while other nodes created the same streams), with backoff, for at most
+// Options.SetupTimeout and never past ctx. Every step of setup is a create
+// or update of what is already there, so an attempt resumes where the last
+// one stopped.
+func (b *Backend) setupWithRetries(ctx context.Context) error {
+	deadline := time.Now().Add(b.opts.SetupTimeout)
+	for attempt := 1; ; attempt++ {
+		err := b.setup(ctx)
+		if err == nil || !errors.Is(err, persistence.ErrUnavailable) {
+			return err
+		}
+		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%w (gave up after %d attempts in %s)", err, attempt, b.opts.SetupTimeout)
+		}
+		b.opts.Logger.Warn("nats journal setup failed; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", wait), slog.Any("error", err))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // watch ends the operations in flight whenever the connection drops (a

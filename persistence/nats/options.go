@@ -23,6 +23,7 @@ const (
 	DefaultSubjectPrefix = "orders.journal"
 	DefaultDialTimeout   = 2 * time.Second
 	DefaultTimeout       = 5 * time.Second
+	DefaultSetupTimeout  = 30 * time.Second
 	DefaultCacheSize     = 10_000
 	DefaultCacheRecords  = 100_000
 )
@@ -75,6 +76,11 @@ type Options struct {
 	// operation whose context has no earlier deadline (default 5 s).
 	DialTimeout time.Duration
 	Timeout     time.Duration
+	// SetupTimeout bounds New's creation of the streams and buckets,
+	// retried while the servers answer that they are not ready (a
+	// JetStream cluster electing leaders, several nodes creating the same
+	// R3 streams at once; default 30 s, and never past New's context).
+	SetupTimeout time.Duration
 
 	// CacheSize is the number of orders whose last (version, sequence) the
 	// backend remembers (default 10,000); negative turns the cache off, so
@@ -126,6 +132,9 @@ func (o *Options) setDefaults() {
 	if o.DialTimeout == 0 {
 		o.DialTimeout = DefaultDialTimeout
 	}
+	if o.SetupTimeout == 0 {
+		o.SetupTimeout = DefaultSetupTimeout
+	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -172,6 +181,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("nats option Storage=%d: want file or memory", o.Storage)
 	case o.DialTimeout < 0:
 		return fmt.Errorf("nats option DialTimeout=%s: must not be negative", o.DialTimeout)
+	case o.SetupTimeout < 0:
+		return fmt.Errorf("nats option SetupTimeout=%s: must not be negative", o.SetupTimeout)
 	case o.Timeout < 0:
 		return fmt.Errorf("nats option Timeout=%s: must not be negative", o.Timeout)
 	}
