@@ -119,7 +119,7 @@ func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, er
 			return nil, err
 		}
 	}
-	if err := c.Start(30 * time.Second); err != nil {
+	if err := c.Start(60 * time.Second); err != nil {
 		c.Close()
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/redact"
 	"github.com/ordersystem/ordersystem/transport"
@@ -202,10 +203,15 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
+// setupBudget bounds New's retries of creating the stream.
+const setupBudget = 30 * time.Second
+
 // New connects to opts.URL (unless opts.Conn is set) and creates or updates
-// the stream. An unreachable server fails within about ConnectTimeout with
-// an error that matches transport.ErrUnavailable and names the address;
-// after that the connection reconnects by itself forever.
+// the stream, retrying for up to 30 s while the servers are not ready. An
+// unreachable server fails within about ConnectTimeout with an error that
+// matches transport.ErrUnavailable and names the address; after that the
+// connection reconnects by itself forever.
+
 func New(ctx context.Context, opts Options) (*Transport, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
@@ -240,13 +246,11 @@ func New(ctx context.Context, opts Options) (*Transport, error) {
 	if err != nil {
 		return fail(fmt.Errorf("nats transport: %w", err))
 	}
-	sctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
-	defer cancel()
 	maxMsgs := opts.MaxMsgs
 	if maxMsgs < 0 {
 		maxMsgs = -1
 	}
-	_, err = t.js.CreateOrUpdateStream(sctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:        opts.Stream,
 		Description: "OrderSystem order events",
 		Subjects:    []string{opts.SubjectPrefix + ".*"},
@@ -256,9 +260,26 @@ func New(ctx context.Context, opts Options) (*Transport, error) {
 		Storage:     jetstream.FileStorage,
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.DuplicateWindow,
-	})
-	if err != nil {
-		return fail(t.wrap(fmt.Sprintf("create or update stream %s", opts.Stream), err))
+	}
+	// A JetStream cluster that is electing leaders, or busy creating the
+	// same R3 stream for the other nodes starting with this one, times out
+	// or answers that it is not ready: try again, with backoff, for at most
+	// setupBudget (and never past ctx).
+	deadline := time.Now().Add(setupBudget)
+	for attempt := 1; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, opts.RequestTimeout)
+		_, err = t.js.CreateOrUpdateStream(sctx, cfg)
+		cancel()
+		if err == nil {
+			break
+		}
+		werr := t.wrap(fmt.Sprintf("create or update stream %s", opts.Stream), err)
+		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
+		if !errors.Is(werr, transport.ErrUnavailable) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			return fail(werr)
+		}
+		opts.Logger.Warn("nats transport setup failed; retrying", slog.Int("attempt", attempt), slog.Duration("retry_in", wait), slog.Any("error", werr))
+		time.Sleep(wait)
 	}
 	return t, nil
 }
