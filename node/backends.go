@@ -208,9 +208,11 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 		if err != nil {
 			return nil, fmt.Errorf("--persistence=nats: %w (is NATS with JetStream running at --nats=%s?)", err, redact.URL(cfg.NATS))
 		}
-		log.Info("persistence namespace", slog.String("cluster_name", ns.cluster), slog.String("nats_stream", ns.natsJournal),
-			slog.String("nats_subjects", ns.natsJournalSubjects+".*"),
-			slog.String("nats_buckets", ns.natsCheckpoints+","+ns.natsSnapshots))
+		last := b.Partitions() - 1
+		log.Info("persistence namespace", slog.String("cluster_name", ns.cluster),
+			slog.String("nats_streams", fmt.Sprintf("%s_P0..%s_P%d", ns.natsJournal, ns.natsJournal, last)),
+			slog.String("nats_subjects", fmt.Sprintf("%s.p0.*..%s.p%d.*", ns.natsJournalSubjects, ns.natsJournalSubjects, last)),
+			slog.String("nats_buckets", ns.natsJournal+"_meta,"+ns.natsCheckpoints+","+ns.natsSnapshots))
 		return b, nil
 	default:
 		return pmemory.NewPartitioned(cfg.Partitions), nil
