@@ -362,6 +362,15 @@ func (m *Member) Forget(identity, kind string) {
 	}
 }
 
+// View is the running incarnation's routing view (see Node.View); the
+// empty view while none runs.
+func (m *Member) View() View {
+	if n := m.current(); n != nil {
+		return n.View()
+	}
+	return (&ring{}).view()
+}
+
 // Owner is the address of the member that owns the actor identity of kind
 // in the running incarnation's view (see Node.Owner); "" while none runs.
 func (m *Member) Owner(identity, kind string) string {

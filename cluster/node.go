@@ -279,6 +279,9 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 	}
 }
 
+// View is this member's routing view (see View).
+func (n *Node) View() View { return n.lookupImpl.view() }
+
 // Owner is the address (host:port) of the member that owns the actor
 // identity of kind in this member's view: where it is activated. "" while
 // the member list is not known yet.

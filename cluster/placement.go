@@ -113,6 +113,15 @@ func (p *placement) owner(identity, kind string) string {
 	return ring.owner(&pcluster.ClusterIdentity{Identity: identity, Kind: kind})
 }
 
+// view is the routing view in force.
+func (p *placement) view() View {
+	r := p.ring.Load()
+	if r == nil {
+		r = &ring{}
+	}
+	return r.view()
+}
+
 // ownedHere reports whether this member owns the identity now.
 func (p *placement) ownedHere(identity, kind string) bool {
 	ring := p.ring.Load()
@@ -274,6 +283,7 @@ type ring struct {
 
 type ringMember struct {
 	address string
+	id      string // the member id: its incarnation
 	seed    uint64 // xxhash64 of the address
 	kinds   []string
 }
@@ -287,10 +297,40 @@ func newRing(members []*pcluster.Member) *ring {
 		}
 		addr := m.Address()
 		seen[addr] = true
-		r.members = append(r.members, ringMember{address: addr, seed: xxhash.Sum64String(addr), kinds: m.Kinds})
+		r.members = append(r.members, ringMember{address: addr, id: m.Id, seed: xxhash.Sum64String(addr), kinds: m.Kinds})
 	}
 	slices.SortFunc(r.members, func(a, b ringMember) int { return strings.Compare(a.address, b.address) })
 	return r
+}
+
+// View is a member's routing view: the members its placement places
+// actors on, summed up so that members can compare views.
+type View struct {
+	// Digest is xxhash64 of the members' addresses, incarnations (member
+	// ids) and kinds in address order, in hex: members that route alike
+	// have the same digest.
+	Digest string `json:"digest"`
+	// Sum is the digest's first 53 bits, a number a metric can carry.
+	Sum uint64 `json:"-"`
+	// Members is how many members the view holds.
+	Members int `json:"members"`
+}
+
+// view is the ring's View.
+func (r *ring) view() View {
+	h := xxhash.New()
+	for _, m := range r.members {
+		_, _ = h.WriteString(m.address)
+		_, _ = h.WriteString("\x00")
+		_, _ = h.WriteString(m.id)
+		for _, k := range m.kinds {
+			_, _ = h.WriteString("\x00")
+			_, _ = h.WriteString(k)
+		}
+		_, _ = h.WriteString("\n")
+	}
+	sum := h.Sum64()
+	return View{Digest: fmt.Sprintf("%016x", sum), Sum: sum >> 11, Members: len(r.members)}
 }
 
 // owner is the address of the member that owns ci, "" when no member hosts

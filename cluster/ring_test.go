@@ -126,3 +126,29 @@ func TestRingHonoursKinds(t *testing.T) {
 		t.Fatalf("an empty ring names owner %q", got)
 	}
 }
+
+// The view's digest is a function of the members, not of the order they
+// come in; it changes when a member is missing or re-incarnated (a new
+// member id at the same address), so members can compare routing views.
+func TestRingViewDigest(t *testing.T) {
+	ms := oneHost()
+	a := newRing(ms).view()
+	b := newRing([]*pcluster.Member{ms[2], ms[0], ms[1]}).view()
+	if a.Digest != b.Digest || a.Sum != b.Sum || a.Members != 3 || len(a.Digest) != 16 {
+		t.Fatalf("views %+v and %+v of the same members", a, b)
+	}
+	if a.Sum >= 1<<53 {
+		t.Fatalf("sum %d does not fit a float64 exactly", a.Sum)
+	}
+	fewer := newRing(ms[:2]).view()
+	again := &pcluster.Member{Id: ms[1].Id + "-next", Host: ms[1].Host, Port: ms[1].Port, Kinds: ms[1].Kinds}
+	reborn := newRing([]*pcluster.Member{ms[0], again, ms[2]}).view()
+	for name, v := range map[string]View{"two members": fewer, "a re-incarnated member": reborn} {
+		if v.Digest == a.Digest {
+			t.Fatalf("%s: the same digest %s as the three members", name, v.Digest)
+		}
+	}
+	if empty := (&ring{}).view(); empty.Members != 0 || empty.Digest == a.Digest {
+		t.Fatalf("empty view %+v", empty)
+	}
+}

@@ -8,15 +8,25 @@ import "time"
 
 // Info is the body of GET /.
 type Info struct {
-	Service     string        `json:"service"`
-	Version     string        `json:"version"`
-	NodeID      string        `json:"nodeId"`
-	Mode        string        `json:"mode"`
-	Transport   string        `json:"transport"`
-	Persistence BackendInfo   `json:"persistence"`
-	Members     []Member      `json:"members"`
-	StartedAt   time.Time     `json:"startedAt"`
-	Outbox      OutboxFigures `json:"outbox"`
+	Service     string      `json:"service"`
+	Version     string      `json:"version"`
+	NodeID      string      `json:"nodeId"`
+	Mode        string      `json:"mode"`
+	Transport   string      `json:"transport"`
+	Persistence BackendInfo `json:"persistence"`
+	Members     []Member    `json:"members"`
+	// View is this member's routing view, which members compare: nil on
+	// a standalone node.
+	View      *ClusterView  `json:"view,omitempty"`
+	StartedAt time.Time     `json:"startedAt"`
+	Outbox    OutboxFigures `json:"outbox"`
+}
+
+// ClusterView sums up where a member's placement puts actors: members that
+// route alike show the same digest.
+type ClusterView struct {
+	Digest  string `json:"digest"`
+	Members int    `json:"members"`
 }
 
 // BackendInfo tells an operator what the persistence backend is and how

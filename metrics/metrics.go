@@ -78,6 +78,8 @@ type Metrics struct {
 
 	actorsActive   prometheus.Gauge
 	clusterMembers prometheus.Gauge
+	viewDigest     prometheus.Gauge
+	viewMembers    prometheus.Gauge
 	backendUp      *prometheus.GaugeVec
 
 	handler http.Handler
@@ -145,6 +147,14 @@ func New() *Metrics {
 			Name: "order_actors_active",
 			Help: "Order actors activated on this node.",
 		}),
+		viewDigest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cluster_view_digest",
+			Help: "The first 53 bits of the digest of this member's routing view (members, incarnations, kinds): members that route alike report the same value; count(count_values(\"d\", cluster_view_digest)) > 1 means they disagree.",
+		}),
+		viewMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cluster_view_members",
+			Help: "Members in this member's routing view (where its placement puts actors).",
+		}),
 		clusterMembers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cluster_members",
 			Help: "Cluster members this node sees, itself included.",
@@ -165,7 +175,7 @@ func New() *Metrics {
 		m.appendDuration, m.journalConflicts,
 		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
-		m.actorsActive, m.clusterMembers, m.backendUp,
+		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.backendUp,
 	)
 	// Every command/outcome pair exists from the start, so that rates and
 	// alerts see a 0 rather than no series.
@@ -337,6 +347,16 @@ func (m *Metrics) SetClusterMembers(n int) {
 		return
 	}
 	m.clusterMembers.Set(float64(n))
+}
+
+// SetClusterView records this member's routing view: its digest's first
+// 53 bits and its member count.
+func (m *Metrics) SetClusterView(digest uint64, members int) {
+	if m == nil {
+		return
+	}
+	m.viewDigest.Set(float64(digest))
+	m.viewMembers.Set(float64(members))
 }
 
 // SetBackendUp records whether a component (persistence, transport,

@@ -227,6 +227,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.metrics.SetOutboxLag(f.Lag, lags)
 		n.metrics.SetClusterMembers(len(n.member.Members()))
+		v := n.member.View()
+		n.metrics.SetClusterView(v.Sum, v.Members)
 		q, _ := n.readModel.Quarantined(0)
 		n.metrics.SetQuarantinedOrders(q)
 		for _, st := range n.board.All() {
@@ -448,8 +450,18 @@ func (n *Node) info() httpapi.Info {
 		Transport:   n.transport.Name(),
 		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability, Profile: d.Profile},
 		Members:     apiMembers(n.member.Members()),
+		View:        n.clusterView(),
 		StartedAt:   n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
+}
+
+// clusterView is the routing view for GET /, nil on a standalone node.
+func (n *Node) clusterView() *httpapi.ClusterView {
+	if !n.cfg.Cluster {
+		return nil
+	}
+	v := n.member.View()
+	return &httpapi.ClusterView{Digest: v.Digest, Members: v.Members}
 }
 
 // apiMembers converts the member view for GET / (nil stays nil).

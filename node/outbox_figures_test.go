@@ -57,6 +57,20 @@ func TestOutboxLagIsTheClustersOnEveryNode(t *testing.T) {
 	if published < orders {
 		t.Fatalf("the nodes count %d events published, want at least %d", published, orders)
 	}
+	// Both members route alike: GET / shows the same view digest of two
+	// members on both.
+	var views [2]struct {
+		View struct {
+			Digest  string
+			Members int
+		}
+	}
+	for i, tn := range nodes {
+		tn.expect(tn.do("GET", "/", ""), http.StatusOK).json(t, &views[i])
+	}
+	if v := views[0].View; v.Members != 2 || v.Digest == "" || v.Digest != views[1].View.Digest {
+		t.Fatalf("views %+v and %+v: want one digest of two members", views[0].View, views[1].View)
+	}
 	// Both members agree on who drains each partition, and the outboxes
 	// are spread over both.
 	a, _, _ := outboxOf(t, nodes[0])
