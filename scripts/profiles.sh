@@ -20,9 +20,16 @@ cd "$(dirname "$0")/.."
 secs=${1:-6}
 rounds=${2:-2}
 tmp=$(mktemp -d)
-pids=()
+# Servers are started inside command substitutions (subshells), so their
+# pids go to a file, not to a shell variable.
+pidfile="$tmp/pids"
+: >"$pidfile"
+kill_recorded() {
+  while read -r p; do kill -9 "$p" 2>/dev/null || true; done <"$pidfile"
+  : >"$pidfile"
+}
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  kill_recorded
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -38,7 +45,7 @@ command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_lo
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { for _ in $(seq 1 100); do answers "$1" && return 0; sleep 0.1; done; echo "nothing on :$1" >&2; return 1; }
-bg() { "$@" >"$tmp/log-$(date +%s%N)" 2>&1 & pids+=($!); }
+bg() { "$@" >"$tmp/log-$(date +%s%N)" 2>&1 </dev/null & echo $! >>"$pidfile"; }
 
 redis_default() {
   local p; p=$(free_port); mkdir -p "$tmp/r$p"
@@ -91,7 +98,7 @@ run_node() { # args... -> prints creates/s
   # shellcheck disable=SC2086
   $pin_server "$tmp/ordersystem" --port "$port" --http-host 127.0.0.1 --log-level warn --drain-delay 0 $1 >"$tmp/node-$port.log" 2>&1 &
   local node=$!
-  pids+=("$node")
+  echo "$node" >>"$pidfile"
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null || { echo "node did not become ready:" >&2; cat "$tmp/node-$port.log" >&2; return 1; }
   local profile
@@ -102,7 +109,7 @@ run_node() { # args... -> prints creates/s
   kill "$node"; wait "$node" 2>/dev/null || true
 }
 
-stop_servers() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=(); }
+stop_servers() { kill_recorded; sleep 0.2; }
 
 declare -A sum n
 for round in $(seq 1 "$rounds"); do
