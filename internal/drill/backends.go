@@ -21,6 +21,8 @@ import (
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ordersystem/ordersystem/internal/testservers"
 )
 
 // childAttr is the process attributes of every server a drill starts: its
@@ -82,110 +84,34 @@ func waitDial(addr string, total time.Duration) error {
 }
 
 // RedisCluster is a private Redis Cluster of redis-server processes on free
-// loopback ports, every one with appendonly yes and appendfsync always (an
-// acknowledged write is on the disk of the server that acknowledged it),
-// cluster-node-timeout 1000 ms. Its methods are safe for concurrent use.
+// loopback ports (internal/testservers), every one with appendonly yes and
+// appendfsync always (an acknowledged write is on the disk of the server
+// that acknowledged it), cluster-node-timeout 1000 ms, killed by the kernel
+// if the drill dies. Its methods are safe for concurrent use.
 type RedisCluster struct {
-	cli      string
-	replicas int
-	mu       sync.Mutex
-	servers  []*server
+	*testservers.RedisCluster
 }
 
 // StartRedisCluster starts primaries x (1 + replicas) servers under dir,
 // creates the cluster with redis-cli --cluster create and waits until every
 // server reports cluster_state:ok and every primary has its replicas online.
 func StartRedisCluster(dir string, primaries, replicas int) (*RedisCluster, error) {
-	if primaries < 3 || replicas < 0 {
-		return nil, fmt.Errorf("redis cluster of %d primaries with %d replicas each: redis-cli wants at least 3 primaries", primaries, replicas)
+	c, err := testservers.NewRedisClusterWith(dir, testservers.RedisClusterConfig{Primaries: primaries, Replicas: replicas, AppendFsync: "always"})
+	if errors.Is(err, testservers.ErrNoRedisBinaries) {
+		return nil, fmt.Errorf("the redis backend-failover drill: %w", err)
 	}
-	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("the redis backend-failover drill needs redis-server on PATH: %w", err)
-	}
-	cli, err := exec.LookPath("redis-cli")
-	if err != nil {
-		return nil, fmt.Errorf("the redis backend-failover drill needs redis-cli on PATH: %w", err)
-	}
-	c := &RedisCluster{cli: cli, replicas: replicas}
-	ok := false
-	defer func() {
-		if !ok {
-			c.Close()
-		}
-	}()
-	for i := range primaries * (1 + replicas) {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		bus, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		d := filepath.Join(dir, "redis-"+strconv.Itoa(i))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-		s := &server{name: "127.0.0.1:" + strconv.Itoa(port), bin: bin, log: filepath.Join(d, "redis.log"), args: []string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "no",
-			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(d, "nodes.conf"),
-			"--cluster-port", strconv.Itoa(bus), "--cluster-node-timeout", "1000",
-			"--dir", d, "--appendonly", "yes", "--appendfsync", "always", "--save", ""}}
-		c.servers = append(c.servers, s)
-		if err := s.start(); err != nil {
-			return nil, err
-		}
-	}
-	args := []string{"--cluster", "create"}
-	for _, s := range c.servers {
-		if err := waitDial(s.name, 10*time.Second); err != nil {
-			return nil, err
-		}
-		args = append(args, s.name)
-	}
-	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
-	}
-	if err := c.WaitHealthy(60 * time.Second); err != nil {
 		return nil, err
 	}
-	ok = true
-	return c, nil
-}
-
-// Seeds is every server's address, comma-separated: the --redis value.
-func (c *RedisCluster) Seeds() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, s := range c.servers {
-		out = append(out, s.name)
-	}
-	return strings.Join(out, ",")
-}
-
-func (c *RedisCluster) live() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, s := range c.servers {
-		if s.cmd != nil {
-			out = append(out, s.name)
-		}
-	}
-	return out
+	return &RedisCluster{c}, nil
 }
 
 // PartitionPrimaries returns, for each of n journal partitions, the address
-// of the primary serving its hash tag {p<N>} now, as a live server's
-// CLUSTER SLOTS reports it.
+// of the primary serving its hash tag {p<N>} now, as the first server that
+// answers reports it in CLUSTER SLOTS (a killed one does not).
 func (c *RedisCluster) PartitionPrimaries(ctx context.Context, n int) ([]string, error) {
 	var last error
-	for _, addr := range c.live() {
+	for _, addr := range c.Addrs() {
 		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
 		out, err := partitionPrimaries(ctx, cl, n)
 		_ = cl.Close()
@@ -195,7 +121,7 @@ func (c *RedisCluster) PartitionPrimaries(ctx context.Context, n int) ([]string,
 		last = fmt.Errorf("%s: %w", addr, err)
 	}
 	if last == nil {
-		last = errors.New("no live server")
+		last = errors.New("no server")
 	}
 	return nil, fmt.Errorf("primaries of the journal partitions: %w", last)
 }
@@ -221,93 +147,6 @@ func partitionPrimaries(ctx context.Context, cl *goredis.Client, n int) ([]strin
 		}
 	}
 	return out, nil
-}
-
-// Kill sends SIGKILL to the server at addr and waits for it to die.
-func (c *RedisCluster) Kill(addr string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.servers {
-		if s.name == addr {
-			s.kill()
-			return nil
-		}
-	}
-	return fmt.Errorf("no redis server %s in the drill's cluster", addr)
-}
-
-// Restart starts the killed server at addr again with its data and
-// nodes.conf: it rejoins as a replica of whichever server was promoted.
-func (c *RedisCluster) Restart(addr string) error {
-	c.mu.Lock()
-	var err error = fmt.Errorf("no redis server %s in the drill's cluster", addr)
-	for _, s := range c.servers {
-		if s.name == addr {
-			err = nil
-			if s.cmd == nil {
-				err = s.start()
-			}
-		}
-	}
-	c.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	return waitDial(addr, 10*time.Second)
-}
-
-// WaitHealthy waits until every live server reports cluster_state:ok with
-// every slot served and, when every server is alive, each primary has all
-// its replicas online (so that WAIT can be satisfied).
-func (c *RedisCluster) WaitHealthy(total time.Duration) error {
-	deadline := time.Now().Add(total)
-	for {
-		err := c.healthy()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis cluster not healthy within %s: %w", total, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (c *RedisCluster) healthy() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	live := c.live()
-	c.mu.Lock()
-	all := len(live) == len(c.servers)
-	c.mu.Unlock()
-	for _, addr := range live {
-		cl := goredis.NewClient(&goredis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1})
-		info, err := cl.ClusterInfo(ctx).Result()
-		var repl string
-		if err == nil {
-			repl, err = cl.Info(ctx, "replication").Result()
-		}
-		_ = cl.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", addr, err)
-		}
-		if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_slots_ok:16384") {
-			return fmt.Errorf("%s: cluster_state not ok yet", addr)
-		}
-		if all && strings.Contains(repl, "role:master") && strings.Count(repl, "state=online") != c.replicas {
-			return fmt.Errorf("%s: %d of its %d replicas online", addr, strings.Count(repl, "state=online"), c.replicas)
-		}
-	}
-	return nil
-}
-
-// Close kills every server; it is idempotent.
-func (c *RedisCluster) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, s := range c.servers {
-		s.kill()
-	}
 }
 
 // NATSCluster is a private JetStream cluster of nats-server processes on

@@ -27,11 +27,14 @@ var ErrNoRedisBinaries = errors.New("no redis-server or redis-cli binary on PATH
 const RedisClusterNodeTimeout = 1000 * time.Millisecond
 
 // RedisCluster is a private Redis Cluster: redis-server processes on free
-// ports (cluster-enabled, appendonly yes, appendfsync everysec), each with a
-// data directory of its own. Its methods are safe for concurrent use.
+// ports (cluster-enabled, appendonly yes, appendfsync everysec unless
+// configured otherwise), each with a data directory of its own, killed by
+// the kernel if the process that started them dies. Its methods are safe
+// for concurrent use.
 type RedisCluster struct {
 	bin, cli string
 	dir      string
+	fsync    string
 	replicas int // per primary, as created
 	mu       sync.Mutex
 	nodes    []*clusterNode // in creation order: primaries first
@@ -106,6 +109,24 @@ func (o *RedisClusterOnce) Close() {
 // NewRedisCluster starts a cluster as StartRedisCluster does, with its
 // data under dir, without a test: the caller must Close it.
 func NewRedisCluster(dir string, primaries, replicasPerPrimary int) (*RedisCluster, error) {
+	return NewRedisClusterWith(dir, RedisClusterConfig{Primaries: primaries, Replicas: replicasPerPrimary})
+}
+
+// RedisClusterConfig shapes a cluster of NewRedisClusterWith.
+type RedisClusterConfig struct {
+	Primaries, Replicas int // replicas per primary
+	// AppendFsync is every server's appendfsync: everysec (the default) or
+	// always (an acknowledged write is on the disk of the server that
+	// acknowledged it: the durable profile).
+	AppendFsync string
+}
+
+// NewRedisClusterWith is NewRedisCluster with every setting named.
+func NewRedisClusterWith(dir string, cfg RedisClusterConfig) (*RedisCluster, error) {
+	primaries, replicasPerPrimary := cfg.Primaries, cfg.Replicas
+	if cfg.AppendFsync == "" {
+		cfg.AppendFsync = "everysec"
+	}
 	if primaries < 3 || replicasPerPrimary < 0 {
 		return nil, fmt.Errorf("redis cluster of %d primaries with %d replicas each: want at least 3 primaries and no negative replicas", primaries, replicasPerPrimary)
 	}
@@ -114,7 +135,7 @@ func NewRedisCluster(dir string, primaries, replicasPerPrimary int) (*RedisClust
 	if err1 != nil || err2 != nil {
 		return nil, ErrNoRedisBinaries
 	}
-	c := &RedisCluster{bin: bin, cli: cli, dir: dir, replicas: replicasPerPrimary}
+	c := &RedisCluster{bin: bin, cli: cli, dir: dir, fsync: cfg.AppendFsync, replicas: replicasPerPrimary}
 	ok := false
 	defer func() {
 		if !ok {
@@ -155,7 +176,7 @@ func NewRedisCluster(dir string, primaries, replicasPerPrimary int) (*RedisClust
 	if out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	if err := c.WaitHealthy(30 * time.Second); err != nil {
+	if err := c.WaitHealthy(60 * time.Second); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -190,8 +211,9 @@ func (c *RedisCluster) start(n *clusterNode) error {
 		"--cluster-port", strconv.Itoa(n.busPort),
 		"--cluster-node-timeout", strconv.FormatInt(RedisClusterNodeTimeout.Milliseconds(), 10),
 		"--cluster-replica-validity-factor", "0",
-		"--dir", n.dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+		"--dir", n.dir, "--appendonly", "yes", "--appendfsync", c.fsync, "--save", "",
 		"--protected-mode", "no")
+	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server on %s: %w", n.addr(), err)
 	}
