@@ -190,17 +190,27 @@ func (o Options) ClusterOptions() (*goredis.ClusterOptions, error) {
 	for i, it := range items {
 		addrs[i] = it.Addr
 	}
-	var tlsConf = first.TLSConfig
+	// Each node is checked against its own host.
+	return universal(first, addrs).Cluster(), nil
+}
+
+// universal carries the options parsed from a list's first item over to
+// the servers of the list, for the cluster and Sentinel clients. A TLS
+// configuration loses its server name: each server is checked against its
+// own host (Sentinel: the master is found, not named).
+func universal(first *goredis.Options, addrs []string) *goredis.UniversalOptions {
+	tlsConf := first.TLSConfig
 	if tlsConf != nil {
 		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName = "" // each node is checked against its own host
+		tlsConf.ServerName = ""
 	}
-	return &goredis.ClusterOptions{
+	return &goredis.UniversalOptions{
 		Addrs:                    addrs,
 		ClientName:               first.ClientName,
 		Protocol:                 first.Protocol,
 		Username:                 first.Username,
 		Password:                 first.Password,
+		DB:                       first.DB,
 		MaxRetries:               first.MaxRetries,
 		DialTimeout:              first.DialTimeout,
 		DialerRetries:            first.DialerRetries,
@@ -216,7 +226,7 @@ func (o Options) ClusterOptions() (*goredis.ClusterOptions, error) {
 		TLSConfig:                tlsConf,
 		DisableIdentity:          first.DisableIdentity,
 		MaintNotificationsConfig: first.MaintNotificationsConfig,
-	}, nil
+	}
 }
 
 // FailoverOptions returns the go-redis options of the Sentinel client New
@@ -238,34 +248,9 @@ func (o Options) FailoverOptions() (*goredis.FailoverOptions, error) {
 		}
 		addrs[i] = it.Addr
 	}
-	var tlsConf = first.TLSConfig
-	if tlsConf != nil {
-		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName = "" // the master is found, not named
-	}
-	return &goredis.FailoverOptions{
-		MasterName:            o.MasterName,
-		SentinelAddrs:         addrs,
-		ClientName:            first.ClientName,
-		Protocol:              first.Protocol,
-		Username:              first.Username,
-		Password:              first.Password,
-		DB:                    first.DB,
-		MaxRetries:            first.MaxRetries,
-		DialTimeout:           first.DialTimeout,
-		DialerRetries:         first.DialerRetries,
-		ReadTimeout:           first.ReadTimeout,
-		WriteTimeout:          first.WriteTimeout,
-		ContextTimeoutEnabled: first.ContextTimeoutEnabled,
-		PoolSize:              first.PoolSize,
-		PoolTimeout:           first.PoolTimeout,
-		MinIdleConns:          first.MinIdleConns,
-		MaxIdleConns:          first.MaxIdleConns,
-		ConnMaxIdleTime:       first.ConnMaxIdleTime,
-		ConnMaxLifetime:       first.ConnMaxLifetime,
-		TLSConfig:             tlsConf,
-		DisableIdentity:       first.DisableIdentity,
-	}, nil
+	u := universal(first, addrs)
+	u.MasterName = o.MasterName
+	return u.Failover(), nil
 }
 
 // parseList parses a comma-separated list of addresses (one item is a
