@@ -784,3 +784,43 @@ func TestConcurrentNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestStoredPartitionCountUnreadable: a partition count in the meta bucket
+// that is not a number in range (a hand-made write) makes New fail with
+// ErrCorrupt naming the bucket, instead of guessing a count.
+func TestStoredPartitionCountUnreadable(t *testing.T) {
+	url := testservers.NATS(t)
+	o := Options{URL: url}
+	o.Stream, o.SubjectPrefix = uniqueNames(t)
+	t.Cleanup(func() { destroy(t, url, o) })
+	b, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	nc, err := natsgo.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, o.Stream+"_meta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"sixteen", "0", "100000"} {
+		if _, err := kv.Put(ctx, "partitions", []byte(bad)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(ctx, o)
+		if err == nil {
+			_ = b.Close()
+			t.Fatalf("New with a stored count %q succeeded", bad)
+		}
+		if !errors.Is(err, persistence.ErrCorrupt) || !strings.Contains(err.Error(), o.Stream+"_meta") {
+			t.Fatalf("New with a stored count %q: %v, want ErrCorrupt naming the bucket", bad, err)
+		}
+	}
+}

@@ -66,8 +66,8 @@ func (b *Backend) storedPartitions(ctx context.Context) (int, error) {
 	}
 	n, err := strconv.Atoi(string(e.Value()))
 	if err != nil || n < 1 || n > persistence.MaxPartitions {
-		return 0, fmt.Errorf("nats at %s: bucket %s key %s holds %q, not a partition count 1-%d",
-			b.addr, b.opts.metaBucket(), metaPartitionsKey, truncate(string(e.Value()), 40), persistence.MaxPartitions)
+		return 0, fmt.Errorf("nats at %s: bucket %s key %s holds %q, not a partition count 1-%d: %w",
+			b.addr, b.opts.metaBucket(), metaPartitionsKey, truncate(string(e.Value()), 40), persistence.MaxPartitions, persistence.ErrCorrupt)
 	}
 	return n, nil
 }
