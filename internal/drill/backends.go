@@ -316,7 +316,29 @@ var partitionStream = regexp.MustCompile(`^(.+)_P([0-9]+)$`)
 // server leading its stream <base>_P<p> (JetStream STREAM.INFO,
 // cluster.leader). A journal still in one stream named base (the layout
 // before partitioned streams) counts as the stream of every partition.
+// Right after a server died the others may not answer the JetStream API,
+// or a stream may have no leader yet: it asks again, each attempt bounded
+// by 5 s, for at most 30 s and never past ctx.
 func (c *NATSCluster) StreamLeaders(ctx context.Context, base string, n int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		out, err := c.streamLeaders(actx, base, n)
+		acancel()
+		if err == nil {
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// streamLeaders is one attempt of StreamLeaders.
+func (c *NATSCluster) streamLeaders(ctx context.Context, base string, n int) ([]string, error) {
 	var urls []string
 	for _, i := range c.liveIdx() {
 		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(c.clients[i]))
