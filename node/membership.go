@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/ordersystem/ordersystem/cluster/peerreg"
 	"github.com/ordersystem/ordersystem/cluster/redisreg"
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/redact"
 )
 
@@ -141,6 +143,10 @@ func (n *Node) newProvider(ctx context.Context, fenced func(reason string)) (pcl
 	}), nil
 }
 
+// secretSetupTimeout bounds the retries of the first read of the cluster
+// secret, as persistence/nats's DefaultSetupTimeout bounds its setup.
+const secretSetupTimeout = 30 * time.Second
+
 // clusterSecret is the node-to-node secret of a new incarnation (a
 // cluster.MemberConfig.Secret): --cluster-secret (or its file or
 // variable) if set, else the one the registry keeps for the cluster
@@ -157,7 +163,29 @@ func (n *Node) clusterSecret(ctx context.Context) ([]byte, error) {
 	if !ok {
 		return nil, nil
 	}
+	n.secretMu.Lock()
+	known := n.secret != nil
+	n.secretMu.Unlock()
 	s, err := keeper.ClusterSecret(ctx)
+	if !known {
+		// The first read waits for the backend as the journal's setup does
+		// (a fresh replicated NATS cluster may not answer the bucket create
+		// for several seconds); later incarnations fall back at once.
+		deadline := time.Now().Add(secretSetupTimeout)
+		for attempt := 1; err != nil && ctx.Err() == nil; attempt++ {
+			wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
+			if time.Now().Add(wait).After(deadline) {
+				break
+			}
+			n.log.Warn("cluster secret: the registry did not answer; retrying", slog.Int("attempt", attempt),
+				slog.Duration("retry_in", wait), slog.Any("error", err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				s, err = keeper.ClusterSecret(ctx)
+			}
+		}
+	}
 	n.secretMu.Lock()
 	defer n.secretMu.Unlock()
 	if err != nil {
