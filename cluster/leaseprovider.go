@@ -172,6 +172,9 @@ type LeaseProvider struct {
 	view     []registry.MemberRecord
 	viewKey  string
 	pc       *pcluster.Cluster
+	// evicted are the members this one found dead (Evict): left out of
+	// every view until the registry's listing no longer has them.
+	evicted map[string]struct{}
 }
 
 var _ pcluster.ClusterProvider = (*LeaseProvider)(nil)
@@ -634,6 +637,22 @@ func (p *LeaseProvider) publish(recs []registry.MemberRecord) {
 			recs = append(recs, p.self)
 		}
 	}
+	if len(p.evicted) > 0 {
+		listed := make(map[string]struct{}, len(recs))
+		kept := recs[:0]
+		for _, r := range recs {
+			listed[r.MemberID] = struct{}{}
+			if _, gone := p.evicted[r.MemberID]; !gone {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+		for id := range p.evicted {
+			if _, ok := listed[id]; !ok {
+				delete(p.evicted, id) // its record is gone from the registry too
+			}
+		}
+	}
 	registry.SortRecords(recs)
 	key := viewKey(recs)
 	changed := key != p.viewKey
@@ -668,4 +687,45 @@ func viewKey(recs []registry.MemberRecord) string {
 		b.WriteString("];")
 	}
 	return b.String()
+}
+
+// Evict drops the member at address from this member's view now and
+// deletes its record from the registry (in the background), so that the
+// others drop it at their next listing instead of when its lease runs out.
+// It is for a member whose process is known to be gone (see deathWatch:
+// its node-to-node port refuses connections): a member that is alive after
+// all finds its record gone at its next renewal and fences itself, the
+// same path as an expired lease. It returns the evicted member's id, or
+// false when no other member of the view has that address.
+func (p *LeaseProvider) Evict(address, reason string) (string, bool) {
+	p.mu.Lock()
+	var victim registry.MemberRecord
+	found := false
+	for _, r := range p.view {
+		if r.Address() == address && r.MemberID != p.self.MemberID {
+			victim, found = r, true
+		}
+	}
+	if !found || p.fenced != "" || p.shutdown {
+		p.mu.Unlock()
+		return "", false
+	}
+	if p.evicted == nil {
+		p.evicted = map[string]struct{}{}
+	}
+	p.evicted[victim.MemberID] = struct{}{}
+	recs := append([]registry.MemberRecord(nil), p.view...)
+	p.mu.Unlock()
+	p.log.Warn("cluster member is gone: dropped before its lease ends", slog.String("member_id", victim.MemberID),
+		slog.String("member_node_id", victim.NodeID), slog.String("address", address), slog.String("reason", reason))
+	p.publish(recs)
+	go func() {
+		ctx, cancel := p.callContext(p.opts.TTL)
+		defer cancel()
+		if err := p.reg.Deregister(ctx, victim); err != nil {
+			p.log.Warn("could not remove the record of a member that is gone; it expires with its lease",
+				slog.String("member_id", victim.MemberID), slog.Any("error", err))
+		}
+	}()
+	return victim.MemberID, true
 }

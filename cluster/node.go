@@ -71,7 +71,10 @@ type Node struct {
 	// lookupImpl is the cluster's identity lookup.
 	lookupImpl *placement
 	guard      *guard
-	stopped    chan struct{}
+	// deaths notices members whose process is gone (nil without a
+	// provider that can evict).
+	deaths  *deathWatch
+	stopped chan struct{}
 }
 
 // ErrUnauthenticated is returned by Start when the node-to-node port would
@@ -175,7 +178,12 @@ func Start(cfg Config) (n *Node, err error) {
 		// that, and it is the one graceful remote shutdown at most).
 		c.Remote.Shutdown(false)
 	}
-	return &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}, nil
+	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
+	if ev, ok := cfg.Provider.(Evicter); ok {
+		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership"), slog.String("node_id", cfg.NodeID)))
+		lookup.deaths.Store(n.deaths)
+	}
+	return n, nil
 }
 
 // isLoopback reports whether host is a loopback address or localhost.
@@ -265,18 +273,36 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			}
 			n.cluster.PidCache.Set(identity, kind, pid)
 		}
-		res, err := n.system.Root.RequestFuture(pid, msg, timeout).Result()
+		res, err := n.ask(pid, msg, timeout)
 		if err == nil {
-			if _, dead := res.(*actor.DeadLetterResponse); !dead {
+			switch res.(type) {
+			case *actor.DeadLetterResponse:
+				err = actor.ErrDeadLetter
+			case *ownerGone:
+				err = errOwnerGone
+			default:
 				return res, nil
 			}
-			err = actor.ErrDeadLetter
 		}
 		lastErr = err
 		// The activation stopped, moved or did not answer: forget its PID
 		// and try again with the same message.
 		n.cluster.PidCache.RemoveByValue(identity, kind, pid)
 	}
+}
+
+// ask sends msg to pid and waits for the reply, at most timeout. A request
+// to another member is tracked by the death watch, which ends it early
+// (ownerGone) when that member's process is found gone.
+func (n *Node) ask(pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	f := n.system.Root.RequestFuture(pid, msg, timeout)
+	if n.deaths == nil || pid.Address == n.deaths.self {
+		return f.Result()
+	}
+	n.deaths.track(pid.Address, f)
+	res, err := f.Result()
+	n.deaths.untrack(pid.Address, f)
+	return res, err
 }
 
 // View is this member's routing view (see View).
@@ -326,6 +352,9 @@ func (n *Node) Stop(graceful bool) {
 		return
 	default:
 		close(n.stopped)
+	}
+	if n.deaths != nil {
+		n.deaths.stop()
 	}
 	if graceful && n.cfg.Provider != nil {
 		// Leave the member list first, so that the others route this

@@ -44,6 +44,9 @@ type placement struct {
 	ring    atomic.Pointer[ring]
 	pid     *actor.PID
 	sub     *eventstream.Subscription
+	// deaths, once set, ends activation requests to a member whose
+	// process is gone (see deathWatch).
+	deaths atomic.Pointer[deathWatch]
 }
 
 // activationTimeout bounds one activation request to the owner.
@@ -93,7 +96,12 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 		return nil
 	}
 	req := &pcluster.ActivationRequest{ClusterIdentity: ci}
-	res, err := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, activationTimeout).Result()
+	f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, activationTimeout)
+	if w := p.deaths.Load(); w != nil && owner != w.self {
+		w.track(owner, f)
+		defer w.untrack(owner, f)
+	}
+	res, err := f.Result()
 	if err != nil {
 		return nil
 	}

@@ -164,14 +164,14 @@ func TestRoutingAndFailover(t *testing.T) {
 	t.Logf("failover: survivors dropped the killed %s after %v and %v; its %d identities, asked right after the kill, "+
 		"answered from survivors within %v (ttl %v, poll %v)", h.NodeID(victim), detected[0].Round(time.Millisecond),
 		detected[1].Round(time.Millisecond), len(orphans), worst.Round(time.Millisecond), ttl, pollEvery)
-	if max(detected[0], detected[1]) > ttl+pollEvery+time.Second {
-		t.Errorf("survivors noticed the death after %v, want about ttl + poll", max(detected[0], detected[1]))
+	// The survivors notice the death from the connection it dropped (its
+	// port then refuses connections), not from its lease: well within the
+	// TTL, and the requests in flight to it are retried at once.
+	if max(detected[0], detected[1]) > ttl/2 {
+		t.Errorf("survivors noticed the death after %v, want it from the dropped connection, well within the ttl %v", max(detected[0], detected[1]), ttl)
 	}
-	// A request that reached disthash's activation call while the dead
-	// member was still in the view waits out protoactor's fixed 5 s
-	// activation timeout: detection + 5 s bounds the failover.
-	if worst > ttl+pollEvery+5*time.Second+2*time.Second {
-		t.Errorf("failover took %v", worst)
+	if worst > time.Second {
+		t.Errorf("failover took %v, want under a second", worst)
 	}
 
 	// Requests that start after the view changed are served at once.

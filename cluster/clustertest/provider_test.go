@@ -235,3 +235,45 @@ func TestLeaseProviderFencing(t *testing.T) {
 		h.WaitMembers(t, 0, 1, 2*time.Second)
 	})
 }
+
+// TestLeaseProviderEvict: a member that evicts another (found dead from a
+// dropped connection) drops it from its view at once and deletes its
+// record, so the third member drops it at its next listing, long before
+// the lease would run out; a later listing that still has the record does
+// not bring it back. The evicted member, if it is alive after all, fences
+// at its next renewal.
+func TestLeaseProviderEvict(t *testing.T) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			const ttl, pollEvery = 10 * time.Second, 100 * time.Millisecond
+			h := clustertest.Start(t, 3, clustertest.Options{Backend: b.make(t), Bare: true, TTL: ttl, Poll: pollEvery})
+			var victim registry.MemberRecord
+			for _, r := range h.Provider(0).Records() {
+				if r.MemberID == h.MemberID(2) {
+					victim = r
+				}
+			}
+			if _, ok := h.Provider(0).Evict(h.Provider(0).Records()[0].Address()+"-nobody", "test"); ok {
+				t.Fatal("Evict of an address no member has reported an eviction")
+			}
+			start := time.Now()
+			id, ok := h.Provider(0).Evict(victim.Address(), "test: its port refuses connections")
+			if !ok || id != victim.MemberID {
+				t.Fatalf("Evict(%s) = %q, %v; want %s", victim.Address(), id, ok, victim.MemberID)
+			}
+			if got := h.MemberIDs(0); slices.Contains(got, victim.MemberID) {
+				t.Fatalf("%s still sees the evicted member right after Evict: %v", h.NodeID(0), got)
+			}
+			h.WaitMembers(t, 1, 2, 2*time.Second)
+			dropped := time.Since(start)
+			h.WaitFenced(t, 2, 5*time.Second)
+			t.Logf("the third member dropped the evicted one after %v (ttl %v); the evicted one, alive, fenced after %v",
+				dropped.Round(time.Millisecond), ttl, time.Since(start).Round(time.Millisecond))
+			time.Sleep(3 * pollEvery)
+			if got := h.MemberIDs(0); slices.Contains(got, victim.MemberID) {
+				t.Fatalf("the evicted member came back into %s's view: %v", h.NodeID(0), got)
+			}
+		})
+	}
+}
