@@ -23,9 +23,9 @@ import (
 //     remote.EndpointTerminatedEvent at once.
 //   - That alone proves nothing (a connection also drops when a peer is
 //     slow or restarts its endpoint), so the member dials the peer's
-//     node-to-node port again: only when the peer's host answers "connection
-//     refused" (nothing listens on that port: the process is gone) twice in
-//     a row is the peer dead. A timeout is not proof: a partitioned or
+//     node-to-node port again, several times within a second: only when
+//     the peer's host answers "connection refused" (nothing listens on that
+//     port: the process is gone) twice in a row is the peer dead. A timeout is not proof: a partitioned or
 //     paused peer is left to its lease and to the reachability probes.
 //   - The dead member is then dropped from this member's view at once
 //     (LeaseProvider.Evict, which also deletes its record so the others drop
@@ -53,11 +53,13 @@ type ownerGone struct{ address string }
 // errOwnerGone is what Request makes of ownerGone: retried at the new owner.
 var errOwnerGone = errors.New("the owner's process is gone")
 
-// deadProbe bounds one dial of deathWatch's check, and deadRetry is the
-// pause between its two dials.
+// deadProbe bounds one dial of deathWatch's check, deadRetry is the pause
+// between two dials, and deadWindow is how long it goes on dialing a peer
+// that accepts.
 const (
-	deadProbe = 250 * time.Millisecond
-	deadRetry = 30 * time.Millisecond
+	deadProbe  = 250 * time.Millisecond
+	deadRetry  = 30 * time.Millisecond
+	deadWindow = time.Second
 )
 
 // deathWatch watches the connections of one member to the others (see
@@ -110,19 +112,34 @@ func (w *deathWatch) suspect(address string) {
 	go w.check(address)
 }
 
-// check dials address twice; two refusals make it dead.
+// check dials address for up to deadWindow; two refusals in a row make it
+// dead. A dial that connects is not proof of life on its own: the kernel
+// of a dying process completes handshakes on its listening socket until
+// that socket is closed, which may come after the connection that dropped,
+// so the check goes on; a live member accepts every time and is never
+// evicted. A dial that times out ends the check (unreachable, not dead).
 func (w *deathWatch) check(address string) {
 	defer func() {
 		w.mu.Lock()
 		delete(w.checking, address)
 		w.mu.Unlock()
 	}()
-	for i := range 2 {
-		if i > 0 {
-			time.Sleep(deadRetry)
+	refused := 0
+	for start := time.Now(); refused < 2; {
+		if refused == 0 && time.Since(start) > deadWindow {
+			return // it kept answering: alive
 		}
-		if err := w.dialOnce(address); !errors.Is(err, syscall.ECONNREFUSED) {
-			return // it answers, or it is only unreachable: not proof
+		err := w.dialOnce(address)
+		switch {
+		case errors.Is(err, syscall.ECONNREFUSED):
+			refused++
+		case err != nil:
+			return // unreachable: not proof
+		default:
+			refused = 0
+		}
+		if refused < 2 {
+			time.Sleep(deadRetry)
 		}
 	}
 	id, evicted := w.evicter.Evict(address, "its node-to-node port refuses connections (the process is gone)")

@@ -70,7 +70,7 @@ func TestDeathWatchEvictsOnlyWhatRefuses(t *testing.T) {
 		t.Fatalf("in-flight request to the dead member: %T, %v after %v; want ownerGone at once", res, err, time.Since(start))
 	}
 	w.untrack("dead:1", f)
-	time.Sleep(100 * time.Millisecond) // the other checks are done by now
+	time.Sleep(deadWindow + 200*time.Millisecond) // the other checks are done by now
 	if got := ev.list(); len(got) != 1 || got[0] != "dead:1" {
 		t.Fatalf("evicted %v, want only dead:1", got)
 	}

@@ -4,6 +4,7 @@
 //	go run ./cmd/drill -drill failover
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
+//	go run ./cmd/drill -drill failover-distribution -kills 50
 //
 // Each drill records every client operation and checks the histories for
 // linearizability (porcupine) and the journals for gaps; it prints its
@@ -28,13 +29,15 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, or all (the first four)")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, failover-distribution, backend-failover, or all (the first four)")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
 		workers = flag.Int("workers", 16, "concurrent clients")
 		load    = flag.Duration("load", 5*time.Second, "load before and after each fault")
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
+		kills   = flag.Int("kills", 50, "failover-distribution: kill -9s, each member in turn, restarted after each")
+		probes  = flag.Int("probes", 8, "failover-distribution: orders of the victim written to right after each kill")
 		bf      backendFailover
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
@@ -50,7 +53,8 @@ func main() {
 		}
 		return
 	}
-	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause, Logger: log}); err != nil {
+	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause,
+		Kills: *kills, Probes: *probes, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}
@@ -79,6 +83,7 @@ func run(which, backend, bin string, opts drill.Options) error {
 	}
 	drills := map[string]func(drill.Options) (drill.Report, error){
 		"failover": drill.Failover, "pause": drill.Pause, "rolling": drill.Rolling, "cutoff": drill.Cutoff,
+		"failover-distribution": drill.FailoverDistribution,
 	}
 	names := []string{which}
 	if which == "all" {
@@ -88,7 +93,7 @@ func run(which, backend, bin string, opts drill.Options) error {
 	for _, name := range names {
 		f, ok := drills[name]
 		if !ok {
-			return fmt.Errorf("-drill=%s: must be failover, pause, rolling, cutoff or all", name)
+			return fmt.Errorf("-drill=%s: must be failover, pause, rolling, cutoff, failover-distribution or all", name)
 		}
 		args, stop, err := startBackend(backend, filepath.Join(dir, name))
 		if err != nil {

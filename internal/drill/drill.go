@@ -22,6 +22,8 @@ type Options struct {
 	Workers int           // concurrent clients (default 16)
 	Load    time.Duration // load before and after the fault (default 5 s each)
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
+	Kills   int           // kills of the failover-distribution drill (default 50)
+	Probes  int           // orders probed per kill in failover-distribution (default 8)
 	Logger  *slog.Logger
 }
 
@@ -44,11 +46,15 @@ type Report struct {
 	// Backend is what the backend-failover drill measured (nil for the
 	// other drills).
 	Backend *BackendFigures
+	// Distribution is what the failover-distribution drill measured (nil
+	// for the other drills).
+	Distribution *DistributionFigures
 }
 
 // OK reports whether the drill passed.
 func (r Report) OK() bool {
-	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0)
+	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0) &&
+		(r.Distribution == nil || r.Distribution.failed() == "")
 }
 
 func (r Report) String() string {
@@ -68,6 +74,12 @@ func (r Report) String() string {
 		s += "; " + r.Backend.String()
 		for _, f := range r.Backend.Failures {
 			s += "\n  FAILED: " + f
+		}
+	}
+	if d := r.Distribution; d != nil {
+		s += "; " + d.String()
+		if why := d.failed(); why != "" {
+			s += "\n  FAILED: " + why
 		}
 	}
 	for msg, n := range r.Errors {

@@ -10,7 +10,7 @@ import (
 type Op struct {
 	Order string
 	Kind  string // create, pay, ship, deliver, read
-	key   string // the Idempotency-Key of a create
+	key   string // the Idempotency-Key of a create (or, if set, of a command)
 }
 
 // Outcome is what the client saw. Unknown means the outcome is not known

@@ -77,6 +77,16 @@ func (r *Recorder) Owners(node string) []string {
 	return out
 }
 
+// Owner returns the node id that last answered for order ("" if none did).
+func (r *Recorder) Owner(order string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.owner[order]
+}
+
+// orderForKey is the id of the order a create with key makes.
+func orderForKey(key string) string { return ordercore.IDForKey("drill-" + key) }
+
 // Orders returns every order id the workload created (or tried to).
 func (r *Recorder) Orders() []string {
 	r.mu.Lock()
@@ -188,6 +198,9 @@ func (c *Client) Do(client int, in Op) Outcome {
 		req, _ = http.NewRequest("GET", base+"/orders/"+in.Order, nil)
 	default:
 		req, _ = http.NewRequest("POST", base+"/orders/"+in.Order+"/"+in.Kind, nil)
+		if in.key != "" {
+			req.Header.Set("Idempotency-Key", "drill-"+in.key) // the command id: a retry is applied once
+		}
 	}
 	call := c.rec.now()
 	res, err := c.http.Do(req)
@@ -249,7 +262,7 @@ func (c *Client) Run(ctx context.Context, workers int, created *atomic.Int64) {
 }
 
 func (c *Client) walk(ctx context.Context, w int, key string, created *atomic.Int64) {
-	order := ordercore.IDForKey("drill-" + key)
+	order := orderForKey(key)
 	out := c.Do(w, Op{Order: order, Kind: "create", key: key})
 	if out.Code == 201 {
 		created.Add(1)
