@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ordersystem/ordersystem/cluster/registry"
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/natsconn"
 	"github.com/ordersystem/ordersystem/internal/redact"
 )
@@ -78,8 +79,14 @@ type Options struct {
 	// must equal the members' lease TTL (default 3 s, the LeaseOptions
 	// default).
 	TTL time.Duration
-	// Timeout bounds connecting and setting the bucket up (default 5 s).
+	// Timeout bounds connecting and each attempt at setting the bucket up
+	// (default 5 s).
 	Timeout time.Duration
+	// SetupTimeout bounds the attempts at setting the bucket up together
+	// (default 30 s): a fresh JetStream cluster that is busy electing the
+	// leaders of many new streams (the journal's, the transport's) may not
+	// answer one bucket create within Timeout.
+	SetupTimeout time.Duration
 	// Replicas is the number of servers that keep the bucket when New or a
 	// re-creation creates it (default 1; 3 on a JetStream cluster, as
 	// --nats-replicas).
@@ -104,6 +111,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.SetupTimeout == 0 {
+		o.SetupTimeout = 30 * time.Second
 	}
 	if o.Replicas == 0 {
 		o.Replicas = 1
@@ -177,12 +187,12 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 	if opts.TTL < time.Second {
 		return nil, fmt.Errorf("nats membership registry: ttl %v: NATS expires records in whole seconds, use at least 1s", opts.TTL)
 	}
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
 	r := &Registry{nc: opts.Conn, opts: opts, log: opts.Logger, bucket: opts.Bucket, cluster: opts.Cluster,
 		subjectPre: "$KV." + opts.Bucket + ".", revs: make(map[string]written)}
 	if r.nc == nil {
-		nc, err := natsconn.Connect(ctx, natsconn.Options{URL: opts.URL, Name: "ordersystem-membership", Timeout: opts.Timeout})
+		cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		nc, err := natsconn.Connect(cctx, natsconn.Options{URL: opts.URL, Name: "ordersystem-membership", Timeout: opts.Timeout})
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("nats membership registry: connect %s: %w", redact.URL(opts.URL), err)
 		}
@@ -194,11 +204,26 @@ func New(ctx context.Context, opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("nats membership registry: %w", err)
 	}
 	r.js = js
-	if _, err := r.bind(ctx); err != nil {
-		r.Close()
-		return nil, fmt.Errorf("nats membership registry: bucket %s: %w", opts.Bucket, err)
+	deadline := time.Now().Add(opts.SetupTimeout)
+	for attempt := 1; ; attempt++ {
+		bctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		_, err := r.bind(bctx)
+		cancel()
+		if err == nil {
+			return r, nil
+		}
+		wait := backoff.Policy{Base: 100 * time.Millisecond, Max: 2 * time.Second}.Delay(attempt)
+		if errors.Is(err, ErrNoExpiry) || ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
+			r.Close()
+			return nil, fmt.Errorf("nats membership registry: bucket %s (%d attempts): %w", opts.Bucket, attempt, err)
+		}
+		r.log.Warn("nats membership bucket setup failed; retrying", slog.String("bucket", opts.Bucket),
+			slog.Int("attempt", attempt), slog.Duration("retry_in", wait), slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
 	}
-	return r, nil
 }
 
 // bind looks the bucket up, creates it if it does not exist, and makes it

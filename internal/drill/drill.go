@@ -131,7 +131,7 @@ func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, er
 			return nil, err
 		}
 	}
-	if err := c.Start(60 * time.Second); err != nil {
+	if err := c.Start(2 * time.Minute); err != nil { // a fresh JetStream cluster may take a while to elect every new stream's leader
 		c.Close()
 		return nil, err
 	}
