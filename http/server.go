@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/feed"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -88,6 +89,9 @@ type Config struct {
 	// flood of writes never refuses a read, nor a flood of reads a write
 	// (0: no limit).
 	MaxInFlightReads int
+	// Events, if set, serves the event streams GET /events and
+	// GET /orders/{id}/events (Server-Sent Events).
+	Events *feed.Hub
 	// BodyLimit is the largest request body accepted (default 1 MiB).
 	BodyLimit int64
 	Logger    *slog.Logger
@@ -140,6 +144,8 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/orders", a.listOrders)
 	e.GET("/orders/:id", a.getOrder)
 	e.GET("/orders/:id/history", a.history)
+	e.GET("/orders/:id/events", a.orderEvents)
+	e.GET("/events", a.events)
 	for _, op := range []string{"pay", "ship", "deliver", "cancel"} {
 		e.POST("/orders/:id/"+op, a.command(op, a.transition(op)))
 	}
@@ -201,7 +207,7 @@ func (a *api) readBody(next echo.HandlerFunc) echo.HandlerFunc {
 
 // ownQuery are the GET routes that read their query themselves, strictly
 // (parseQuery).
-var ownQuery = map[string]bool{"/orders": true, "/orders/:id": true}
+var ownQuery = map[string]bool{"/orders": true, "/orders/:id": true, "/events": true, "/orders/:id/events": true}
 
 // checkQuery refuses any query parameter on the routes that read none:
 // every route but the GET routes of ownQuery and /metrics, which is
@@ -240,8 +246,8 @@ func newBudget(kind string, n int) *budget {
 func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !strings.HasPrefix(r.URL.Path, "/orders") {
-			return next(c)
+		if !strings.HasPrefix(r.URL.Path, "/orders") || c.Path() == "/orders/:id/events" {
+			return next(c) // an event stream holds no slot: the feed caps its subscribers
 		}
 		b := a.reads
 		if r.Method == http.MethodPost {
