@@ -17,7 +17,9 @@ import (
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
-func encode(e *orderpb.Event) []byte { return []byte(fmt.Sprintf(`{"orderId":%q,"version":%d}`, e.GetOrderId(), e.GetVersion())) }
+func encode(e *orderpb.Event) []byte {
+	return []byte(fmt.Sprintf(`{"orderId":%q,"version":%d}`, e.GetOrderId(), e.GetVersion()))
+}
 
 // appendEvents appends n events to order id (created, then paid: enough
 // for the feed, which does not check transitions).

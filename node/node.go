@@ -20,8 +20,8 @@ import (
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/codec"
-	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/feed"
+	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/readmodel"
@@ -52,7 +52,7 @@ type Node struct {
 	secret       []byte // the cluster secret last read from the registry
 	supSystem    *actor.ActorSystem
 	driver       *actors.OutboxDriver
-	events       *feed.Hub // the event streams (GET /events)
+	events       *feed.Hub  // the event streams (GET /events)
 	driverRun    chan error // Run's result, once the driver runs
 	outbox       *actors.OutboxStats
 	outboxCl     outboxView // the cluster's outbox figures, cached
@@ -177,8 +177,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.driver.Nudge(persistence.PartitionOf(id, partitions))
 			n.events.Nudge()
 		},
-		Serving:       func() error { return n.member.Serving() },
-		Metrics:       n.metrics,
+		Serving: func() error { return n.member.Serving() },
+		Metrics: n.metrics,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
 				b.Report(componentPersistence)
