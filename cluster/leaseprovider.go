@@ -186,7 +186,7 @@ func NewLeaseProvider(reg registry.Registry, opts LeaseOptions) *LeaseProvider {
 	return &LeaseProvider{
 		reg:        reg,
 		opts:       opts,
-		log:        opts.Logger.With(slog.String("component", "membership"), slog.String("node_id", opts.NodeID)),
+		log:        opts.Logger.With(slog.String("component", "membership")), // the caller's logger names the node
 		stop:       make(chan struct{}),
 		loopDone:   make(chan struct{}),
 		pauseRenew: make(chan time.Duration),

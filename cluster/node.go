@@ -180,7 +180,7 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
 	if ev, ok := cfg.Provider.(Evicter); ok {
-		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership"), slog.String("node_id", cfg.NodeID)))
+		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership")))
 		lookup.deaths.Store(n.deaths)
 	}
 	return n, nil
