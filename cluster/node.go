@@ -401,7 +401,31 @@ type minLevel struct {
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.h.Enabled(ctx, l)
 }
-func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && peerChurn[r.Message] {
+		// A peer that stops, restarts or dies: protoactor logs it as an
+		// error; the membership logs what it means (a member left, is gone).
+		r.Level = slog.LevelInfo
+		if r.Level < m.min {
+			return nil
+		}
+	}
+	return m.h.Handle(ctx, r)
+}
+
+// peerChurn are protoactor's error messages about a connection to a peer
+// that went away, which every planned stop and restart of a member causes.
+var peerChurn = map[string]bool{
+	"EndpointWriter lost connection":                      true,
+	"EndpointWriter failed to connect":                    true,
+	"EndpointWriter failed to create receive stream":      true,
+	"EndpointWriter failed to send connect request":       true,
+	"EndpointWriter failed to receive connect response":   true,
+	"EndpointWriter error when closing the client conn":   true,
+	"EndpointWriter error when closing the stream":        true,
+	"EndpointReader failed to send disconnection message": true,
+}
+
 func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(as), min: m.min}
 }
