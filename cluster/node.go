@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -96,6 +97,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	cfg.Host = strings.Trim(cfg.Host, "[]") // "[::1]" as well as "::1"
 	var auth *peerAuth
 	switch {
 	case cfg.LocalOnly:
@@ -131,7 +133,8 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.AdvertiseHost != "" {
 		adv := cfg.AdvertiseHost
 		if _, _, err := net.SplitHostPort(adv); err != nil {
-			adv = net.JoinHostPort(adv, strconv.Itoa(cfg.Port))
+			// A bare host: "10.0.0.7", "::1", "[::1]", "node1".
+			adv = net.JoinHostPort(strings.Trim(adv, "[]"), strconv.Itoa(cfg.Port))
 		}
 		ropts = append(ropts, remote.WithAdvertisedHost(adv))
 	}
@@ -152,7 +155,9 @@ func Start(cfg Config) (n *Node, err error) {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(peerCreds{auth}))
 	}
 	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithDialOptions(dopts...))
-	rcfg := remote.Configure(cfg.Host, cfg.Port, ropts...)
+	// protoactor joins host and port with a bare ':': an IPv6 host needs
+	// its brackets.
+	rcfg := remote.Configure(bracketHost(cfg.Host), cfg.Port, ropts...)
 	provider := cfg.Provider
 	if provider == nil {
 		provider = &singleMember{}
@@ -186,8 +191,18 @@ func Start(cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
+// bracketHost writes an IPv6 address in brackets, as host:port needs it;
+// other hosts unchanged.
+func bracketHost(host string) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return "[" + host + "]"
+	}
+	return host
+}
+
 // isLoopback reports whether host is a loopback address or localhost.
 func isLoopback(host string) bool {
+	host = strings.Trim(host, "[]")
 	if host == "localhost" {
 		return true
 	}
