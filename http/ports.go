@@ -113,6 +113,9 @@ type ReadModelFigures struct {
 	// their journal stream cannot be read, plus the entries of the global
 	// log that are not records at all, which the rebuild skipped.
 	Quarantined int `json:"quarantined"`
+	// Scope, when set, says that the lists and figures cover part of the
+	// cluster only (an in-memory --peers experiment: this node's orders).
+	Scope string `json:"scope,omitempty"`
 }
 
 // ReadModelHealth is the read side's section of GET /health and GET

@@ -61,7 +61,7 @@ func (n *Node) peerRegistry() (closableRegistry, error) {
 		peers = append(peers, net.JoinHostPort(h, strconv.Itoa(pn+peerPortOffset)))
 	}
 	if n.cfg.Persistence == InMemory {
-		n.log.Warn("IN-MEMORY CLUSTER: every node keeps its own orders in memory; when a node stops, the orders it owned are LOST and others cannot see them. Use --persistence redis or nats for anything but an experiment.")
+		n.log.Warn("IN-MEMORY CLUSTER: every node keeps its own orders in memory; when a node stops, the orders it owned are LOST and others cannot see them, and /orders, /stats and the event streams of a node show only the orders it journaled itself (readModel.scope in /stats says so). Use --persistence redis or nats for anything but an experiment.")
 	}
 	serverTLS, clientTLS, err := n.cfg.peerTLS()
 	if err != nil {

@@ -427,9 +427,16 @@ const healthListMax = 20
 // readModelFigures is how the read side stands, for GET /stats.
 func (n *Node) readModelFigures() httpapi.ReadModelFigures {
 	q, _ := n.readModel.Quarantined(0)
-	return httpapi.ReadModelFigures{Applied: n.readModel.Applied(), Repaired: n.readModel.Repaired(),
+	f := httpapi.ReadModelFigures{Applied: n.readModel.Applied(), Repaired: n.readModel.Repaired(),
 		DeadLettered: n.consumer.DeadLettered(), Quarantined: q}
+	if n.cfg.Cluster && n.cfg.Persistence == InMemory {
+		f.Scope = localScope
+	}
+	return f
 }
+
+// localScope is the read side's scope in an in-memory --peers cluster.
+const localScope = "this node only: in-memory --peers experiment; /orders, /stats and the event streams show the orders whose events this node journaled, not the cluster's"
 
 // readModelHealth is the read side's section of GET /health.
 func (n *Node) readModelHealth() *httpapi.ReadModelHealth {

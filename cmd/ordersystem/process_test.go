@@ -365,8 +365,12 @@ func testPeersCluster(t *testing.T, extra ...string) (a, b *proc) {
 	if !owners["n1"] || !owners["n2"] {
 		t.Fatalf("owners %v: orders should spread over both nodes", owners)
 	}
-	if !strings.Contains(a.logText(), "IN-MEMORY CLUSTER") {
-		t.Error("no loud warning that an in-memory cluster loses orders")
+	if !strings.Contains(a.logText(), "IN-MEMORY CLUSTER") || !strings.Contains(a.logText(), "show only the orders it journaled") {
+		t.Error("no loud warning that an in-memory cluster loses orders and lists a node's own only")
+	}
+	// /stats says its figures are this node's share.
+	if _, body := a.get("/stats"); !strings.Contains(string(body), `"scope":"this node only`) {
+		t.Errorf("/stats of a --peers node does not say it covers this node only: %s", body)
 	}
 	return a, b
 }
