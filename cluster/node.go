@@ -280,6 +280,12 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			return nil, fmt.Errorf("%s %s: %w: %w (last error: %v)", kind, identity, ErrUnavailable, context.DeadlineExceeded, lastErr)
 		}
 		pid, ok := n.cluster.PidCache.Get(identity, kind)
+		if ok && pid != nil && pid.Address != n.lookupImpl.owner(identity, kind) {
+			// Cached from an earlier view: the actor belongs elsewhere now
+			// (its old owner stops it on its own view change).
+			n.cluster.PidCache.RemoveByValue(identity, kind, pid)
+			ok = false
+		}
 		if !ok || pid == nil {
 			pid = n.lookup(identity, kind, timeout)
 			if pid == nil {

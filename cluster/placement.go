@@ -206,7 +206,16 @@ func (p *placement) ping(timeout time.Duration) error {
 
 // activate returns the running activation of ci, or spawns one. An unknown
 // kind answers a nil PID, which the requester treats as a failed lookup.
+//
+// A member activates only what it owns in its own view: a requester whose
+// view is older (a member just joined or left) gets a nil PID and asks
+// again once its view caught up. Activating for it would start a second
+// copy beside the owner's, which nothing would ever stop (rebalance runs on
+// view changes only) and which the requester's PID cache would keep using.
 func (a *placementActor) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) *actor.PID {
+	if ring := a.lookup.ring.Load(); ring != nil && ring.owner(ci) != a.cluster.ActorSystem.Address() {
+		return nil
+	}
 	key := ci.AsKey()
 	if act, ok := a.byKey[key]; ok {
 		if _, running := ctx.ActorSystem().ProcessRegistry.GetLocal(act.pid.Id); running {
