@@ -1,0 +1,528 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The ports every member uses inside its own namespace (each namespace has
+// its own port space and address).
+const (
+	partitionHTTPPort   = 8080
+	partitionRemotePort = 9080
+)
+
+// PartitionFigures is what one round of the partition drill measured.
+type PartitionFigures struct {
+	Cut    string        // the member whose node-to-node port was cut
+	Hold   time.Duration // how long the cut held
+	Before time.Duration // the load window before the cut the rates compare with
+	// Requests by the owner of the order (Cut or another member) and the
+	// member the request went through, invoked during the cut.
+	ViaOthers, ViaCut, OthersViaCut, OthersViaOthers RequestFigures
+	// Back is when, after the heal, a request for the cut member's orders
+	// through another member first succeeded (invoked after the heal).
+	Back time.Duration
+	// Acknowledged writes (create, pay, ship, deliver) that returned in
+	// the window before the cut and during the cut.
+	AckedBefore, AckedDuring int
+	// Readiness is, per member, the statuses of GET /health/ready polled
+	// during the cut; Listed the member counts GET / showed then.
+	Readiness map[string]map[int]int
+	Listed    map[string][]int
+	// Changed is the member stopped (SIGTERM) and started again after the
+	// heal, the membership change.
+	Changed string
+	// Owner agreement over every order of the history, asked of every
+	// member (GET /orders/{id}, X-Order-Owner): after the heal and after
+	// the membership change. Unanswered counts orders some member did not
+	// answer for (5xx or no answer within 5 s).
+	Disagree, Unanswered         int
+	DisagreeHeal, UnansweredHeal int
+	Examples                     []string
+	// Digests is each member's view.digest of GET / at the end.
+	Digests map[string]string
+	// Acknowledged writes checked in the journals at the end, and lost.
+	Acked, Lost int
+	Failures    []string
+}
+
+// RequestFigures sums up a class of requests.
+type RequestFigures struct {
+	OK, Failed    int           // definite answers (2xx, 4xx) and 5xx or none
+	P50, P99, Max time.Duration // latency of all of them
+	// Stall is the longest stretch of the cut with no successful answer
+	// returning in the class (the whole cut when none did).
+	Stall time.Duration
+}
+
+func (f RequestFigures) String() string {
+	return fmt.Sprintf("%d ok / %d failed, p50 %s p99 %s max %s, longest stall %s", f.OK, f.Failed,
+		f.P50.Round(time.Millisecond), f.P99.Round(time.Millisecond), f.Max.Round(time.Millisecond), f.Stall.Round(time.Millisecond))
+}
+
+func (f *PartitionFigures) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s's node-to-node port cut for %s", f.Cut, f.Hold)
+	fmt.Fprintf(&b, "\n  its orders through the others: %s", f.ViaOthers)
+	if f.Back > 0 {
+		fmt.Fprintf(&b, "; first success %s after the heal", f.Back.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "\n  its orders through itself: %s", f.ViaCut)
+	fmt.Fprintf(&b, "\n  the others' orders through it: %s", f.OthersViaCut)
+	fmt.Fprintf(&b, "\n  the others' orders through the others: %s", f.OthersViaOthers)
+	rate := func(n int, d time.Duration) float64 { return float64(n) / max(d.Seconds(), 0.001) }
+	fmt.Fprintf(&b, "\n  acknowledged writes: %d in the %s before the cut (%.0f/s), %d during it (%.0f/s)",
+		f.AckedBefore, f.Before, rate(f.AckedBefore, f.Before), f.AckedDuring, rate(f.AckedDuring, f.Hold))
+	var ids []string
+	for id := range f.Readiness {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var ready []string
+	for _, id := range ids {
+		ready = append(ready, fmt.Sprintf("%s %v lists %v members", id, f.Readiness[id], compact(f.Listed[id])))
+	}
+	fmt.Fprintf(&b, "\n  during the cut, /health/ready statuses and GET / member counts: %s", strings.Join(ready, "; "))
+	fmt.Fprintf(&b, "\n  owner disagreements: %d after the heal (%d unanswered), %d after restarting %s (%d unanswered)",
+		f.DisagreeHeal, f.UnansweredHeal, f.Disagree, f.Changed, f.Unanswered)
+	for _, e := range f.Examples {
+		fmt.Fprintf(&b, "\n    e.g. %s", e)
+	}
+	ids = ids[:0]
+	for id := range f.Digests {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var ds []string
+	same := true
+	for _, id := range ids {
+		ds = append(ds, id+"="+f.Digests[id])
+		same = same && f.Digests[id] == f.Digests[ids[0]]
+	}
+	fmt.Fprintf(&b, "\n  view digests at the end: %s (equal=%v)", strings.Join(ds, " "), same)
+	fmt.Fprintf(&b, "\n  acknowledged writes lost: %d of %d", f.Lost, f.Acked)
+	for _, s := range f.Failures {
+		b.WriteString("\n  FAILED: " + s)
+	}
+	return b.String()
+}
+
+// compact lists the distinct values of xs in order of first appearance.
+func compact(xs []int) []int {
+	var out []int
+	for _, x := range xs {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (f *PartitionFigures) fail(format string, args ...any) {
+	f.Failures = append(f.Failures, fmt.Sprintf(format, args...))
+}
+
+// Partition runs the partition drill, one round per hold: every member in
+// its own network namespace (see Net) on a private Redis bound to the
+// bridge, a workload through every member; iptables inside the last
+// member's namespace drops its node-to-node traffic with the other members
+// (both directions; backend and HTTP stay open) for hold, then heals it;
+// after Load more of load the first member is stopped (SIGTERM) and
+// started again, the membership change; a few seconds later every member
+// is asked for the owner of every order of the history. It fails on
+// acknowledged writes lost, a history that is not linearizable, journals
+// with gaps, or members that disagree on an owner after the change; the
+// availability figures are measured, not judged. dir holds the Redis data.
+func Partition(opts Options, dir string, holds []time.Duration) ([]Report, error) {
+	opts.defaults()
+	nt, err := NewNet(opts.Nodes)
+	if err != nil {
+		return nil, err
+	}
+	defer nt.Close()
+	var reps []Report
+	for k, hold := range holds {
+		d := filepath.Join(dir, "partition-"+strconv.Itoa(k))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return reps, err
+		}
+		rep, err := partitionRound(opts, nt, d, hold)
+		if err != nil {
+			return reps, fmt.Errorf("partition %s: %w", hold, err)
+		}
+		reps = append(reps, rep)
+	}
+	return reps, nil
+}
+
+// sample is one request the workload made.
+type sample struct {
+	member int // index of the member it went through
+	order  string
+	at     time.Time
+	took   time.Duration
+	code   int
+}
+
+func (s sample) ok() bool { return s.code >= 200 && s.code < 500 }
+
+func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Report, error) {
+	redis, stopRedis, err := StartRedisOn(dir, nt.HostAddr(), "127.0.0.1")
+	if err != nil {
+		return Report{}, err
+	}
+	c := &Cluster{}
+	byURL := map[string]int{}
+	for i := range opts.Nodes {
+		id := "node" + strconv.Itoa(i+1)
+		args := []string{"--cluster", "--node-id", id, "--http-host", nt.Addr(i), "--port", strconv.Itoa(partitionHTTPPort),
+			"--remote-port", strconv.Itoa(partitionRemotePort), "--advertise-host", nt.Addr(i), "--log-level", "info", "--shutdown-timeout", "20s",
+			"--persistence", "redis", "--transport", "redis", "--redis", redis}
+		bin, args := nt.Command(i, opts.Binary, args...)
+		n := &Node{ID: id, HTTPPort: partitionHTTPPort, Host: nt.Addr(i), bin: bin, args: args}
+		c.Nodes = append(c.Nodes, n)
+		byURL[n.URL()] = i
+	}
+	var closeOnce sync.Once
+	stop := func() { closeOnce.Do(func() { c.Close(); stopRedis() }) }
+	nt.OnClose(stop)
+	defer stop()
+	if err := c.Start(60 * time.Second); err != nil {
+		return Report{}, err
+	}
+	cut, changed := len(c.Nodes)-1, 0
+	victim := c.Nodes[cut]
+	fig := &PartitionFigures{Cut: victim.ID, Hold: hold, Before: opts.Load, Changed: c.Nodes[changed].ID}
+	name := "partition-" + hold.String()
+
+	var (
+		mu      sync.Mutex
+		samples []sample
+	)
+	r := &run{opts: opts, cluster: c, rec: NewRecorder(), done: make(chan struct{})}
+	// Longer than the members' 10 s --request-timeout: the drill sees what
+	// a member answers, not its own timeout.
+	r.client = NewClient(r.rec, r.live, 12*time.Second)
+	r.client.observe = func(base string, in Op, at time.Time, took time.Duration, code int) {
+		mu.Lock()
+		samples = append(samples, sample{member: byURL[base], order: in.Order, at: at, took: took, code: code})
+		mu.Unlock()
+	}
+	r.startLoad()
+	opts.Logger.Info("drill started", slog.String("drill", name), slog.Int("nodes", opts.Nodes))
+	time.Sleep(opts.Load)
+
+	owners := r.rec.ownerMap()
+	cutAt := time.Now()
+	if err := nt.Cut(cut, partitionRemotePort); err != nil {
+		r.stopLoad()
+		return Report{}, err
+	}
+	opts.Logger.Info("node-to-node port cut", slog.String("node_id", victim.ID), slog.Duration("hold", hold))
+	pollCtx, endPoll := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	go func() { fig.Readiness, fig.Listed = pollMembers(pollCtx, c); close(polled) }()
+	time.Sleep(hold)
+	endPoll()
+	<-polled
+	healErr := nt.Heal(cut)
+	healAt := time.Now()
+	if healErr != nil {
+		r.stopLoad()
+		return Report{}, healErr
+	}
+	opts.Logger.Info("healed", slog.String("node_id", victim.ID))
+	time.Sleep(opts.Load)
+
+	// Owners under the whole cluster, for the orders first seen in the cut.
+	heal := askOwners(c, r.rec.Orders())
+	fig.DisagreeHeal, fig.UnansweredHeal, _ = agreement(heal)
+
+	// The membership change.
+	other := c.Nodes[changed]
+	r.down.Store(other.ID, true)
+	other.Term()
+	if err := other.Start(); err != nil {
+		r.stopLoad()
+		return Report{}, err
+	}
+	if err := other.WaitReady(60 * time.Second); err != nil {
+		fig.fail("%s did not become ready again after its restart: %v", other.ID, err)
+	} else {
+		r.down.Delete(other.ID)
+	}
+	time.Sleep(5 * time.Second)
+	r.stopLoad()
+	end := askOwners(c, r.rec.Orders())
+	fig.Disagree, fig.Unanswered, fig.Examples = agreement(end)
+	if fig.Disagree > 0 {
+		fig.fail("%d orders have different owners on different members after the heal and the restart of %s", fig.Disagree, other.ID)
+	}
+	fig.Digests = digests(c)
+
+	// Who owns what, for the figures: the owner seen before the cut, else
+	// the one most members named after the heal.
+	ownerOf := func(o string) string {
+		if id, ok := owners[o]; ok {
+			return id
+		}
+		return majority(heal[o])
+	}
+	mu.Lock()
+	all := samples
+	mu.Unlock()
+	classes := [4][]sample{}
+	var back time.Time
+	for _, s := range all {
+		own := ownerOf(s.order) == victim.ID
+		switch {
+		case s.at.Before(cutAt):
+			continue
+		case !s.at.Before(healAt):
+			if own && s.member != cut && s.ok() && (back.IsZero() || s.at.Add(s.took).Before(back)) {
+				back = s.at.Add(s.took)
+			}
+			continue
+		}
+		k := 0
+		switch {
+		case own && s.member != cut:
+			k = 0
+		case own:
+			k = 1
+		case s.member == cut:
+			k = 2
+		default:
+			k = 3
+		}
+		classes[k] = append(classes[k], s)
+	}
+	fig.ViaOthers = requestFigures(classes[0], cutAt, healAt)
+	fig.ViaCut = requestFigures(classes[1], cutAt, healAt)
+	fig.OthersViaCut = requestFigures(classes[2], cutAt, healAt)
+	fig.OthersViaOthers = requestFigures(classes[3], cutAt, healAt)
+	if !back.IsZero() {
+		fig.Back = back.Sub(healAt)
+	}
+	fig.AckedBefore = ackedIn(r, cutAt.Add(-opts.Load), cutAt)
+	fig.AckedDuring = ackedIn(r, cutAt, healAt)
+
+	lost := &BackendFigures{Durable: true}
+	fig.Acked, fig.Lost = r.checkAcknowledged(lost, "at the end")
+	fig.Failures = append(fig.Failures, lost.Failures...)
+	rep := r.finish(name)
+	rep.Partition = fig
+	return rep, nil
+}
+
+// requestFigures sums up samples invoked in [from, to).
+func requestFigures(ss []sample, from, to time.Time) RequestFigures {
+	var f RequestFigures
+	var lat []time.Duration
+	ends := []time.Time{from}
+	for _, s := range ss {
+		lat = append(lat, s.took)
+		if s.ok() {
+			f.OK++
+			if e := s.at.Add(s.took); e.Before(to) {
+				ends = append(ends, e)
+			}
+		} else {
+			f.Failed++
+		}
+	}
+	ends = append(ends, to)
+	slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+	for k := 1; k < len(ends); k++ {
+		f.Stall = max(f.Stall, ends[k].Sub(ends[k-1]))
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		f.P50, f.P99, f.Max = lat[(len(lat)-1)/2], lat[(len(lat)-1)*99/100], lat[len(lat)-1]
+	}
+	return f
+}
+
+// ackedIn counts the acknowledged writes that returned in [from, to).
+func ackedIn(r *run, from, to time.Time) int {
+	a, b := int64(r.rec.Since(from)), int64(r.rec.Since(to))
+	n := 0
+	for _, op := range r.acked(b) {
+		if op.Return >= a {
+			n++
+		}
+	}
+	return n
+}
+
+// pollMembers polls every member's readiness (every 250 ms) and GET /
+// (every second) until ctx ends.
+func pollMembers(ctx context.Context, c *Cluster) (map[string]map[int]int, map[string][]int) {
+	ready, listed := map[string]map[int]int{}, map[string][]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	hc := &http.Client{Timeout: time.Second}
+	for _, n := range c.Nodes {
+		ready[n.ID] = map[int]int{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for k := 0; ; k++ {
+				code := 0
+				if res, err := hc.Get(n.URL() + "/health/ready"); err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					code = res.StatusCode
+				}
+				members := -1
+				if k%4 == 0 {
+					var info struct {
+						Members []json.RawMessage `json:"members"`
+					}
+					if err := getJSON(hc, n.URL()+"/", &info); err == nil {
+						members = len(info.Members)
+					}
+				}
+				mu.Lock()
+				ready[n.ID][code]++
+				if k%4 == 0 {
+					listed[n.ID] = append(listed[n.ID], members)
+				}
+				mu.Unlock()
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ready, listed
+}
+
+// askOwners asks every member for the owner of every order (X-Order-Owner
+// of GET /orders/{id}), 16 requests at a time: order -> one owner per
+// member ("" when the member gave no answer with an owner).
+func askOwners(c *Cluster, orders []string) map[string][]string {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	out := make(map[string][]string, len(orders))
+	for _, o := range orders {
+		out[o] = make([]string, len(c.Nodes))
+	}
+	type job struct {
+		order string
+		node  int
+	}
+	work := make(chan job)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				owner := ""
+				if res, err := hc.Get(c.Nodes[j.node].URL() + "/orders/" + j.order); err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode < 500 {
+						owner = res.Header.Get("X-Order-Owner")
+					}
+				}
+				mu.Lock()
+				out[j.order][j.node] = owner
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, o := range orders {
+		for i := range c.Nodes {
+			work <- job{o, i}
+		}
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
+// agreement counts the orders whose members named different owners, and
+// those some member named none for, with a few examples.
+func agreement(owners map[string][]string) (disagree, unanswered int, examples []string) {
+	ids := make([]string, 0, len(owners))
+	for o := range owners {
+		ids = append(ids, o)
+	}
+	sort.Strings(ids)
+	for _, o := range ids {
+		seen := map[string]bool{}
+		missing := false
+		for _, id := range owners[o] {
+			if id == "" {
+				missing = true
+				continue
+			}
+			seen[id] = true
+		}
+		if missing {
+			unanswered++
+		}
+		if len(seen) > 1 {
+			disagree++
+			if len(examples) < 3 {
+				examples = append(examples, fmt.Sprintf("order %s: owners by member %v", o, owners[o]))
+			}
+		}
+	}
+	return disagree, unanswered, examples
+}
+
+// majority is the owner most members named ("" if none).
+func majority(ids []string) string {
+	count := map[string]int{}
+	best := ""
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		count[id]++
+		if count[id] > count[best] || best == "" {
+			best = id
+		}
+	}
+	return best
+}
+
+// digests returns each member's view.digest of GET / ("?" when it did not
+// answer).
+func digests(c *Cluster) map[string]string {
+	hc := &http.Client{Timeout: 3 * time.Second}
+	out := map[string]string{}
+	for _, n := range c.Nodes {
+		var info struct {
+			View *struct {
+				Digest string `json:"digest"`
+			} `json:"view"`
+		}
+		out[n.ID] = "?"
+		if err := getJSON(hc, n.URL()+"/", &info); err == nil && info.View != nil {
+			out[n.ID] = info.View.Digest
+		}
+	}
+	return out
+}
