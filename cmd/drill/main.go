@@ -36,7 +36,7 @@ func main() {
 		workers = flag.Int("workers", 16, "concurrent clients")
 		load    = flag.Duration("load", 5*time.Second, "load before and after each fault")
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
-		cuts    = flag.String("cuts", "10s,40s", "partition: how long each round cuts the node-to-node port of one member (comma-separated; one round each)")
+		cuts    = flag.String("cuts", "10s,40s", "partition: how long each round cuts the node-to-node port of one member (comma-separated; one round each; 0: a control round without a cut)")
 		bf      backendFailover
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
@@ -231,8 +231,8 @@ func partition(backend, bin, cuts string, opts drill.Options) error {
 	var holds []time.Duration
 	for _, c := range strings.Split(cuts, ",") {
 		d, err := time.ParseDuration(strings.TrimSpace(c))
-		if err != nil || d <= 0 {
-			return fmt.Errorf("-cuts=%s: %q is not a positive duration", cuts, c)
+		if err != nil || d < 0 {
+			return fmt.Errorf("-cuts=%s: %q is not a duration (0: a control round without a cut)", cuts, c)
 		}
 		holds = append(holds, d)
 	}
