@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -39,6 +40,13 @@ type PartitionFigures struct {
 	// Back is when, after the heal, a request for the cut member's orders
 	// through another member first succeeded (invoked after the heal).
 	Back time.Duration
+	// Probes: from the cut until Load after the heal, every 200 ms a read
+	// of one of ProbeOrders of the cut member's orders and of the others'
+	// through each member (at most 4 in flight per member), by member
+	// gone through; ProbeBack as Back.
+	ProbeOrders         int
+	ProbeCut, ProbeRest map[string]RequestFigures
+	ProbeBack           time.Duration
 	// Acknowledged writes (create, pay, ship, deliver) that returned in
 	// the window before the cut and during the cut.
 	AckedBefore, AckedDuring int
@@ -86,13 +94,29 @@ func (f *PartitionFigures) String() string {
 	} else {
 		fmt.Fprintf(&b, "%s's node-to-node port cut for %s", f.Cut, f.Hold)
 	}
-	fmt.Fprintf(&b, "\n  its orders through the others: %s", f.ViaOthers)
+	probes := func(m map[string]RequestFigures) string {
+		var ids, out []string
+		for id := range m {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			out = append(out, "via "+id+": "+m[id].String())
+		}
+		return strings.Join(out, "; ")
+	}
+	fmt.Fprintf(&b, "\n  probes of %d of its orders during the cut (a read every 200 ms through each member, answered or not): %s", f.ProbeOrders, probes(f.ProbeCut))
+	if f.ProbeBack > 0 {
+		fmt.Fprintf(&b, "; through the others first success %s after the heal", f.ProbeBack.Round(time.Millisecond))
+	}
+	fmt.Fprintf(&b, "\n  probes of %d of the others' orders: %s", f.ProbeOrders, probes(f.ProbeRest))
+	fmt.Fprintf(&b, "\n  workload, its orders through the others: %s", f.ViaOthers)
 	if f.Back > 0 {
 		fmt.Fprintf(&b, "; first success %s after the heal", f.Back.Round(time.Millisecond))
 	}
-	fmt.Fprintf(&b, "\n  its orders through itself: %s", f.ViaCut)
-	fmt.Fprintf(&b, "\n  the others' orders through it: %s", f.OthersViaCut)
-	fmt.Fprintf(&b, "\n  the others' orders through the others: %s", f.OthersViaOthers)
+	fmt.Fprintf(&b, "\n  workload, its orders through itself: %s", f.ViaCut)
+	fmt.Fprintf(&b, "\n  workload, the others' orders through it: %s", f.OthersViaCut)
+	fmt.Fprintf(&b, "\n  workload, the others' orders through the others: %s", f.OthersViaOthers)
 	rate := func(n int, d time.Duration) string {
 		if d <= 0 {
 			return "-"
@@ -185,6 +209,7 @@ func Partition(opts Options, dir string, holds []time.Duration) ([]Report, error
 
 // sample is one request the workload made.
 type sample struct {
+	probe  bool
 	member int // index of the member it went through
 	order  string
 	at     time.Time
@@ -252,6 +277,15 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	pollCtx, endPoll := context.WithCancel(context.Background())
 	polled := make(chan struct{})
 	go func() { fig.Readiness, fig.Listed = pollMembers(pollCtx, c); close(polled) }()
+	mine, rest := probeSet(owners, victim.ID, r.rec, 16)
+	fig.ProbeOrders = len(mine)
+	probeCtx, endProbe := context.WithCancel(context.Background())
+	defer endProbe()
+	probed := make(chan struct{})
+	go func() {
+		probe(probeCtx, r.rec, c, [][]string{mine, rest}, func(s sample) { mu.Lock(); samples = append(samples, s); mu.Unlock() })
+		close(probed)
+	}()
 	time.Sleep(hold)
 	endPoll()
 	<-polled
@@ -264,6 +298,8 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	}
 	opts.Logger.Info("healed", slog.String("node_id", victim.ID))
 	time.Sleep(opts.Load)
+	endProbe()
+	<-probed
 
 	// Owners under the whole cluster, for the orders first seen in the cut.
 	heal := askOwners(c, r.rec.Orders())
@@ -309,9 +345,25 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	all := samples
 	mu.Unlock()
 	classes := [4][]sample{}
-	var back time.Time
+	probeCut, probeRest := map[string][]sample{}, map[string][]sample{}
+	var back, probeBack time.Time
 	for _, s := range all {
 		own := ownerOf(s.order) == victim.ID
+		if s.probe {
+			id := c.Nodes[s.member].ID
+			switch {
+			case s.at.Before(cutAt):
+			case !s.at.Before(healAt):
+				if own && s.member != cut && s.ok() && (probeBack.IsZero() || s.at.Add(s.took).Before(probeBack)) {
+					probeBack = s.at.Add(s.took)
+				}
+			case own:
+				probeCut[id] = append(probeCut[id], s)
+			default:
+				probeRest[id] = append(probeRest[id], s)
+			}
+			continue
+		}
 		switch {
 		case s.at.Before(cutAt):
 			continue
@@ -341,6 +393,14 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	if !back.IsZero() {
 		fig.Back = back.Sub(healAt)
 	}
+	if !probeBack.IsZero() {
+		fig.ProbeBack = probeBack.Sub(healAt)
+	}
+	fig.ProbeCut, fig.ProbeRest = map[string]RequestFigures{}, map[string]RequestFigures{}
+	for _, n := range c.Nodes {
+		fig.ProbeCut[n.ID] = requestFigures(probeCut[n.ID], cutAt, healAt)
+		fig.ProbeRest[n.ID] = requestFigures(probeRest[n.ID], cutAt, healAt)
+	}
 	fig.AckedBefore = ackedIn(r, cutAt.Add(-opts.Load), cutAt)
 	fig.AckedDuring = ackedIn(r, cutAt, healAt)
 
@@ -350,6 +410,79 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	rep := r.finish(name)
 	rep.Partition = fig
 	return rep, nil
+}
+
+// probeSet returns up to n created orders the member victim answered for
+// last before the cut, and as many of the other members' (fewer of both if
+// either has fewer).
+func probeSet(owners map[string]string, victim string, rec *Recorder, n int) (mine, rest []string) {
+	created := map[string]bool{}
+	for _, op := range rec.History() {
+		if in, out := op.Input.(Op), op.Output.(Outcome); in.Kind == "create" && out.Code == 201 {
+			created[in.Order] = true
+		}
+	}
+	for o, id := range owners {
+		switch {
+		case !created[o]:
+		case id == victim:
+			mine = append(mine, o)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	sort.Strings(mine)
+	sort.Strings(rest)
+	k := min(n, len(mine), len(rest))
+	return mine[:k], rest[:k]
+}
+
+// probe reads the orders of each set in turn through each member, one read
+// of each set every 200 ms per member whether or not the earlier ones
+// answered (at most 64 in flight per set and member), recorded in rec
+// (reads with a client timeout of 12 s, longer than the members' request
+// timeout), until ctx ends; add sees each read.
+func probe(ctx context.Context, rec *Recorder, c *Cluster, sets [][]string, add func(sample)) {
+	pc := NewClient(rec, nil, 12*time.Second)
+	var ids atomic.Int64
+	ids.Store(1 << 20) // client ids apart from the workload's
+	var wg sync.WaitGroup
+	for m, n := range c.Nodes {
+		for _, orders := range sets {
+			if len(orders) == 0 {
+				continue
+			}
+			wg.Add(1)
+			go probeLoop(ctx, pc, &wg, &ids, m, n.URL(), orders, add)
+		}
+	}
+	wg.Wait()
+}
+
+func probeLoop(ctx context.Context, pc *Client, wg *sync.WaitGroup, ids *atomic.Int64, m int, base string, orders []string, add func(sample)) {
+	defer wg.Done()
+	slots := make(chan struct{}, 64)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for k := m; ; k++ {
+		select {
+		case slots <- struct{}{}:
+			wg.Add(1)
+			go func(o string) {
+				defer wg.Done()
+				at := time.Now()
+				out := pc.DoVia(int(ids.Add(1)), base, Op{Order: o, Kind: "read"})
+				add(sample{probe: true, member: m, order: o, at: at, took: time.Since(at), code: out.Code})
+				<-slots
+			}(orders[k%len(orders)])
+		default: // 64 in flight already
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // requestFigures sums up samples invoked in [from, to).

@@ -194,7 +194,11 @@ type orderBody struct {
 // Do performs one recorded operation through a random live node.
 func (c *Client) Do(client int, in Op) Outcome {
 	nodes := c.nodes()
-	base := nodes[rand.IntN(len(nodes))]
+	return c.DoVia(client, nodes[rand.IntN(len(nodes))], in)
+}
+
+// DoVia performs one recorded operation through the node at base.
+func (c *Client) DoVia(client int, base string, in Op) Outcome {
 	var req *http.Request
 	switch in.Kind {
 	case "create":
