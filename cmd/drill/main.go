@@ -4,7 +4,6 @@
 //	go run ./cmd/drill -drill failover
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
-//	go run ./cmd/drill -drill partition -cuts 10s,40s   # as root: network namespaces and iptables
 //
 // Each drill records every client operation and checks the histories for
 // linearizability (porcupine) and the journals for gaps; it prints its
@@ -29,14 +28,13 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, partition, or all (the first four)")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, or all (the first four)")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
 		workers = flag.Int("workers", 16, "concurrent clients")
 		load    = flag.Duration("load", 5*time.Second, "load before and after each fault")
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
-		cuts    = flag.String("cuts", "10s,40s", "partition: how long each round cuts the node-to-node port of one member (comma-separated; one round each; 0: a control round without a cut)")
 		bf      backendFailover
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
@@ -45,8 +43,8 @@ func main() {
 	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if *which == "partition" {
-		if err := partition(*backend, *bin, *cuts, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+	if *which == "partition" { // see partition.go
+		if err := partition(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
 			os.Exit(1)
 		}
@@ -219,42 +217,6 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 	fmt.Println(rep)
 	if !rep.OK() {
 		return fmt.Errorf("the backend-failover drill failed")
-	}
-	return nil
-}
-
-// partition runs the partition drill, one round per duration of cuts.
-func partition(backend, bin, cuts string, opts drill.Options) error {
-	if backend != "redis" {
-		return fmt.Errorf("-drill=partition runs on a private Redis only, not -backend=%s", backend)
-	}
-	var holds []time.Duration
-	for _, c := range strings.Split(cuts, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(c))
-		if err != nil || d < 0 {
-			return fmt.Errorf("-cuts=%s: %q is not a duration (0: a control round without a cut)", cuts, c)
-		}
-		holds = append(holds, d)
-	}
-	dir, err := os.MkdirTemp("", "ordersystem-drill")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	if opts.Binary, err = goBuild(bin, dir, "ordersystem", "./cmd/ordersystem"); err != nil {
-		return err
-	}
-	reps, err := drill.Partition(opts, dir, holds)
-	failed := false
-	for _, rep := range reps {
-		fmt.Println(rep)
-		failed = failed || !rep.OK()
-	}
-	if err != nil {
-		return err
-	}
-	if failed {
-		return fmt.Errorf("the partition drill failed")
 	}
 	return nil
 }

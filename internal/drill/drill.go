@@ -44,14 +44,11 @@ type Report struct {
 	// Backend is what the backend-failover drill measured (nil for the
 	// other drills).
 	Backend *BackendFigures
-	// Partition is what the partition drill measured (nil for the others).
-	Partition *PartitionFigures
 }
 
 // OK reports whether the drill passed.
 func (r Report) OK() bool {
-	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0) &&
-		(r.Partition == nil || len(r.Partition.Failures) == 0)
+	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0)
 }
 
 func (r Report) String() string {
@@ -72,9 +69,6 @@ func (r Report) String() string {
 		for _, f := range r.Backend.Failures {
 			s += "\n  FAILED: " + f
 		}
-	}
-	if r.Partition != nil {
-		s += "; " + r.Partition.String()
 	}
 	for msg, n := range r.Errors {
 		s += fmt.Sprintf("\n  %d x %s", n, msg)

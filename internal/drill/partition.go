@@ -185,14 +185,14 @@ func (f *PartitionFigures) fail(format string, args ...any) {
 // acknowledged writes lost, a history that is not linearizable, journals
 // with gaps, or members that disagree on an owner after the change; the
 // availability figures are measured, not judged. dir holds the Redis data.
-func Partition(opts Options, dir string, holds []time.Duration) ([]Report, error) {
+func Partition(opts Options, dir string, holds []time.Duration) ([]PartitionReport, error) {
 	opts.defaults()
 	nt, err := NewNet(opts.Nodes)
 	if err != nil {
 		return nil, err
 	}
 	defer nt.Close()
-	var reps []Report
+	var reps []PartitionReport
 	for k, hold := range holds {
 		d := filepath.Join(dir, "partition-"+strconv.Itoa(k))
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -210,7 +210,8 @@ func Partition(opts Options, dir string, holds []time.Duration) ([]Report, error
 // sample is one request the workload made.
 type sample struct {
 	probe  bool
-	member int // index of the member it went through
+	base   string // the URL of the member it went through
+	member int    // its index
 	order  string
 	at     time.Time
 	took   time.Duration
@@ -219,10 +220,10 @@ type sample struct {
 
 func (s sample) ok() bool { return s.code >= 200 && s.code < 500 }
 
-func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Report, error) {
+func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (PartitionReport, error) {
 	redis, stopRedis, err := StartRedisOn(dir, nt.HostAddr(), "127.0.0.1")
 	if err != nil {
-		return Report{}, err
+		return PartitionReport{}, err
 	}
 	c := &Cluster{}
 	byURL := map[string]int{}
@@ -241,7 +242,7 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	nt.OnClose(stop)
 	defer stop()
 	if err := c.Start(60 * time.Second); err != nil {
-		return Report{}, err
+		return PartitionReport{}, err
 	}
 	cut, changed := len(c.Nodes)-1, 0
 	victim := c.Nodes[cut]
@@ -256,11 +257,12 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	// Longer than the members' 10 s --request-timeout: the drill sees what
 	// a member answers, not its own timeout.
 	r.client = NewClient(r.rec, r.live, 12*time.Second)
-	r.client.observe = func(base string, in Op, at time.Time, took time.Duration, code int) {
+	observe(r.client, func(s sample) {
+		s.member = byURL[s.base]
 		mu.Lock()
-		samples = append(samples, sample{member: byURL[base], order: in.Order, at: at, took: took, code: code})
+		samples = append(samples, s)
 		mu.Unlock()
-	}
+	})
 	r.startLoad()
 	opts.Logger.Info("drill started", slog.String("drill", name), slog.Int("nodes", opts.Nodes))
 	time.Sleep(opts.Load)
@@ -270,7 +272,7 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	if hold > 0 {
 		if err := nt.Cut(cut, partitionRemotePort); err != nil {
 			r.stopLoad()
-			return Report{}, err
+			return PartitionReport{}, err
 		}
 		opts.Logger.Info("node-to-node port cut", slog.String("node_id", victim.ID), slog.Duration("hold", hold))
 	}
@@ -283,7 +285,12 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	defer endProbe()
 	probed := make(chan struct{})
 	go func() {
-		probe(probeCtx, r.rec, c, [][]string{mine, rest}, func(s sample) { mu.Lock(); samples = append(samples, s); mu.Unlock() })
+		probe(probeCtx, r.rec, c, [][]string{mine, rest}, func(s sample) {
+			s.member, s.probe = byURL[s.base], true
+			mu.Lock()
+			samples = append(samples, s)
+			mu.Unlock()
+		})
 		close(probed)
 	}()
 	time.Sleep(hold)
@@ -293,7 +300,7 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	if hold > 0 {
 		if err := nt.Heal(cut); err != nil {
 			r.stopLoad()
-			return Report{}, err
+			return PartitionReport{}, err
 		}
 	}
 	opts.Logger.Info("healed", slog.String("node_id", victim.ID))
@@ -311,7 +318,7 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	other.Term()
 	if err := other.Start(); err != nil {
 		r.stopLoad()
-		return Report{}, err
+		return PartitionReport{}, err
 	}
 	if err := other.WaitReady(60 * time.Second); err != nil {
 		fig.fail("%s did not become ready again after its restart: %v", other.ID, err)
@@ -407,9 +414,74 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Repo
 	lost := &BackendFigures{Durable: true}
 	fig.Acked, fig.Lost = r.checkAcknowledged(lost, "at the end")
 	fig.Failures = append(fig.Failures, lost.Failures...)
-	rep := r.finish(name)
-	rep.Partition = fig
-	return rep, nil
+	return PartitionReport{Report: r.finish(name), Figures: fig}, nil
+}
+
+// PartitionReport is a round's Report and figures.
+type PartitionReport struct {
+	Report
+	Figures *PartitionFigures
+}
+
+// OK reports whether the round passed: the Report's checks and no
+// failure of the figures'.
+func (p PartitionReport) OK() bool { return p.Report.OK() && len(p.Figures.Failures) == 0 }
+
+func (p PartitionReport) String() string {
+	s := p.Report.String()
+	if !p.OK() {
+		s = strings.Replace(s, "PASS ", "FAIL ", 1)
+	}
+	// The figures after the first line, then the answers by cause.
+	head, tail, _ := strings.Cut(s, "\n")
+	s = head + "; " + p.Figures.String()
+	if tail != "" {
+		s += "\n" + tail
+	}
+	return s
+}
+
+// ownerMap returns a copy of order -> node id of the last answer.
+func (r *Recorder) ownerMap() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.owner))
+	for o, n := range r.owner {
+		out[o] = n
+	}
+	return out
+}
+
+// observe makes c's HTTP client report every order request to add: the
+// member's base URL, the order, when, how long until the answer's headers,
+// the status (0: no answer).
+func observe(c *Client, add func(sample)) {
+	next := c.http.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.http.Transport = observer{next: next, add: add}
+}
+
+type observer struct {
+	next http.RoundTripper
+	add  func(sample)
+}
+
+func (o observer) RoundTrip(req *http.Request) (*http.Response, error) {
+	at := time.Now()
+	res, err := o.next.RoundTrip(req)
+	s := sample{base: req.URL.Scheme + "://" + req.URL.Host, at: at, took: time.Since(at)}
+	if rest, ok := strings.CutPrefix(req.URL.Path, "/orders/"); ok {
+		s.order, _, _ = strings.Cut(rest, "/")
+	}
+	if err == nil {
+		s.code = res.StatusCode
+	}
+	if s.order != "" {
+		o.add(s)
+	}
+	return res, err
 }
 
 // probeSet returns up to n created orders the member victim answered for
@@ -443,7 +515,6 @@ func probeSet(owners map[string]string, victim string, rec *Recorder, n int) (mi
 // (reads with a client timeout of 12 s, longer than the members' request
 // timeout), until ctx ends; add sees each read.
 func probe(ctx context.Context, rec *Recorder, c *Cluster, sets [][]string, add func(sample)) {
-	pc := NewClient(rec, nil, 12*time.Second)
 	var ids atomic.Int64
 	ids.Store(1 << 20) // client ids apart from the workload's
 	var wg sync.WaitGroup
@@ -452,14 +523,17 @@ func probe(ctx context.Context, rec *Recorder, c *Cluster, sets [][]string, add 
 			if len(orders) == 0 {
 				continue
 			}
+			base := []string{n.URL()}
+			pc := NewClient(rec, func() []string { return base }, 12*time.Second)
+			observe(pc, add)
 			wg.Add(1)
-			go probeLoop(ctx, pc, &wg, &ids, m, n.URL(), orders, add)
+			go probeLoop(ctx, pc, &wg, &ids, m, orders)
 		}
 	}
 	wg.Wait()
 }
 
-func probeLoop(ctx context.Context, pc *Client, wg *sync.WaitGroup, ids *atomic.Int64, m int, base string, orders []string, add func(sample)) {
+func probeLoop(ctx context.Context, pc *Client, wg *sync.WaitGroup, ids *atomic.Int64, m int, orders []string) {
 	defer wg.Done()
 	slots := make(chan struct{}, 64)
 	t := time.NewTicker(200 * time.Millisecond)
@@ -470,9 +544,7 @@ func probeLoop(ctx context.Context, pc *Client, wg *sync.WaitGroup, ids *atomic.
 			wg.Add(1)
 			go func(o string) {
 				defer wg.Done()
-				at := time.Now()
-				out := pc.DoVia(int(ids.Add(1)), base, Op{Order: o, Kind: "read"})
-				add(sample{probe: true, member: m, order: o, at: at, took: time.Since(at), code: out.Code})
+				pc.Do(int(ids.Add(1)), Op{Order: o, Kind: "read"})
 				<-slots
 			}(orders[k%len(orders)])
 		default: // 64 in flight already

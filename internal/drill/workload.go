@@ -81,17 +81,6 @@ func (r *Recorder) Owners(node string) []string {
 	return out
 }
 
-// ownerMap returns a copy of order -> node id of the last answer.
-func (r *Recorder) ownerMap() map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make(map[string]string, len(r.owner))
-	for o, n := range r.owner {
-		out[o] = n
-	}
-	return out
-}
-
 // Orders returns every order id the workload created (or tried to).
 func (r *Recorder) Orders() []string {
 	r.mu.Lock()
@@ -174,9 +163,6 @@ type Client struct {
 	nodes func() []string // base URLs of the nodes to use now
 	rec   *Recorder
 	round atomic.Int64 // counts Runs, so that each Run's order ids are new
-	// observe, if set, sees every request: the node's base URL, what was
-	// asked, when, how long it took, and the status (0: no answer).
-	observe func(base string, in Op, at time.Time, took time.Duration, code int)
 }
 
 // NewClient returns a client over the live nodes' URLs.
@@ -194,11 +180,7 @@ type orderBody struct {
 // Do performs one recorded operation through a random live node.
 func (c *Client) Do(client int, in Op) Outcome {
 	nodes := c.nodes()
-	return c.DoVia(client, nodes[rand.IntN(len(nodes))], in)
-}
-
-// DoVia performs one recorded operation through the node at base.
-func (c *Client) DoVia(client int, base string, in Op) Outcome {
+	base := nodes[rand.IntN(len(nodes))]
 	var req *http.Request
 	switch in.Kind {
 	case "create":
@@ -211,15 +193,8 @@ func (c *Client) DoVia(client int, base string, in Op) Outcome {
 	default:
 		req, _ = http.NewRequest("POST", base+"/orders/"+in.Order+"/"+in.Kind, nil)
 	}
-	call, at := c.rec.now(), time.Now()
+	call := c.rec.now()
 	res, err := c.http.Do(req)
-	if c.observe != nil {
-		code := 0
-		if err == nil {
-			code = res.StatusCode
-		}
-		defer func() { c.observe(base, in, at, time.Since(at), code) }()
-	}
 	if err != nil {
 		out := Outcome{Unknown: true}
 		c.rec.add(client, in, call, out, "")
