@@ -46,6 +46,13 @@ func main() {
 	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *which == "partition" { // see partition.go
+		if err := partition(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *which == "backend-failover" {
 		if err := bf.run(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)

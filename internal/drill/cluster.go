@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -16,8 +17,10 @@ import (
 type Node struct {
 	ID       string
 	HTTPPort int
-	args     []string
-	bin      string
+	// Host is where the HTTP API answers (default 127.0.0.1).
+	Host string
+	args []string
+	bin  string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -26,7 +29,13 @@ type Node struct {
 }
 
 // URL is the node's base URL.
-func (n *Node) URL() string { return "http://127.0.0.1:" + strconv.Itoa(n.HTTPPort) }
+func (n *Node) URL() string {
+	host := n.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(n.HTTPPort))
+}
 
 // Start starts the process (again) with the same node id and ports.
 func (n *Node) Start() error {
@@ -165,17 +174,24 @@ func freePort() (int, error) {
 // StartRedis starts a private redis-server on a free port with an
 // append-only file, for drills; stop it with the returned function.
 func StartRedis(dir string) (addr string, stop func(), err error) {
+	return StartRedisOn(dir, "127.0.0.1")
+}
+
+// StartRedisOn is StartRedis listening on the addresses host and bind
+// (protected mode off: a private server on private addresses); addr is on
+// host.
+func StartRedisOn(dir, host string, bind ...string) (addr string, stop func(), err error) {
 	port, err := freePort()
 	if err != nil {
 		return "", nil, err
 	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", strings.Join(append([]string{host}, bind...), " "),
+		"--protected-mode", "no", "--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return "", nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	addr = "127.0.0.1:" + strconv.Itoa(port)
+	addr = net.JoinHostPort(host, strconv.Itoa(port))
 	for i := 0; i < 100; i++ {
 		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 			c.Close()

@@ -21,8 +21,12 @@ import (
 	ordercore "github.com/ordersystem/ordersystem/order"
 )
 
-// quotedID is an order id quoted inside an error message.
-var quotedID = regexp.MustCompile(`"[0-9a-f]{16}"`)
+// quotedID is an order id quoted inside an error message; bareID one that
+// is not (protoactor's "order <id>: actor unavailable ...").
+var (
+	quotedID = regexp.MustCompile(`"[0-9a-f]{16}"`)
+	bareID   = regexp.MustCompile(`\b[0-9a-f]{16}\b`)
+)
 
 // Recorder keeps every client operation, safe for concurrent use.
 type Recorder struct {
@@ -221,6 +225,7 @@ func (c *Client) Do(client int, in Op) Outcome {
 			msg = msg[i+2:] // drop the order id
 		}
 		msg = quotedID.ReplaceAllString(msg, `"<order>"`) // group the answers by cause, not by order
+		msg = bareID.ReplaceAllString(msg, "<order>")
 		if len(msg) > 90 {
 			msg = msg[:90]
 		}
