@@ -621,7 +621,9 @@ func (a *api) getOrderAsOf(c echo.Context, id, asOf string) error {
 			msg: fmt.Sprintf("asOf: order %s did not exist yet at %s", id, at.UTC().Format(time.RFC3339Nano))}
 	}
 	c.Response().Header().Set("X-Order-As-Of-Version", strconv.FormatUint(upTo, 10))
-	return writeOrder(c, codec.StateToProto(&state))
+	o := codec.StateToProto(&state)
+	o.OrderId = id // the state folded from events does not carry its id
+	return writeOrder(c, o)
 }
 
 func (a *api) history(c echo.Context) error {

@@ -15,6 +15,7 @@ func TestOrderAsOf(t *testing.T) {
 	tn := startNode(t)
 	id := tn.create(seedOrder)
 	type orderBody struct {
+		OrderID string    `json:"orderId"`
 		Status  string    `json:"status"`
 		Version uint64    `json:"version"`
 		PaidAt  time.Time `json:"paidAt"`
@@ -39,7 +40,7 @@ func TestOrderAsOf(t *testing.T) {
 		r := tn.expect(tn.do("GET", "/orders/"+id+"?asOf="+url.QueryEscape(c.asOf), ""), http.StatusOK)
 		var got orderBody
 		r.json(t, &got)
-		if got.Status != c.status || got.Version != c.version || r.header.Get("X-Order-As-Of-Version") != strconv.FormatUint(c.version, 10) {
+		if got.OrderID != id || got.Status != c.status || got.Version != c.version || r.header.Get("X-Order-As-Of-Version") != strconv.FormatUint(c.version, 10) {
 			t.Errorf("asOf=%s: %s v%d (header %q), want %s v%d", c.asOf, got.Status, got.Version, r.header.Get("X-Order-As-Of-Version"), c.status, c.version)
 		}
 	}
