@@ -99,6 +99,7 @@ type Member struct {
 	rejoining bool // the rejoin goroutine runs
 	again     bool // the incarnation the rejoin goroutine is starting fenced
 	cutOff    bool // the last fence was an isolation: check reachability before rejoining
+	replaced  int  // the newest incarnation replace was called for
 	// pastProbes sums the probe counts of the stopped incarnations, so that
 	// the counters a scrape sees never go back.
 	pastProbes ProbeStats
@@ -294,9 +295,12 @@ func (m *Member) admit(ctx context.Context, p pcluster.ClusterProvider) error {
 func (m *Member) replace(gen int, msg, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stopped || gen != m.gen {
+	if m.stopped || gen != m.gen || gen == m.replaced {
+		// Stopped, not the newest, or replaced already (the lease and the
+		// probes may both find a paused incarnation fenced).
 		return
 	}
+	m.replaced = gen
 	m.log.Warn(msg, slog.String("reason", reason))
 	m.fenced = true
 	if m.rejoining {

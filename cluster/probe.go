@@ -46,9 +46,10 @@ const probeName = "member-probe"
 //     longer than DivergenceBound. Logged once per episode (WARN, both
 //     member lists) and counted; this member asks its provider to list the
 //     registry again at once (Relister). If the peer's view lacks this very
-//     member, the peer dropped it (and protoactor blocks a dropped member id
-//     for good), so this member fences itself and rejoins as a new
-//     incarnation.
+//     member and the peer blocked its id (protoactor blocks a dropped member
+//     id for good: listing again cannot readmit it), this member fences
+//     itself and rejoins as a new incarnation. Missing without a block is a
+//     listing the peer has not made yet, which its relisting heals.
 
 // suspectAfter is how many direct probes in a row must fail before a peer
 // is suspect.
@@ -137,10 +138,11 @@ type prober struct {
 	stop     chan struct{}
 	done     chan struct{}
 
-	mu       sync.Mutex
-	peers    map[string]*peerState // by address
-	isolated string                // reason, "" while not isolated
-	stats    ProbeStats
+	mu        sync.Mutex
+	peers     map[string]*peerState // by address
+	isolated  string                // reason, "" while not isolated
+	lastRound time.Time             // when the last round started
+	stats     ProbeStats
 
 	failedFast atomic.Uint64
 }
@@ -165,6 +167,9 @@ func (a *probeActor) Receive(ctx actor.Context) {
 		return
 	}
 	reply := a.n.probeReply()
+	if id := req.GetCheckMemberId(); id != "" {
+		reply.CheckedBlocked = a.n.cluster.Remote.BlockList().IsBlocked(id)
+	}
 	if req.GetRelayTo() == "" {
 		ctx.Respond(reply)
 		return
@@ -172,11 +177,13 @@ func (a *probeActor) Receive(ctx actor.Context) {
 	reply.Relayed = true
 	timeout := time.Duration(req.GetRelayTimeoutMs()) * time.Millisecond
 	timeout = min(max(timeout, 10*time.Millisecond), 10*time.Second)
-	f := ctx.RequestFuture(actor.NewPID(req.GetRelayTo(), probeName), &orderpb.ProbeRequest{FromMemberId: a.n.system.ID}, timeout)
+	f := ctx.RequestFuture(actor.NewPID(req.GetRelayTo(), probeName),
+		&orderpb.ProbeRequest{FromMemberId: a.n.system.ID, CheckMemberId: req.GetCheckMemberId()}, timeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		if r, ok := res.(*orderpb.ProbeReply); ok && err == nil {
 			reply.RelayOk, reply.RelayMemberId = true, r.GetMemberId()
 			reply.RelayViewDigest, reply.RelayMemberIds = r.GetViewDigest(), r.GetMemberIds()
+			reply.RelayCheckedBlocked = r.GetCheckedBlocked()
 		}
 		ctx.Respond(reply)
 	})
@@ -221,6 +228,14 @@ func (p *prober) round() {
 	self := p.n.Address()
 	now := time.Now()
 	p.mu.Lock()
+	if !p.lastRound.IsZero() && now.Sub(p.lastRound) > 2*p.interval+p.timeout {
+		// This member itself stalled (a pause, CPU starvation): what it
+		// knew is old, so the isolation bound starts over from now.
+		for _, pe := range p.peers {
+			pe.since = now
+		}
+	}
+	p.lastRound = now
 	inView := make(map[string]bool, len(r.members))
 	var start []*peerState
 	for _, m := range r.members {
@@ -260,7 +275,7 @@ func (p *prober) probe(pe *peerState) {
 	}()
 	sent := time.Now()
 	res, err := p.n.system.Root.RequestFuture(actor.NewPID(pe.address, probeName),
-		&orderpb.ProbeRequest{FromMemberId: p.n.system.ID}, p.timeout).Result()
+		&orderpb.ProbeRequest{FromMemberId: p.n.system.ID, CheckMemberId: p.n.system.ID}, p.timeout).Result()
 	reply, ok := res.(*orderpb.ProbeReply)
 	p.mu.Lock()
 	p.stats.Sent++
@@ -272,7 +287,7 @@ func (p *prober) probe(pe *peerState) {
 		}
 		pe.failures, pe.direct = 0, true
 		p.mu.Unlock()
-		p.compare(pe, reply.GetMemberId(), reply.GetViewDigest(), reply.GetMemberIds())
+		p.compare(pe, reply.GetMemberId(), reply.GetViewDigest(), reply.GetMemberIds(), reply.GetCheckedBlocked())
 		return
 	}
 	p.stats.Failed++
@@ -305,7 +320,7 @@ func (p *prober) relay(pe *peerState, relays []string) {
 	for _, addr := range relays {
 		go func() {
 			res, err := p.n.system.Root.RequestFuture(actor.NewPID(addr, probeName), &orderpb.ProbeRequest{
-				FromMemberId: p.n.system.ID, RelayTo: pe.address, RelayTimeoutMs: p.timeout.Milliseconds(),
+				FromMemberId: p.n.system.ID, RelayTo: pe.address, RelayTimeoutMs: p.timeout.Milliseconds(), CheckMemberId: p.n.system.ID,
 			}, 2*p.timeout+p.timeout/2).Result()
 			r, _ := res.(*orderpb.ProbeReply)
 			if err != nil {
@@ -322,14 +337,15 @@ func (p *prober) relay(pe *peerState, relays []string) {
 		p.mu.Lock()
 		pe.lastReached = time.Now()
 		p.mu.Unlock()
-		p.compare(pe, a.r.GetRelayMemberId(), a.r.GetRelayViewDigest(), a.r.GetRelayMemberIds())
+		p.compare(pe, a.r.GetRelayMemberId(), a.r.GetRelayViewDigest(), a.r.GetRelayMemberIds(), a.r.GetRelayCheckedBlocked())
 		return
 	}
 }
 
 // compare checks a peer's view against this member's: a divergence that
-// lasts DivergenceBound is reported once and healed.
-func (p *prober) compare(pe *peerState, id, digest string, members []string) {
+// lasts DivergenceBound is reported once and healed. blocked says whether
+// the peer blocked this member's id.
+func (p *prober) compare(pe *peerState, id, digest string, members []string, blocked bool) {
 	mine := p.n.probeReply()
 	now := time.Now()
 	p.mu.Lock()
@@ -352,7 +368,9 @@ func (p *prober) compare(pe *peerState, id, digest string, members []string) {
 	pe.reported = true
 	p.stats.Divergences++
 	p.mu.Unlock()
-	dropped := !slices.Contains(members, p.n.system.ID)
+	// Missing from the peer's view alone may be a listing the peer has not
+	// made yet (or cannot make): only a block is for good.
+	dropped := blocked && !slices.Contains(members, p.n.system.ID)
 	p.log.Warn("member views diverge: listing the registry again",
 		slog.String("peer_member_id", id), slog.String("peer_address", pe.address),
 		slog.String("view_digest", mine.GetViewDigest()), slog.String("peer_view_digest", digest),
@@ -362,7 +380,7 @@ func (p *prober) compare(pe *peerState, id, digest string, members []string) {
 		rl.Relist()
 	}
 	if dropped {
-		p.isolate(fmt.Sprintf("member %s (%s) dropped this member from its view %v ago (its members: %s); protoactor never readmits a dropped member id",
+		p.isolate(fmt.Sprintf("member %s (%s) dropped this member from its view %v ago and blocked its id (its members: %s); protoactor never readmits a dropped member id",
 			id, pe.address, now.Sub(pe.diverged).Round(time.Millisecond), strings.Join(members, ",")))
 	}
 }

@@ -38,8 +38,12 @@ type ProbeRequest struct {
 	RelayTo string `protobuf:"bytes,2,opt,name=relay_to,json=relayTo,proto3" json:"relay_to,omitempty"`
 	// relay_timeout_ms bounds the relayed probe.
 	RelayTimeoutMs int64 `protobuf:"varint,3,opt,name=relay_timeout_ms,json=relayTimeoutMs,proto3" json:"relay_timeout_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// check_member_id asks whether the receiver (or, relayed, the member at
+	// relay_to) has blocked this member id: protoactor never readmits a
+	// member id it dropped.
+	CheckMemberId string `protobuf:"bytes,4,opt,name=check_member_id,json=checkMemberId,proto3" json:"check_member_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProbeRequest) Reset() {
@@ -93,6 +97,13 @@ func (x *ProbeRequest) GetRelayTimeoutMs() int64 {
 	return 0
 }
 
+func (x *ProbeRequest) GetCheckMemberId() string {
+	if x != nil {
+		return x.CheckMemberId
+	}
+	return ""
+}
+
 // ProbeReply is the probe actor's answer: who answered and what it sees.
 type ProbeReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -113,8 +124,12 @@ type ProbeReply struct {
 	RelayMemberId   string   `protobuf:"bytes,6,opt,name=relay_member_id,json=relayMemberId,proto3" json:"relay_member_id,omitempty"`
 	RelayViewDigest string   `protobuf:"bytes,7,opt,name=relay_view_digest,json=relayViewDigest,proto3" json:"relay_view_digest,omitempty"`
 	RelayMemberIds  []string `protobuf:"bytes,8,rep,name=relay_member_ids,json=relayMemberIds,proto3" json:"relay_member_ids,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// checked_blocked says whether the answering member blocked
+	// check_member_id; relay_checked_blocked whether the relayed member did.
+	CheckedBlocked      bool `protobuf:"varint,9,opt,name=checked_blocked,json=checkedBlocked,proto3" json:"checked_blocked,omitempty"`
+	RelayCheckedBlocked bool `protobuf:"varint,10,opt,name=relay_checked_blocked,json=relayCheckedBlocked,proto3" json:"relay_checked_blocked,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *ProbeReply) Reset() {
@@ -203,15 +218,30 @@ func (x *ProbeReply) GetRelayMemberIds() []string {
 	return nil
 }
 
+func (x *ProbeReply) GetCheckedBlocked() bool {
+	if x != nil {
+		return x.CheckedBlocked
+	}
+	return false
+}
+
+func (x *ProbeReply) GetRelayCheckedBlocked() bool {
+	if x != nil {
+		return x.RelayCheckedBlocked
+	}
+	return false
+}
+
 var File_membership_proto protoreflect.FileDescriptor
 
 const file_membership_proto_rawDesc = "" +
 	"\n" +
-	"\x10membership.proto\x12\x0eordersystem.v1\"y\n" +
+	"\x10membership.proto\x12\x0eordersystem.v1\"\xa1\x01\n" +
 	"\fProbeRequest\x12$\n" +
 	"\x0efrom_member_id\x18\x01 \x01(\tR\ffromMemberId\x12\x19\n" +
 	"\brelay_to\x18\x02 \x01(\tR\arelayTo\x12(\n" +
-	"\x10relay_timeout_ms\x18\x03 \x01(\x03R\x0erelayTimeoutMs\"\x9c\x02\n" +
+	"\x10relay_timeout_ms\x18\x03 \x01(\x03R\x0erelayTimeoutMs\x12&\n" +
+	"\x0fcheck_member_id\x18\x04 \x01(\tR\rcheckMemberId\"\xf9\x02\n" +
 	"\n" +
 	"ProbeReply\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1f\n" +
@@ -223,7 +253,10 @@ const file_membership_proto_rawDesc = "" +
 	"\brelay_ok\x18\x05 \x01(\bR\arelayOk\x12&\n" +
 	"\x0frelay_member_id\x18\x06 \x01(\tR\rrelayMemberId\x12*\n" +
 	"\x11relay_view_digest\x18\a \x01(\tR\x0frelayViewDigest\x12(\n" +
-	"\x10relay_member_ids\x18\b \x03(\tR\x0erelayMemberIdsB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
+	"\x10relay_member_ids\x18\b \x03(\tR\x0erelayMemberIds\x12'\n" +
+	"\x0fchecked_blocked\x18\t \x01(\bR\x0echeckedBlocked\x122\n" +
+	"\x15relay_checked_blocked\x18\n" +
+	" \x01(\bR\x13relayCheckedBlockedB2Z0github.com/ordersystem/ordersystem/proto/orderpbb\x06proto3"
 
 var (
 	file_membership_proto_rawDescOnce sync.Once
