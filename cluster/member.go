@@ -230,6 +230,12 @@ func (m *Member) onIsolated(gen int, reason string) {
 	m.replace(gen, "fenced: this node cannot reach the cluster over the node-to-node port; stopping its actors and rejoining", reason)
 }
 
+// errCutOff means an incarnation was held back because this process still
+// cannot reach a majority of the members (Member.admit). Checking again
+// costs a few connects, so the rejoin retries it on the probe schedule
+// rather than with the backoff.
+var errCutOff = errors.New("still cut off")
+
 // lister is the ability of a membership provider to list the registry
 // (LeaseProvider has it).
 type lister interface {
@@ -282,7 +288,7 @@ func (m *Member) admit(ctx context.Context, p pcluster.ClusterProvider) error {
 		reached++
 	}
 	if reached*2 < others || (others > 0 && reached == 0) {
-		return fmt.Errorf("still cut off: reached %d of the %d members the registry lists (not %s)", reached, others, strings.Join(unreached, ","))
+		return fmt.Errorf("%w: reached %d of the %d members the registry lists (not %s)", errCutOff, reached, others, strings.Join(unreached, ","))
 	}
 	m.mu.Lock()
 	m.cutOff = false
@@ -368,8 +374,16 @@ func (m *Member) joinWithBackoff() (*Node, int) {
 		if err == nil {
 			return n, attempt
 		}
-		m.log.Warn("rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
-		t := time.NewTimer(m.cfg.Backoff.Delay(attempt))
+		delay := m.cfg.Backoff.Delay(attempt)
+		lvl := slog.LevelWarn
+		if errors.Is(err, errCutOff) {
+			delay = min(delay, max(m.cfg.Node.ProbeInterval, 100*time.Millisecond))
+			if attempt%20 != 1 {
+				lvl = slog.LevelDebug // checked every probe interval: log every 20th
+			}
+		}
+		m.log.Log(context.Background(), lvl, "rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		t := time.NewTimer(delay)
 		select {
 		case <-m.stop:
 			t.Stop()

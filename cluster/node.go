@@ -193,7 +193,14 @@ func Start(cfg Config) (n *Node, err error) {
 	// not block (and so drop for good) a member whose heartbeat looks old on
 	// this member's wall clock (a partition longer than 20 s, a clock step)
 	// while its lease is valid. A heartbeat age never exceeds the largest
-	// Duration (time.Sub saturates), so this turns the check off.
+	// Duration (time.Sub saturates), so this turns the check off. What
+	// else blocks a member id in protoactor only follows the registry or
+	// the member itself: MemberList.UpdateClusterTopology blocks the members
+	// that left the view we publish, the gossip spreads those blocks (the
+	// topology's Blocked list), the gossip's gracefully-left key is set by a
+	// member on its own graceful stop, and the endpoint reader refuses
+	// blocked ids. A block that a diverged view caused is healed by the
+	// blocked member fencing itself (see probe.go).
 	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...),
 		pcluster.WithHeartbeatExpiration(time.Duration(math.MaxInt64)))
 	c := pcluster.New(system, ccfg)

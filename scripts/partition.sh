@@ -98,7 +98,14 @@ t1=$(date +%s.%N)
 echo "cut ended"
 for _ in $(seq 1 300); do curl -sf -m 1 "${url[3]}/health/ready" >/dev/null && break; sleep 0.1; done
 printf 'node3 ready again %.2fs after the cut ended\n' "$(python3 -c "print($(date +%s.%N) - $t1)")"
-sleep 2
+# Reads through node1 of every order node3 owned, for 8 s after its rejoin.
+end=$(python3 -c "print($(date +%s.%N) + 8)")
+while python3 -c "import sys; sys.exit(0 if $(date +%s.%N) < $end else 1)"; do
+  for id in "${owned[@]}"; do
+    curl -s -m 12 -o /dev/null -w '%{http_code} %{time_total}\n' "${url[1]}/orders/$id" >>"$tmp/after"
+  done
+done
+awk '{n[$1]++; if ($2 > max) max = $2} END {printf "reads of node3'"'"'s orders through node1 in the 8 s after its rejoin:"; for (s in n) printf " %s x%d", s, n[s]; printf ", slowest %.3fs\n", max}' "$tmp/after"
 agree=0 disagree=0
 while read -r id _; do
   o=()
@@ -113,4 +120,4 @@ awk '{split($2,a,"="); split($4,r,"=");} $2 ~ /read=503/ && !f503 {print "first 
      $2 ~ /read=200/ && $4 !~ /node3/ && !moved {print "first read served by " $4 " at " $1 "s"; moved=1}
      $5 ~ /ready=503/ && !nr {print "node3 not ready at " $1 "s"; nr=1}' "$tmp/timeline"
 echo "--- membership logs"
-grep -hE "isolated|unreachable over|fenced|rejoined|views diverge" "$tmp"/node*.log | cut -c1-260 || true
+grep -hE "isolated|unreachable over|reachable again|fenced|rejoin|views diverge" "$tmp"/node*.log | cut -c1-260 || true
