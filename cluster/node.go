@@ -387,28 +387,11 @@ func (n *Node) Forget(identity, kind string) {
 }
 
 // lookup asks the owner to activate the actor, bounded by timeout:
-// protoactor's Get waits a fixed 5 s on an owner that just died, far longer
-// than one attempt should (the goroutine it runs in ends with it).
+// protoactor's Get (our placement's) waits a fixed 5 s on an owner that
+// just died or is cut off, far longer than one attempt should, so the
+// request goes to the placement with the attempt's own timeout.
 func (n *Node) lookup(identity, kind string, timeout time.Duration) *actor.PID {
-	if n.lookupImpl.ownedHere(identity, kind) {
-		// This member's own placement actor answers at once (a stopped one
-		// dead-letters the request at once, and the member's health check
-		// then starts a new incarnation): ask it directly (every create
-		// takes this path on a single node).
-		return n.cluster.Get(identity, kind)
-	}
-	ch := make(chan *actor.PID, 1)
-	go func() { ch <- n.cluster.Get(identity, kind) }()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case pid := <-ch:
-		return pid
-	case <-t.C:
-		return nil
-	case <-n.stopped:
-		return nil
-	}
+	return n.lookupImpl.getWithin(pcluster.NewClusterIdentity(identity, kind), timeout)
 }
 
 // Stop leaves the cluster. With graceful set, the node tells the others it

@@ -211,6 +211,42 @@ func isCut(address string) bool {
 	return ok
 }
 
+// cutLinks holds the links between two in-process members that are cut
+// (SimulateLinkCut), as "a|b" with a < b.
+var cutLinks sync.Map // string -> struct{}
+
+func linkKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "|" + b
+}
+
+// SimulateLinkCut cuts (or restores) the node-to-node traffic between the
+// in-process members at addresses a and b only, both ways: an asymmetric
+// partition, in which both still reach every other member. A test hook, as
+// SimulateCut.
+func SimulateLinkCut(a, b string, cut bool) {
+	if cut {
+		cutLinks.Store(linkKey(a, b), struct{}{})
+	} else {
+		cutLinks.Delete(linkKey(a, b))
+	}
+}
+
+// dropped reports whether a batch from the member at from to the member at
+// self is lost to a simulated cut.
+func dropped(from, self string) bool {
+	if isCut(from) || isCut(self) {
+		return true
+	}
+	if from == "" {
+		return false
+	}
+	_, ok := cutLinks.Load(linkKey(from, self))
+	return ok
+}
+
 func (s *screenedStream) RecvMsg(m any) error {
 	for {
 		if err := s.ServerStream.RecvMsg(m); err != nil {
@@ -230,7 +266,7 @@ func (s *screenedStream) RecvMsg(m any) error {
 		}
 		if cr := rm.GetConnectRequest(); cr != nil {
 			s.from = cr.GetServerConnection().GetAddress()
-		} else if isCut(s.from) || isCut(s.g.self()) {
+		} else if dropped(s.from, s.g.self()) {
 			continue
 		}
 		if keep {

@@ -285,3 +285,65 @@ func TestGossipCannotDropALeasedMember(t *testing.T) {
 	}
 	assertNotFenced(t, h, 0, 1, 2)
 }
+
+// TestAsymmetricPartitionFencesNobody cuts only the link between node-0
+// and node-1: each still reaches the other through node-2, so nobody
+// fences; node-0 fails fast on node-1's actors (it cannot reach them),
+// node-2 serves them, and once the link is back node-0 does too.
+func TestAsymmetricPartitionFencesNobody(t *testing.T) {
+	t.Parallel()
+	h := clustertest.Start(t, 3, clustertest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ids := ownedBy(t, h, 0, 1, 2)
+	// Activate them first: a request to a known activation is bounded by
+	// its attempt, while an activation request through a cut link leaves a
+	// lookup waiting out protoactor's 5 s (goleak would see it at the end).
+	for _, id := range ids {
+		for _, from := range []int{0, 2} {
+			if got, err := h.Echo(ctx, from, id); err != nil || got != h.NodeID(1) {
+				t.Fatalf("echo %s before the cut: %q, %v", id, got, err)
+			}
+		}
+	}
+	a, b := h.Node(0).Address(), h.Node(1).Address()
+	cluster.SimulateLinkCut(a, b, true)
+	defer cluster.SimulateLinkCut(a, b, false)
+
+	var fastErr error
+	err := poll.Until(5*time.Second, poll.True("fail fast", func() bool {
+		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, fastErr = h.Echo(reqCtx, 0, ids[0])
+		return errors.Is(fastErr, cluster.ErrOwnerUnreachable)
+	}))
+	if err != nil {
+		t.Fatalf("node-0 never failed fast on node-1's %s: last error %v", ids[0], fastErr)
+	}
+	// Past the isolation bound: nobody fenced, node-1 is reachable from
+	// node-0 through node-2 only, and node-2 serves node-1's actors.
+	time.Sleep(h.Options().IsolationBound + time.Second)
+	assertNotFenced(t, h, 0, 1, 2)
+	for _, r := range h.Node(0).Reachability() {
+		if r.ID == h.MemberID(1) && (r.Direct || !r.Reachable || !r.Suspect) {
+			t.Fatalf("node-0 sees node-1 as %+v, want reachable through node-2 only, and suspect", r)
+		}
+	}
+	for _, id := range ids {
+		if got, err := h.Echo(ctx, 2, id); err != nil || got != h.NodeID(1) {
+			t.Fatalf("echo %s through node-2: %q, %v (want %s)", id, got, err, h.NodeID(1))
+		}
+	}
+
+	cluster.SimulateLinkCut(a, b, false)
+	err = poll.Until(5*time.Second, poll.True("node-0 reaches node-1", func() bool {
+		reqCtx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		got, err := h.Echo(reqCtx, 0, ids[0])
+		return err == nil && got == h.NodeID(1)
+	}))
+	if err != nil {
+		t.Fatalf("node-0 does not reach node-1's actors after the link is back: %v", err)
+	}
+	assertNotFenced(t, h, 0, 1, 2)
+}
