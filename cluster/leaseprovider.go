@@ -161,6 +161,7 @@ type LeaseProvider struct {
 	loopDone   chan struct{} // closed when the goroutines have returned
 	pauseRenew chan time.Duration
 	pausePoll  chan time.Duration
+	relist     chan struct{} // Relist: list at once (buffered, one pending)
 
 	mu       sync.Mutex
 	started  bool
@@ -191,6 +192,7 @@ func NewLeaseProvider(reg registry.Registry, opts LeaseOptions) *LeaseProvider {
 		loopDone:   make(chan struct{}),
 		pauseRenew: make(chan time.Duration),
 		pausePoll:  make(chan time.Duration),
+		relist:     make(chan struct{}, 1),
 	}
 }
 
@@ -372,6 +374,24 @@ func (p *LeaseProvider) NodeIDOf(memberID string) string {
 	return ""
 }
 
+// Relist makes the listing goroutine list the registry at once and hand
+// the view to protoactor even if it did not change (Relister): a member
+// whose view diverged from a peer's calls it. It never blocks.
+func (p *LeaseProvider) Relist() {
+	p.mu.Lock()
+	p.viewKey = ""
+	p.mu.Unlock()
+	select {
+	case p.relist <- struct{}{}:
+	default:
+	}
+}
+
+// ListMembers lists the registry within ctx, without touching the view.
+func (p *LeaseProvider) ListMembers(ctx context.Context) ([]registry.MemberRecord, error) {
+	return p.reg.List(ctx)
+}
+
 // SimulatePause freezes the membership goroutines for d, as SIGSTOP
 // freezes a whole process: no renewal and no listing happen meanwhile,
 // while the monotonic clock runs on. It is a test hook
@@ -549,6 +569,8 @@ func (p *LeaseProvider) pollLoop(halt <-chan struct{}, listed bool) {
 			}
 			wait = 0
 			continue
+		case <-p.relist:
+			t.Stop()
 		case <-t.C:
 		}
 		wait = p.opts.Poll

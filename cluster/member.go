@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +67,10 @@ type MemberConfig struct {
 	Backoff backoff.Policy
 	// Logger receives fencing and rejoins (default: Node.Logger).
 	Logger *slog.Logger
+	// Dial checks that this process can reach a member's node-to-node
+	// address before an incarnation that follows an isolation fence
+	// registers (default: a TCP connect within Node.ProbeTimeout).
+	Dial func(ctx context.Context, address string) error
 }
 
 // Member is this process's cluster member across incarnations. protoactor
@@ -92,9 +98,14 @@ type Member struct {
 	fenced    bool // the newest incarnation fenced and no new one joined yet
 	rejoining bool // the rejoin goroutine runs
 	again     bool // the incarnation the rejoin goroutine is starting fenced
-	stop      chan struct{}
-	rejoin    sync.WaitGroup
-	stopOnce  sync.Once
+	cutOff    bool // the last fence was an isolation: check reachability before rejoining
+	replaced  int  // the newest incarnation replace was called for
+	// pastProbes sums the probe counts of the stopped incarnations, so that
+	// the counters a scrape sees never go back.
+	pastProbes ProbeStats
+	stop       chan struct{}
+	rejoin     sync.WaitGroup
+	stopOnce   sync.Once
 }
 
 // NewMember returns a member that has not joined yet.
@@ -163,12 +174,17 @@ func (m *Member) incarnate(ctx context.Context) (*Node, int, error) {
 	m.mu.Unlock()
 	cfg := m.cfg.Node
 	cfg.Provider = nil
+	cfg.OnIsolated = func(reason string) { m.onIsolated(gen, reason) }
 	if m.cfg.NewProvider != nil {
 		p, err := m.cfg.NewProvider(ctx, func(reason string) { m.onFenced(gen, reason) })
 		if err != nil {
 			return nil, gen, err
 		}
 		cfg.Provider = p
+		if err := m.admit(ctx, p); err != nil {
+			_ = p.Shutdown(false)
+			return nil, gen, err
+		}
 	}
 	if m.cfg.Secret != nil {
 		secret, err := m.cfg.Secret(ctx)
@@ -194,14 +210,103 @@ func (m *Member) onFenced(gen int, reason string) {
 	m.replace(gen, "fenced: this node lost its cluster lease; stopping its actors and rejoining", reason)
 }
 
+// onIsolated runs when incarnation gen's probes found it cut off from a
+// majority of the members, or dropped from a peer's view: it stops serving
+// at once (Serving checks the node), removes its record so that the others
+// take its actors over now rather than at the lease's end, and rejoins.
+func (m *Member) onIsolated(gen int, reason string) {
+	m.mu.Lock()
+	n, cur := m.cur, m.gen == gen && !m.stopped
+	if cur {
+		m.cutOff = true
+	}
+	m.mu.Unlock()
+	if !cur {
+		return
+	}
+	if n != nil && n.cfg.Provider != nil {
+		_ = n.cfg.Provider.Shutdown(true) // deregisters; the node stops below
+	}
+	m.replace(gen, "fenced: this node cannot reach the cluster over the node-to-node port; stopping its actors and rejoining", reason)
+}
+
+// errCutOff means an incarnation was held back because this process still
+// cannot reach a majority of the members (Member.admit). Checking again
+// costs a few connects, so the rejoin retries it on the probe schedule
+// rather than with the backoff.
+var errCutOff = errors.New("still cut off")
+
+// lister is the ability of a membership provider to list the registry
+// (LeaseProvider has it).
+type lister interface {
+	ListMembers(ctx context.Context) ([]registry.MemberRecord, error)
+}
+
+// admit holds back an incarnation that follows an isolation fence until
+// this process reaches a majority of the members the registry lists, so
+// that a member still cut off does not register, take ownership and fence
+// again (it flaps otherwise). Other incarnations pass at once.
+func (m *Member) admit(ctx context.Context, p pcluster.ClusterProvider) error {
+	m.mu.Lock()
+	cutOff := m.cutOff
+	m.mu.Unlock()
+	l, ok := p.(lister)
+	if !cutOff || !ok {
+		return nil
+	}
+	recs, err := l.ListMembers(ctx)
+	if err != nil {
+		return fmt.Errorf("list the members before rejoining: %w", err)
+	}
+	dial := m.cfg.Dial
+	if dial == nil {
+		timeout := m.cfg.Node.ProbeTimeout
+		if timeout <= 0 {
+			timeout = 500 * time.Millisecond
+		}
+		dial = func(ctx context.Context, addr string) error {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err == nil {
+				_ = c.Close()
+			}
+			return err
+		}
+	}
+	var others, reached int
+	var unreached []string
+	for _, r := range recs {
+		if r.NodeID == m.cfg.Node.NodeID {
+			continue // what is left of this node's own fenced record
+		}
+		others++
+		if err := dial(ctx, r.Address()); err != nil {
+			unreached = append(unreached, r.NodeID+"@"+r.Address())
+			continue
+		}
+		reached++
+	}
+	if reached*2 < others || (others > 0 && reached == 0) {
+		return fmt.Errorf("%w: reached %d of the %d members the registry lists (not %s)", errCutOff, reached, others, strings.Join(unreached, ","))
+	}
+	m.mu.Lock()
+	m.cutOff = false
+	m.mu.Unlock()
+	return nil
+}
+
 // replace stops incarnation gen and starts a new one (on the rejoin
 // goroutine), unless the member stopped or gen is not the newest.
 func (m *Member) replace(gen int, msg, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.stopped || gen != m.gen {
+	if m.stopped || gen != m.gen || gen == m.replaced {
+		// Stopped, not the newest, or replaced already (the lease and the
+		// probes may both find a paused incarnation fenced).
 		return
 	}
+	m.replaced = gen
 	m.log.Warn(msg, slog.String("reason", reason))
 	m.fenced = true
 	if m.rejoining {
@@ -226,6 +331,10 @@ func (m *Member) rejoinLoop() {
 		m.mu.Unlock()
 		if old != nil {
 			old.Stop(false)
+			c := old.ProbeStats()
+			m.mu.Lock()
+			m.pastProbes.add(c)
+			m.mu.Unlock()
 		}
 		n, attempt := m.joinWithBackoff()
 		m.mu.Lock()
@@ -265,8 +374,16 @@ func (m *Member) joinWithBackoff() (*Node, int) {
 		if err == nil {
 			return n, attempt
 		}
-		m.log.Warn("rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
-		t := time.NewTimer(m.cfg.Backoff.Delay(attempt))
+		delay := m.cfg.Backoff.Delay(attempt)
+		lvl := slog.LevelWarn
+		if errors.Is(err, errCutOff) {
+			delay = min(delay, max(m.cfg.Node.ProbeInterval, 100*time.Millisecond))
+			if attempt%20 != 1 {
+				lvl = slog.LevelDebug // checked every probe interval: log every 20th
+			}
+		}
+		m.log.Log(context.Background(), lvl, "rejoin failed", slog.Int("attempt", attempt), slog.Any("error", err))
+		t := time.NewTimer(delay)
 		select {
 		case <-m.stop:
 			t.Stop()
@@ -362,6 +479,28 @@ func (m *Member) Forget(identity, kind string) {
 	}
 }
 
+// Reachability is what the running incarnation's probes know of the other
+// members (see Node.Reachability); nil while none runs.
+func (m *Member) Reachability() []PeerReachability {
+	if n := m.current(); n != nil {
+		return n.Reachability()
+	}
+	return nil
+}
+
+// ProbeStats are the running incarnation's probe counts plus those of the
+// incarnations before it.
+func (m *Member) ProbeStats() ProbeStats {
+	m.mu.Lock()
+	s := m.pastProbes
+	n := m.cur
+	m.mu.Unlock()
+	if n != nil {
+		s.add(n.ProbeStats())
+	}
+	return s
+}
+
 // View is the running incarnation's routing view (see Node.View); the
 // empty view while none runs.
 func (m *Member) View() View {
@@ -430,6 +569,11 @@ func (m *Member) Serving() error {
 	}
 	if lease.Fenced() {
 		return fmt.Errorf("node %s lost its cluster lease and is rejoining", m.cfg.Node.NodeID)
+	}
+	if n := m.current(); n != nil {
+		if why := n.Isolated(); why != "" && !leaving {
+			return fmt.Errorf("node %s is cut off from the cluster and is rejoining: %s", m.cfg.Node.NodeID, why)
+		}
 	}
 	// A lease that ran out (a pause the provider has not noticed yet) stops it.
 	if ok, _ := lease.Lease(); !ok && !leaving {

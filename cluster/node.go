@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -25,6 +26,12 @@ var (
 	ErrUnavailable = errors.New("actor unavailable")
 	// ErrStopped is returned by Request after Stop.
 	ErrStopped = errors.New("node stopped")
+	// ErrOwnerUnreachable means the actor's owner does not answer this
+	// member's reachability probes (it is suspect): the request fails at
+	// once instead of waiting for its timeout. It is an ErrUnavailable, and
+	// retryable: the owner answers again, or leaves the view and the actor
+	// moves to a member that answers.
+	ErrOwnerUnreachable = fmt.Errorf("%w: its owner does not answer over the node-to-node port", ErrUnavailable)
 )
 
 // Config describes one node.
@@ -61,7 +68,21 @@ type Config struct {
 	// AttemptTimeout bounds one attempt of a Request (default 2 s); the
 	// caller's context bounds all attempts together.
 	AttemptTimeout time.Duration
-	Logger         *slog.Logger
+	// ProbeInterval spaces the reachability probes of every other member
+	// (default 500 ms; negative: no probes), ProbeTimeout bounds one
+	// (default 500 ms), IsolationBound is how long this member may reach
+	// fewer than a majority of the others before it fences itself (default
+	// 4 s; it must exceed the lease TTL plus a listing period, see the notes
+	// in probe.go), and DivergenceBound how long its view may differ from a
+	// peer's before that is reported and healed (default 1 s). Set them from
+	// the lease TTL (node/membership.go does).
+	ProbeInterval, ProbeTimeout, IsolationBound, DivergenceBound time.Duration
+	// OnIsolated, if set, is called once (on its own goroutine) when this
+	// member stopped serving because it could not reach a majority of the
+	// others or because a peer dropped it from its view: it must fence
+	// (leave and rejoin as a new incarnation; Member does).
+	OnIsolated func(reason string)
+	Logger     *slog.Logger
 }
 
 // Node is a running cluster member.
@@ -75,6 +96,7 @@ type Node struct {
 	// deaths notices members whose process is gone (nil without a
 	// provider that can evict).
 	deaths  *deathWatch
+	probes  *prober // nil on a local-only node
 	stopped chan struct{}
 }
 
@@ -98,6 +120,18 @@ func Start(cfg Config) (n *Node, err error) {
 		cfg.Host = "127.0.0.1"
 	}
 	cfg.Host = strings.Trim(cfg.Host, "[]") // "[::1]" as well as "::1"
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 500 * time.Millisecond
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 500 * time.Millisecond
+	}
+	if cfg.IsolationBound <= 0 {
+		cfg.IsolationBound = 4 * time.Second
+	}
+	if cfg.DivergenceBound <= 0 {
+		cfg.DivergenceBound = time.Second
+	}
 	var auth *peerAuth
 	switch {
 	case cfg.LocalOnly:
@@ -163,8 +197,30 @@ func Start(cfg Config) (n *Node, err error) {
 		provider = &singleMember{}
 	}
 	lookup := newPlacement()
-	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...))
+	// The registry alone decides who is a member: protoactor's gossip must
+	// not block (and so drop for good) a member whose heartbeat looks old on
+	// this member's wall clock (a partition longer than 20 s, a clock step)
+	// while its lease is valid. A heartbeat age never exceeds the largest
+	// Duration (time.Sub saturates), so this turns the check off. What
+	// else blocks a member id in protoactor only follows the registry or
+	// the member itself: MemberList.UpdateClusterTopology blocks the members
+	// that left the view we publish, the gossip spreads those blocks (the
+	// topology's Blocked list), the gossip's gracefully-left key is set by a
+	// member on its own graceful stop, and the endpoint reader refuses
+	// blocked ids. A block that a diverged view caused is healed by the
+	// blocked member fencing itself (see probe.go).
+	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...),
+		pcluster.WithHeartbeatExpiration(time.Duration(math.MaxInt64)))
 	c := pcluster.New(system, ccfg)
+	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
+	if !cfg.LocalOnly {
+		// Spawned before the member registers, so that it answers as soon
+		// as the others list this member.
+		if _, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return &probeActor{n: n} }), probeName); err != nil {
+			system.Shutdown()
+			return nil, fmt.Errorf("start the probe actor: %w", err)
+		}
+	}
 
 	defer func() {
 		if r := recover(); r != nil {
@@ -183,10 +239,13 @@ func Start(cfg Config) (n *Node, err error) {
 		// that, and it is the one graceful remote shutdown at most).
 		c.Remote.Shutdown(false)
 	}
-	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
 	if ev, ok := cfg.Provider.(Evicter); ok {
 		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership")))
 		lookup.deaths.Store(n.deaths)
+	}
+	if !cfg.LocalOnly && cfg.ProbeInterval > 0 {
+		n.probes = newProber(n)
+		go n.probes.run()
 	}
 	return n, nil
 }
@@ -279,6 +338,12 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 		if timeout <= 0 {
 			return nil, fmt.Errorf("%s %s: %w: %w (last error: %v)", kind, identity, ErrUnavailable, context.DeadlineExceeded, lastErr)
 		}
+		if n.probes != nil {
+			if owner := n.lookupImpl.owner(identity, kind); owner != "" && n.probes.suspect(owner) {
+				n.probes.failedFast.Add(1)
+				return nil, fmt.Errorf("%s %s: %w (%s)", kind, identity, ErrOwnerUnreachable, owner)
+			}
+		}
 		pid, ok := n.cluster.PidCache.Get(identity, kind)
 		if ok && pid != nil && pid.Address != n.lookupImpl.owner(identity, kind) {
 			// Cached from an earlier view: the actor belongs elsewhere now
@@ -326,6 +391,33 @@ func (n *Node) ask(pid *actor.PID, msg any, timeout time.Duration) (any, error) 
 	return res, err
 }
 
+// Reachability is what this member's probes know of every other member of
+// its view, sorted by address (nil on a local-only node).
+func (n *Node) Reachability() []PeerReachability {
+	if n.probes == nil {
+		return nil
+	}
+	return n.probes.snapshot()
+}
+
+// ProbeStats are this member's probe counts (zero on a local-only node).
+func (n *Node) ProbeStats() ProbeStats {
+	if n.probes == nil {
+		return ProbeStats{}
+	}
+	return n.probes.probeStats()
+}
+
+// Isolated is why this member stopped serving on its probes' findings (it
+// could not reach a majority of the others, or a peer dropped it from its
+// view), "" while it serves.
+func (n *Node) Isolated() string {
+	if n.probes == nil {
+		return ""
+	}
+	return n.probes.isolatedReason()
+}
+
 // View is this member's routing view (see View).
 func (n *Node) View() View { return n.lookupImpl.view() }
 
@@ -341,28 +433,11 @@ func (n *Node) Forget(identity, kind string) {
 }
 
 // lookup asks the owner to activate the actor, bounded by timeout:
-// protoactor's Get waits a fixed 5 s on an owner that just died, far longer
-// than one attempt should (the goroutine it runs in ends with it).
+// protoactor's Get (our placement's) waits a fixed 5 s on an owner that
+// just died or is cut off, far longer than one attempt should, so the
+// request goes to the placement with the attempt's own timeout.
 func (n *Node) lookup(identity, kind string, timeout time.Duration) *actor.PID {
-	if n.lookupImpl.ownedHere(identity, kind) {
-		// This member's own placement actor answers at once (a stopped one
-		// dead-letters the request at once, and the member's health check
-		// then starts a new incarnation): ask it directly (every create
-		// takes this path on a single node).
-		return n.cluster.Get(identity, kind)
-	}
-	ch := make(chan *actor.PID, 1)
-	go func() { ch <- n.cluster.Get(identity, kind) }()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case pid := <-ch:
-		return pid
-	case <-t.C:
-		return nil
-	case <-n.stopped:
-		return nil
-	}
+	return n.lookupImpl.getWithin(pcluster.NewClusterIdentity(identity, kind), timeout)
 }
 
 // Stop leaves the cluster. With graceful set, the node tells the others it
@@ -376,6 +451,9 @@ func (n *Node) Stop(graceful bool) {
 	}
 	if n.deaths != nil {
 		n.deaths.stop()
+	}
+	if n.probes != nil {
+		n.probes.close()
 	}
 	if graceful && n.cfg.Provider != nil {
 		// Leave the member list first, so that the others route this

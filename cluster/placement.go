@@ -91,12 +91,19 @@ func (p *placement) Shutdown() {
 // Get implements pcluster.IdentityLookup: it asks the identity's owner to
 // activate it (or to name the running activation).
 func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
+	return p.getWithin(ci, activationTimeout)
+}
+
+// getWithin is Get bounded by timeout. This member's own placement actor
+// answers at once (a stopped one dead-letters the request at once, and the
+// member's health check then starts a new incarnation).
+func (p *placement) getWithin(ci *pcluster.ClusterIdentity, timeout time.Duration) *actor.PID {
 	owner := p.ring.Load().owner(ci)
 	if owner == "" {
 		return nil
 	}
 	req := &pcluster.ActivationRequest{ClusterIdentity: ci}
-	f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, activationTimeout)
+	f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, timeout)
 	if w := p.deaths.Load(); w != nil && owner != w.self {
 		w.track(owner, f)
 		defer w.untrack(owner, f)

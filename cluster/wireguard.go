@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 // The node-to-node port's guard: gRPC server interceptors between the
@@ -178,7 +181,70 @@ func (g *guard) screenStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 // screenedStream screens every RemoteMessage the endpoint reader receives.
 type screenedStream struct {
 	grpc.ServerStream
-	g *guard
+	g    *guard
+	from string // the peer's address, from its connect request
+}
+
+// cutAddrs holds the node-to-node addresses of in-process members whose
+// traffic is cut (SimulateCut).
+var cutAddrs sync.Map // address -> struct{}
+
+// SimulateCut cuts (or, with cut false, restores) the node-to-node traffic
+// of the in-process member listening at address, both ways, as a firewall
+// that drops its packets would: every message batch that member receives,
+// and every batch other in-process members receive from it, is dropped.
+// Connections stay up. It is a test hook (clustertest.Harness.Cut); the
+// drills cut real processes with iptables.
+func SimulateCut(address string, cut bool) {
+	if cut {
+		cutAddrs.Store(address, struct{}{})
+	} else {
+		cutAddrs.Delete(address)
+	}
+}
+
+func isCut(address string) bool {
+	if address == "" {
+		return false
+	}
+	_, ok := cutAddrs.Load(address)
+	return ok
+}
+
+// cutLinks holds the links between two in-process members that are cut
+// (SimulateLinkCut), as "a|b" with a < b.
+var cutLinks sync.Map // string -> struct{}
+
+func linkKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "|" + b
+}
+
+// SimulateLinkCut cuts (or restores) the node-to-node traffic between the
+// in-process members at addresses a and b only, both ways: an asymmetric
+// partition, in which both still reach every other member. A test hook, as
+// SimulateCut.
+func SimulateLinkCut(a, b string, cut bool) {
+	if cut {
+		cutLinks.Store(linkKey(a, b), struct{}{})
+	} else {
+		cutLinks.Delete(linkKey(a, b))
+	}
+}
+
+// dropped reports whether a batch from the member at from to the member at
+// self is lost to a simulated cut.
+func dropped(from, self string) bool {
+	if isCut(from) || isCut(self) {
+		return true
+	}
+	if from == "" {
+		return false
+	}
+	_, ok := cutLinks.Load(linkKey(from, self))
+	return ok
 }
 
 func (s *screenedStream) RecvMsg(m any) error {
@@ -197,6 +263,11 @@ func (s *screenedStream) RecvMsg(m any) error {
 		}
 		for _, r := range refused {
 			s.g.refuse(RefusedNotAllowed, s.Context(), r)
+		}
+		if cr := rm.GetConnectRequest(); cr != nil {
+			s.from = cr.GetServerConnection().GetAddress()
+		} else if dropped(s.from, s.g.self()) {
+			continue
 		}
 		if keep {
 			return nil
@@ -298,14 +369,17 @@ var (
 	nameActivationRequest    = string(proto.MessageName(&pcluster.ActivationRequest{}))
 	nameActivationTerminated = string(proto.MessageName(&pcluster.ActivationTerminated{}))
 	nameGossipRequest        = string(proto.MessageName(&pcluster.GossipRequest{}))
+	nameProbeRequest         = string(proto.MessageName(&orderpb.ProbeRequest{}))
 
 	// onlyType is what each named infrastructure actor accepts from the
-	// wire: our placement activations, protoactor's gossip and the
-	// event-stream broadcast of a stopped activation (placement.RemovePid).
+	// wire: our placement activations and reachability probes,
+	// protoactor's gossip and the event-stream broadcast of a stopped
+	// activation (placement.RemovePid).
 	onlyType = map[string]string{
 		placementName:                   nameActivationRequest,
 		"eventstream":                   nameActivationTerminated,
 		pcluster.DefaultGossipActorName: nameGossipRequest,
+		probeName:                       nameProbeRequest,
 	}
 	// closedActors accept nothing from the wire: protoactor's remote spawn
 	// activator and endpoint actors, its pub-sub delivery and the
@@ -344,6 +418,19 @@ func screenEnvelope(target *actor.PID, wt wireType, data []byte, self string) er
 	}
 	if wt.name != only {
 		return fmt.Errorf("%s accepts only %s, not %s", id, only, wt.name)
+	}
+	if only == nameProbeRequest {
+		// A relayed probe makes this member dial the address named: it
+		// must be one.
+		var req orderpb.ProbeRequest
+		if err := proto.Unmarshal(data, &req); err != nil {
+			return fmt.Errorf("undecodable %s: %v", wt.name, err)
+		}
+		if to := req.GetRelayTo(); to != "" {
+			if _, _, err := net.SplitHostPort(to); err != nil || len(to) > 300 {
+				return fmt.Errorf("%s relayed to %.80q, not a host:port", wt.name, to)
+			}
+		}
 	}
 	if only == nameActivationRequest {
 		// The placement actor must not fail on a request: a nil identity

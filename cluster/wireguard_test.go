@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 const self = "127.0.0.1:7001"
@@ -71,6 +73,18 @@ func TestScreen(t *testing.T) {
 		"activation terminated to the event stream": {func(t *testing.T) *remote.RemoteMessage {
 			return wrap(batch(t, "eventstream", &pcluster.ActivationTerminated{}))
 		}, deliver},
+		"probe": {func(t *testing.T) *remote.RemoteMessage {
+			return wrap(batch(t, probeName, &orderpb.ProbeRequest{FromMemberId: "m"}))
+		}, deliver},
+		"relayed probe": {func(t *testing.T) *remote.RemoteMessage {
+			return wrap(batch(t, probeName, &orderpb.ProbeRequest{FromMemberId: "m", RelayTo: "127.0.0.1:7001", RelayTimeoutMs: 500}))
+		}, deliver},
+		"probe relayed to no address": {func(t *testing.T) *remote.RemoteMessage {
+			return wrap(batch(t, probeName, &orderpb.ProbeRequest{RelayTo: "not an address"}))
+		}, drop},
+		"other type to the probe actor": {func(t *testing.T) *remote.RemoteMessage {
+			return wrap(batch(t, probeName, &pcluster.ActivationRequest{}))
+		}, drop},
 		"server connect": {func(t *testing.T) *remote.RemoteMessage {
 			return &remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
 				ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "x", Address: "y"}}}}}

@@ -45,6 +45,29 @@ type Member struct {
 	NodeID  string   `json:"nodeId,omitempty"`
 	Address string   `json:"address"`
 	Kinds   []string `json:"kinds,omitempty"`
+	// Reachability is what this node's probes know of the member over the
+	// node-to-node port; nil for this node itself and on a standalone node.
+	Reachability *Reachability `json:"reachability,omitempty"`
+}
+
+// Reachability is one member's reachability as the answering node's probes
+// see it.
+type Reachability struct {
+	// Reachable: the last probe was answered, directly or through another
+	// member.
+	Reachable bool `json:"reachable"`
+	// Direct: the last direct probe was answered.
+	Direct bool `json:"direct"`
+	// Suspect: the last direct probes failed; requests to the member's
+	// orders fail fast with 503 until it answers or leaves.
+	Suspect bool `json:"suspect"`
+	// RoundTripMs is the round trip of the last answered direct probe.
+	RoundTripMs float64 `json:"roundTripMs"`
+	// LastReached is when the member last answered (zero: never).
+	LastReached time.Time `json:"lastReached,omitzero"`
+	// ViewDigest is the member's view digest in its last answer: it should
+	// equal this node's view digest.
+	ViewDigest string `json:"viewDigest,omitempty"`
 }
 
 // OutboxFigures is where the outboxes stand, in GET /, GET /stats and GET

@@ -82,6 +82,11 @@ type Metrics struct {
 	viewMembers    prometheus.Gauge
 	backendUp      *prometheus.GaugeVec
 
+	probes, probeFailures, divergences, failedFast prometheus.Counter
+	probeMu                                        sync.Mutex
+	probeTotals                                    [4]uint64 // last totals added, in that order
+	peerReachable, peerSuspect, peerRTT            *prometheus.GaugeVec
+
 	handler http.Handler
 
 	hooksMu sync.Mutex
@@ -163,6 +168,34 @@ func New() *Metrics {
 			Name: "backend_up",
 			Help: "1 when the component (persistence, transport, membership) answers, else 0.",
 		}, []string{"component"}),
+		probes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cluster_probes_total",
+			Help: "Direct reachability probes this node sent to the other members over the node-to-node port.",
+		}),
+		probeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cluster_probe_failures_total",
+			Help: "Direct reachability probes that were not answered within the probe timeout.",
+		}),
+		divergences: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cluster_view_divergences_total",
+			Help: "Episodes in which another member's view digest differed from this node's for longer than the divergence bound (logged at WARN, healed by listing the registry again or by fencing the member the other dropped).",
+		}),
+		failedFast: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cluster_requests_failed_fast_total",
+			Help: "Actor requests refused at once because their owner was suspect (unreachable over the node-to-node port).",
+		}),
+		peerReachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cluster_peer_reachable",
+			Help: "1 when the member at this node-to-node address answered its last probe (directly or through a relay), else 0.",
+		}, []string{"peer"}),
+		peerSuspect: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cluster_peer_suspect",
+			Help: "1 while the member at this address is suspect (its last direct probes failed): requests to its actors fail fast.",
+		}, []string{"peer"}),
+		peerRTT: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cluster_peer_probe_round_trip_seconds",
+			Help: "Round trip of the last answered direct probe of the member at this address.",
+		}, []string{"peer"}),
 	}
 	m.reg.MustRegister(
 		// go_memstats_* plus go_gc_heap_live_bytes: the heap the last
@@ -176,6 +209,7 @@ func New() *Metrics {
 		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
 		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.backendUp,
+		m.probes, m.probeFailures, m.divergences, m.failedFast, m.peerReachable, m.peerSuspect, m.peerRTT,
 	)
 	// Every command/outcome pair exists from the start, so that rates and
 	// alerts see a 0 rather than no series.
@@ -357,6 +391,52 @@ func (m *Metrics) SetClusterView(digest uint64, members int) {
 	}
 	m.viewDigest.Set(float64(digest))
 	m.viewMembers.Set(float64(members))
+}
+
+// Peer is one other member's reachability as this node's probes see it.
+type Peer struct {
+	Address            string
+	Reachable, Suspect bool
+	RoundTrip          time.Duration
+}
+
+// ProbeTotals are this node's probe counts since it started (they never go
+// back; a new total below the last one is ignored).
+type ProbeTotals struct {
+	Probes, Failures, Divergences, FailedFast uint64
+}
+
+// SetClusterReachability records the reachability of the other members
+// (peers no longer listed lose their series) and the probe totals.
+func (m *Metrics) SetClusterReachability(peers []Peer, t ProbeTotals) {
+	if m == nil {
+		return
+	}
+	m.probeMu.Lock()
+	defer m.probeMu.Unlock()
+	m.peerReachable.Reset()
+	m.peerSuspect.Reset()
+	m.peerRTT.Reset()
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for _, p := range peers {
+		m.peerReachable.WithLabelValues(p.Address).Set(b(p.Reachable))
+		m.peerSuspect.WithLabelValues(p.Address).Set(b(p.Suspect))
+		m.peerRTT.WithLabelValues(p.Address).Set(p.RoundTrip.Seconds())
+	}
+	for i, c := range []struct {
+		total uint64
+		ctr   prometheus.Counter
+	}{{t.Probes, m.probes}, {t.Failures, m.probeFailures}, {t.Divergences, m.divergences}, {t.FailedFast, m.failedFast}} {
+		if c.total > m.probeTotals[i] {
+			c.ctr.Add(float64(c.total - m.probeTotals[i]))
+			m.probeTotals[i] = c.total
+		}
+	}
 }
 
 // SetBackendUp records whether a component (persistence, transport,

@@ -205,6 +205,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
 			LocalOnly:     !cfg.Cluster,
 			Logger:        log,
+			// Reachability probes sized by the lease (see cluster/probe.go):
+			// probes every 500 ms (at most TTL/4) within TTL/4; fence after
+			// reaching fewer than a majority for 2 TTL (longer than a dead
+			// member's record can outlive it: TTL plus a listing, TTL/8);
+			// report a divergence that outlasts two listings and a probe.
+			ProbeInterval:   min(500*time.Millisecond, cfg.LeaseTTL/4),
+			ProbeTimeout:    cfg.LeaseTTL / 4,
+			IsolationBound:  2 * cfg.LeaseTTL,
+			DivergenceBound: 2*(cfg.LeaseTTL/8) + min(500*time.Millisecond, cfg.LeaseTTL/4),
 		},
 		NewProvider: n.newProvider,
 		Secret:      n.clusterSecret,
@@ -235,6 +244,13 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.metrics.SetClusterMembers(len(n.member.Members()))
 		v := n.member.View()
 		n.metrics.SetClusterView(v.Sum, v.Members)
+		rs := n.member.Reachability()
+		peers := make([]metrics.Peer, len(rs))
+		for i, r := range rs {
+			peers[i] = metrics.Peer{Address: r.Address, Reachable: r.Reachable, Suspect: r.Suspect, RoundTrip: r.RoundTrip}
+		}
+		ps := n.member.ProbeStats()
+		n.metrics.SetClusterReachability(peers, metrics.ProbeTotals{Probes: ps.Sent, Failures: ps.Failed, Divergences: ps.Divergences, FailedFast: ps.FailedFast})
 		q, _ := n.readModel.Quarantined(0)
 		n.metrics.SetQuarantinedOrders(q)
 		for _, st := range n.board.All() {
@@ -464,7 +480,7 @@ func (n *Node) info() httpapi.Info {
 		Service: "ordersystem", Version: Version, NodeID: n.cfg.NodeID, Mode: n.cfg.Mode(),
 		Transport:   n.transport.Name(),
 		Persistence: httpapi.BackendInfo{Name: d.Name, Address: d.Address, Durability: d.Durability, Profile: d.Profile},
-		Members:     apiMembers(n.member.Members()),
+		Members:     apiMembers(n.member.Members(), n.member.Reachability()),
 		View:        n.clusterView(),
 		StartedAt:   n.startedAt.UTC(), Outbox: n.outboxFigures(),
 	}
@@ -479,14 +495,23 @@ func (n *Node) clusterView() *httpapi.ClusterView {
 	return &httpapi.ClusterView{Digest: v.Digest, Members: v.Members}
 }
 
-// apiMembers converts the member view for GET / (nil stays nil).
-func apiMembers(ms []cluster.MemberInfo) []httpapi.Member {
+// apiMembers converts the member view for GET / (nil stays nil), with what
+// this node's probes know of each other member.
+func apiMembers(ms []cluster.MemberInfo, reach []cluster.PeerReachability) []httpapi.Member {
 	if ms == nil {
 		return nil
+	}
+	byID := make(map[string]cluster.PeerReachability, len(reach))
+	for _, r := range reach {
+		byID[r.ID] = r
 	}
 	out := make([]httpapi.Member, len(ms))
 	for i, m := range ms {
 		out[i] = httpapi.Member{ID: m.ID, NodeID: m.NodeID, Address: m.Address, Kinds: m.Kinds}
+		if r, ok := byID[m.ID]; ok {
+			out[i].Reachability = &httpapi.Reachability{Reachable: r.Reachable, Direct: r.Direct, Suspect: r.Suspect,
+				RoundTripMs: float64(r.RoundTrip.Microseconds()) / 1000, LastReached: r.LastReached.UTC(), ViewDigest: r.ViewDigest}
+		}
 	}
 	return out
 }

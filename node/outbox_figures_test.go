@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +71,50 @@ func TestOutboxLagIsTheClustersOnEveryNode(t *testing.T) {
 	}
 	if v := views[0].View; v.Members != 2 || v.Digest == "" || v.Digest != views[1].View.Digest {
 		t.Fatalf("views %+v and %+v: want one digest of two members", views[0].View, views[1].View)
+	}
+	// Each reaches the other over the node-to-node port: GET / shows the
+	// other member reachable with a round trip and the same view digest,
+	// and /metrics its reachability and the probes.
+	for i, tn := range nodes {
+		poll.Eventually(t, 10*time.Second, func() error {
+			var info struct {
+				Members []struct {
+					NodeID       string
+					Address      string
+					Reachability *struct {
+						Reachable, Direct, Suspect bool
+						RoundTripMs                float64
+						ViewDigest                 string
+					}
+				}
+			}
+			tn.expect(tn.do("GET", "/", ""), http.StatusOK).json(t, &info)
+			var peer string
+			for _, m := range info.Members {
+				r := m.Reachability
+				if m.NodeID == fmt.Sprintf("%s-n%d", name, i+1) {
+					if r != nil {
+						return fmt.Errorf("node %d lists its own reachability %+v", i+1, *r)
+					}
+					continue
+				}
+				if r == nil || !r.Reachable || !r.Direct || r.Suspect || r.RoundTripMs <= 0 || r.ViewDigest != views[i].View.Digest {
+					return fmt.Errorf("node %d sees %s as %+v, want reachable directly with a round trip and digest %s", i+1, m.NodeID, r, views[i].View.Digest)
+				}
+				peer = m.Address
+			}
+			body := string(tn.expect(tn.do("GET", "/metrics", ""), http.StatusOK).body)
+			for _, want := range []string{`cluster_peer_reachable{peer="` + peer + `"} 1`, `cluster_peer_suspect{peer="` + peer + `"} 0`,
+				"cluster_view_divergences_total 0", "cluster_requests_failed_fast_total 0"} {
+				if !strings.Contains(body, want) {
+					return fmt.Errorf("node %d: no %q in /metrics", i+1, want)
+				}
+			}
+			if strings.Contains(body, "cluster_probes_total 0\n") {
+				return fmt.Errorf("node %d sent no probes", i+1)
+			}
+			return nil
+		})
 	}
 	// Both members agree on who drains each partition, and the outboxes
 	// are spread over both.

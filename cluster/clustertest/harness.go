@@ -54,6 +54,11 @@ type Options struct {
 	TTL, Heartbeat, Poll time.Duration
 	// AttemptTimeout bounds one attempt of Node.Request (default 500 ms).
 	AttemptTimeout time.Duration
+	// ProbeInterval (default 200 ms), ProbeTimeout (default 250 ms),
+	// IsolationBound (default 2 TTL) and DivergenceBound (default 2 Poll
+	// plus ProbeInterval) configure full members' reachability probes (see
+	// cluster.Config).
+	ProbeInterval, ProbeTimeout, IsolationBound, DivergenceBound time.Duration
 	// Kinds returns extra kinds for the member named nodeID (the echo kind
 	// is always there).
 	Kinds func(nodeID string) []*pcluster.Kind
@@ -146,6 +151,18 @@ func Start(t testing.TB, n int, opts Options) *Harness {
 	if opts.AttemptTimeout == 0 {
 		opts.AttemptTimeout = 500 * time.Millisecond
 	}
+	if opts.ProbeInterval == 0 {
+		opts.ProbeInterval = 200 * time.Millisecond
+	}
+	if opts.ProbeTimeout == 0 {
+		opts.ProbeTimeout = 250 * time.Millisecond
+	}
+	if opts.IsolationBound == 0 {
+		opts.IsolationBound = 2 * opts.TTL
+	}
+	if opts.DivergenceBound == 0 {
+		opts.DivergenceBound = 2*opts.Poll + opts.ProbeInterval
+	}
 	if opts.Secret == nil && !opts.NoSecret {
 		s, err := registry.NewSecret()
 		if err != nil {
@@ -228,16 +245,17 @@ func (h *Harness) start(m *member, reg registry.Registry, remoteUp chan struct{}
 
 	log := h.opts.Logger.With(slog.String("node_id", nodeID), slog.Int("incarnation", inc))
 	var once sync.Once
+	fence := func(reason string) {
+		once.Do(func() {
+			h.mu.Lock()
+			m.reason = reason
+			h.mu.Unlock()
+			close(fenced)
+		})
+	}
 	p := cluster.NewLeaseProvider(reg, cluster.LeaseOptions{
 		NodeID: nodeID, TTL: h.opts.TTL, Heartbeat: h.opts.Heartbeat, Poll: h.opts.Poll, Logger: log,
-		OnFenced: func(reason string) {
-			once.Do(func() {
-				h.mu.Lock()
-				m.reason = reason
-				h.mu.Unlock()
-				close(fenced)
-			})
-		},
+		OnFenced: fence,
 	})
 	view := &memberView{}
 	sp := &signalingProvider{LeaseProvider: p, view: view, up: remoteUp}
@@ -256,6 +274,15 @@ func (h *Harness) start(m *member, reg registry.Registry, remoteUp chan struct{}
 		node, err = cluster.Start(cluster.Config{
 			NodeID: nodeID, Host: "127.0.0.1", Port: 0, Kinds: kinds, Provider: sp, Secret: h.opts.Secret,
 			AttemptTimeout: h.opts.AttemptTimeout, Logger: log,
+			ProbeInterval: h.opts.ProbeInterval, ProbeTimeout: h.opts.ProbeTimeout,
+			IsolationBound: h.opts.IsolationBound, DivergenceBound: h.opts.DivergenceBound,
+			// As cluster.Member does: the isolated member removes its record
+			// (the others take its actors over now) and counts as fenced; the
+			// harness does not rejoin it (Restart does).
+			OnIsolated: func(reason string) {
+				_ = p.Shutdown(true)
+				fence(reason)
+			},
 		})
 	}
 	if err != nil {
@@ -344,6 +371,9 @@ func (h *Harness) stop(m *member, graceful, deregister bool) {
 	_ = p.Shutdown(graceful || deregister)
 	closeRegistry(reg)
 }
+
+// Options are the harness's options with their defaults filled in.
+func (h *Harness) Options() Options { return h.opts }
 
 // Secret is the cluster secret of the harness's full members (nil with
 // NoSecret).
@@ -436,6 +466,23 @@ func (h *Harness) WaitFenced(t testing.TB, i int, timeout time.Duration) string 
 	}
 }
 
+// Fenced reports whether member i's current incarnation fenced itself,
+// and why.
+func (h *Harness) Fenced(i int) (reason string, fenced bool) {
+	m := h.member(i)
+	h.mu.Lock()
+	ch := m.fenced
+	h.mu.Unlock()
+	select {
+	case <-ch:
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return m.reason, true
+	default:
+		return "", false
+	}
+}
+
 // Kill stops member i abruptly: the member stops and its record stays in
 // the registry until the lease expires, as if the process died.
 func (h *Harness) Kill(i int) { h.stop(h.member(i), false, false) }
@@ -448,6 +495,22 @@ func (h *Harness) Leave(i int) { h.stop(h.member(i), true, true) }
 // Pause freezes member i's membership loop for d, as SIGSTOP would: no
 // lease renewal, no polling. The rest of the member keeps running.
 func (h *Harness) Pause(i int, d time.Duration) { h.Provider(i).SimulatePause(d) }
+
+// Cut cuts member i's node-to-node traffic both ways (cluster.SimulateCut),
+// or restores it with cut false; its registry connection stays up. The
+// harness restores it when it closes.
+func (h *Harness) Cut(i int, cut bool) {
+	h.t.Helper()
+	node := h.Node(i)
+	if node == nil {
+		h.t.Fatalf("clustertest: Cut(%d) on a bare member", i)
+	}
+	addr := node.Address()
+	cluster.SimulateCut(addr, cut)
+	if cut {
+		h.t.Cleanup(func() { cluster.SimulateCut(addr, false) })
+	}
+}
 
 // Restart stops member i's incarnation if it runs (deregistering what is
 // left of its record) and starts a new incarnation with the same node id,
