@@ -252,7 +252,7 @@ function showOrder(id) {
       } catch (err) {
         if (seq !== asOfSeq) return;
         // An older node refuses the unknown parameter (400): fold here.
-        if (err instanceof ApiError && err.status === 400 && err.field !== 'asOf') st.serverAsOf = false;
+        if (err instanceof ApiError && err.status === 400 && /unknown query parameter/.test(err.message)) st.serverAsOf = false;
         else if (err instanceof ApiError) showError(err);
       }
     }
@@ -291,7 +291,6 @@ function showOrder(id) {
         const r = await api(`${path}/${form.dataset.op}`, { method: 'POST', body, headers: { 'Idempotency-Key': crypto.randomUUID() } });
         st.order = r.body;
         $('#order-owner').textContent = noteOwner(id, r.headers) || '?';
-        st.follow = true;
         render();
         if (!feedIsLive(orderFeed)) refresh();
       } catch (err) { showError(err); } finally { btn.disabled = false; }
