@@ -13,6 +13,7 @@ export class SSEParser {
     this.onMessage = onMessage;
     this.onComment = onComment;
     this.buf = '';
+    this.afterCR = false;
     this.lastId = '';
     this.retry = undefined;
     this.reset();
@@ -22,13 +23,17 @@ export class SSEParser {
 
   /** feed parses a chunk of the stream. */
   feed(chunk) {
+    // A CR ends a line at once; an LF right after it (perhaps in the next
+    // chunk) is the rest of a CRLF, not a blank line.
+    if (this.afterCR && chunk.startsWith('\n')) chunk = chunk.slice(1);
+    this.afterCR = false;
     this.buf += chunk;
     for (;;) {
       const m = /\r\n|\r|\n/.exec(this.buf);
-      // A lone CR at the end may be the first half of a CRLF: wait.
-      if (!m || (m[0] === '\r' && m.index === this.buf.length - 1)) return;
+      if (!m) return;
       const line = this.buf.slice(0, m.index);
       this.buf = this.buf.slice(m.index + m[0].length);
+      if (m[0] === '\r' && this.buf === '') this.afterCR = true;
       this.line(line);
     }
   }
