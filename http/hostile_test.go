@@ -205,7 +205,7 @@ func TestQueryParameters(t *testing.T) {
 		{"bad escape in a name", "GET", "/orders?%zz=1", "", nil, 400, bad, "", "malformed escape"},
 		{"semicolon", "GET", "/orders?status=Paid;limit=1", "", nil, 400, bad, "", "';' does not separate"},
 		{"past 10,000 parameters", "GET", "/orders?" + many, "", nil, 400, bad, "x", "unknown query parameter"},
-		{"on an order", "GET", "/orders/" + id + "?fields=all", "", nil, 400, bad, "fields", "this route takes none"},
+		{"on an order", "GET", "/orders/" + id + "?fields=all", "", nil, 400, bad, "fields", "(use asOf)"},
 		{"on the history", "GET", "/orders/" + id + "/history?limit=1", "", nil, 400, bad, "limit", "this route takes none"},
 		{"on a command", "POST", "/orders?dryRun=1", seedOrder, nil, 400, bad, "dryRun", "this route takes none"},
 		{"on the stats", "GET", "/stats?x", "", nil, 400, bad, "x", "this route takes none"},

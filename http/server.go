@@ -18,6 +18,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/feed"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -87,6 +89,9 @@ type Config struct {
 	// flood of writes never refuses a read, nor a flood of reads a write
 	// (0: no limit).
 	MaxInFlightReads int
+	// Events, if set, serves the event streams GET /events and
+	// GET /orders/{id}/events (Server-Sent Events).
+	Events *feed.Hub
 	// BodyLimit is the largest request body accepted (default 1 MiB).
 	BodyLimit int64
 	Logger    *slog.Logger
@@ -139,6 +144,8 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/orders", a.listOrders)
 	e.GET("/orders/:id", a.getOrder)
 	e.GET("/orders/:id/history", a.history)
+	e.GET("/orders/:id/events", a.orderEvents)
+	e.GET("/events", a.events)
 	for _, op := range []string{"pay", "ship", "deliver", "cancel"} {
 		e.POST("/orders/:id/"+op, a.command(op, a.transition(op)))
 	}
@@ -199,13 +206,17 @@ func (a *api) readBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// ownQuery are the GET routes that read their query themselves, strictly
+// (parseQuery).
+var ownQuery = map[string]bool{"/orders": true, "/orders/:id": true, "/events": true, "/orders/:id/events": true}
+
 // checkQuery refuses any query parameter on the routes that read none:
-// every route but GET /orders, which reads its own strictly, and /metrics,
-// which is Prometheus' handler.
+// every route but the GET routes of ownQuery and /metrics, which is
+// Prometheus' handler.
 func (a *api) checkQuery(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.URL.RawQuery == "" || c.Path() == "/metrics" || (c.Path() == "/orders" && r.Method == http.MethodGet) || !a.matched(c) {
+		if r.URL.RawQuery == "" || c.Path() == "/metrics" || (ownQuery[c.Path()] && r.Method == http.MethodGet) || !a.matched(c) {
 			return next(c)
 		}
 		if err := parseQuery(r.URL.RawQuery, nil); err != nil {
@@ -236,8 +247,8 @@ func newBudget(kind string, n int) *budget {
 func (a *api) limitInFlight(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !strings.HasPrefix(r.URL.Path, "/orders") {
-			return next(c)
+		if !strings.HasPrefix(r.URL.Path, "/orders") || c.Path() == "/orders/:id/events" {
+			return next(c) // an event stream holds no slot: the feed caps its subscribers
 		}
 		b := a.reads
 		if r.Method == http.MethodPost {
@@ -547,11 +558,67 @@ func (a *api) getOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	q := [...]queryParam{{name: "asOf"}}
+	if err := parseQuery(c.Request().URL.RawQuery, q[:]); err != nil {
+		return err
+	}
+	if q[0].set {
+		return a.getOrderAsOf(c, id, q[0].value)
+	}
 	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Get(ctx, id) })
 	if err != nil {
 		return err
 	}
 	return writeOrder(c, reply.GetOrder())
+}
+
+// getOrderAsOf answers the order as it was after version n (asOf=n) or at
+// time t (asOf=<RFC 3339>: after the last event at or before t), folded
+// from its history with the domain's own Evolve.
+func (a *api) getOrderAsOf(c echo.Context, id, asOf string) error {
+	var (
+		version uint64
+		at      time.Time
+		byTime  bool
+	)
+	if n, err := strconv.ParseUint(asOf, 10, 64); err == nil && n > 0 {
+		version = n
+	} else if t, terr := time.Parse(time.RFC3339Nano, asOf); terr == nil {
+		at, byTime = t, true
+	} else {
+		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "asOf",
+			msg: fmt.Sprintf("asOf: must be a version (1, 2, ...) or an RFC 3339 time such as 2026-01-02T15:04:05Z (got %q)", truncate(asOf, 40))}
+	}
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.History(ctx, id) })
+	if err != nil {
+		return err
+	}
+	var (
+		state order.State
+		upTo  uint64
+	)
+	events := reply.GetHistory()
+	for _, pe := range events {
+		e, err := codec.EventFromProto(pe)
+		if err != nil {
+			return err
+		}
+		if (byTime && order.EventTime(e).After(at)) || (!byTime && pe.GetVersion() > version) {
+			break
+		}
+		state = order.Evolve(state, e)
+		upTo = pe.GetVersion()
+	}
+	switch {
+	case !byTime && version > uint64(len(events)):
+		return &apiError{status: http.StatusNotFound, code: "not_found", field: "asOf",
+			msg: fmt.Sprintf("asOf: order %s has %d versions, not %d", id, len(events), version)}
+	case upTo == 0:
+		return &apiError{status: http.StatusNotFound, code: "not_found", field: "asOf",
+			msg: fmt.Sprintf("asOf: order %s did not exist yet at %s", id, at.UTC().Format(time.RFC3339Nano))}
+	}
+	c.Response().Header().Set("X-Order-As-Of-Version", strconv.FormatUint(upTo, 10))
+	return writeOrder(c, codec.StateToProto(&state))
 }
 
 func (a *api) history(c echo.Context) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/feed"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -51,6 +52,7 @@ type Node struct {
 	secret       []byte // the cluster secret last read from the registry
 	supSystem    *actor.ActorSystem
 	driver       *actors.OutboxDriver
+	events       *feed.Hub  // the event streams (GET /events)
 	driverRun    chan error // Run's result, once the driver runs
 	outbox       *actors.OutboxStats
 	outboxCl     outboxView // the cluster's outbox figures, cached
@@ -163,6 +165,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// refer to one another: the closures read n.member and n.driver, both
 	// set before the member starts.
 	partitions := n.backend.Partitions()
+	n.events = feed.New(n.backend, feed.Options{Encode: httpapi.EncodeEvent, Logger: log})
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Journal:       n.backend,
 		Snapshots:     n.backend,
@@ -170,9 +173,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		SoleWriter:    cfg.Persistence == InMemory,
-		Appended:      func(id string) { n.driver.Nudge(persistence.PartitionOf(id, partitions)) },
-		Serving:       func() error { return n.member.Serving() },
-		Metrics:       n.metrics,
+		Appended: func(id string) {
+			n.driver.Nudge(persistence.PartitionOf(id, partitions))
+			n.events.Nudge()
+		},
+		Serving: func() error { return n.member.Serving() },
+		Metrics: n.metrics,
 		StorageFailed: func(error) {
 			if b := n.board; b != nil {
 				b.Report(componentPersistence)
@@ -254,6 +260,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxInFlight:      cfg.MaxInFlight,
 		MaxInFlightReads: cfg.MaxInFlightReads,
 		RequestTimeout:   cfg.RequestTimeout,
+		Events:           n.events,
 		Logger:           log,
 	})
 	srv := cfg.httpServer(n.api)
@@ -500,6 +507,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 			t.Stop()
 		}
 	}
+	// The event streams never end by themselves: end them (their clients
+	// reconnect elsewhere with their last id) so the HTTP server can stop.
+	n.events.Close()
 	if err := n.api.Server.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stop HTTP: %w", err))
 	}
@@ -528,6 +538,9 @@ func (n *Node) closeAll() error {
 		// member may be gone (a rejoin was failing): stop it regardless.
 		if n.driver != nil {
 			n.driver.Stop()
+		}
+		if n.events != nil {
+			n.events.Close()
 		}
 		if n.driverRun != nil {
 			if err := <-n.driverRun; err != nil {
