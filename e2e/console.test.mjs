@@ -157,6 +157,7 @@ test('create an order in the page, pay it, see the event arrive live, travel in 
   assert.equal(await page.locator('#asof-slider').inputValue(), '1');
   assert.equal(await text(page, '#order-now [data-field=status]'), 'Delivered');
   await live.locator(`#live-body tr[data-order="${orderId}"][data-type=OrderDelivered]`).waitFor();
+  await until('the stats to count the delivered order', async () => Number(await text(live, '[data-stat=Delivered] .stat-value')) === 1);
   await shoot(live, 'desktop-live');
   noErrors(page);
   noErrors(live);

@@ -245,9 +245,10 @@ function showOrder(id) {
         st.serverAsOf = true;
         shown = r.body;
         source = `GET ${path}?asOf=${v}`;
-        if (folded && JSON.stringify(canonical(folded)) !== JSON.stringify(canonical(r.body))) {
+        const diff = folded ? differences(canonical(folded), canonical(r.body)) : [];
+        if (diff.length) {
           warn.hidden = false;
-          warn.textContent = 'The server\'s ?asOf= answer differs from the history folded in the page.';
+          warn.textContent = `The server's ?asOf= answer differs from the history folded in the page: ${diff.join(', ')}.`;
         }
       } catch (err) {
         if (seq !== asOfSeq) return;
@@ -327,6 +328,12 @@ function canonical(o) {
   const out = {};
   for (const k of Object.keys(o).sort()) if (o[k] !== '' && o[k] !== undefined && o[k] !== null) out[k] = k.endsWith('At') ? Date.parse(o[k]) : o[k];
   return out;
+}
+
+/** differences names the fields in which two orders differ. */
+function differences(a, b) {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+    .map((k) => `${k} (${JSON.stringify(a[k])} here, ${JSON.stringify(b[k])} from the server)`);
 }
 
 // ---- the live feed: every event of the cluster, from GET /events ----
@@ -416,12 +423,17 @@ function showLive() {
   renderLive();
   loadStats();
   let pending = null;
+  // The read model behind /stats follows the events a few milliseconds
+  // behind the stream: read it shortly after an event, and again a second on.
+  let again = null;
   const off = onFeed(() => {
     renderLive();
-    pending ??= setTimeout(() => { pending = null; loadStats(); }, 300);
+    pending ??= setTimeout(() => { pending = null; loadStats(); }, 200);
+    clearTimeout(again);
+    again = setTimeout(loadStats, 1000);
   });
   const t = setInterval(loadStats, 2000);
-  return () => { off(); clearInterval(t); clearTimeout(pending); };
+  return () => { off(); clearInterval(t); clearTimeout(pending); clearTimeout(again); };
 }
 
 // ---- cluster view ----
@@ -456,7 +468,7 @@ async function loadCluster() {
     const ownsOrders = shown.filter((o) => owners.get(o.orderId) === node).length;
     const drains = parts.filter((p) => p.owner === m.address).map((p) => p.partition);
     return h('tr', { 'data-node': node, class: node === i.nodeId ? 'self' : '' },
-      h('td', { 'data-label': 'Node' }, h('strong', {}, node), node === i.nodeId ? ' (this node)' : ''),
+      h('td', { 'data-label': 'Node' }, h('span', {}, h('strong', {}, node), node === i.nodeId ? ' (this node)' : '')),
       h('td', { 'data-label': 'Address' }, h('code', {}, m.address)),
       h('td', { 'data-label': 'Member id' }, h('code', { class: 'small' }, m.id)),
       h('td', { 'data-label': 'Kinds' }, (m.kinds || []).join(', ')),

@@ -81,6 +81,7 @@ export async function subscribe(path, { fetchFn, signal, onEvent, onState, from 
       onState('live');
       delay = 500;
       const parser = new SSEParser((m) => {
+        if (m.event === 'dropped') { onState('reconnecting', `dropped by the node: ${m.data}`); return; }
         lastId = m.id || lastId;
         let data;
         try { data = JSON.parse(m.data); } catch { data = m.data; }
