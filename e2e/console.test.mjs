@@ -247,13 +247,18 @@ test('the cluster view of a three-member cluster', async () => {
 });
 
 test('readable on a phone (390x844)', async () => {
-  const page = await newPage(phone, { isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+  const page = await newPage(phone, { isMobile: true, hasTouch: true, deviceScaleFactor: 1 });
   for (const [name, hash] of [['orders', '#/orders'], ['order', `#/orders/${orderId}`], ['live', '#/live'], ['cluster', '#/cluster']]) {
     await page.goto(`${urls[0]}/ui/${hash}`);
     await page.locator(`#view-${name}:not([hidden])`).waitFor();
     if (name === 'orders') await page.locator(`#orders-body tr[data-id="${orderId}"] .owner`).filter({ hasText: /^node/ }).waitFor();
-    if (name === 'order') await page.locator('#timeline li[data-version="4"]').waitFor();
-    if (name === 'live') await page.locator('[data-stat=totalOrders]').waitFor();
+    if (name === 'order') await page.locator('#order-asof[data-version="4"] [data-field=status]').waitFor();
+    if (name === 'live') {
+      await page.locator(`#feed-state[data-state=${feedState}]`).waitFor();
+      const r = await call(urls[1], '/orders', { method: 'POST', body: { customerId: 'phone', items: [{ productId: 'p', name: 'Phone case', quantity: 1, price: 9.9 }] } });
+      await page.locator(`#live-body tr[data-order="${r.body.orderId}"][data-type=OrderCreated]`).waitFor();
+      await page.locator('[data-stat=totalOrders]').waitFor();
+    }
     if (name === 'cluster') await until('three members', async () => (await page.locator('#members-body tr').count()) === 3);
     if (name === 'cluster') await page.locator('#health-body tr').first().waitFor();
     const width = await page.evaluate(() => document.documentElement.scrollWidth);
