@@ -119,6 +119,26 @@ func TestConsole(t *testing.T) {
 	t.Logf("screenshots in %s", shots)
 }
 
+// TestConsoleLatency measures how long an acknowledged create takes to
+// show in another member's live view in Chromium (latency.mjs). A figure,
+// not a check: it runs only with E2E_LATENCY=<orders> (E2E_RATE=<orders/s>,
+// default 20).
+func TestConsoleLatency(t *testing.T) {
+	orders := os.Getenv("E2E_LATENCY")
+	if orders == "" {
+		t.Skip("set E2E_LATENCY=<orders> to measure the publish-to-browser latency")
+	}
+	node, browser := tools(t)
+	redis := testservers.Redis(t)
+	bin := buildNode(t)
+	cluster := startCluster(t, bin, 3, "--transport", "redis", "--persistence", "redis", "--redis", redis, "--cluster-name", randomName("e2e-lat-"))
+	var urls []string
+	for _, n := range cluster.Nodes {
+		urls = append(urls, n.URL())
+	}
+	runNode(t, node, []string{"latency.mjs"}, []string{"E2E_URLS=" + strings.Join(urls, ","), "E2E_CHROMIUM=" + browser, "E2E_LATENCY=" + orders})
+}
+
 // TestConsoleModules runs the unit tests of the console's pure modules (the
 // SSE parser and reader, the fold of events into an order) in Node.
 func TestConsoleModules(t *testing.T) {
