@@ -308,6 +308,20 @@ test('behind --api-token the page asks for the token once and keeps it for the t
   const other = await newPage(desktop);
   await other.goto(`${tokenURL}/ui/#/orders`);
   await other.locator('#token-dialog[open]').waitFor();
+  // Cancelled, the prompt stays closed (the feed's retries do not reopen
+  // it) until asked for again.
+  await other.click('#token-dialog .token-cancel');
+  await other.locator('#banner:not([hidden])').waitFor();
+  assert.match(await text(other, '#banner .banner-text'), /^401 unauthorized: /);
+  await other.locator('#enter-token:not([hidden])').waitFor();
+  await other.waitForTimeout(2500);
+  assert.equal(await other.locator('#token-dialog[open]').count(), 0, 'the prompt stays closed after a cancel');
+  await other.click('#enter-token');
+  await other.locator('#token-dialog[open]').waitFor();
+  await other.fill('#token-dialog input', apiToken);
+  await other.click('#token-dialog button[type=submit]');
+  await other.locator(`#feed-state[data-state=${feedState}]`).waitFor({ timeout: 15000 });
+  await other.locator('#orders-body tr').first().waitFor();
   await page.context().close();
   await other.context().close();
 });

@@ -19,6 +19,13 @@ export function token() { return sessionStorage.getItem(tokenKey) || ''; }
 export function forgetToken() { sessionStorage.removeItem(tokenKey); }
 
 let asking = null; // the one token prompt open now, shared by every call that got a 401
+let declined = false; // the user cancelled the prompt: answer 401s as they are until askAgain()
+
+/** askAgain lets the next 401 open the token prompt again (after a cancel). */
+export function askAgain() { declined = false; }
+
+/** declinedToken reports whether the user cancelled the token prompt. */
+export function declinedToken() { return declined; }
 
 /**
  * askToken shows the token dialog (once, however many calls wait on it) and
@@ -37,6 +44,8 @@ function askToken(wrong) {
       dialog.querySelector('.token-cancel').removeEventListener('click', onCancel);
       dialog.close();
       asking = null;
+      declined = !ok;
+      document.dispatchEvent(new CustomEvent('token-prompt', { detail: { ok } }));
       if (ok) resolve(); else reject(new ApiError(401, { error: 'this node requires its API token (--api-token)', code: 'unauthorized' }));
     };
     const onSubmit = (ev) => {
@@ -64,7 +73,7 @@ export async function authFetch(path, init = {}) {
     const headers = new Headers(init.headers || {});
     if (sent) headers.set('Authorization', `Bearer ${sent}`);
     const res = await fetch(path, { ...init, headers });
-    if (res.status !== 401) return res;
+    if (res.status !== 401 || declined) return res;
     if (token() !== sent) continue; // another call got a new token meanwhile
     await askToken(sent !== '');
   }

@@ -2,7 +2,7 @@
 // the cluster, from the API of the node that served the page. Views are
 // chosen by the URL's hash (#/orders, #/orders/{id}, #/live, #/cluster).
 
-import { api, authFetch, ApiError, forgetToken, token } from './api.js';
+import { api, askAgain, authFetch, ApiError, forgetToken, token } from './api.js';
 import { foldEvents, mergeEvents } from './fold.js';
 import { subscribe } from './sse.js';
 
@@ -527,6 +527,11 @@ function showCluster() {
 // ---- start ----
 
 $('#forget-token').addEventListener('click', () => { forgetToken(); location.reload(); });
+$('#enter-token').addEventListener('click', () => { askAgain(); route(); api('/').catch(showError); });
+document.addEventListener('token-prompt', (ev) => {
+  $('#enter-token').hidden = ev.detail.ok;
+  $('#forget-token').hidden = !ev.detail.ok;
+});
 
 async function start() {
   try {
