@@ -12,12 +12,26 @@ go build -o "$bin/ordersystem" ./cmd/ordersystem || exit 1
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 have_redis=0; answers 6379 && have_redis=1
-have_nats=0; answers 4222 && have_nats=1
 ns="testall$$"   # own cluster name / Redis database keep runs apart
+# NATS: a private server (its store in $bin, gone at exit) when nats-server
+# is installed, so that nothing is left in the shared server's streams;
+# else the shared one on :4222 under this run's own cluster name.
+have_nats=0
+nats_url="nats://127.0.0.1:4222"; nats_ns=(--cluster-name "$ns")
+if command -v nats-server >/dev/null; then
+  nport=$((20000 + RANDOM % 20000))
+  nats-server -a 127.0.0.1 -p "$nport" -js -sd "$bin/nats" >"$bin/nats.log" 2>&1 &
+  for _ in $(seq 1 50); do answers "$nport" && break; sleep 0.1; done
+  answers "$nport" && { have_nats=1; nats_url="nats://127.0.0.1:$nport"; nats_ns=(); }
+fi
+[ $have_nats = 0 ] && answers 4222 && have_nats=1
 
+nodes=()
+stop_nodes() { [ ${#nodes[@]} -gt 0 ] && { kill "${nodes[@]}" 2>/dev/null; wait "${nodes[@]}" 2>/dev/null; }; nodes=(); }
 start() { # port args...
   local port=$1; shift
   "$bin/ordersystem" --port "$port" --http-host 127.0.0.1 --log-level warn "$@" >"$bin/$port.log" 2>&1 &
+  nodes+=($!)
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && return 0; sleep 0.1; done
   return 1
 }
@@ -56,16 +70,16 @@ run() { # name needs port args...
   else
     results+=("| $name | FAIL ${out:-node did not start: $(tail -1 "$bin/$port.log")} |")
   fi
-  kill %% 2>/dev/null; wait 2>/dev/null
+  stop_nodes
 }
 
 redis_db="redis://127.0.0.1:6379/8"
 [ $have_redis = 1 ] && redis-cli -n 8 flushdb >/dev/null 2>&1
 run "InMemory (Development)" none 5201
 run "Redis (Production-like)" redis 5202 --transport redis --persistence redis --redis "$redis_db"
-run "NATS (High-performance)" nats 5203 --transport nats --persistence nats
-run "Mixed: NATS transport, Redis persistence" both 5204 --transport nats --persistence redis --redis "$redis_db"
-run "Mixed: Redis transport, NATS persistence" both 5205 --transport redis --persistence nats --redis "$redis_db"
+run "NATS (High-performance)" nats 5203 --transport nats --persistence nats --nats "$nats_url" "${nats_ns[@]}"
+run "Mixed: NATS transport, Redis persistence" both 5204 --transport nats --persistence redis --redis "$redis_db" --nats "$nats_url" "${nats_ns[@]}"
+run "Mixed: Redis transport, NATS persistence" both 5205 --transport redis --persistence nats --redis "$redis_db" --nats "$nats_url" "${nats_ns[@]}"
 
 if [ $have_redis = 1 ]; then
   ok=1
@@ -77,7 +91,7 @@ if [ $have_redis = 1 ]; then
   else
     results+=("| Cluster: 3 nodes on Redis, each step on another node | FAIL ${out:-a node did not start} |")
   fi
-  kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+  stop_nodes
   redis-cli -n 8 flushdb >/dev/null 2>&1
 else
   results+=("| Cluster: 3 nodes on Redis | skipped: no Redis on 127.0.0.1:6379 |")

@@ -186,7 +186,7 @@ func NewLeaseProvider(reg registry.Registry, opts LeaseOptions) *LeaseProvider {
 	return &LeaseProvider{
 		reg:        reg,
 		opts:       opts,
-		log:        opts.Logger.With(slog.String("component", "membership"), slog.String("node_id", opts.NodeID)),
+		log:        opts.Logger.With(slog.String("component", "membership")), // the caller's logger names the node
 		stop:       make(chan struct{}),
 		loopDone:   make(chan struct{}),
 		pauseRenew: make(chan time.Duration),
@@ -667,7 +667,10 @@ func (p *LeaseProvider) publish(recs []registry.MemberRecord) {
 	ids := make([]string, 0, len(recs))
 	for _, r := range recs {
 		members = append(members, &pcluster.Member{
-			Id: r.MemberID, Host: r.Host, Port: int32(r.Port), Kinds: append([]string(nil), r.Kinds...),
+			// protoactor's Member.Address joins Host and Port with a bare
+			// ':': an IPv6 host goes in brackets, so that it matches the
+			// members' PID addresses ("[::1]:5001").
+			Id: r.MemberID, Host: bracketHost(r.Host), Port: int32(r.Port), Kinds: append([]string(nil), r.Kinds...),
 		})
 		ids = append(ids, r.NodeID+"="+r.MemberID)
 	}

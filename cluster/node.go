@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -96,6 +97,7 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	cfg.Host = strings.Trim(cfg.Host, "[]") // "[::1]" as well as "::1"
 	var auth *peerAuth
 	switch {
 	case cfg.LocalOnly:
@@ -131,7 +133,8 @@ func Start(cfg Config) (n *Node, err error) {
 	if cfg.AdvertiseHost != "" {
 		adv := cfg.AdvertiseHost
 		if _, _, err := net.SplitHostPort(adv); err != nil {
-			adv = net.JoinHostPort(adv, strconv.Itoa(cfg.Port))
+			// A bare host: "10.0.0.7", "::1", "[::1]", "node1".
+			adv = net.JoinHostPort(strings.Trim(adv, "[]"), strconv.Itoa(cfg.Port))
 		}
 		ropts = append(ropts, remote.WithAdvertisedHost(adv))
 	}
@@ -152,7 +155,9 @@ func Start(cfg Config) (n *Node, err error) {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(peerCreds{auth}))
 	}
 	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithDialOptions(dopts...))
-	rcfg := remote.Configure(cfg.Host, cfg.Port, ropts...)
+	// protoactor joins host and port with a bare ':': an IPv6 host needs
+	// its brackets.
+	rcfg := remote.Configure(bracketHost(cfg.Host), cfg.Port, ropts...)
 	provider := cfg.Provider
 	if provider == nil {
 		provider = &singleMember{}
@@ -180,14 +185,24 @@ func Start(cfg Config) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
 	if ev, ok := cfg.Provider.(Evicter); ok {
-		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership"), slog.String("node_id", cfg.NodeID)))
+		n.deaths = newDeathWatch(system, ev, cfg.Logger.With(slog.String("component", "membership")))
 		lookup.deaths.Store(n.deaths)
 	}
 	return n, nil
 }
 
+// bracketHost writes an IPv6 address in brackets, as host:port needs it;
+// other hosts unchanged.
+func bracketHost(host string) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		return "[" + host + "]"
+	}
+	return host
+}
+
 // isLoopback reports whether host is a loopback address or localhost.
 func isLoopback(host string) bool {
+	host = strings.Trim(host, "[]")
 	if host == "localhost" {
 		return true
 	}
@@ -401,7 +416,31 @@ type minLevel struct {
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.h.Enabled(ctx, l)
 }
-func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && peerChurn[r.Message] {
+		// A peer that stops, restarts or dies: protoactor logs it as an
+		// error; the membership logs what it means (a member left, is gone).
+		r.Level = slog.LevelInfo
+		if r.Level < m.min {
+			return nil
+		}
+	}
+	return m.h.Handle(ctx, r)
+}
+
+// peerChurn are protoactor's error messages about a connection to a peer
+// that went away, which every planned stop and restart of a member causes.
+var peerChurn = map[string]bool{
+	"EndpointWriter lost connection":                      true,
+	"EndpointWriter failed to connect":                    true,
+	"EndpointWriter failed to create receive stream":      true,
+	"EndpointWriter failed to send connect request":       true,
+	"EndpointWriter failed to receive connect response":   true,
+	"EndpointWriter error when closing the client conn":   true,
+	"EndpointWriter error when closing the stream":        true,
+	"EndpointReader failed to send disconnection message": true,
+}
+
 func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(as), min: m.min}
 }

@@ -139,6 +139,10 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/health", a.health)
 	e.GET("/health/live", a.live)
 	e.GET("/health/ready", a.ready)
+	// Load balancers and some probes ask with HEAD: the same status, no body.
+	e.HEAD("/health", a.health)
+	e.HEAD("/health/live", a.live)
+	e.HEAD("/health/ready", a.ready)
 	e.GET("/stats", a.stats)
 	e.POST("/orders", a.command("create", a.createOrder))
 	e.GET("/orders", a.listOrders)

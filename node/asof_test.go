@@ -63,3 +63,14 @@ func TestOrderAsOf(t *testing.T) {
 	}
 	tn.expect(tn.do("GET", "/orders/nosuchorder?asOf=1", ""), http.StatusNotFound)
 }
+
+// The probes answer HEAD with the status of GET and no body.
+func TestProbesAnswerHead(t *testing.T) {
+	tn := startNode(t)
+	for _, p := range []string{"/health", "/health/live", "/health/ready"} {
+		r := tn.do("HEAD", p, "")
+		if r.status != http.StatusOK || len(r.body) != 0 {
+			t.Errorf("HEAD %s: %d with %d body bytes", p, r.status, len(r.body))
+		}
+	}
+}

@@ -291,11 +291,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 type backendKey struct{}
 
 // remoteHost is where the node-to-node endpoint listens: every interface
-// when the node advertises an address for other machines, else loopback
+// (both IP versions) when the node advertises an address for other
+// machines, else loopback
 // (a cluster of processes on one machine, the README's three-terminal cluster quick start).
 func remoteHost(cfg Config) string {
 	if cfg.AdvertiseHost != "" {
-		return "0.0.0.0"
+		return "::" // every interface, IPv4 and IPv6 (IPv4 only where the host has no IPv6)
 	}
 	return "127.0.0.1"
 }

@@ -226,7 +226,7 @@ func (h *Harness) start(m *member, reg registry.Registry, remoteUp chan struct{}
 	nodeID, inc := m.nodeID, m.incarnation
 	h.mu.Unlock()
 
-	log := h.opts.Logger.With(slog.Int("incarnation", inc))
+	log := h.opts.Logger.With(slog.String("node_id", nodeID), slog.Int("incarnation", inc))
 	var once sync.Once
 	p := cluster.NewLeaseProvider(reg, cluster.LeaseOptions{
 		NodeID: nodeID, TTL: h.opts.TTL, Heartbeat: h.opts.Heartbeat, Poll: h.opts.Poll, Logger: log,

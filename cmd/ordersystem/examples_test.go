@@ -471,3 +471,117 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// The Kubernetes example works for a locally built image and drains
+// cleanly: a pull policy that uses the local image, a headless governing
+// Service, a preStop pause and a drain delay within the grace period, probe
+// timeouts, a PodDisruptionBudget.
+func TestKubernetesExampleDeploys(t *testing.T) {
+	b, err := os.ReadFile("../../configs/k8s/ordersystem.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		docs = append(docs, d)
+	}
+	get := func(v any, path ...any) any {
+		for _, p := range path {
+			switch k := p.(type) {
+			case string:
+				m, _ := v.(map[string]any)
+				v = m[k]
+			case int:
+				l, _ := v.([]any)
+				if k >= len(l) {
+					return nil
+				}
+				v = l[k]
+			}
+		}
+		return v
+	}
+	byKind := map[string][]map[string]any{}
+	for _, d := range docs {
+		byKind[fmt.Sprint(d["kind"])] = append(byKind[fmt.Sprint(d["kind"])], d)
+	}
+	sts := byKind["StatefulSet"][0]
+	ctr := get(sts, "spec", "template", "spec", "containers", 0)
+	if img := fmt.Sprint(get(ctr, "image")); strings.HasSuffix(img, ":latest") || !strings.Contains(img, ":") || get(ctr, "imagePullPolicy") != "IfNotPresent" {
+		t.Errorf("image %s with pull policy %v: want a pinned tag and IfNotPresent", img, get(ctr, "imagePullPolicy"))
+	}
+	headless := false
+	for _, s := range byKind["Service"] {
+		if get(s, "metadata", "name") == get(sts, "spec", "serviceName") && get(s, "spec", "clusterIP") == "None" {
+			headless = true
+		}
+	}
+	if !headless {
+		t.Errorf("serviceName %v is not a headless Service of the example", get(sts, "spec", "serviceName"))
+	}
+	pre, _ := get(ctr, "lifecycle", "preStop", "sleep", "seconds").(int)
+	grace, _ := get(sts, "spec", "template", "spec", "terminationGracePeriodSeconds").(int)
+	env := map[string]string{}
+	for _, e := range get(ctr, "env").([]any) {
+		if v, ok := get(e, "value").(string); ok {
+			env[fmt.Sprint(get(e, "name"))] = v
+		}
+	}
+	drain, err1 := time.ParseDuration(env["ORDERSYSTEM_DRAIN_DELAY"])
+	stop, err2 := time.ParseDuration(env["ORDERSYSTEM_SHUTDOWN_TIMEOUT"])
+	if pre <= 0 || err1 != nil || err2 != nil || drain <= 0 || time.Duration(pre)*time.Second+drain+stop >= time.Duration(grace)*time.Second {
+		t.Errorf("preStop %d s + drain %v + shutdown %v must fit the grace period %d s", pre, drain, stop, grace)
+	}
+	for _, probe := range []string{"livenessProbe", "readinessProbe"} {
+		if to, _ := get(ctr, probe, "timeoutSeconds").(int); to < 2 {
+			t.Errorf("%s timeoutSeconds %v: want at least 2 (the default 1 s races the node's own checks)", probe, get(ctr, probe, "timeoutSeconds"))
+		}
+	}
+	if len(byKind["PodDisruptionBudget"]) != 1 {
+		t.Error("no PodDisruptionBudget")
+	}
+}
+
+// The Compose nodes wait for healthy backends, and the image carries CA
+// certificates for TLS backends.
+func TestComposeWaitsForBackends(t *testing.T) {
+	b, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		XNode struct {
+			DependsOn map[string]struct {
+				Condition string `yaml:"condition"`
+			} `yaml:"depends_on"`
+		} `yaml:"x-node"`
+		Services map[string]struct {
+			Healthcheck struct {
+				Test []string `yaml:"test"`
+			} `yaml:"healthcheck"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"redis", "nats"} {
+		if c.XNode.DependsOn[s].Condition != "service_healthy" || len(c.Services[s].Healthcheck.Test) == 0 {
+			t.Errorf("%s: nodes depend on it with %q, its healthcheck %v; want service_healthy and a check", s, c.XNode.DependsOn[s].Condition, c.Services[s].Healthcheck.Test)
+		}
+	}
+	d, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(d), "/etc/ssl/certs/ca-certificates.crt") {
+		t.Error("the image has no CA certificates: rediss:// and tls:// cannot verify a server")
+	}
+}

@@ -143,15 +143,45 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 			}
 		}
 	}
-	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return def, fmt.Errorf("--config=%s: %w", path, err)
-		}
-	}
 	known := map[string]bool{}
 	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+	// Each source is read on its own first, so that an unknown key or a bad
+	// value names its source and key.
+	check := func(src string, kk *koanf.Koanf) error {
+		probe := def
+		if err := kk.UnmarshalWithConf("", &probe, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "decoding failed due to the following error(s):\n\n")
+			return fmt.Errorf("%s: %s", src, strings.ReplaceAll(msg, "\n", "; "))
+		}
+		return nil
+	}
+	if path != "" {
+		fk := koanf.New(".")
+		if err := fk.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return def, fmt.Errorf("--config=%s: %w", path, err)
+		}
+		var unknown []string
+		for _, key := range fk.Keys() {
+			if !known[key] {
+				unknown = append(unknown, key)
+			}
+		}
+		if len(unknown) > 0 {
+			return def, fmt.Errorf("--config=%s: unknown setting(s) %s (each key is a flag name without the dashes, e.g. node-id)", path, strings.Join(unknown, ", "))
+		}
+		if fk.Exists("config") {
+			return def, fmt.Errorf("--config=%s: a config file cannot name another (config)", path)
+		}
+		if err := check("--config="+path, fk); err != nil {
+			return def, err
+		}
+		if err := k.Merge(fk); err != nil {
+			return def, err
+		}
+	}
 	var envErr error
-	if err := k.Load(env.Provider(".", env.Opt{
+	ek := koanf.New(".")
+	if err := ek.Load(env.Provider(".", env.Opt{
 		Prefix: "ORDERSYSTEM_",
 		TransformFunc: func(key, value string) (string, any) {
 			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "ORDERSYSTEM_")), "_", "-")
@@ -167,6 +197,12 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	}
 	if envErr != nil {
 		return def, envErr
+	}
+	if err := check("environment (ORDERSYSTEM_*)", ek); err != nil {
+		return def, err
+	}
+	if err := k.Merge(ek); err != nil {
+		return def, err
 	}
 	// Flags the user set win over everything.
 	if err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
@@ -196,10 +232,19 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 	r.l.Debug(fmt.Sprintf(format, v...), slog.String("component", "go-redis"))
 }
 
+// durationText writes durations as Go durations ("1.5s"), which the JSON
+// handler would write as integer nanoseconds.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
 func newLogger(cfg node.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

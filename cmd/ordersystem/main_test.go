@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/ordersystem/ordersystem/node"
 )
 
 func TestConfigPrecedence(t *testing.T) {
@@ -172,5 +174,56 @@ func TestDrainDelayAndReadBudgetFlags(t *testing.T) {
 	cfg, err = loadConfig(nil, []string{"ORDERSYSTEM_DRAIN_DELAY=2s", "ORDERSYSTEM_SHUTDOWN_TIMEOUT=3s"}, &bytes.Buffer{})
 	if err != nil || cfg.DrainDelay != 2*time.Second || cfg.ShutdownTimeout != 3*time.Second {
 		t.Fatalf("env: %v, drain delay %s, shutdown timeout %s", err, cfg.DrainDelay, cfg.ShutdownTimeout)
+	}
+}
+
+// A config file's unknown key is refused like an unknown flag, and a bad
+// value names its source and key.
+func TestConfigSourcesNamed(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		env  []string
+		want []string
+	}{
+		{"unknown file key", []string{"--config", write("a.yaml", "port: 6001\nnod-id: x\n")}, nil, []string{"a.yaml", "unknown setting", "nod-id"}},
+		{"nested file key", []string{"--config", write("b.yaml", "redis:\n  addr: x\n")}, nil, []string{"b.yaml", "redis.addr"}},
+		{"bad file value", []string{"--config", write("c.yaml", "port: abc\n")}, nil, []string{"c.yaml", "'port'"}},
+		{"bad env value", nil, []string{"ORDERSYSTEM_IDLE_TIMEOUT=forever"}, []string{"environment", "'idle-timeout'"}},
+		{"unknown env key", nil, []string{"ORDERSYSTEM_NOPE=1"}, []string{"ORDERSYSTEM_NOPE", "no such setting"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := loadConfig(c.args, c.env, &bytes.Buffer{})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q spans lines", err)
+			}
+		})
+	}
+}
+
+// JSON logs write durations as durations, not integer nanoseconds.
+func TestJSONLogDurations(t *testing.T) {
+	var out bytes.Buffer
+	cfg := node.Default()
+	cfg.LogFormat, cfg.LogLevel = "json", "info"
+	newLogger(cfg, &out).Info("x", "ttl", 1500*time.Millisecond)
+	if !strings.Contains(out.String(), `"ttl":"1.5s"`) {
+		t.Fatalf("log line %s", out.String())
 	}
 }
