@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ordersystem/ordersystem/internal/drill"
 	"github.com/ordersystem/ordersystem/internal/testservers"
@@ -89,6 +92,37 @@ func randomName(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// clusterName returns a cluster name of the test's own and, when the test
+// ends (after its nodes are killed), deletes the keys that cluster kept in
+// Redis, so that runs leave nothing in a shared server.
+func clusterName(t *testing.T, redis, prefix string) string {
+	t.Helper()
+	name := randomName(prefix)
+	t.Cleanup(func() {
+		ctx := context.Background()
+		c := goredis.NewClient(&goredis.Options{Addr: redis})
+		defer c.Close()
+		var keys []string
+		iter := c.Scan(ctx, 0, name+":*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("list the keys of cluster %s: %v", name, err)
+			return
+		}
+		for len(keys) > 0 {
+			n := min(len(keys), 500)
+			if err := c.Del(ctx, keys[:n]...).Err(); err != nil {
+				t.Errorf("delete the keys of cluster %s: %v", name, err)
+				return
+			}
+			keys = keys[n:]
+		}
+	})
+	return name
+}
+
 // TestConsole drives the console in headless Chromium (console.test.mjs)
 // against a three-member cluster and a node that requires a token.
 func TestConsole(t *testing.T) {
@@ -96,9 +130,9 @@ func TestConsole(t *testing.T) {
 	redis := testservers.Redis(t)
 	bin := buildNode(t)
 	backend := []string{"--transport", "redis", "--persistence", "redis", "--redis", redis}
-	cluster := startCluster(t, bin, 3, append(backend, "--cluster-name", randomName("e2e-"))...)
+	cluster := startCluster(t, bin, 3, append(backend, "--cluster-name", clusterName(t, redis, "e2e-"))...)
 	tok := randomName("tok-")
-	guarded := startCluster(t, bin, 1, append(backend, "--cluster-name", randomName("e2e-token-"), "--api-token", tok)...)
+	guarded := startCluster(t, bin, 1, append(backend, "--cluster-name", clusterName(t, redis, "e2e-token-"), "--api-token", tok)...)
 
 	var urls []string
 	for _, n := range cluster.Nodes {
@@ -131,7 +165,7 @@ func TestConsoleLatency(t *testing.T) {
 	node, browser := tools(t)
 	redis := testservers.Redis(t)
 	bin := buildNode(t)
-	cluster := startCluster(t, bin, 3, "--transport", "redis", "--persistence", "redis", "--redis", redis, "--cluster-name", randomName("e2e-lat-"))
+	cluster := startCluster(t, bin, 3, "--transport", "redis", "--persistence", "redis", "--redis", redis, "--cluster-name", clusterName(t, redis, "e2e-lat-"))
 	var urls []string
 	for _, n := range cluster.Nodes {
 		urls = append(urls, n.URL())
