@@ -38,16 +38,23 @@ $('#banner .banner-close').addEventListener('click', clearError);
 // ---- owners: X-Order-Owner of every order the page has read ----
 
 const owners = new Map(); // orderId -> node id
+const ownerSeen = new Map(); // orderId -> when its owner was read (ms)
+const ownerTTL = 30000; // an owner changes only on failover: read it again after this
 
 function noteOwner(id, headers) {
   const o = headers.get('X-Order-Owner');
-  if (o) owners.set(id, o);
+  if (o) { owners.set(id, o); ownerSeen.set(id, Date.now()); }
   return o;
 }
 
-/** lookupOwners reads GET /orders/{id} for each id (four at a time) to learn its owner. */
+/**
+ * lookupOwners reads GET /orders/{id} (four at a time) to learn the owner of
+ * each id not read in the last ownerTTL; onEach gets every id's owner.
+ */
 async function lookupOwners(ids, onEach) {
-  const queue = [...ids];
+  const fresh = (id) => owners.has(id) && Date.now() - ownerSeen.get(id) < ownerTTL;
+  for (const id of ids) if (fresh(id)) onEach(id, owners.get(id));
+  const queue = ids.filter((id) => !fresh(id));
   const worker = async () => {
     while (queue.length) {
       const id = queue.shift();
@@ -426,14 +433,15 @@ function showLive() {
   // The read model behind /stats follows the events a few milliseconds
   // behind the stream: read it shortly after an event, and again a second on.
   let again = null;
+  let frame = 0; // one render a frame, however many events arrive
   const off = onFeed(() => {
-    renderLive();
+    frame ||= requestAnimationFrame(() => { frame = 0; renderLive(); });
     pending ??= setTimeout(() => { pending = null; loadStats(); }, 200);
     clearTimeout(again);
     again = setTimeout(loadStats, 1000);
   });
   const t = setInterval(loadStats, 2000);
-  return () => { off(); clearInterval(t); clearTimeout(pending); clearTimeout(again); };
+  return () => { off(); clearInterval(t); clearTimeout(pending); clearTimeout(again); cancelAnimationFrame(frame); };
 }
 
 // ---- cluster view ----
@@ -458,8 +466,7 @@ async function loadCluster() {
     try { list.rows = (await api('/orders?limit=20')).body; } catch { /* shown elsewhere */ }
   }
   const shown = list.rows;
-  const missing = shown.map((o) => o.orderId).filter((id) => !owners.has(id));
-  if (missing.length) await lookupOwners(missing, () => {});
+  await lookupOwners(shown.map((o) => o.orderId), () => {});
   const parts = (stats.body.outbox && stats.body.outbox.partitions) || [];
   const members = i.members || [];
   const memberOf = (addr) => members.find((m) => m.address === addr);
