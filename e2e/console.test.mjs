@@ -260,7 +260,7 @@ test('readable on a phone (390x844)', async () => {
       await page.locator(`#feed-state[data-state=${feedState}]`).waitFor();
       const r = await call(urls[1], '/orders', { method: 'POST', body: { customerId: 'phone', items: [{ productId: 'p', name: 'Phone case', quantity: 1, price: 9.9 }] } });
       await page.locator(`#live-body tr[data-order="${r.body.orderId}"][data-type=OrderCreated]`).waitFor();
-      await page.locator('[data-stat=totalOrders]').waitFor();
+      await until('the stats to count it', async () => Number(await text(page, '[data-stat=totalOrders] .stat-value')) === 8);
     }
     if (name === 'cluster') await until('three members', async () => (await page.locator('#members-body tr').count()) === 3);
     if (name === 'cluster') await page.locator('#health-body tr').first().waitFor();
