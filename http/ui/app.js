@@ -491,6 +491,7 @@ async function loadCluster() {
       h('td', { 'data-label': 'Head', class: 'num' }, p.head),
       h('td', { 'data-label': 'Lag', class: 'num lag' }, p.lag));
   }));
+  $('#owners-empty').hidden = shown.length > 0;
   $('#owners-body').replaceChildren(...shown.map((o) => h('tr', { 'data-id': o.orderId },
     h('td', { 'data-label': 'Order' }, h('a', { href: `#/orders/${encodeURIComponent(o.orderId)}` }, h('code', {}, o.orderId))),
     h('td', { 'data-label': 'Status' }, statusBadge(o.status)),
