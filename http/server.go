@@ -154,6 +154,7 @@ func New(cfg Config) *echo.Echo {
 		e.POST("/orders/:id/"+op, a.command(op, a.transition(op)))
 	}
 	e.GET("/openapi.json", a.openAPI)
+	a.consoleRoutes(e)
 	if cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
@@ -379,9 +380,9 @@ func (a *api) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 func isProbe(path string) bool { return path == "/health" || strings.HasPrefix(path, "/health/") }
 
 // open reports whether a path is served without the API token: the probes,
-// and /metrics unless ProtectMetrics is set.
+// the console's assets, and /metrics unless ProtectMetrics is set.
 func (a *api) open(path string) bool {
-	return isProbe(path) || (path == "/metrics" && a.cfg.Metrics != nil && !a.cfg.ProtectMetrics)
+	return isProbe(path) || isConsole(path) || (path == "/metrics" && a.cfg.Metrics != nil && !a.cfg.ProtectMetrics)
 }
 
 // requireToken checks "Authorization: Bearer <token>" (the scheme in any
