@@ -139,6 +139,7 @@ func (n *Node) newProvider(ctx context.Context, fenced func(reason string)) (pcl
 		TTL:      n.cfg.LeaseTTL,
 		Poll:     n.cfg.LeaseTTL / 8,
 		Logger:   n.log,
+		Now:      n.cfg.Now,
 		OnFenced: func(reason string) { n.metrics.ObserveFence(); fenced(reason) },
 	}), nil
 }

@@ -84,6 +84,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
 	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1)}
 	defer func() {
@@ -121,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Read side: subscribe first, then rebuild from the journal, so that no
 	// event falls between the two (duplicates are dropped by version).
 	n.readModel = readmodel.New(n.backend)
-	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log})
+	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log, Now: cfg.Now})
 	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.consumer.Handle)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
@@ -180,9 +183,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		Quarantined: func(id string, err *codec.CorruptError) { n.readModel.Quarantine(id, err) },
 		Logger:      log,
+		Now:         cfg.Now,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
-		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
+		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log, Now: cfg.Now,
 	})
 	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
@@ -199,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
 			LocalOnly:     !cfg.Cluster,
 			Logger:        log,
+			Now:           cfg.Now,
 		},
 		NewProvider: n.newProvider,
 		Secret:      n.clusterSecret,
