@@ -4,6 +4,9 @@
 //	go run ./cmd/drill -drill failover
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
+//	go run ./cmd/drill -drill backend-restart -backend nats
+//	go run ./cmd/drill -drill slow-backend -backend redis
+//	go run ./cmd/drill -drill clock-step
 //
 // Each drill records every client operation and checks the histories for
 // linearizability (porcupine) and the journals for gaps; it prints its
@@ -28,7 +31,7 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, or all (the first four)")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, backend-failover, backend-restart, slow-backend, clock-step, or all (the first four)")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
@@ -36,13 +39,27 @@ func main() {
 		load    = flag.Duration("load", 5*time.Second, "load before and after each fault")
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
 		bf      backendFailover
+		mb      membershipDrill
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
 	flag.IntVar(&bf.redisReplicas, "redis-replicas", 2, "backend-failover on redis: replicas per primary of the 3-primary Redis Cluster (with 1, a promoted replica has none left and WAIT 1 fails on its shard until the killed server returns)")
 	flag.BoolVar(&bf.natsSync, "nats-sync", true, "backend-failover on nats: the servers fsync every write before acknowledging it (jetstream sync_interval: always)")
 	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
+	flag.DurationVar(&mb.down, "down", 5*time.Second, "backend-restart: how long the server stays down in each round (kill -9, then SIGTERM)")
+	flag.StringVar(&mb.steps, "steps", "0,100,200,300,400,500,600,800", "slow-backend: added round trips to the backend in ms, one step each")
+	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
+	flag.DurationVar(&mb.failBelow, "fail-below", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip below this fails the drill (0: report only)")
+	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	switch *which {
+	case "backend-restart", "slow-backend", "clock-step":
+		if err := mb.run(*which, *backend, *bin, bf.natsServer, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *which == "backend-failover" {
 		if err := bf.run(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
@@ -210,6 +227,72 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 	fmt.Println(rep)
 	if !rep.OK() {
 		return fmt.Errorf("the backend-failover drill failed")
+	}
+	return nil
+}
+
+// membershipDrill is the configuration of the backend-restart,
+// slow-backend and clock-step drills.
+type membershipDrill struct {
+	down, hold, failBelow, step time.Duration
+	steps                       string
+}
+
+// run starts the drill's private backend server (clock-step: Redis) and
+// runs the drill on it.
+func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.Options) error {
+	dir, err := os.MkdirTemp("", "ordersystem-drill")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if opts.Binary, err = goBuild(bin, dir, "ordersystem", "./cmd/ordersystem"); err != nil {
+		return err
+	}
+	if which == "clock-step" {
+		backend = "redis"
+	}
+	var b *drill.BackendServer
+	switch backend {
+	case "redis":
+		b, err = drill.StartRedisServer(dir)
+	case "nats":
+		var ns string
+		if ns, err = goBuild(natsServer, dir, "nats-server", "github.com/nats-io/nats-server/v2"); err != nil {
+			return err
+		}
+		b, err = drill.StartNATSServer(ns, dir)
+	default:
+		return fmt.Errorf("-backend=%s: must be redis or nats", backend)
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var rep drill.Report
+	switch which {
+	case "backend-restart":
+		rep, err = drill.BackendRestart(opts, b, m.down)
+	case "slow-backend":
+		var steps []time.Duration
+		for _, s := range strings.Split(m.steps, ",") {
+			ms, perr := strconv.Atoi(strings.TrimSpace(s))
+			if perr != nil || ms < 0 {
+				return fmt.Errorf("-steps=%s: %q is not a number of milliseconds", m.steps, s)
+			}
+			steps = append(steps, time.Duration(ms)*time.Millisecond)
+		}
+		opts.ClientTimeout = 15 * time.Second // measure slow writes, do not time them out
+		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.failBelow)
+	case "clock-step":
+		rep, err = drill.ClockStep(opts, dir, m.step, m.hold)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", which, err)
+	}
+	fmt.Println(rep)
+	if !rep.OK() {
+		return fmt.Errorf("the %s drill failed", which)
 	}
 	return nil
 }

@@ -22,7 +22,9 @@ type Options struct {
 	Workers int           // concurrent clients (default 16)
 	Load    time.Duration // load before and after the fault (default 5 s each)
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
-	Logger  *slog.Logger
+	// ClientTimeout bounds one client request (default 3 s).
+	ClientTimeout time.Duration
+	Logger        *slog.Logger
 }
 
 // Report is what a drill measured and found.
@@ -44,11 +46,15 @@ type Report struct {
 	// Backend is what the backend-failover drill measured (nil for the
 	// other drills).
 	Backend *BackendFigures
+	// Failures are the checks of the membership drills (backend-restart,
+	// slow-backend, clock-step) that failed; Figures what they measured.
+	Failures []string
+	Figures  []string
 }
 
 // OK reports whether the drill passed.
 func (r Report) OK() bool {
-	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0)
+	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0) && len(r.Failures) == 0
 }
 
 func (r Report) String() string {
@@ -69,6 +75,12 @@ func (r Report) String() string {
 		for _, f := range r.Backend.Failures {
 			s += "\n  FAILED: " + f
 		}
+	}
+	for _, f := range r.Figures {
+		s += "\n  " + f
+	}
+	for _, f := range r.Failures {
+		s += "\n  FAILED: " + f
 	}
 	for msg, n := range r.Errors {
 		s += fmt.Sprintf("\n  %d x %s", n, msg)
@@ -91,6 +103,9 @@ func (o *Options) defaults() {
 	}
 	if o.Pause == 0 {
 		o.Pause = 8 * time.Second
+	}
+	if o.ClientTimeout == 0 {
+		o.ClientTimeout = 3 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -124,7 +139,7 @@ func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, er
 		return nil, err
 	}
 	r := &run{opts: opts, cluster: c, rec: NewRecorder(), done: make(chan struct{})}
-	r.client = NewClient(r.rec, r.live, 3*time.Second)
+	r.client = NewClient(r.rec, r.live, opts.ClientTimeout)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.client.Run(ctx, opts.Workers, &r.created); close(r.done) }()
