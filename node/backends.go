@@ -26,12 +26,17 @@ import (
 	tredis "github.com/ordersystem/ordersystem/transport/redis"
 )
 
-// connections are the node's one Redis client and one NATS connection,
-// shared by the journal, the transport and the membership registry (which
-// never close them) and closed by the node after all of them.
+// connections are the node's Redis client and NATS connection, shared by
+// the journal, the transport and the membership registry (which never
+// close them) and closed by the node after all of them. Membership on
+// Redis has a client of its own (redisMembers): a lease renewal must not
+// wait behind journal traffic for a pooled connection, nor pay a new
+// connection's handshake (an extra round trip) when the journal's load
+// grew the shared pool.
 type connections struct {
-	redis goredis.UniversalClient // nil unless a backend is Redis
-	nats  *natsgo.Conn            // nil unless a backend is NATS
+	redis        goredis.UniversalClient // nil unless a backend is Redis
+	redisMembers goredis.UniversalClient // nil unless membership is on Redis
+	nats         *natsgo.Conn            // nil unless a backend is NATS
 }
 
 // open opens what the configured backends use. A NATS server that cannot
@@ -48,6 +53,19 @@ func (c *connections) open(ctx context.Context, cfg Config, log *slog.Logger) er
 			return fmt.Errorf("%s: --redis: %w", user, err)
 		}
 		c.redis = rdb
+	}
+	if cfg.Cluster && cfg.discovery() == Redis {
+		rdb, err := redisconn.New(redisconn.Options{
+			Addr:         cfg.Redis,
+			MasterName:   cfg.RedisMasterName,
+			Name:         "ordersystem-" + cfg.NodeID + "-membership",
+			PoolSize:     4, // a renewal, a listing, a secret read at once
+			MinIdleConns: 2,
+		})
+		if err != nil {
+			return fmt.Errorf("cluster membership on Redis: --redis: %w", err)
+		}
+		c.redisMembers = rdb
 	}
 	if user := cfg.backendUser(NATS); user != "" {
 		nc, err := natsconn.Connect(ctx, natsconn.Options{URL: cfg.NATS, Name: "ordersystem-" + cfg.NodeID, Logger: log})
@@ -74,6 +92,10 @@ func (c *connections) close() error {
 	if c.redis != nil {
 		errs = append(errs, c.redis.Close())
 		c.redis = nil
+	}
+	if c.redisMembers != nil {
+		errs = append(errs, c.redisMembers.Close())
+		c.redisMembers = nil
 	}
 	if c.nats != nil {
 		c.nats.Close()

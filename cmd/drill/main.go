@@ -50,6 +50,7 @@ func main() {
 	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
 	flag.DurationVar(&mb.failBelow, "fail-below", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip below this fails the drill (0: report only)")
 	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
+	flag.StringVar(&mb.logs, "logs", "", "backend-restart, slow-backend, clock-step: write each node's output into this directory at the end")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	switch *which {
@@ -235,7 +236,7 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 // slow-backend and clock-step drills.
 type membershipDrill struct {
 	down, hold, failBelow, step time.Duration
-	steps                       string
+	steps, logs                 string
 }
 
 // run starts the drill's private backend server (clock-step: Redis) and
@@ -251,6 +252,12 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 	}
 	if which == "clock-step" {
 		backend = "redis"
+	}
+	if m.logs != "" {
+		if err := os.MkdirAll(m.logs, 0o755); err != nil {
+			return err
+		}
+		opts.LogDir = m.logs
 	}
 	var b *drill.BackendServer
 	switch backend {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,9 @@ type Options struct {
 	Workers int           // concurrent clients (default 16)
 	Load    time.Duration // load before and after the fault (default 5 s each)
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
+	// LogDir, if set, receives each node's output at the end of the drill
+	// (<drill>-<node>.log).
+	LogDir string
 	// ClientTimeout bounds one client request (default 3 s).
 	ClientTimeout time.Duration
 	Logger        *slog.Logger
@@ -173,6 +178,14 @@ func (r *run) finish(name string) Report {
 		rep.JournalOK, rep.JournalError = false, err.Error()
 	}
 	r.cluster.Close()
+	if r.opts.LogDir != "" {
+		for _, n := range r.cluster.Nodes {
+			path := filepath.Join(r.opts.LogDir, strings.ReplaceAll(name, " ", "-")+"-"+n.ID+".log")
+			if err := os.WriteFile(path, []byte(n.Logs()), 0o644); err != nil {
+				rep.Notes = append(rep.Notes, err.Error())
+			}
+		}
+	}
 	return rep
 }
 

@@ -82,14 +82,16 @@ func SlowBackend(opts Options, b *BackendServer, steps []time.Duration, hold, fa
 		from := r.rec.now()
 		time.Sleep(hold)
 		to := r.rec.now()
-		st := SlowStep{RTT: rtt, Writes: writesIn(r.rec.History(), from, to), Reasons: r.fenceReasons(lines)}
-		for _, rs := range st.Reasons {
-			st.Lines += len(rs)
-		}
+		st := SlowStep{RTT: rtt, Writes: writesIn(r.rec.History(), from, to)}
 		if after, err := r.fences(); err == nil && before != nil {
 			st.Fences = sumDiff(before, after)
 		} else if err != nil {
 			errs = append(errs, fmt.Sprintf("+%s: %v", rtt, err))
+		}
+		// The reasons after the counters: a fence logs before it counts.
+		st.Reasons = r.fenceReasons(lines)
+		for _, rs := range st.Reasons {
+			st.Lines += len(rs)
 		}
 		out = append(out, st)
 		r.opts.Logger.Info("slow-backend step", slog.String("step", st.String()))
