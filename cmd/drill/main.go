@@ -292,7 +292,7 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 		opts.ClientTimeout = 15 * time.Second // measure slow writes, do not time them out
 		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.failBelow)
 	case "clock-step":
-		rep, err = drill.ClockStep(opts, dir, m.step, m.hold)
+		rep, err = drill.ClockStep(opts, b, dir, m.step, m.hold)
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", which, err)

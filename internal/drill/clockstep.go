@@ -14,7 +14,7 @@ import (
 	"github.com/ordersystem/ordersystem/internal/wallclock"
 )
 
-// ClockStep runs three members under load and steps the wall clock of the
+// ClockStep runs three members under load on the backend server b and steps the wall clock of the
 // first one through the node's test hook (wallclock.OffsetFileEnv): +step
 // for hold, then, still +step, a membership change (the last member stops
 // gracefully and starts again), then -step for hold, then back to 0. The
@@ -29,7 +29,8 @@ import (
 // while the clock is stepped (the membership change is reported apart);
 // the timestamps of every order's events never go backwards; linearizable
 // histories and gap-free journals.
-func ClockStep(opts Options, dir string, step, hold time.Duration) (Report, error) {
+func ClockStep(opts Options, b *BackendServer, dir string, step, hold time.Duration) (Report, error) {
+	opts.Backend = b.MemberArgs(b.Addr)
 	offset := filepath.Join(dir, "clock-offset")
 	if err := os.WriteFile(offset, []byte("0s"), 0o644); err != nil {
 		return Report{}, err
