@@ -46,10 +46,6 @@ type Options struct {
 	// PoolSize is the number of pooled connections (0: go-redis' default,
 	// 10 per CPU).
 	PoolSize int
-	// MinIdleConns is how many idle connections the pool keeps open (and
-	// dials again in the background when they break), so that a command
-	// rarely waits for a new connection's handshake.
-	MinIdleConns int
 }
 
 // ClientOptions returns the go-redis options of a single-server o (one
@@ -89,9 +85,6 @@ func (o Options) apply(co *goredis.Options) {
 	set(&co.WriteTimeout, o.WriteTimeout)
 	if o.PoolSize > 0 {
 		co.PoolSize = o.PoolSize
-	}
-	if o.MinIdleConns > 0 {
-		co.MinIdleConns = o.MinIdleConns
 	}
 	co.PoolTimeout = co.ReadTimeout
 	co.ContextTimeoutEnabled = true
