@@ -78,6 +78,9 @@ type OutboxConfig struct {
 	// have been made by NewOutboxStats for Journal's partition count.
 	Stats  *OutboxStats
 	Logger *slog.Logger
+	// Now is the wall clock that dates a checkpoint reset, which other
+	// members read in the cluster's outbox figures (default time.Now).
+	Now func() time.Time
 }
 
 // OutboxStats are the figures of the outboxes this process hosted; safe for
@@ -152,6 +155,9 @@ func NewOutboxKind(cfg OutboxConfig) *pcluster.Kind {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Stats == nil || cfg.Stats.Partitions() != cfg.Journal.Partitions() {
 		cfg.Stats = NewOutboxStats(cfg.Journal.Partitions())
@@ -358,7 +364,7 @@ func (o *outboxActor) checkCheckpoint() error {
 	if head >= o.checkpoint && stored != 0 {
 		return nil
 	}
-	r := &CheckpointReset{Partition: o.partition, Checkpoint: o.checkpoint, Stored: stored, Head: head, At: time.Now().UTC()}
+	r := &CheckpointReset{Partition: o.partition, Checkpoint: o.checkpoint, Stored: stored, Head: head, At: o.cfg.Now().UTC()}
 	o.stats.reset.Store(r)
 	o.logger.Error("outbox checkpoint is ahead of the journal: the persistence backend lost data (restarted empty?); publishing its log again from the start",
 		slog.Uint64("checkpoint", r.Checkpoint), slog.Uint64("stored_checkpoint", stored), slog.Uint64("head", head))

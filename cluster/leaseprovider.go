@@ -82,6 +82,10 @@ type LeaseOptions struct {
 	Timeout time.Duration
 	// Logger receives membership changes and registry errors (default: discard).
 	Logger *slog.Logger
+	// Now is the wall clock of the record's StartedAt, which the others
+	// read (default time.Now). The lease itself never reads it: it runs on
+	// the monotonic clock.
+	Now func() time.Time
 	// OnFenced, if set, is called once when the provider fences itself,
 	// with the reason. It runs on the provider's goroutine after the
 	// membership goroutines have stopped, so it may call Shutdown or stop
@@ -106,6 +110,9 @@ func (o *LeaseOptions) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 }
 
@@ -216,7 +223,7 @@ func (p *LeaseProvider) StartMember(c *pcluster.Cluster) error {
 		Host:      host,
 		Port:      port,
 		Kinds:     c.GetClusterKinds(),
-		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
+		StartedAt: p.opts.Now().UTC().Truncate(time.Millisecond),
 	}.Canonical()
 	if err := rec.Validate(); err != nil {
 		return err

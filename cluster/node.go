@@ -83,6 +83,10 @@ type Config struct {
 	// (leave and rejoin as a new incarnation; Member does).
 	OnIsolated func(reason string)
 	Logger     *slog.Logger
+	// Now is the wall clock node-to-node tokens are dated by; the others
+	// accept a token within 2 minutes of their own clock (default
+	// time.Now).
+	Now func() time.Time
 }
 
 // Node is a running cluster member.
@@ -142,6 +146,9 @@ func Start(cfg Config) (n *Node, err error) {
 	case len(cfg.Secret) > 0:
 		if auth, err = newPeerAuth(cfg.Secret, cfg.ClusterName); err != nil {
 			return nil, err
+		}
+		if cfg.Now != nil {
+			auth.now = cfg.Now
 		}
 	case !isLoopback(cfg.Host) || cfg.AdvertiseHost != "":
 		return nil, fmt.Errorf("%w: it would listen on %s (advertised as %q) where other machines can reach it; "+

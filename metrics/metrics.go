@@ -80,6 +80,7 @@ type Metrics struct {
 	clusterMembers prometheus.Gauge
 	viewDigest     prometheus.Gauge
 	viewMembers    prometheus.Gauge
+	fences         prometheus.Counter
 	backendUp      *prometheus.GaugeVec
 
 	probes, probeFailures, divergences, failedFast prometheus.Counter
@@ -164,6 +165,10 @@ func New() *Metrics {
 			Name: "cluster_members",
 			Help: "Cluster members this node sees, itself included.",
 		}),
+		fences: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cluster_fences_total",
+			Help: "Times this node fenced itself (its membership lease ran out or the registry dropped its record) and rejoined as a new incarnation.",
+		}),
 		backendUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "backend_up",
 			Help: "1 when the component (persistence, transport, membership) answers, else 0.",
@@ -208,7 +213,7 @@ func New() *Metrics {
 		m.appendDuration, m.journalConflicts,
 		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
-		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.backendUp,
+		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.fences, m.backendUp,
 		m.probes, m.probeFailures, m.divergences, m.failedFast, m.peerReachable, m.peerSuspect, m.peerRTT,
 	)
 	// Every command/outcome pair exists from the start, so that rates and
@@ -381,6 +386,14 @@ func (m *Metrics) SetClusterMembers(n int) {
 		return
 	}
 	m.clusterMembers.Set(float64(n))
+}
+
+// ObserveFence counts one fence of this node's membership.
+func (m *Metrics) ObserveFence() {
+	if m == nil {
+		return
+	}
+	m.fences.Inc()
 }
 
 // SetClusterView records this member's routing view: its digest's first

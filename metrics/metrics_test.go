@@ -113,7 +113,7 @@ func TestMetricsMove(t *testing.T) {
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "journal_append_duration_seconds",
 		"journal_conflicts_total", "outbox_lag_events", "outbox_published_total", "outbox_publish_failures_total",
-		"order_actors_active", "cluster_members", "readmodel_quarantined_orders"} {
+		"order_actors_active", "cluster_members", "cluster_fences_total", "readmodel_quarantined_orders"} {
 		if fams[name] == nil {
 			t.Errorf("no %s before any observation", name)
 		}
@@ -135,6 +135,7 @@ func TestMetricsMove(t *testing.T) {
 	m.ActorActivated()
 	m.ActorStopped()
 	m.SetClusterMembers(3)
+	m.ObserveFence()
 	m.SetBackendUp("persistence", true)
 	m.SetBackendUp("transport", false)
 	m.ObserveDeadLetter(metrics.DeadLetterNotInJournal)
@@ -163,6 +164,7 @@ func TestMetricsMove(t *testing.T) {
 		{"outbox_dead_lettered_total", []string{"reason", "refused"}, 0},
 		{"order_actors_active", nil, 1},
 		{"cluster_members", nil, 3},
+		{"cluster_fences_total", nil, 1},
 		{"backend_up", []string{"component", "persistence"}, 1},
 		{"backend_up", []string{"component", "transport"}, 0},
 		{"readmodel_dead_lettered_total", []string{"reason", "not_in_journal"}, 2},

@@ -26,12 +26,21 @@ import (
 	tredis "github.com/ordersystem/ordersystem/transport/redis"
 )
 
-// connections are the node's one Redis client and one NATS connection,
-// shared by the journal, the transport and the membership registry (which
-// never close them) and closed by the node after all of them.
+// connections are the node's Redis client and NATS connection, shared by
+// the journal, the transport and the membership registry (which never
+// close them) and closed by the node after all of them. Membership on
+// Redis has clients of its own: a lease renewal must not wait behind
+// journal traffic for a pooled connection, nor pay a new connection's
+// handshake (HELLO, CLIENT SETNAME: two extra round trips) when the
+// journal's load grew the shared pool or a listing holds the warm
+// connection; so the renewals have one connection of their own
+// (redisLease), the listings and registrations another pool
+// (redisMembers).
 type connections struct {
-	redis goredis.UniversalClient // nil unless a backend is Redis
-	nats  *natsgo.Conn            // nil unless a backend is NATS
+	redis        goredis.UniversalClient // nil unless a backend is Redis
+	redisMembers goredis.UniversalClient // nil unless membership is on Redis
+	redisLease   goredis.UniversalClient // the renewals' (nil unless membership is on Redis)
+	nats         *natsgo.Conn            // nil unless a backend is NATS
 }
 
 // open opens what the configured backends use. A NATS server that cannot
@@ -48,6 +57,24 @@ func (c *connections) open(ctx context.Context, cfg Config, log *slog.Logger) er
 			return fmt.Errorf("%s: --redis: %w", user, err)
 		}
 		c.redis = rdb
+	}
+	if cfg.Cluster && cfg.discovery() == Redis {
+		for _, m := range []struct {
+			c    *goredis.UniversalClient
+			name string
+			size int
+		}{{&c.redisMembers, "-membership", 2}, {&c.redisLease, "-lease", 1}} {
+			rdb, err := redisconn.New(redisconn.Options{
+				Addr:       cfg.Redis,
+				MasterName: cfg.RedisMasterName,
+				Name:       "ordersystem-" + cfg.NodeID + m.name,
+				PoolSize:   m.size,
+			})
+			if err != nil {
+				return fmt.Errorf("cluster membership on Redis: --redis: %w", err)
+			}
+			*m.c = rdb
+		}
 	}
 	if user := cfg.backendUser(NATS); user != "" {
 		nc, err := natsconn.Connect(ctx, natsconn.Options{URL: cfg.NATS, Name: "ordersystem-" + cfg.NodeID, Logger: log})
@@ -74,6 +101,12 @@ func (c *connections) close() error {
 	if c.redis != nil {
 		errs = append(errs, c.redis.Close())
 		c.redis = nil
+	}
+	for _, m := range []*goredis.UniversalClient{&c.redisMembers, &c.redisLease} {
+		if *m != nil {
+			errs = append(errs, (*m).Close())
+			*m = nil
+		}
 	}
 	if c.nats != nil {
 		c.nats.Close()

@@ -113,6 +113,12 @@ type Config struct {
 
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
+	// Now, set by the caller, is the wall clock that dates what other
+	// members read: event timestamps, the member record's start time,
+	// node-to-node tokens, checkpoint resets (default time.Now).
+	// cmd/ordersystem sets it only for the test hook
+	// wallclock.OffsetFileEnv.
+	Now func() time.Time `koanf:"-"`
 }
 
 // Default returns the configuration of `go run ./cmd/ordersystem`: a

@@ -102,7 +102,7 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	case "peers":
 		return n.peerRegistry()
 	case Redis:
-		r, err := redisreg.New(redisreg.Options{Client: n.conns.redis, Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
+		r, err := redisreg.New(redisreg.Options{Client: n.conns.redisMembers, RenewClient: n.conns.redisLease, Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
 		if err != nil {
 			return nil, fmt.Errorf("cluster membership on Redis (--redis=%s): %w", redact.URL(n.cfg.Redis), err)
 		}
@@ -139,7 +139,8 @@ func (n *Node) newProvider(ctx context.Context, fenced func(reason string)) (pcl
 		TTL:      n.cfg.LeaseTTL,
 		Poll:     n.cfg.LeaseTTL / 8,
 		Logger:   n.log,
-		OnFenced: fenced,
+		Now:      n.cfg.Now,
+		OnFenced: func(reason string) { n.metrics.ObserveFence(); fenced(reason) },
 	}), nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/feed"
 	httpapi "github.com/ordersystem/ordersystem/http"
+	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/readmodel"
@@ -86,6 +87,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		cfg.NodeID = host + "-" + strconv.Itoa(cfg.Port)
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	log := cfg.Logger.With(slog.String("node_id", cfg.NodeID))
 	n := &Node{cfg: cfg, log: log, startedAt: time.Now(), serveErr: make(chan error, 1)}
 	defer func() {
@@ -123,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Read side: subscribe first, then rebuild from the journal, so that no
 	// event falls between the two (duplicates are dropped by version).
 	n.readModel = readmodel.New(n.backend)
-	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log})
+	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log, Now: cfg.Now})
 	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.consumer.Handle)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
@@ -186,9 +190,10 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		},
 		Quarantined: func(id string, err *codec.CorruptError) { n.readModel.Quarantine(id, err) },
 		Logger:      log,
+		Now:         cfg.Now,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
-		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log,
+		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log, Now: cfg.Now,
 	})
 	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
@@ -214,10 +219,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			ProbeTimeout:    cfg.LeaseTTL / 4,
 			IsolationBound:  2 * cfg.LeaseTTL,
 			DivergenceBound: 2*(cfg.LeaseTTL/8) + min(500*time.Millisecond, cfg.LeaseTTL/4),
+			Now:             cfg.Now,
 		},
 		NewProvider: n.newProvider,
 		Secret:      n.clusterSecret,
 		Rejoined:    func() { n.driver.NudgeAll() },
+		// Rejoins at most 1 s apart: with the default 5 s cap a member
+		// fenced by a backend outage of 5 s retried up to 3 s after the
+		// backend was back (backend-restart drill), and each attempt only
+		// costs a refused registration.
+		Backoff: backoff.Policy{Base: 200 * time.Millisecond, Max: time.Second},
 	})
 	n.driver = actors.NewOutboxDriver(n.member, partitions, cfg.OutboxInterval, log)
 	if err := n.member.Start(ctx); err != nil {

@@ -8,7 +8,7 @@
 # first is served by another owner; node3's readiness; how long until node3
 # is ready again after the cut ends; and whether the three nodes then agree
 # on the owner of every order.
-#   sudo scripts/partition.sh [cut seconds]        (default 10; needs root, ip, iptables)
+#   scripts/partition.sh [cut seconds]   (as root; default 10; needs ip, iptables)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cut=${1:-10}

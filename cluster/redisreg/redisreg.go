@@ -23,6 +23,15 @@ type Options struct {
 	// loop bounds every call with a context deadline). Without a Client,
 	// New makes one for Addr.
 	Client goredis.UniversalClient
+	// RenewClient, if set, takes the renewals (and only them); the
+	// registry never closes it. A client of one connection that nothing
+	// else uses keeps the renewal one round trip: on a pool shared with
+	// the listing, a renewal that overlaps a listing gets the pool's other
+	// connection, which may never have been used and then costs its
+	// handshake first (HELLO, CLIENT SETNAME: two more round trips, which
+	// at +600 ms round trip exceed the renewal's TTL/2 timeout and fenced
+	// every member in the slow-backend drill). Without it, Client renews.
+	RenewClient goredis.UniversalClient
 	// Addr is host:port or a redis:// or rediss:// URL (default
 	// 127.0.0.1:6379); unused with a Client.
 	Addr string
@@ -66,8 +75,9 @@ func (o *Options) setDefaults() {
 // releases the client if New made it.
 type Registry struct {
 	client    goredis.UniversalClient
-	ownClient bool   // made by New (no Options.Client): Close closes it
-	keyPrefix string // <Prefix>members:<Cluster>:
+	renew     goredis.UniversalClient // Options.RenewClient, else client
+	ownClient bool                    // made by New (no Options.Client): Close closes it
+	keyPrefix string                  // <Prefix>members:<Cluster>:
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -93,6 +103,10 @@ func New(opts Options) (*Registry, error) {
 			return nil, fmt.Errorf("redis membership registry: %w", err)
 		}
 		r.client, r.ownClient = c, true
+	}
+	r.renew = opts.RenewClient
+	if r.renew == nil {
+		r.renew = r.client
 	}
 	return r, nil
 }
@@ -212,7 +226,7 @@ func (r *Registry) Renew(ctx context.Context, rec registry.MemberRecord, ttl tim
 	// round trips every time. The script is a few hundred bytes; one round
 	// trip, whatever the server's script cache holds after a restart or a
 	// failover, is what the lease needs.
-	res, err := renewScript.Eval(ctx, r.client, []string{r.key(rec.MemberID)}, data, ttl.Milliseconds()).Int()
+	res, err := renewScript.Eval(ctx, r.renew, []string{r.key(rec.MemberID)}, data, ttl.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("redis renew %s: %w", rec.MemberID, err)
 	}

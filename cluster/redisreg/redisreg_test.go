@@ -139,3 +139,48 @@ func TestSharedClient(t *testing.T) {
 		t.Fatalf("the shared client after Close: %v (the registry closed it)", err)
 	}
 }
+
+// TestRenewClientTakesTheRenewals: with a RenewClient the renewals go
+// through it and nothing else does; the registry closes neither client.
+func TestRenewClientTakesTheRenewals(t *testing.T) {
+	addr := testservers.Redis(t)
+	c, err := redisconn.New(redisconn.Options{Addr: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	renew, err := redisconn.New(redisconn.Options{Addr: addr, PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := "ostest:" + registrytest.NewID("r") + ":"
+	t.Cleanup(func() { deleteKeys(t, addr, prefix) })
+	reg, err := redisreg.New(redisreg.Options{Client: c, RenewClient: renew, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	rec := registrytest.Record(registrytest.NewID("m"), "n1")
+	if err := reg.Register(ctx, rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Renew(ctx, rec, time.Minute); err != nil {
+		t.Fatalf("renew through the renew client: %v", err)
+	}
+	if err := renew.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Renew(ctx, rec, time.Minute); err == nil {
+		t.Fatal("renew succeeded with the renew client closed: it did not go through it")
+	}
+	if got, err := reg.List(ctx); err != nil || len(got) != 1 {
+		t.Fatalf("List = %+v, %v; want the one member through the main client", got, err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("the main client after Close: %v (the registry closed it)", err)
+	}
+}

@@ -5,6 +5,10 @@
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
 //	go run ./cmd/drill -drill failover-distribution -kills 50
+//	go run ./cmd/drill -drill backend-restart -backend nats
+//	go run ./cmd/drill -drill slow-backend -backend redis
+//	go run ./cmd/drill -drill clock-step
+//	go run ./cmd/drill -drill partition -cuts 10s,40s   # as root
 //
 // Each drill records every client operation and checks the histories for
 // linearizability (porcupine) and the journals for gaps; it prints its
@@ -29,7 +33,7 @@ import (
 
 func main() {
 	var (
-		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, failover-distribution, backend-failover, or all (the first four)")
+		which   = flag.String("drill", "all", "failover, pause, rolling, cutoff, failover-distribution, backend-failover, backend-restart, slow-backend, clock-step, partition (root), or all (the first four)")
 		backend = flag.String("backend", "redis", "shared backend of the cluster: redis or nats")
 		bin     = flag.String("bin", "", "ordersystem binary (default: go build ./cmd/ordersystem)")
 		nodes   = flag.Int("nodes", 3, "cluster size")
@@ -39,15 +43,30 @@ func main() {
 		kills   = flag.Int("kills", 50, "failover-distribution: kill -9s, each member in turn, restarted after each")
 		probes  = flag.Int("probes", 8, "failover-distribution: orders of the victim written to right after each kill")
 		bf      backendFailover
+		mb      membershipDrill
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
 	flag.IntVar(&bf.redisReplicas, "redis-replicas", 2, "backend-failover on redis: replicas per primary of the 3-primary Redis Cluster (with 1, a promoted replica has none left and WAIT 1 fails on its shard until the killed server returns)")
 	flag.BoolVar(&bf.natsSync, "nats-sync", true, "backend-failover on nats: the servers fsync every write before acknowledging it (jetstream sync_interval: always)")
 	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
+	flag.DurationVar(&mb.down, "down", 5*time.Second, "backend-restart: how long the server stays down in each round (kill -9, then SIGTERM)")
+	flag.StringVar(&mb.steps, "steps", "0,100,200,300,400,500,600,800", "slow-backend: added round trips to the backend in ms, one step each")
+	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
+	flag.DurationVar(&mb.failBelow, "fail-below", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip below this fails the drill (0: report only)")
+	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
+	flag.StringVar(&mb.logs, "logs", "", "backend-restart, slow-backend, clock-step: write each node's output into this directory at the end")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *which == "partition" { // see partition.go
 		if err := partition(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	switch *which {
+	case "backend-restart", "slow-backend", "clock-step":
+		if err := mb.run(*which, *backend, *bin, bf.natsServer, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
 			os.Exit(1)
 		}
@@ -222,6 +241,78 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 	fmt.Println(rep)
 	if !rep.OK() {
 		return fmt.Errorf("the backend-failover drill failed")
+	}
+	return nil
+}
+
+// membershipDrill is the configuration of the backend-restart,
+// slow-backend and clock-step drills.
+type membershipDrill struct {
+	down, hold, failBelow, step time.Duration
+	steps, logs                 string
+}
+
+// run starts the drill's private backend server (clock-step: Redis) and
+// runs the drill on it.
+func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.Options) error {
+	dir, err := os.MkdirTemp("", "ordersystem-drill")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if opts.Binary, err = goBuild(bin, dir, "ordersystem", "./cmd/ordersystem"); err != nil {
+		return err
+	}
+	if which == "clock-step" {
+		backend = "redis"
+	}
+	if m.logs != "" {
+		if err := os.MkdirAll(m.logs, 0o755); err != nil {
+			return err
+		}
+		opts.LogDir = m.logs
+	}
+	var b *drill.BackendServer
+	switch backend {
+	case "redis":
+		b, err = drill.StartRedisServer(dir)
+	case "nats":
+		var ns string
+		if ns, err = goBuild(natsServer, dir, "nats-server", "github.com/nats-io/nats-server/v2"); err != nil {
+			return err
+		}
+		b, err = drill.StartNATSServer(ns, dir)
+	default:
+		return fmt.Errorf("-backend=%s: must be redis or nats", backend)
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	var rep drill.Report
+	switch which {
+	case "backend-restart":
+		rep, err = drill.BackendRestart(opts, b, m.down)
+	case "slow-backend":
+		var steps []time.Duration
+		for _, s := range strings.Split(m.steps, ",") {
+			ms, perr := strconv.Atoi(strings.TrimSpace(s))
+			if perr != nil || ms < 0 {
+				return fmt.Errorf("-steps=%s: %q is not a number of milliseconds", m.steps, s)
+			}
+			steps = append(steps, time.Duration(ms)*time.Millisecond)
+		}
+		opts.ClientTimeout = 15 * time.Second // measure slow writes, do not time them out
+		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.failBelow)
+	case "clock-step":
+		rep, err = drill.ClockStep(opts, b, dir, m.step, m.hold)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", which, err)
+	}
+	fmt.Println(rep)
+	if !rep.OK() {
+		return fmt.Errorf("the %s drill failed", which)
 	}
 	return nil
 }

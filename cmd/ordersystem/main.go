@@ -23,6 +23,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/pflag"
 
+	"github.com/ordersystem/ordersystem/internal/wallclock"
 	"github.com/ordersystem/ordersystem/node"
 )
 
@@ -36,6 +37,10 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Logger = newLogger(cfg, os.Stderr)
+	if path := clockHook(os.Environ()); path != "" {
+		cfg.Logger.Warn("TEST HOOK: this node's wall clock (event timestamps, member record, node-to-node tokens) is moved by the offset in a file; never set it in production",
+			slog.String("variable", wallclock.OffsetFileEnv), slog.String("file", path))
+	}
 	// go-redis prints its own lines (dial failures) to stderr: route them
 	// through our logger at debug level, where the node's own error says it.
 	goredis.SetLogger(redisLog{cfg.Logger})
@@ -185,6 +190,9 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 		Prefix: "ORDERSYSTEM_",
 		TransformFunc: func(key, value string) (string, any) {
 			name := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(key, "ORDERSYSTEM_")), "_", "-")
+			if key == wallclock.OffsetFileEnv {
+				return "", nil // the test hook, no setting (clockHook)
+			}
 			if !known[name] {
 				envErr = errors.Join(envErr, fmt.Errorf("%s: no such setting (flag --%s does not exist)", key, name))
 				return "", nil
@@ -223,7 +231,22 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return def, err
 	}
+	if path := clockHook(environ); path != "" {
+		cfg.Now = wallclock.OffsetFile(path)
+	}
 	return cfg, nil
+}
+
+// clockHook returns the file named by the test hook
+// wallclock.OffsetFileEnv, "" when it is not set. The hook is no setting:
+// no flag, no --help line, no YAML key; a node that has it logs a WARN.
+func clockHook(environ []string) string {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, wallclock.OffsetFileEnv+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 type redisLog struct{ l *slog.Logger }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/ordersystem/ordersystem/internal/wallclock"
 	"github.com/ordersystem/ordersystem/node"
 )
 
@@ -225,5 +226,33 @@ func TestJSONLogDurations(t *testing.T) {
 	newLogger(cfg, &out).Info("x", "ttl", 1500*time.Millisecond)
 	if !strings.Contains(out.String(), `"ttl":"1.5s"`) {
 		t.Fatalf("log line %s", out.String())
+	}
+}
+
+// TestClockHookIsNoSetting: the test hook's variable is accepted (no "no
+// such setting"), moves the clock the node gets, is not in --help, and
+// without it the node keeps the real clock.
+func TestClockHookIsNoSetting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "offset")
+	if err := os.WriteFile(path, []byte("30s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(nil, []string{wallclock.OffsetFileEnv + "=" + path}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Now == nil {
+		t.Fatal("the hook did not set the node's clock")
+	}
+	if d := cfg.Now().Sub(time.Now()); d < 29*time.Second || d > 31*time.Second {
+		t.Fatalf("hooked clock is %v ahead, want 30s", d)
+	}
+	if cfg, err := loadConfig(nil, nil, &bytes.Buffer{}); err != nil || cfg.Now != nil {
+		t.Fatalf("without the hook: clock set %v, err %v", cfg.Now != nil, err)
+	}
+	var out bytes.Buffer
+	_, _ = loadConfig([]string{"--help"}, nil, &out)
+	if strings.Contains(out.String(), "CLOCK") || strings.Contains(out.String(), "clock-offset") {
+		t.Fatal("--help shows the clock test hook")
 	}
 }

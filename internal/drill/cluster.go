@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,6 +22,9 @@ type Node struct {
 	Host string
 	args []string
 	bin  string
+	// Env is added to the drill's environment for the process (set before
+	// Start).
+	Env []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -45,6 +49,9 @@ func (n *Node) Start() error {
 		return fmt.Errorf("%s already running", n.ID)
 	}
 	cmd := exec.Command(n.bin, n.args...)
+	if len(n.Env) > 0 {
+		cmd.Env = append(os.Environ(), n.Env...)
+	}
 	n.logs = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs
 	cmd.SysProcAttr = childAttr()

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,7 +26,12 @@ type Options struct {
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
 	Kills   int           // kills of the failover-distribution drill (default 50)
 	Probes  int           // orders probed per kill in failover-distribution (default 8)
-	Logger  *slog.Logger
+	// LogDir, if set, receives each node's output at the end of the drill
+	// (<drill>-<node>.log).
+	LogDir string
+	// ClientTimeout bounds one client request (default 3 s).
+	ClientTimeout time.Duration
+	Logger        *slog.Logger
 }
 
 // Report is what a drill measured and found.
@@ -49,12 +56,16 @@ type Report struct {
 	// Distribution is what the failover-distribution drill measured (nil
 	// for the other drills).
 	Distribution *DistributionFigures
+	// Failures are the checks of the membership drills (backend-restart,
+	// slow-backend, clock-step) that failed; Figures what they measured.
+	Failures []string
+	Figures  []string
 }
 
 // OK reports whether the drill passed.
 func (r Report) OK() bool {
 	return r.Linearizable && r.JournalOK && (r.Backend == nil || len(r.Backend.Failures) == 0) &&
-		(r.Distribution == nil || r.Distribution.failed() == "")
+		(r.Distribution == nil || r.Distribution.failed() == "") && len(r.Failures) == 0
 }
 
 func (r Report) String() string {
@@ -82,6 +93,12 @@ func (r Report) String() string {
 			s += "\n  FAILED: " + why
 		}
 	}
+	for _, f := range r.Figures {
+		s += "\n  " + f
+	}
+	for _, f := range r.Failures {
+		s += "\n  FAILED: " + f
+	}
 	for msg, n := range r.Errors {
 		s += fmt.Sprintf("\n  %d x %s", n, msg)
 	}
@@ -103,6 +120,9 @@ func (o *Options) defaults() {
 	}
 	if o.Pause == 0 {
 		o.Pause = 8 * time.Second
+	}
+	if o.ClientTimeout == 0 {
+		o.ClientTimeout = 3 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -136,7 +156,7 @@ func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, er
 		return nil, err
 	}
 	r := &run{opts: opts, cluster: c, rec: NewRecorder(), done: make(chan struct{})}
-	r.client = NewClient(r.rec, r.live, 3*time.Second)
+	r.client = NewClient(r.rec, r.live, opts.ClientTimeout)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go func() { r.client.Run(ctx, opts.Workers, &r.created); close(r.done) }()
@@ -170,6 +190,14 @@ func (r *run) finish(name string) Report {
 		rep.JournalOK, rep.JournalError = false, err.Error()
 	}
 	r.cluster.Close()
+	if r.opts.LogDir != "" {
+		for _, n := range r.cluster.Nodes {
+			path := filepath.Join(r.opts.LogDir, strings.ReplaceAll(name, " ", "-")+"-"+n.ID+".log")
+			if err := os.WriteFile(path, []byte(n.Logs()), 0o644); err != nil {
+				rep.Notes = append(rep.Notes, err.Error())
+			}
+		}
+	}
 	return rep
 }
 

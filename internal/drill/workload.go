@@ -190,7 +190,11 @@ type orderBody struct {
 // Do performs one recorded operation through a random live node.
 func (c *Client) Do(client int, in Op) Outcome {
 	nodes := c.nodes()
-	base := nodes[rand.IntN(len(nodes))]
+	return c.DoAt(nodes[rand.IntN(len(nodes))], client, in)
+}
+
+// DoAt performs one recorded operation through the node at base.
+func (c *Client) DoAt(base string, client int, in Op) Outcome {
 	var req *http.Request
 	switch in.Kind {
 	case "create":
