@@ -1,12 +1,17 @@
 package node_test
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ordersystem/ordersystem/node"
 )
 
 // GET /orders/{id}?asOf= answers the order as it was after a version or at
@@ -73,5 +78,55 @@ func TestProbesAnswerHead(t *testing.T) {
 		if r.status != http.StatusOK || len(r.body) != 0 {
 			t.Errorf("HEAD %s: %d with %d body bytes", p, r.status, len(r.body))
 		}
+	}
+}
+
+// BenchmarkOrderAsOf: GET /orders/{id}?asOf= of a delivered order (its
+// whole history, 4 events: the longest an order gets) next to a plain GET,
+// through a real in-memory node over HTTP, one request at a time.
+//
+//	go test -run x -bench OrderAsOf ./node/
+func BenchmarkOrderAsOf(b *testing.B) {
+	cfg := node.Default()
+	cfg.Port, cfg.NodeID, cfg.DrainDelay = 0, "bench", 0
+	n, err := node.Start(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = n.Shutdown(context.Background()) })
+	base := "http://" + n.Addr()
+	post := func(path, body string) []byte {
+		res, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		if res.StatusCode >= 300 {
+			b.Fatalf("POST %s: %d %s", path, res.StatusCode, out)
+		}
+		return out
+	}
+	var created struct{ OrderID string }
+	_ = json.Unmarshal(post("/orders", seedOrder), &created)
+	id := created.OrderID
+	post("/orders/"+id+"/pay", `{"paymentMethod":"card"}`)
+	post("/orders/"+id+"/ship", `{"trackingNumber":"T-1"}`)
+	post("/orders/"+id+"/deliver", "")
+	for _, c := range []struct{ name, query string }{
+		{"current", ""},
+		{"version", "?asOf=2"},
+		{"time", "?asOf=" + url.QueryEscape(time.Now().UTC().Format(time.RFC3339Nano))},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := http.Get(base + "/orders/" + id + c.query)
+				if err != nil || res.StatusCode != http.StatusOK {
+					b.Fatalf("%v %v", err, res)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
+		})
 	}
 }
