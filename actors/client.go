@@ -86,7 +86,11 @@ func (c *OrderClient) start(ctx context.Context, name, orderID string) (context.
 	if c.tracer == nil {
 		return ctx, nil
 	}
-	return c.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("order_id", orderID)))
+	ctx, span := c.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("order_id", orderID))
+	}
+	return ctx, span
 }
 
 // endCall ends a call's span (if any) with its outcome.

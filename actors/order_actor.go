@@ -226,10 +226,21 @@ func (a *orderActor) ioContext(ctx context.Context) (context.Context, context.Ca
 // handling it (none without a Tracer: the returned context then carries
 // the message's trace context as it came).
 func (a *orderActor) startSpan(traceParent, traceState, name string) (context.Context, trace.Span) {
+	if a.cfg.Tracer == nil {
+		// Nothing to record: the message's trace context goes into the
+		// events as it came (handleCommand), unparsed.
+		return context.Background(), noSpan
+	}
 	ctx := tracing.Extract(context.Background(), traceParent, traceState)
-	return tracing.Start(ctx, a.cfg.Tracer, name, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("order_id", a.state.ID)))
+	ctx, span := a.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("order_id", a.state.ID))
+	}
+	return ctx, span
 }
+
+// noSpan is the span of a message when nothing records.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // endSpan ends the span of a message with its reply.
 func endSpan(span trace.Span, reply *orderpb.Reply) {
@@ -327,7 +338,10 @@ func (a *orderActor) refresh(tctx context.Context) error {
 
 // catchUp reads the events after the current version and folds them in.
 func (a *orderActor) catchUp(tctx context.Context) error {
-	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load", trace.WithAttributes(attribute.Int64("journal.from", int64(a.state.Version+1))))
+	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("journal.from", int64(a.state.Version+1)))
+	}
 	ctx, cancel := a.ioContext(tctx)
 	defer cancel()
 	if err := a.loadSnapshot(ctx); err != nil {
@@ -425,7 +439,10 @@ func (a *orderActor) handleGet(tctx context.Context) *orderpb.Reply {
 }
 
 func (a *orderActor) handleHistory(tctx context.Context) *orderpb.Reply {
-	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load", trace.WithAttributes(attribute.Int64("journal.from", 1)))
+	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("journal.from", 1))
+	}
 	ctx, cancel := a.ioContext(tctx)
 	defer cancel()
 	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
@@ -492,8 +509,13 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 		envelopes := make([]*orderpb.Event, len(events))
 		// The events keep the trace context of this command's span, so
 		// that their publish and their consumers continue the trace.
+		// Without a Tracer that is the message's, as it came.
 		var meta *orderpb.EventMetadata
-		if tp, ts := tracing.Inject(tctx); tp != "" {
+		tp, ts := msg.GetTraceParent(), msg.GetTraceState()
+		if a.cfg.Tracer != nil {
+			tp, ts = tracing.Inject(tctx)
+		}
+		if tp != "" {
 			meta = &orderpb.EventMetadata{TraceParent: tp, TraceState: ts}
 		}
 		for i, e := range events {
@@ -506,8 +528,10 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 			envelopes[i] = pe
 			records[i] = persistence.Record{Type: e.EventType(), Data: data}
 		}
-		actx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.append", trace.WithAttributes(
-			attribute.Int64("journal.expected", int64(a.state.Version)), attribute.Int("journal.records", len(records))))
+		actx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.append")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int64("journal.expected", int64(a.state.Version)), attribute.Int("journal.records", len(records)))
+		}
 		ctx, cancel := a.ioContext(actx)
 		start := time.Now()
 		_, err = a.cfg.Journal.Append(ctx, a.state.ID, a.state.Version, records)

@@ -324,9 +324,12 @@ func (o *outboxActor) startPublish(batch []transport.Message) []trace.Span {
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			continue
 		}
-		_, span := o.cfg.Tracer.Start(ctx, "outbox.publish", trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
-			attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type),
-			attribute.Int("outbox.partition", o.partition), attribute.Int("outbox.batch", len(batch))))
+		_, span := o.cfg.Tracer.Start(ctx, "outbox.publish", trace.WithSpanKind(trace.SpanKindProducer))
+		if !span.IsRecording() {
+			continue
+		}
+		span.SetAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type),
+			attribute.Int("outbox.partition", o.partition), attribute.Int("outbox.batch", len(batch)))
 		spans = append(spans, span)
 	}
 	return spans

@@ -124,7 +124,6 @@ func New(cfg Config) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
 	e.Use(a.observe)
-	e.Use(a.traceRequest)
 	e.Use(a.refuseCrossOrigin)
 	e.Use(a.limitBody)
 	if cfg.APIToken != "" {

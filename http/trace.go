@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -12,40 +13,54 @@ import (
 	"github.com/ordersystem/ordersystem/tracing"
 )
 
-// traceRequest gives the request its server span, named by method and route
+// Canonical forms of the W3C Trace Context headers, set without
+// canonicalizing them on every answer.
+const (
+	headerTraceParent = "Traceparent"
+	headerTraceState  = "Tracestate"
+)
+
+// startTrace gives the request its server span, named by method and route
 // template ("POST /orders/:id/pay"), a child of the W3C traceparent and
-// tracestate the request carries, and answers the span's traceparent (and
+// tracestate the request carries (the trace state cut to
+// tracing.MaxTraceState), and answers the span's traceparent (and
 // tracestate) in the response headers: the same trace id as the request's,
-// or a new trace when it came without one. Without a Tracer the span records
-// nothing but still has its own span id (tracing.Continue). It runs right
-// inside observe and writes a failed handler's answer itself, so that the
-// span knows the status.
-func (a *api) traceRequest(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		r := c.Request()
-		ctx := tracing.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		var span trace.Span
-		if a.cfg.Tracer == nil {
-			ctx = tracing.Continue(ctx)
-		} else {
-			route := a.routeLabel(c)
-			ctx, span = a.cfg.Tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(attribute.String("http.request.method", methodLabel(r.Method)), attribute.String("http.route", route)))
-		}
-		tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(c.Response().Header()))
-		c.SetRequest(r.WithContext(ctx))
-		err := next(c)
-		if err != nil {
-			c.Error(err)
-		}
-		if span != nil {
-			status := c.Response().Status
-			span.SetAttributes(attribute.Int("http.response.status_code", status))
-			if status >= http.StatusInternalServerError {
-				span.SetStatus(codes.Error, http.StatusText(status))
-			}
-			span.End()
-		}
-		return nil
+// or a new trace when it came without one. Without a Tracer the span
+// records nothing but still has its own span id (tracing.Continue), and the
+// returned span is nil. observe calls it and ends the span with endTrace
+// once the status is known.
+func (a *api) startTrace(c echo.Context, ctx context.Context) (context.Context, trace.Span) {
+	r := c.Request()
+	if _, ok := r.Header[headerTraceParent]; ok {
+		ctx = tracing.Bound(tracing.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header)))
 	}
+	var span trace.Span
+	if a.cfg.Tracer == nil {
+		ctx = tracing.Continue(ctx)
+	} else {
+		route := a.routeLabel(c)
+		ctx, span = a.cfg.Tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
+		if span.IsRecording() { // attributes cost allocations: only for a sampled span
+			span.SetAttributes(attribute.String("http.request.method", methodLabel(r.Method)), attribute.String("http.route", route))
+		}
+	}
+	tp, ts := tracing.Inject(ctx)
+	h := c.Response().Header()
+	h[headerTraceParent] = []string{tp}
+	if ts != "" {
+		h[headerTraceState] = []string{ts}
+	}
+	return ctx, span
+}
+
+// endTrace ends the server span (if any) with the answer's status.
+func endTrace(span trace.Span, status int) {
+	if span == nil {
+		return
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= http.StatusInternalServerError {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
 }

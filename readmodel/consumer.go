@@ -190,8 +190,10 @@ func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.E
 	if !trace.SpanContextFromContext(sctx).IsRemote() {
 		return c.rm.Apply(ctx, ev) // a malformed traceparent: no trace to continue
 	}
-	sctx, span := c.cfg.Tracer.Start(sctx, "readmodel.apply", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type)))
+	sctx, span := c.cfg.Tracer.Start(sctx, "readmodel.apply", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type))
+	}
 	err := c.rm.Apply(sctx, ev)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"math/rand/v2"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -47,16 +48,47 @@ func (f *fields) Set(key, value string) {
 
 func (f *fields) Keys() []string { return []string{HeaderTraceParent, HeaderTraceState} }
 
+// MaxTraceState is the longest tracestate carried on: the W3C
+// recommendation's 512 characters. Every event keeps its command's trace
+// state, so a longer one (a client may send 32 members of 512 bytes) would
+// grow every event it writes, up to what a transport refuses.
+const MaxTraceState = 512
+
+// Bound returns ctx with the trace state of its remote span context cut to
+// MaxTraceState characters, dropping whole members from the end (as the
+// W3C Trace Context allows), or ctx as it is when it is short enough.
+func Bound(ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	ts := sc.TraceState()
+	if len(ts.String()) <= MaxTraceState {
+		return ctx
+	}
+	for ts.Len() > 0 && len(ts.String()) > MaxTraceState {
+		var last string
+		ts.Walk(func(key, _ string) bool { last = key; return true })
+		ts = ts.Delete(last)
+	}
+	return trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(ts))
+}
+
 // Inject returns the traceparent and tracestate values of the span context
-// in ctx, or two empty strings when ctx holds none.
+// in ctx (as Propagator writes them, with one allocation), or two empty
+// strings when ctx holds none.
 func Inject(ctx context.Context) (traceParent, traceState string) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
 		return "", ""
 	}
-	var f fields
-	Propagator.Inject(ctx, &f)
-	return f.parent, f.state
+	// version 00, trace id, span id, flags (sampled and random only).
+	var b [55]byte
+	b[0], b[1], b[2] = '0', '0', '-'
+	tid, sid := sc.TraceID(), sc.SpanID()
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
+	return string(b[:]), sc.TraceState().String()
 }
 
 // Extract returns ctx with the remote span context of traceParent and
