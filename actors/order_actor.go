@@ -9,6 +9,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/codec"
@@ -16,6 +19,7 @@ import (
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/tracing"
 )
 
 // OrderKind is the cluster kind name of order actors.
@@ -80,7 +84,13 @@ type OrderConfig struct {
 	// The actor answers every command and read of that order with
 	// ERROR_CODE_QUARANTINED while the record stays so. It must not block.
 	Quarantined func(orderID string, err *codec.CorruptError)
-	Logger      *slog.Logger
+	// Tracer, if set, records a span per message ("order.command create",
+	// "order.get", "order.history"), a child of the trace context the
+	// message carries, with child spans for the journal calls. Without it
+	// the message's trace context is still written into the metadata of the
+	// events a command produces.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 func (c *OrderConfig) setDefaults() {
@@ -180,11 +190,20 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	case *actor.ReceiveTimeout:
 		ctx.Stop(ctx.Self())
 	case *orderpb.Command:
-		ctx.Respond(a.handleCommand(msg))
+		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), commandSpanName(msg))
+		reply := a.handleCommand(tctx, msg)
+		endSpan(span, reply)
+		ctx.Respond(reply)
 	case *orderpb.GetOrder:
-		ctx.Respond(a.handleGet())
+		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.get")
+		reply := a.handleGet(tctx)
+		endSpan(span, reply)
+		ctx.Respond(reply)
 	case *orderpb.GetHistory:
-		ctx.Respond(a.handleHistory())
+		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.history")
+		reply := a.handleHistory(tctx)
+		endSpan(span, reply)
+		ctx.Respond(reply)
 	default:
 		return
 	}
@@ -197,8 +216,71 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *orderActor) ioContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), a.cfg.IOTimeout)
+// ioContext bounds one journal call; ctx carries the trace context only
+// (it is never canceled).
+func (a *orderActor) ioContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.cfg.IOTimeout)
+}
+
+// startSpan continues the trace context a message carries with the span of
+// handling it (none without a Tracer: the returned context then carries
+// the message's trace context as it came).
+func (a *orderActor) startSpan(traceParent, traceState, name string) (context.Context, trace.Span) {
+	if a.cfg.Tracer == nil {
+		// Nothing to record: the message's trace context goes into the
+		// events as it came (handleCommand), unparsed.
+		return context.Background(), noSpan
+	}
+	ctx := tracing.Extract(context.Background(), traceParent, traceState)
+	ctx, span := a.cfg.Tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("order_id", a.state.ID))
+	}
+	return ctx, span
+}
+
+// noSpan is the span of a message when nothing records.
+var noSpan = trace.SpanFromContext(context.Background())
+
+// endSpan ends the span of a message with its reply.
+func endSpan(span trace.Span, reply *orderpb.Reply) {
+	if !span.IsRecording() {
+		return
+	}
+	if e := reply.GetError(); e != nil {
+		span.SetAttributes(attribute.String("order.error_code", e.GetCode().String()))
+		switch e.GetCode() {
+		case orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE, orderpb.ErrorCode_ERROR_CODE_INTERNAL, orderpb.ErrorCode_ERROR_CODE_QUARANTINED:
+			span.SetStatus(codes.Error, e.GetMessage())
+		}
+	}
+	span.SetAttributes(attribute.Int64("order.version", int64(reply.GetOrder().GetVersion())))
+	span.End()
+}
+
+// commandSpanName names the span of a command by its kind.
+func commandSpanName(msg *orderpb.Command) string {
+	switch msg.GetCommand().(type) {
+	case *orderpb.Command_Create:
+		return "order.command create"
+	case *orderpb.Command_Pay:
+		return "order.command pay"
+	case *orderpb.Command_Ship:
+		return "order.command ship"
+	case *orderpb.Command_Deliver:
+		return "order.command deliver"
+	case *orderpb.Command_Cancel:
+		return "order.command cancel"
+	}
+	return "order.command"
+}
+
+// endIO ends a journal call's span with its error.
+func endIO(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // loadSnapshot starts the state from the newest snapshot, if any.
@@ -225,7 +307,7 @@ func (a *orderActor) loadSnapshot(ctx context.Context) error {
 
 // saveSnapshot stores the state if the last append crossed a multiple of
 // SnapshotEvery. A failure only costs a longer activation later.
-func (a *orderActor) saveSnapshot(before uint64) {
+func (a *orderActor) saveSnapshot(tctx context.Context, before uint64) {
 	n := a.cfg.SnapshotEvery
 	if a.cfg.Snapshots == nil || n == 0 || before/n == a.state.Version/n {
 		return
@@ -236,7 +318,7 @@ func (a *orderActor) saveSnapshot(before uint64) {
 	}
 	data, err := proto.Marshal(s)
 	if err == nil {
-		ctx, cancel := a.ioContext()
+		ctx, cancel := a.ioContext(tctx)
 		err = a.cfg.Snapshots.SaveSnapshot(ctx, persistence.Snapshot{StreamID: a.state.ID, Version: a.state.Version, Data: data})
 		cancel()
 	}
@@ -247,21 +329,30 @@ func (a *orderActor) saveSnapshot(before uint64) {
 
 // refresh brings a loaded state up to the stream's head: catchUp, unless
 // this node is the journal's only writer and the state is known to be the head.
-func (a *orderActor) refresh() error {
+func (a *orderActor) refresh(tctx context.Context) error {
 	if a.loaded && a.cfg.SoleWriter {
 		return nil
 	}
-	return a.catchUp()
+	return a.catchUp(tctx)
 }
 
 // catchUp reads the events after the current version and folds them in.
-func (a *orderActor) catchUp() error {
-	ctx, cancel := a.ioContext()
+func (a *orderActor) catchUp(tctx context.Context) error {
+	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("journal.from", int64(a.state.Version+1)))
+	}
+	ctx, cancel := a.ioContext(tctx)
 	defer cancel()
 	if err := a.loadSnapshot(ctx); err != nil {
+		endIO(span, err)
 		return err
 	}
 	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, a.state.Version+1)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("journal.records", len(recs)))
+	}
+	endIO(span, err)
 	if err != nil {
 		return err
 	}
@@ -314,11 +405,11 @@ func (a *orderActor) reply(o *orderpb.Order, e *orderpb.Error) *orderpb.Reply {
 	return &orderpb.Reply{Order: o, Error: e, Owner: a.cfg.NodeID}
 }
 
-func (a *orderActor) ensureLoaded() *orderpb.Reply {
+func (a *orderActor) ensureLoaded(tctx context.Context) *orderpb.Reply {
 	if a.loaded {
 		return nil
 	}
-	if err := a.catchUp(); err != nil {
+	if err := a.catchUp(tctx); err != nil {
 		if !errors.Is(err, codec.ErrCorrupt) {
 			a.cfg.Logger.Warn("order load failed", slog.String("order_id", a.state.ID), slog.Any("error", err))
 		}
@@ -332,8 +423,8 @@ func (a *orderActor) ensureLoaded() *orderpb.Reply {
 // order elsewhere (after a topology change), and a read must reflect every
 // write acknowledged before it, wherever it was written. If the journal
 // cannot be reached, a known state is still answered, marked stale.
-func (a *orderActor) handleGet() *orderpb.Reply {
-	if err := a.refresh(); err != nil {
+func (a *orderActor) handleGet(tctx context.Context) *orderpb.Reply {
+	if err := a.refresh(tctx); err != nil {
 		if !a.loaded || !a.state.Exists() || errors.Is(err, codec.ErrCorrupt) {
 			return a.reply(nil, a.storageError(err))
 		}
@@ -347,10 +438,15 @@ func (a *orderActor) handleGet() *orderpb.Reply {
 	return a.reply(codec.StateToProto(&a.state), nil)
 }
 
-func (a *orderActor) handleHistory() *orderpb.Reply {
-	ctx, cancel := a.ioContext()
+func (a *orderActor) handleHistory(tctx context.Context) *orderpb.Reply {
+	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("journal.from", 1))
+	}
+	ctx, cancel := a.ioContext(tctx)
 	defer cancel()
 	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
+	endIO(span, err)
 	if err != nil {
 		return a.reply(nil, a.storageError(err))
 	}
@@ -371,7 +467,7 @@ func (a *orderActor) handleHistory() *orderpb.Reply {
 	return r
 }
 
-func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
+func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *orderpb.Reply {
 	cmd, err := codec.CommandFromProto(msg)
 	if err != nil {
 		return a.reply(nil, domainError(err))
@@ -384,7 +480,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 	fresh := false // whether the state is known to be the stream's head
 	if _, isCreate := cmd.(order.Create); !(isCreate && !a.loaded && a.state.Version == 0) {
 		wasLoaded := a.loaded
-		if r := a.ensureLoaded(); r != nil {
+		if r := a.ensureLoaded(tctx); r != nil {
 			return r
 		}
 		// Read from the journal for this command, or loaded on a node
@@ -393,13 +489,13 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 	}
 	for attempt := 0; ; attempt++ {
 		if seen, ok := a.lookup(msg.GetCommandId()); ok && msg.GetCommandId() != "" {
-			return a.replay(msg, seen)
+			return a.replay(tctx, msg, seen)
 		}
 		events, err := order.Decide(a.state, cmd, a.cfg.Now())
 		if err != nil && !fresh {
 			// Refusing on a state that may be stale (another activation
 			// may have written) is not allowed: read the tail, decide again.
-			if err := a.catchUp(); err != nil {
+			if err := a.catchUp(tctx); err != nil {
 				a.loaded = false
 				return a.reply(nil, a.storageError(err))
 			}
@@ -411,8 +507,20 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 		}
 		records := make([]persistence.Record, len(events))
 		envelopes := make([]*orderpb.Event, len(events))
+		// The events keep the trace context of this command's span, so
+		// that their publish and their consumers continue the trace.
+		// Without a Tracer that is the message's, as it came.
+		var meta *orderpb.EventMetadata
+		tp, ts := msg.GetTraceParent(), msg.GetTraceState()
+		if a.cfg.Tracer != nil {
+			tp, ts = tracing.Inject(tctx)
+		}
+		if tp != "" {
+			meta = &orderpb.EventMetadata{TraceParent: tp, TraceState: ts}
+		}
 		for i, e := range events {
 			pe := codec.EventToProto(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), e)
+			pe.Metadata = meta
 			data, err := proto.Marshal(pe)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
@@ -420,11 +528,16 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 			envelopes[i] = pe
 			records[i] = persistence.Record{Type: e.EventType(), Data: data}
 		}
-		ctx, cancel := a.ioContext()
+		actx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.append")
+		if span.IsRecording() {
+			span.SetAttributes(attribute.Int64("journal.expected", int64(a.state.Version)), attribute.Int("journal.records", len(records)))
+		}
+		ctx, cancel := a.ioContext(actx)
 		start := time.Now()
 		_, err = a.cfg.Journal.Append(ctx, a.state.ID, a.state.Version, records)
 		a.cfg.Metrics.ObserveAppend(time.Since(start), errors.Is(err, persistence.ErrVersionConflict))
 		cancel()
+		endIO(span, err)
 		switch {
 		case err == nil:
 			a.loaded = true
@@ -435,12 +548,12 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 			if a.cfg.Appended != nil {
 				a.cfg.Appended(a.state.ID)
 			}
-			a.saveSnapshot(before)
+			a.saveSnapshot(tctx, before)
 			return a.reply(codec.StateToProto(&a.state), nil)
 		case errors.Is(err, persistence.ErrVersionConflict) && attempt < a.cfg.MaxConflictRetries:
 			// Another activation wrote first: read what it wrote and decide again.
 			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
-			if err := a.catchUp(); err != nil {
+			if err := a.catchUp(tctx); err != nil {
 				a.loaded = false
 				return a.reply(nil, a.storageError(err))
 			}
@@ -456,7 +569,7 @@ func (a *orderActor) handleCommand(msg *orderpb.Command) *orderpb.Reply {
 
 // replay answers a command id seen before with what its first answer was,
 // changing nothing.
-func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Reply {
+func (a *orderActor) replay(tctx context.Context, msg *orderpb.Command, seen seenCommand) *orderpb.Reply {
 	if seen.fingerprint != msg.GetFingerprint() {
 		return a.reply(nil, &orderpb.Error{
 			Code:    orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH,
@@ -466,7 +579,7 @@ func (a *orderActor) replay(msg *orderpb.Command, seen seenCommand) *orderpb.Rep
 	st := a.state
 	if seen.version != a.state.Version {
 		// Fold the stream up to the version the command produced.
-		ctx, cancel := a.ioContext()
+		ctx, cancel := a.ioContext(tctx)
 		defer cancel()
 		recs, err := a.cfg.Journal.Load(ctx, a.state.ID, 1)
 		if err != nil {

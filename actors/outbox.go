@@ -12,10 +12,15 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/tracing"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -76,7 +81,13 @@ type OutboxConfig struct {
 	Metrics *metrics.Metrics
 	// Stats, if set, receives the outbox figures after every drain; it must
 	// have been made by NewOutboxStats for Journal's partition count.
-	Stats  *OutboxStats
+	Stats *OutboxStats
+	// Tracer, if set, records an "outbox.publish" span per published event
+	// that carries a trace context in its metadata, a child of that
+	// context (the order actor's span that journaled it), covering the
+	// publish of its batch. Without it the events are published as they
+	// are: the trace context travels in their payload anyway.
+	Tracer trace.Tracer
 	Logger *slog.Logger
 	// Now is the wall clock that dates a checkpoint reset, which other
 	// members read in the cluster's outbox figures (default time.Now).
@@ -253,6 +264,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		for i, r := range recs {
 			batch[i] = transport.Message{OrderID: r.StreamID, Version: r.Version, Type: r.Type, Payload: r.Data}
 		}
+		spans := o.startPublish(batch)
 		ctx, cancel = o.io()
 		err = o.cfg.Publisher.Publish(ctx, batch)
 		cancel()
@@ -262,6 +274,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 			// refused, so that one poison event cannot block the rest.
 			err = o.publishEach(batch)
 		}
+		endPublish(spans, err)
 		if err != nil {
 			return fail("publish", err)
 		}
@@ -299,6 +312,43 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 	o.stats.Checkpoint.Store(o.checkpoint)
 	st.Checkpoint = o.checkpoint
 	return st
+}
+
+// startPublish starts the publish span of every message of batch whose
+// event carries a trace context; nil without a Tracer.
+func (o *outboxActor) startPublish(batch []transport.Message) []trace.Span {
+	if o.cfg.Tracer == nil {
+		return nil
+	}
+	var spans []trace.Span
+	for _, m := range batch {
+		meta := codec.EventMetadata(m.Payload)
+		if meta.GetTraceParent() == "" {
+			continue
+		}
+		ctx := tracing.Extract(context.Background(), meta.GetTraceParent(), meta.GetTraceState())
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			continue
+		}
+		_, span := o.cfg.Tracer.Start(ctx, "outbox.publish", trace.WithSpanKind(trace.SpanKindProducer))
+		if !span.IsRecording() {
+			continue
+		}
+		span.SetAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type),
+			attribute.Int("outbox.partition", o.partition), attribute.Int("outbox.batch", len(batch)))
+		spans = append(spans, span)
+	}
+	return spans
+}
+
+// endPublish ends the publish spans with the batch's outcome.
+func endPublish(spans []trace.Span, err error) {
+	for _, span := range spans {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }
 
 // head asks the journal for the position of its last record.

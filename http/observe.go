@@ -99,7 +99,8 @@ func (a *api) routeLabel(c echo.Context) string {
 
 // observe is the outermost middleware: it gives the request its id (taken
 // from X-Request-Id when sane, else minted), echoes it in the answer, puts a
-// logger carrying it in the request's context, writes the answer of a
+// logger carrying it in the request's context, starts its trace (startTrace),
+// writes the answer of a
 // failed handler at once (so that its status is known), records the HTTP
 // metrics and logs the request: at DEBUG, or at WARN when it failed with a
 // 5xx. Nothing of the request's headers or query is logged.
@@ -114,6 +115,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 		ri := &requestInfo{id: id, base: a.cfg.Logger}
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, ri)
+		ctx, span := a.startTrace(c, ctx)
 		c.SetRequest(r.WithContext(ctx))
 
 		err := next(c)
@@ -121,6 +123,7 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // errorHandler writes the answer now
 		}
 		status := c.Response().Status
+		endTrace(span, status)
 		route, method, d := a.routeLabel(c), methodLabel(r.Method), time.Since(start)
 		a.cfg.Metrics.ObserveHTTP(route, method, status, d)
 

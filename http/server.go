@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/codec"
@@ -92,6 +93,10 @@ type Config struct {
 	// Events, if set, serves the event streams GET /events and
 	// GET /orders/{id}/events (Server-Sent Events).
 	Events *feed.Hub
+	// Tracer, if set, records a server span per request; without it the
+	// request's W3C trace context is still continued (a new span id in the
+	// incoming trace, or a new trace) and answered in traceparent.
+	Tracer trace.Tracer
 	// BodyLimit is the largest request body accepted (default 1 MiB).
 	BodyLimit int64
 	Logger    *slog.Logger

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ordersystem/ordersystem/persistence"
-
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/netutil"
+
+	"github.com/ordersystem/ordersystem/persistence"
 
 	"github.com/ordersystem/ordersystem/internal/redisconn"
 )
@@ -111,6 +112,13 @@ type Config struct {
 	NATSReplicas      int    `koanf:"nats-replicas"`
 	NATSStorage       string `koanf:"nats-storage"`
 
+	// OTLPEndpoint, when set, exports the node's spans to this OTLP/HTTP
+	// receiver (host:port, or an http:// or https:// URL; /v1/traces when
+	// it has no path) through a batch span processor. Without it the W3C
+	// trace context of a request is still continued into the response, the
+	// cluster call and the events' metadata, and nothing is recorded.
+	OTLPEndpoint string `koanf:"otlp-endpoint"`
+
 	// Logger is set by the caller, not by configuration.
 	Logger *slog.Logger `koanf:"-"`
 	// Now, set by the caller, is the wall clock that dates what other
@@ -119,6 +127,10 @@ type Config struct {
 	// cmd/ordersystem sets it only for the test hook
 	// wallclock.OffsetFileEnv.
 	Now func() time.Time `koanf:"-"`
+	// TracerProvider, if set by the caller (an embedding program, a test),
+	// records the node's spans instead of the OTLP exporter; the caller
+	// owns it and shuts it down.
+	TracerProvider trace.TracerProvider `koanf:"-"`
 }
 
 // Default returns the configuration of `go run ./cmd/ordersystem`: a
@@ -204,6 +216,11 @@ func (c *Config) Validate() error {
 	}
 	if c.HTTPHost != "" && net.ParseIP(c.HTTPHost) == nil && c.HTTPHost != "localhost" {
 		bad("http-host", c.HTTPHost, "must be an IP address or localhost")
+	}
+	if c.OTLPEndpoint != "" {
+		if _, err := otlpURL(c.OTLPEndpoint); err != nil {
+			bad("otlp-endpoint", c.OTLPEndpoint, err.Error())
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":

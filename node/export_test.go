@@ -24,3 +24,6 @@ func (n *Node) Transport() transport.Transport { return n.transport }
 func WithBackend(ctx context.Context, b persistence.Backend) context.Context {
 	return context.WithValue(ctx, backendKey{}, b)
 }
+
+// Backend is the node's persistence backend (the journal).
+func (n *Node) Backend() persistence.Backend { return n.backend }

@@ -60,6 +60,7 @@ type Node struct {
 	health       *health
 	board        *supervisor.Board
 	metrics      *metrics.Metrics
+	traces       traces // the tracer of every layer, and the provider to flush
 	api          *echo.Echo
 	listener     net.Listener
 	startedAt    time.Time
@@ -123,11 +124,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log.Info("transport ready", slog.String("backend", n.transport.Name()))
 
 	n.metrics = metrics.New()
+	if n.traces, err = startTracing(cfg, log); err != nil {
+		return nil, err
+	}
+	tracer := n.traces.tracer
 
 	// Read side: subscribe first, then rebuild from the journal, so that no
 	// event falls between the two (duplicates are dropped by version).
 	n.readModel = readmodel.New(n.backend)
-	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Logger: log, Now: cfg.Now})
+	n.consumer = readmodel.NewConsumer(n.readModel, readmodel.ConsumerConfig{Metrics: n.metrics, Tracer: tracer, Logger: log, Now: cfg.Now})
 	sub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{}, n.consumer.Handle)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
@@ -189,11 +194,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			}
 		},
 		Quarantined: func(id string, err *codec.CorruptError) { n.readModel.Quarantine(id, err) },
+		Tracer:      tracer,
 		Logger:      log,
 		Now:         cfg.Now,
 	})
 	outboxKind := actors.NewOutboxKind(actors.OutboxConfig{
-		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Logger: log, Now: cfg.Now,
+		Journal: n.backend, Publisher: n.transport, BatchSize: cfg.OutboxBatch, Stats: n.outbox, Metrics: n.metrics, Tracer: tracer, Logger: log, Now: cfg.Now,
 	})
 	serverTLS, clientTLS, err := cfg.peerTLS()
 	if err != nil {
@@ -274,7 +280,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
-		Orders:           actors.NewOrderClient(n.member),
+		Orders:           actors.NewOrderClient(n.member).WithTracer(tracer),
 		ReadModel:        n.readModel,
 		Health:           n.health,
 		Writable:         n.writable,
@@ -288,6 +294,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		MaxInFlightReads: cfg.MaxInFlightReads,
 		RequestTimeout:   cfg.RequestTimeout,
 		Events:           n.events,
+		Tracer:           tracer,
 		Logger:           log,
 	})
 	srv := cfg.httpServer(n.api)
@@ -611,6 +618,10 @@ func (n *Node) closeAll() error {
 			errs = append(errs, n.backend.Close())
 		}
 		errs = append(errs, n.conns.close()) // last: every backend above used them
+		// The spans of everything above are ended now: export them.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, n.traces.shutdown(ctx))
+		cancel()
 		if n.listener != nil {
 			_ = n.listener.Close()
 		}

@@ -8,12 +8,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
+	"github.com/ordersystem/ordersystem/tracing"
 	"github.com/ordersystem/ordersystem/transport"
 )
 
@@ -39,7 +43,11 @@ type ConsumerConfig struct {
 	DeadLetters int
 	// Metrics, if set, counts dead letters (readmodel_dead_lettered_total).
 	Metrics *metrics.Metrics
-	Logger  *slog.Logger
+	// Tracer, if set, records a "readmodel.apply" span per delivered event
+	// that carries a trace context in its metadata, a child of that
+	// context, so that the read side's apply joins the request's trace.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -127,7 +135,7 @@ func (c *Consumer) Handle(ctx context.Context, batch []transport.Message) error 
 			c.deadLetter(m, reason, err, 0)
 			continue
 		}
-		if err := c.rm.Apply(ctx, ev); err != nil {
+		if err := c.apply(ctx, m, ev); err != nil {
 			if outage(ctx, err) {
 				return err
 			}
@@ -169,6 +177,29 @@ func (c *Consumer) Handle(ctx context.Context, batch []transport.Message) error 
 		c.deadLetter(p.msg, reason, p.err, c.cfg.Attempts)
 	}
 	return nil
+}
+
+// apply applies ev, in a span that continues the trace context of its
+// metadata when there is a Tracer.
+func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.Event) error {
+	tp := ev.GetMetadata().GetTraceParent()
+	if c.cfg.Tracer == nil || tp == "" {
+		return c.rm.Apply(ctx, ev)
+	}
+	sctx := tracing.Extract(ctx, tp, ev.GetMetadata().GetTraceState())
+	if !trace.SpanContextFromContext(sctx).IsRemote() {
+		return c.rm.Apply(ctx, ev) // a malformed traceparent: no trace to continue
+	}
+	sctx, span := c.cfg.Tracer.Start(sctx, "readmodel.apply", trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type))
+	}
+	err := c.rm.Apply(sctx, ev)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+	return err
 }
 
 // decode returns the event a message carries, or why it carries none (a

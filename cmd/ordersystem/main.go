@@ -109,6 +109,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Bool("protect-metrics", false, "require the --api-token on /metrics too (it is open by default, like the probes)")
 	fs.String("log-format", def.LogFormat, "log format: text or json")
 	fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
+	fs.String("otlp-endpoint", "", "export OpenTelemetry spans to this OTLP/HTTP receiver, host:port or an http(s):// URL (/v1/traces when it has no path); without it an incoming W3C traceparent is still continued into the response and the events, and nothing is recorded")
 	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages")
 	fs.Duration("request-timeout", def.RequestTimeout, "bound of one HTTP request's call to an order actor")
 	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")

@@ -515,6 +515,9 @@ type Event struct {
 	// fingerprint is a hash of the request that carried command_id, so that a
 	// key reused for a different request is refused instead of answered.
 	Fingerprint string `protobuf:"bytes,4,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// metadata is what travels with the event but is not part of the order's
+	// state: the trace context of the command that produced it.
+	Metadata *EventMetadata `protobuf:"bytes,5,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// Types that are valid to be assigned to Payload:
 	//
 	//	*Event_Created
@@ -583,6 +586,13 @@ func (x *Event) GetFingerprint() string {
 		return x.Fingerprint
 	}
 	return ""
+}
+
+func (x *Event) GetMetadata() *EventMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 func (x *Event) GetPayload() isEvent_Payload {
@@ -671,6 +681,64 @@ func (*Event_Delivered) isEvent_Payload() {}
 
 func (*Event_Cancelled) isEvent_Payload() {}
 
+// EventMetadata travels with an event, journaled and published with it.
+type EventMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// trace_parent and trace_state are the W3C Trace Context (the
+	// traceparent and tracestate header values) of the order actor's span
+	// that handled the command, so that the outbox's publish and any
+	// consumer of the transport continue the request's trace. Empty when the
+	// event was written before tracing existed.
+	TraceParent   string `protobuf:"bytes,1,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,2,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventMetadata) Reset() {
+	*x = EventMetadata{}
+	mi := &file_order_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventMetadata) ProtoMessage() {}
+
+func (x *EventMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventMetadata.ProtoReflect.Descriptor instead.
+func (*EventMetadata) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EventMetadata) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *EventMetadata) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
+}
+
 type CreateOrder struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
@@ -681,7 +749,7 @@ type CreateOrder struct {
 
 func (x *CreateOrder) Reset() {
 	*x = CreateOrder{}
-	mi := &file_order_proto_msgTypes[7]
+	mi := &file_order_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +761,7 @@ func (x *CreateOrder) String() string {
 func (*CreateOrder) ProtoMessage() {}
 
 func (x *CreateOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[7]
+	mi := &file_order_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +774,7 @@ func (x *CreateOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrder.ProtoReflect.Descriptor instead.
 func (*CreateOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{7}
+	return file_order_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateOrder) GetCustomerId() string {
@@ -732,7 +800,7 @@ type PayOrder struct {
 
 func (x *PayOrder) Reset() {
 	*x = PayOrder{}
-	mi := &file_order_proto_msgTypes[8]
+	mi := &file_order_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +812,7 @@ func (x *PayOrder) String() string {
 func (*PayOrder) ProtoMessage() {}
 
 func (x *PayOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[8]
+	mi := &file_order_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +825,7 @@ func (x *PayOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayOrder.ProtoReflect.Descriptor instead.
 func (*PayOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{8}
+	return file_order_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PayOrder) GetPaymentMethod() string {
@@ -776,7 +844,7 @@ type ShipOrder struct {
 
 func (x *ShipOrder) Reset() {
 	*x = ShipOrder{}
-	mi := &file_order_proto_msgTypes[9]
+	mi := &file_order_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +856,7 @@ func (x *ShipOrder) String() string {
 func (*ShipOrder) ProtoMessage() {}
 
 func (x *ShipOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[9]
+	mi := &file_order_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +869,7 @@ func (x *ShipOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrder.ProtoReflect.Descriptor instead.
 func (*ShipOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{9}
+	return file_order_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ShipOrder) GetTrackingNumber() string {
@@ -819,7 +887,7 @@ type DeliverOrder struct {
 
 func (x *DeliverOrder) Reset() {
 	*x = DeliverOrder{}
-	mi := &file_order_proto_msgTypes[10]
+	mi := &file_order_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +899,7 @@ func (x *DeliverOrder) String() string {
 func (*DeliverOrder) ProtoMessage() {}
 
 func (x *DeliverOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[10]
+	mi := &file_order_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +912,7 @@ func (x *DeliverOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverOrder.ProtoReflect.Descriptor instead.
 func (*DeliverOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{10}
+	return file_order_proto_rawDescGZIP(), []int{11}
 }
 
 type CancelOrder struct {
@@ -856,7 +924,7 @@ type CancelOrder struct {
 
 func (x *CancelOrder) Reset() {
 	*x = CancelOrder{}
-	mi := &file_order_proto_msgTypes[11]
+	mi := &file_order_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +936,7 @@ func (x *CancelOrder) String() string {
 func (*CancelOrder) ProtoMessage() {}
 
 func (x *CancelOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[11]
+	mi := &file_order_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +949,7 @@ func (x *CancelOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
 func (*CancelOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{11}
+	return file_order_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelOrder) GetReason() string {
@@ -896,6 +964,11 @@ type Command struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	CommandId   string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	Fingerprint string                 `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// trace_parent and trace_state carry the caller's W3C Trace Context
+	// (traceparent and tracestate header values) across members; they are
+	// not part of the fingerprint.
+	TraceParent string `protobuf:"bytes,3,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,4,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*Command_Create
@@ -910,7 +983,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_order_proto_msgTypes[12]
+	mi := &file_order_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +995,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[12]
+	mi := &file_order_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1008,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{12}
+	return file_order_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Command) GetCommandId() string {
@@ -948,6 +1021,20 @@ func (x *Command) GetCommandId() string {
 func (x *Command) GetFingerprint() string {
 	if x != nil {
 		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *Command) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *Command) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
 	}
 	return ""
 }
@@ -1040,14 +1127,17 @@ func (*Command_Cancel) isCommand_Command() {}
 
 // GetOrder asks an order actor for its current state.
 type GetOrder struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's W3C Trace Context, as in Command.
+	TraceParent   string `protobuf:"bytes,1,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,2,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetOrder) Reset() {
 	*x = GetOrder{}
-	mi := &file_order_proto_msgTypes[13]
+	mi := &file_order_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1149,7 @@ func (x *GetOrder) String() string {
 func (*GetOrder) ProtoMessage() {}
 
 func (x *GetOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[13]
+	mi := &file_order_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,19 +1162,36 @@ func (x *GetOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrder.ProtoReflect.Descriptor instead.
 func (*GetOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{13}
+	return file_order_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetOrder) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *GetOrder) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
 }
 
 // GetHistory asks an order actor for every event of its stream.
 type GetHistory struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's W3C Trace Context, as in Command.
+	TraceParent   string `protobuf:"bytes,1,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,2,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetHistory) Reset() {
 	*x = GetHistory{}
-	mi := &file_order_proto_msgTypes[14]
+	mi := &file_order_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1203,7 @@ func (x *GetHistory) String() string {
 func (*GetHistory) ProtoMessage() {}
 
 func (x *GetHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[14]
+	mi := &file_order_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1216,21 @@ func (x *GetHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistory.ProtoReflect.Descriptor instead.
 func (*GetHistory) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{14}
+	return file_order_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetHistory) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *GetHistory) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
 }
 
 // Order is the current state of an order, folded from its events.
@@ -1135,7 +1256,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_order_proto_msgTypes[15]
+	mi := &file_order_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1268,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[15]
+	mi := &file_order_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1281,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{15}
+	return file_order_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Order) GetOrderId() string {
@@ -1273,7 +1394,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1406,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1419,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{16}
+	return file_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1343,7 +1464,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1476,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1489,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{17}
+	return file_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reply) GetOrder() *Order {
@@ -1423,7 +1544,7 @@ type DrainOutbox struct {
 
 func (x *DrainOutbox) Reset() {
 	*x = DrainOutbox{}
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1556,7 @@ func (x *DrainOutbox) String() string {
 func (*DrainOutbox) ProtoMessage() {}
 
 func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1569,7 @@ func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainOutbox.ProtoReflect.Descriptor instead.
 func (*DrainOutbox) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{18}
+	return file_order_proto_rawDescGZIP(), []int{19}
 }
 
 // OutboxStatus answers DrainOutbox.
@@ -1464,7 +1585,7 @@ type OutboxStatus struct {
 
 func (x *OutboxStatus) Reset() {
 	*x = OutboxStatus{}
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1597,7 @@ func (x *OutboxStatus) String() string {
 func (*OutboxStatus) ProtoMessage() {}
 
 func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1610,7 @@ func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxStatus.ProtoReflect.Descriptor instead.
 func (*OutboxStatus) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{19}
+	return file_order_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OutboxStatus) GetCheckpoint() uint64 {
@@ -1533,7 +1654,7 @@ type SeenCommand struct {
 
 func (x *SeenCommand) Reset() {
 	*x = SeenCommand{}
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1666,7 @@ func (x *SeenCommand) String() string {
 func (*SeenCommand) ProtoMessage() {}
 
 func (x *SeenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1679,7 @@ func (x *SeenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeenCommand.ProtoReflect.Descriptor instead.
 func (*SeenCommand) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{20}
+	return file_order_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SeenCommand) GetCommandId() string {
@@ -1594,7 +1715,7 @@ type OrderSnapshot struct {
 
 func (x *OrderSnapshot) Reset() {
 	*x = OrderSnapshot{}
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1727,7 @@ func (x *OrderSnapshot) String() string {
 func (*OrderSnapshot) ProtoMessage() {}
 
 func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1740,7 @@ func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderSnapshot.ProtoReflect.Descriptor instead.
 func (*OrderSnapshot) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{21}
+	return file_order_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OrderSnapshot) GetOrder() *Order {
@@ -1666,20 +1787,25 @@ const file_order_proto_rawDesc = "" +
 	"\fdelivered_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliveredAt\"g\n" +
 	"\x0eOrderCancelled\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12=\n" +
-	"\fcancelled_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\xad\x03\n" +
+	"\fcancelled_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\xe8\x03\n" +
 	"\x05Event\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x03 \x01(\tR\tcommandId\x12 \n" +
-	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x128\n" +
+	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x129\n" +
+	"\bmetadata\x18\x05 \x01(\v2\x1d.ordersystem.v1.EventMetadataR\bmetadata\x128\n" +
 	"\acreated\x18\n" +
 	" \x01(\v2\x1c.ordersystem.v1.OrderCreatedH\x00R\acreated\x12/\n" +
 	"\x04paid\x18\v \x01(\v2\x19.ordersystem.v1.OrderPaidH\x00R\x04paid\x128\n" +
 	"\ashipped\x18\f \x01(\v2\x1c.ordersystem.v1.OrderShippedH\x00R\ashipped\x12>\n" +
 	"\tdelivered\x18\r \x01(\v2\x1e.ordersystem.v1.OrderDeliveredH\x00R\tdelivered\x12>\n" +
 	"\tcancelled\x18\x0e \x01(\v2\x1e.ordersystem.v1.OrderCancelledH\x00R\tcancelledB\t\n" +
-	"\apayload\"Z\n" +
+	"\apayload\"S\n" +
+	"\rEventMetadata\x12!\n" +
+	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x02 \x01(\tR\n" +
+	"traceState\"Z\n" +
 	"\vCreateOrder\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12*\n" +
@@ -1690,22 +1816,30 @@ const file_order_proto_rawDesc = "" +
 	"\x0ftracking_number\x18\x01 \x01(\tR\x0etrackingNumber\"\x0e\n" +
 	"\fDeliverOrder\"%\n" +
 	"\vCancelOrder\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xdc\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xa0\x03\n" +
 	"\aCommand\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12 \n" +
-	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x125\n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12!\n" +
+	"\ftrace_parent\x18\x03 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x04 \x01(\tR\n" +
+	"traceState\x125\n" +
 	"\x06create\x18\n" +
 	" \x01(\v2\x1b.ordersystem.v1.CreateOrderH\x00R\x06create\x12,\n" +
 	"\x03pay\x18\v \x01(\v2\x18.ordersystem.v1.PayOrderH\x00R\x03pay\x12/\n" +
 	"\x04ship\x18\f \x01(\v2\x19.ordersystem.v1.ShipOrderH\x00R\x04ship\x128\n" +
 	"\adeliver\x18\r \x01(\v2\x1c.ordersystem.v1.DeliverOrderH\x00R\adeliver\x125\n" +
 	"\x06cancel\x18\x0e \x01(\v2\x1b.ordersystem.v1.CancelOrderH\x00R\x06cancelB\t\n" +
-	"\acommand\"\n" +
+	"\acommand\"N\n" +
+	"\bGetOrder\x12!\n" +
+	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x02 \x01(\tR\n" +
+	"traceState\"P\n" +
 	"\n" +
-	"\bGetOrder\"\f\n" +
-	"\n" +
-	"GetHistory\"\xfd\x04\n" +
+	"GetHistory\x12!\n" +
+	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x02 \x01(\tR\n" +
+	"traceState\"\xfd\x04\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1785,7 +1919,7 @@ func file_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: ordersystem.v1.OrderStatus
 	(ErrorCode)(0),                // 1: ordersystem.v1.ErrorCode
@@ -1796,59 +1930,61 @@ var file_order_proto_goTypes = []any{
 	(*OrderDelivered)(nil),        // 6: ordersystem.v1.OrderDelivered
 	(*OrderCancelled)(nil),        // 7: ordersystem.v1.OrderCancelled
 	(*Event)(nil),                 // 8: ordersystem.v1.Event
-	(*CreateOrder)(nil),           // 9: ordersystem.v1.CreateOrder
-	(*PayOrder)(nil),              // 10: ordersystem.v1.PayOrder
-	(*ShipOrder)(nil),             // 11: ordersystem.v1.ShipOrder
-	(*DeliverOrder)(nil),          // 12: ordersystem.v1.DeliverOrder
-	(*CancelOrder)(nil),           // 13: ordersystem.v1.CancelOrder
-	(*Command)(nil),               // 14: ordersystem.v1.Command
-	(*GetOrder)(nil),              // 15: ordersystem.v1.GetOrder
-	(*GetHistory)(nil),            // 16: ordersystem.v1.GetHistory
-	(*Order)(nil),                 // 17: ordersystem.v1.Order
-	(*Error)(nil),                 // 18: ordersystem.v1.Error
-	(*Reply)(nil),                 // 19: ordersystem.v1.Reply
-	(*DrainOutbox)(nil),           // 20: ordersystem.v1.DrainOutbox
-	(*OutboxStatus)(nil),          // 21: ordersystem.v1.OutboxStatus
-	(*SeenCommand)(nil),           // 22: ordersystem.v1.SeenCommand
-	(*OrderSnapshot)(nil),         // 23: ordersystem.v1.OrderSnapshot
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*EventMetadata)(nil),         // 9: ordersystem.v1.EventMetadata
+	(*CreateOrder)(nil),           // 10: ordersystem.v1.CreateOrder
+	(*PayOrder)(nil),              // 11: ordersystem.v1.PayOrder
+	(*ShipOrder)(nil),             // 12: ordersystem.v1.ShipOrder
+	(*DeliverOrder)(nil),          // 13: ordersystem.v1.DeliverOrder
+	(*CancelOrder)(nil),           // 14: ordersystem.v1.CancelOrder
+	(*Command)(nil),               // 15: ordersystem.v1.Command
+	(*GetOrder)(nil),              // 16: ordersystem.v1.GetOrder
+	(*GetHistory)(nil),            // 17: ordersystem.v1.GetHistory
+	(*Order)(nil),                 // 18: ordersystem.v1.Order
+	(*Error)(nil),                 // 19: ordersystem.v1.Error
+	(*Reply)(nil),                 // 20: ordersystem.v1.Reply
+	(*DrainOutbox)(nil),           // 21: ordersystem.v1.DrainOutbox
+	(*OutboxStatus)(nil),          // 22: ordersystem.v1.OutboxStatus
+	(*SeenCommand)(nil),           // 23: ordersystem.v1.SeenCommand
+	(*OrderSnapshot)(nil),         // 24: ordersystem.v1.OrderSnapshot
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_order_proto_depIdxs = []int32{
 	2,  // 0: ordersystem.v1.OrderCreated.items:type_name -> ordersystem.v1.Item
-	24, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
-	24, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
-	24, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
-	24, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	24, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	3,  // 6: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
-	4,  // 7: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
-	5,  // 8: ordersystem.v1.Event.shipped:type_name -> ordersystem.v1.OrderShipped
-	6,  // 9: ordersystem.v1.Event.delivered:type_name -> ordersystem.v1.OrderDelivered
-	7,  // 10: ordersystem.v1.Event.cancelled:type_name -> ordersystem.v1.OrderCancelled
-	2,  // 11: ordersystem.v1.CreateOrder.items:type_name -> ordersystem.v1.Item
-	9,  // 12: ordersystem.v1.Command.create:type_name -> ordersystem.v1.CreateOrder
-	10, // 13: ordersystem.v1.Command.pay:type_name -> ordersystem.v1.PayOrder
-	11, // 14: ordersystem.v1.Command.ship:type_name -> ordersystem.v1.ShipOrder
-	12, // 15: ordersystem.v1.Command.deliver:type_name -> ordersystem.v1.DeliverOrder
-	13, // 16: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
-	2,  // 17: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
-	0,  // 18: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
-	24, // 19: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	24, // 20: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	24, // 21: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
-	24, // 22: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
-	24, // 23: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
-	1,  // 24: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
-	17, // 25: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
-	18, // 26: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
-	8,  // 27: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
-	17, // 28: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
-	22, // 29: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	25, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
+	25, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
+	25, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
+	25, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	25, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: ordersystem.v1.Event.metadata:type_name -> ordersystem.v1.EventMetadata
+	3,  // 7: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
+	4,  // 8: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
+	5,  // 9: ordersystem.v1.Event.shipped:type_name -> ordersystem.v1.OrderShipped
+	6,  // 10: ordersystem.v1.Event.delivered:type_name -> ordersystem.v1.OrderDelivered
+	7,  // 11: ordersystem.v1.Event.cancelled:type_name -> ordersystem.v1.OrderCancelled
+	2,  // 12: ordersystem.v1.CreateOrder.items:type_name -> ordersystem.v1.Item
+	10, // 13: ordersystem.v1.Command.create:type_name -> ordersystem.v1.CreateOrder
+	11, // 14: ordersystem.v1.Command.pay:type_name -> ordersystem.v1.PayOrder
+	12, // 15: ordersystem.v1.Command.ship:type_name -> ordersystem.v1.ShipOrder
+	13, // 16: ordersystem.v1.Command.deliver:type_name -> ordersystem.v1.DeliverOrder
+	14, // 17: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
+	2,  // 18: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
+	0,  // 19: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
+	25, // 20: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	25, // 21: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	25, // 22: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
+	25, // 23: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
+	25, // 24: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
+	1,  // 25: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
+	18, // 26: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
+	19, // 27: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
+	8,  // 28: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
+	18, // 29: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
+	23, // 30: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_order_proto_init() }
@@ -1863,7 +1999,7 @@ func file_order_proto_init() {
 		(*Event_Delivered)(nil),
 		(*Event_Cancelled)(nil),
 	}
-	file_order_proto_msgTypes[12].OneofWrappers = []any{
+	file_order_proto_msgTypes[13].OneofWrappers = []any{
 		(*Command_Create)(nil),
 		(*Command_Pay)(nil),
 		(*Command_Ship)(nil),
@@ -1876,7 +2012,7 @@ func file_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_proto_rawDesc), len(file_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
