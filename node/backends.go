@@ -58,7 +58,15 @@ func (c *connections) open(ctx context.Context, cfg Config, log *slog.Logger) er
 		}
 		c.redis = rdb
 	}
-	if cfg.Cluster && cfg.discovery() == Redis {
+	// A standalone Redis: the membership gets clients of its own, so that a
+	// renewal never waits behind the journal or pays a new pooled
+	// connection's handshake. On a Redis Cluster or Sentinel the membership
+	// shares the node's client: a pool of one or two per shard waited out
+	// dial timeouts to a killed primary and fenced every member for a
+	// minute in the backend-failover drill, where the shared pool
+	// followed the failover in seconds.
+	replicated := strings.Contains(cfg.Redis, ",") || cfg.RedisMasterName != ""
+	if cfg.Cluster && cfg.discovery() == Redis && !replicated {
 		for _, m := range []struct {
 			c    *goredis.UniversalClient
 			name string

@@ -102,7 +102,11 @@ func (n *Node) openRegistry(ctx context.Context) (closableRegistry, error) {
 	case "peers":
 		return n.peerRegistry()
 	case Redis:
-		r, err := redisreg.New(redisreg.Options{Client: n.conns.redisMembers, RenewClient: n.conns.redisLease, Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
+		members := n.conns.redisMembers
+		if members == nil {
+			members = n.conns.redis // a Redis Cluster or Sentinel (see connections.open)
+		}
+		r, err := redisreg.New(redisreg.Options{Client: members, RenewClient: n.conns.redisLease, Addr: n.cfg.Redis, Cluster: n.cfg.ClusterName})
 		if err != nil {
 			return nil, fmt.Errorf("cluster membership on Redis (--redis=%s): %w", redact.URL(n.cfg.Redis), err)
 		}
