@@ -438,11 +438,20 @@ func (r *run) histories(orders []string) (map[string][]histEvent, error) {
 }
 
 func (r *run) history(hc *http.Client, w int, id string) ([]histEvent, error) {
+	return readHistory[histEvent](context.Background(), hc, func(i int) string {
+		live := r.live()
+		return live[(w+i)%len(live)]
+	}, id)
+}
+
+// readHistory reads an order's history (nil for an order that does not
+// exist) through the node base(attempt) names, again after a failure, for
+// up to 10 s or until ctx ends.
+func readHistory[T any](ctx context.Context, hc *http.Client, base func(attempt int) string, id string) ([]T, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	var last error
-	for i := w; time.Now().Before(deadline); i++ {
-		live := r.live()
-		res, err := hc.Get(live[i%len(live)] + "/orders/" + id + "/history")
+	for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		res, err := hc.Get(base(i) + "/orders/" + id + "/history")
 		if err != nil {
 			last = err
 			time.Sleep(50 * time.Millisecond)
@@ -454,7 +463,7 @@ func (r *run) history(hc *http.Client, w int, id string) ([]histEvent, error) {
 		case http.StatusNotFound:
 			return nil, nil
 		case http.StatusOK:
-			var evs []histEvent
+			var evs []T
 			if err := json.Unmarshal(b, &evs); err != nil {
 				return nil, fmt.Errorf("history of %s: %w", id, err)
 			}

@@ -196,7 +196,7 @@ func (r *run) checkDates(step time.Duration) (back, ahead, behind int, err error
 			defer wg.Done()
 			for id := range work {
 				live := r.live()
-				evs, rerr := readDated(context.Background(), hc, live[w%len(live)], id)
+				evs, rerr := readHistory[datedEvent](context.Background(), hc, func(int) string { return live[w%len(live)] }, id)
 				mu.Lock()
 				if rerr != nil && first == nil {
 					first = rerr

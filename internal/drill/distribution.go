@@ -128,18 +128,13 @@ func (r *run) waitWhole(timeout time.Duration) error {
 		digests := map[string]bool{}
 		whole := true
 		for _, n := range r.cluster.Nodes {
-			var root struct {
-				View *struct {
-					Digest  string `json:"digest"`
-					Members int    `json:"members"`
-				} `json:"view"`
-			}
-			if err := getJSON(hc, n.URL()+"/", &root); err != nil || root.View == nil || root.View.Members != len(r.cluster.Nodes) {
+			v, err := readView(hc, n.URL())
+			if err != nil || v.Members != len(r.cluster.Nodes) {
 				whole = false
-				last = fmt.Sprintf("%s: %v (view %+v)", n.ID, err, root.View)
+				last = fmt.Sprintf("%s: %v (view %+v)", n.ID, err, v)
 				break
 			}
-			digests[root.View.Digest] = true
+			digests[v.Digest] = true
 		}
 		if whole && len(digests) == 1 {
 			return nil

@@ -2,8 +2,7 @@ package drill
 
 import (
 	"bufio"
-	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -247,28 +245,37 @@ func failedAnswers(before, after map[int]int) int {
 	return n
 }
 
-// rootInfo is the part of a member's GET / the drills compare.
-type rootInfo struct {
-	NodeID string `json:"nodeId"`
-	View   *struct {
-		Digest  string `json:"digest"`
-		Members int    `json:"members"`
-	} `json:"view"`
+// memberView is the view of GET / (view.digest, view.members).
+type memberView struct {
+	Digest  string `json:"digest"`
+	Members int    `json:"members"`
 }
 
-// viewDigests returns each running node's view digest (GET / view.digest).
+// readView reads the view a member's GET / shows.
+func readView(hc *http.Client, base string) (memberView, error) {
+	var info struct {
+		View *memberView `json:"view"`
+	}
+	if err := getJSON(hc, base+"/", &info); err != nil {
+		return memberView{}, err
+	}
+	if info.View == nil {
+		return memberView{}, errors.New("GET / shows no view")
+	}
+	return *info.View, nil
+}
+
+// viewDigests returns each running node's view digest and member count
+// ("digest/members").
 func (r *run) viewDigests() (map[string]string, error) {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	out := map[string]string{}
 	for _, n := range r.cluster.Nodes {
-		var info rootInfo
-		if err := getJSON(hc, n.URL()+"/", &info); err != nil {
+		v, err := readView(hc, n.URL())
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", n.ID, err)
 		}
-		if info.View == nil {
-			return nil, fmt.Errorf("%s: GET / shows no view", n.ID)
-		}
-		out[n.ID] = fmt.Sprintf("%s/%d", info.View.Digest, info.View.Members)
+		out[n.ID] = fmt.Sprintf("%s/%d", v.Digest, v.Members)
 	}
 	return out, nil
 }
@@ -298,79 +305,37 @@ func (r *run) agreeOnViews(timeout time.Duration) (map[string]string, bool, erro
 	}
 }
 
-// ownerDisagreements asks every node for every order (GET /orders/{id},
-// X-Order-Owner) and returns the orders whose owner differs between nodes
-// or that some node could not answer, with an example.
+// ownerDisagreements asks every node for every order (askOwners, each
+// request retried for up to 5 s) and returns the orders whose owner differs
+// between nodes or that some node could not answer, with an example.
 func (r *run) ownerDisagreements(orders []string) (disagree, unanswered int, example string) {
-	hc := &http.Client{Timeout: 5 * time.Second}
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		work = make(chan string)
-	)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				owners := map[string]string{}
-				missing := false
-				for _, n := range r.cluster.Nodes {
-					owner, err := orderOwner(hc, n.URL(), id)
-					if err != nil {
-						missing = true
-						continue
-					}
-					owners[n.ID] = owner
-				}
-				distinct := map[string]bool{}
-				for _, o := range owners {
-					distinct[o] = true
-				}
-				mu.Lock()
-				if missing {
-					unanswered++
-				}
-				if len(distinct) > 1 {
-					disagree++
-					if example == "" {
-						example = fmt.Sprintf("order %s: owners %v", id, owners)
-					}
-				}
-				mu.Unlock()
-			}
-		}()
+	disagree, unanswered, examples := agreement(askOwners(r.cluster, orders, 5*time.Second))
+	if len(examples) > 0 {
+		example = examples[0]
 	}
-	for _, id := range orders {
-		work <- id
-	}
-	close(work)
-	wg.Wait()
 	return disagree, unanswered, example
 }
 
 // orderOwner returns the X-Order-Owner of GET /orders/{id} through base
-// ("" for an order that does not exist), retried for up to 5 s.
-func orderOwner(hc *http.Client, base, id string) (string, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	var last error
-	for time.Now().Before(deadline) {
+// ("" for an order that does not exist), asked again after a failure for up
+// to retry (once with 0).
+func orderOwner(hc *http.Client, base, id string, retry time.Duration) (string, error) {
+	deadline := time.Now().Add(retry)
+	for {
 		res, err := hc.Get(base + "/orders/" + id)
-		if err != nil {
-			last = err
-			time.Sleep(50 * time.Millisecond)
-			continue
+		if err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode < 500 {
+				return res.Header.Get("X-Order-Owner"), nil
+			}
+			err = fmt.Errorf("GET %s/orders/%s: %s", base, id, res.Status)
 		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		switch res.StatusCode {
-		case http.StatusOK, http.StatusNotFound:
-			return res.Header.Get("X-Order-Owner"), nil
+		if !time.Now().Before(deadline) {
+			return "", err
 		}
-		last = fmt.Errorf("GET %s/orders/%s: %s", base, id, res.Status)
 		time.Sleep(50 * time.Millisecond)
 	}
-	return "", last
 }
 
 // datedEvent is an event of an order's history with its date.
@@ -391,33 +356,4 @@ func (e datedEvent) at() (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
-}
-
-// readDated reads an order's history through base, retried for up to 10 s.
-func readDated(ctx context.Context, hc *http.Client, base, id string) ([]datedEvent, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	var last error
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		res, err := hc.Get(base + "/orders/" + id + "/history")
-		if err != nil {
-			last = err
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		switch res.StatusCode {
-		case http.StatusNotFound:
-			return nil, nil
-		case http.StatusOK:
-			var evs []datedEvent
-			if err := json.Unmarshal(b, &evs); err != nil {
-				return nil, fmt.Errorf("history of %s: %w", id, err)
-			}
-			return evs, nil
-		}
-		last = fmt.Errorf("history of %s: %d %s", id, res.StatusCode, b)
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil, last
 }

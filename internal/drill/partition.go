@@ -309,7 +309,7 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Part
 	<-probed
 
 	// Owners under the whole cluster, for the orders first seen in the cut.
-	heal := askOwners(c, r.rec.Orders())
+	heal := askOwners(c, r.rec.Orders(), 0)
 	fig.DisagreeHeal, fig.UnansweredHeal, _ = agreement(heal)
 
 	// The membership change.
@@ -327,11 +327,11 @@ func partitionRound(opts Options, nt *Net, dir string, hold time.Duration) (Part
 	}
 	time.Sleep(5 * time.Second)
 	r.stopLoad()
-	end := askOwners(c, r.rec.Orders())
+	end := askOwners(c, r.rec.Orders(), 0)
 	fig.DisagreeSoon, fig.UnansweredSoon, fig.Examples = agreement(end)
 	// Asked again later: a split that lasts, not a handover still under way.
 	time.Sleep(ownerRecheck)
-	end = askOwners(c, r.rec.Orders())
+	end = askOwners(c, r.rec.Orders(), 0)
 	var later []string
 	fig.Disagree, fig.Unanswered, later = agreement(end)
 	if fig.Disagree > 0 {
@@ -646,9 +646,10 @@ func pollMembers(ctx context.Context, c *Cluster) (map[string]map[int]int, map[s
 }
 
 // askOwners asks every member for the owner of every order (X-Order-Owner
-// of GET /orders/{id}), 16 requests at a time: order -> one owner per
-// member ("" when the member gave no answer with an owner).
-func askOwners(c *Cluster, orders []string) map[string][]string {
+// of GET /orders/{id}, each asked again after a failure for up to retry),
+// 16 requests at a time: order -> one owner per member ("" when the member
+// gave no answer with an owner).
+func askOwners(c *Cluster, orders []string, retry time.Duration) map[string][]string {
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	out := make(map[string][]string, len(orders))
 	for _, o := range orders {
@@ -666,14 +667,7 @@ func askOwners(c *Cluster, orders []string) map[string][]string {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				owner := ""
-				if res, err := hc.Get(c.Nodes[j.node].URL() + "/orders/" + j.order); err == nil {
-					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-					if res.StatusCode < 500 {
-						owner = res.Header.Get("X-Order-Owner")
-					}
-				}
+				owner, _ := orderOwner(hc, c.Nodes[j.node].URL(), j.order, retry)
 				mu.Lock()
 				out[j.order][j.node] = owner
 				mu.Unlock()
@@ -743,14 +737,9 @@ func digests(c *Cluster) map[string]string {
 	hc := &http.Client{Timeout: 3 * time.Second}
 	out := map[string]string{}
 	for _, n := range c.Nodes {
-		var info struct {
-			View *struct {
-				Digest string `json:"digest"`
-			} `json:"view"`
-		}
 		out[n.ID] = "?"
-		if err := getJSON(hc, n.URL()+"/", &info); err == nil && info.View != nil {
-			out[n.ID] = info.View.Digest
+		if v, err := readView(hc, n.URL()); err == nil {
+			out[n.ID] = v.Digest
 		}
 	}
 	return out
