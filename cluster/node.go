@@ -345,14 +345,13 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 		if timeout <= 0 {
 			return nil, fmt.Errorf("%s %s: %w: %w (last error: %v)", kind, identity, ErrUnavailable, context.DeadlineExceeded, lastErr)
 		}
-		if n.probes != nil {
-			if owner := n.lookupImpl.owner(identity, kind); owner != "" && n.probes.suspect(owner) {
-				n.probes.failedFast.Add(1)
-				return nil, fmt.Errorf("%s %s: %w (%s)", kind, identity, ErrOwnerUnreachable, owner)
-			}
+		owner := n.lookupImpl.owner(identity, kind)
+		if n.probes != nil && owner != "" && owner != n.system.Address() && n.probes.suspect(owner) {
+			n.probes.failedFast.Add(1)
+			return nil, fmt.Errorf("%s %s: %w (%s)", kind, identity, ErrOwnerUnreachable, owner)
 		}
 		pid, ok := n.cluster.PidCache.Get(identity, kind)
-		if ok && pid != nil && pid.Address != n.lookupImpl.owner(identity, kind) {
+		if ok && pid != nil && pid.Address != owner {
 			// Cached from an earlier view: the actor belongs elsewhere now
 			// (its old owner stops it on its own view change).
 			n.cluster.PidCache.RemoveByValue(identity, kind, pid)
