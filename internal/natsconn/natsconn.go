@@ -2,10 +2,12 @@ package natsconn
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/internal/redact"
@@ -102,4 +104,41 @@ func Connect(ctx context.Context, o Options) (*natsgo.Conn, error) {
 		opts = append(opts, natsgo.UserCredentials(o.CredsFile))
 	}
 	return natsgo.Connect(o.URL, opts...)
+}
+
+// JetStream API error codes (nats-server's server/errors.json) that mean
+// the cluster cannot serve a request for now rather than that the request
+// is wrong.
+const (
+	// "no suitable peers for placement": too few servers online to place a
+	// replicated stream, while a cluster forms or one of its servers is down.
+	jsClusterNoPeers jetstream.ErrorCode = 10005
+	// "JetStream cluster can not handle request": no meta leader yet.
+	jsClusterNotLeader jetstream.ErrorCode = 10009
+	// "stream is offline": its replicas have no leader yet.
+	jsStreamOffline jetstream.ErrorCode = 10118
+)
+
+// Transient reports whether a JetStream API error is one that retrying can
+// fix: the system is temporarily unavailable (503, a 408 timeout), there is
+// no leader yet, or a replicated stream has too few online peers to be
+// placed. Any other API error is a refusal of the request itself (a bad
+// configuration, replicas on a server without a cluster, a name in use)
+// and false. An error that carries no API error is not judged here:
+// callers treat those (timeouts, no responders, a dropped connection) as
+// unavailable.
+func Transient(err error) bool {
+	var jerr jetstream.JetStreamError
+	if !errors.As(err, &jerr) {
+		return false
+	}
+	api := jerr.APIError()
+	if api == nil {
+		return false
+	}
+	switch api.ErrorCode {
+	case jsClusterNoPeers, jsClusterNotLeader, jsStreamOffline:
+		return true
+	}
+	return api.Code == 503 || api.Code == 408
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/ordersystem/ordersystem/internal/poll"
@@ -115,5 +116,30 @@ func TestConnectURLList(t *testing.T) {
 	defer nc.Close()
 	if !nc.IsConnected() || !strings.Contains(live, strings.TrimPrefix(nc.ConnectedUrlRedacted(), "nats://")) {
 		t.Fatalf("connected to %q, want %s", nc.ConnectedUrlRedacted(), live)
+	}
+}
+
+func TestTransient(t *testing.T) {
+	api := func(code, errCode int) error {
+		return fmt.Errorf("create bucket: %w", &jetstream.APIError{Code: code, ErrorCode: jetstream.ErrorCode(errCode), Description: "x"})
+	}
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no suitable peers (a server down or starting)", api(400, 10005), true},
+		{"no meta leader", api(500, 10009), true},
+		{"stream offline", api(500, 10118), true},
+		{"temporarily unavailable", api(503, 10008), true},
+		{"timeout", api(408, 0), true},
+		{"replicas without a cluster", api(500, 10074), false},
+		{"bad request", api(400, 10003), false},
+		{"name in use", api(400, 10058), false},
+		{"not an API error", errors.New("nats: timeout"), false},
+	} {
+		if got := Transient(c.err); got != c.want {
+			t.Errorf("%s: Transient = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

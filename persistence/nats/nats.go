@@ -266,10 +266,12 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 	return persistence.Unavailable(fmt.Sprintf("nats %s at %s", op, b.addr), err)
 }
 
-// wrapSetup is wrap for New: a refused configuration is a plain error.
+// wrapSetup is wrap for New: a refused configuration is a plain error; a
+// cluster that cannot place a replicated stream yet (a server still
+// starting or down) is unavailable, so New retries it.
 func (b *Backend) wrapSetup(ctx context.Context, op string, err error) error {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
+	if errors.As(err, &apiErr) && !natsconn.Transient(err) {
 		return fmt.Errorf("nats at %s: %s: %w", b.addr, op, err)
 	}
 	return b.wrap(ctx, op, err)

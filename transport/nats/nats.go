@@ -321,10 +321,8 @@ func (t *Transport) wrap(op string, err error) error {
 		return fmt.Errorf("nats %s: %w", op, transport.ErrClosed)
 	}
 	var jerr jetstream.JetStreamError
-	if errors.As(err, &jerr) {
-		if api := jerr.APIError(); api != nil && api.Code != 503 && api.Code != 408 {
-			return fmt.Errorf("nats %s on %s: %w", op, t.addr, err)
-		}
+	if errors.As(err, &jerr) && jerr.APIError() != nil && !natsconn.Transient(err) {
+		return fmt.Errorf("nats %s on %s: %w", op, t.addr, err)
 	}
 	return transport.Unavailable(fmt.Sprintf("nats %s on %s", op, t.addr), err)
 }
