@@ -25,6 +25,7 @@ import (
 type OutboxDriver struct {
 	req        Requester
 	interval   time.Duration
+	linger     time.Duration
 	logger     *slog.Logger
 	partitions int
 	nudge      []chan struct{} // one per partition
@@ -49,6 +50,18 @@ func NewOutboxDriver(req Requester, partitions int, interval time.Duration, logg
 	for p := range d.nudge {
 		d.nudge[p] = make(chan struct{}, 1)
 	}
+	return d
+}
+
+// WithLinger makes a nudge that comes less than linger after the end of
+// the partition's last drain wait for the rest of linger, so that the
+// appends of that moment are published in one batch (one journal read, one
+// transport publish, one checkpoint write, and one delivery to the read
+// model for all of them) instead of a drain per append. An idle partition's
+// first nudge is drained at once. 0 (the default) drains on every nudge.
+// Call it before Run.
+func (d *OutboxDriver) WithLinger(linger time.Duration) *OutboxDriver {
+	d.linger = max(linger, 0)
 	return d
 }
 
@@ -165,6 +178,7 @@ func (d *OutboxDriver) drive(ctx context.Context, p int) {
 	t := time.NewTimer(offset)
 	defer t.Stop()
 	failures := 0
+	var last time.Time // when the last drain ended
 	for {
 		select {
 		case <-ctx.Done():
@@ -172,10 +186,20 @@ func (d *OutboxDriver) drive(ctx context.Context, p int) {
 		case <-t.C:
 			t.Reset(d.interval)
 		case <-d.nudge[p]:
+			if wait := d.linger - time.Since(last); d.linger > 0 && wait > 0 {
+				linger := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					linger.Stop()
+					return
+				case <-linger.C:
+				}
+			}
 		}
 		dctx, dcancel := context.WithTimeout(ctx, 30*time.Second)
 		st, err := d.Drain(dctx, p)
 		dcancel()
+		last = time.Now()
 		if err == nil && st.GetError() == "" {
 			failures = 0
 			continue

@@ -3,6 +3,7 @@ package actors_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
+	"github.com/ordersystem/ordersystem/internal/poll"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 // unreachable is a requester whose every call fails, as a node's member
@@ -115,4 +118,75 @@ func TestOutboxDriverRunEndsWithItsContext(t *testing.T) {
 		t.Fatalf("Run after its context ended = %v, want context.Canceled", err)
 	}
 	within(t, time.Second, "Stop after Run ended", d.Stop)
+}
+
+// drains counts drain requests and answers each with an empty status.
+type drains struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (d *drains) Request(ctx context.Context, id, kind string, msg any) (any, error) {
+	d.mu.Lock()
+	d.times = append(d.times, time.Now())
+	d.mu.Unlock()
+	return &orderpb.OutboxStatus{}, nil
+}
+
+func (d *drains) Forget(string, string) {}
+
+func (d *drains) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.times)
+}
+
+// With a linger, an idle partition's nudge drains at once, and the nudges
+// that follow within the linger are drained together once it is over
+// instead of one drain each.
+func TestOutboxDriverLinger(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const linger = 200 * time.Millisecond
+	req := &drains{}
+	d := actors.NewOutboxDriver(req, 1, time.Hour, nil).WithLinger(linger)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { d.Stop(); <-done }()
+
+	// The periodic timer's first tick (offset 0 for partition 0) drains once.
+	poll.Eventually(t, 2*time.Second, func() error {
+		if req.count() < 1 {
+			return errors.New("no first drain")
+		}
+		return nil
+	})
+	time.Sleep(2 * linger) // idle now
+	start := time.Now()
+	d.Nudge(0)
+	poll.Eventually(t, 2*time.Second, func() error {
+		if req.count() < 2 {
+			return errors.New("the idle partition's nudge was not drained")
+		}
+		return nil
+	})
+	if took := time.Since(start); took > linger/2 {
+		t.Errorf("an idle partition's nudge was drained after %v, want at once (linger %v)", took, linger)
+	}
+	for range 20 {
+		d.Nudge(0)
+		time.Sleep(linger / 40)
+	}
+	time.Sleep(2 * linger)
+	if n := req.count(); n < 3 || n > 4 {
+		t.Errorf("%d drains after 20 nudges within about a linger, want 1 or 2 more than the 2 before", n)
+	}
+	req.mu.Lock()
+	defer req.mu.Unlock()
+	for i := 2; i < len(req.times); i++ {
+		if gap := req.times[i].Sub(req.times[i-1]); gap < linger*9/10 {
+			t.Errorf("drains %d and %d were %v apart, want at least the linger %v", i-1, i, gap, linger)
+		}
+	}
 }

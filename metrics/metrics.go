@@ -70,6 +70,7 @@ type Metrics struct {
 	outboxLag       prometheus.Gauge
 	partitionLag    *prometheus.GaugeVec
 	outboxPublished prometheus.Counter
+	outboxBatches   prometheus.Counter
 	outboxFailures  prometheus.Counter
 	outboxDead      *prometheus.CounterVec
 
@@ -132,6 +133,10 @@ func New() *Metrics {
 		outboxPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outbox_published_total",
 			Help: "Events the outbox published to the transport.",
+		}),
+		outboxBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outbox_publish_batches_total",
+			Help: "Batches the outbox published to the transport (outbox_published_total / this is the mean batch size).",
 		}),
 		outboxFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "outbox_publish_failures_total",
@@ -211,7 +216,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.httpRequests, m.httpDuration, m.commands,
 		m.appendDuration, m.journalConflicts,
-		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxFailures, m.outboxDead,
+		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxBatches, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
 		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.fences, m.backendUp,
 		m.probes, m.probeFailures, m.divergences, m.failedFast, m.peerReachable, m.peerSuspect, m.peerRTT,
@@ -333,6 +338,7 @@ func (m *Metrics) ObservePublish(n int, err error) {
 	}
 	if n > 0 {
 		m.outboxPublished.Add(float64(n))
+		m.outboxBatches.Inc()
 	}
 }
 

@@ -82,9 +82,13 @@ type Config struct {
 	LogFormat      string `koanf:"log-format"`
 	LogLevel       string `koanf:"log-level"`
 
-	IdleTimeout     time.Duration `koanf:"idle-timeout"`
-	RequestTimeout  time.Duration `koanf:"request-timeout"`
-	OutboxInterval  time.Duration `koanf:"outbox-interval"`
+	IdleTimeout    time.Duration `koanf:"idle-timeout"`
+	RequestTimeout time.Duration `koanf:"request-timeout"`
+	OutboxInterval time.Duration `koanf:"outbox-interval"`
+	// OutboxLinger is how long a partition's outbox waits after its last
+	// drain before the next one, so that the appends of a busy moment go
+	// out in one batch (0: a drain per nudge).
+	OutboxLinger    time.Duration `koanf:"outbox-linger"`
 	OutboxBatch     int           `koanf:"outbox-batch"`
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
 	HealthInterval  time.Duration `koanf:"health-interval"`
@@ -149,6 +153,7 @@ func Default() Config {
 		IdleTimeout:      2 * time.Minute,
 		RequestTimeout:   10 * time.Second,
 		OutboxInterval:   2 * time.Second,
+		OutboxLinger:     5 * time.Millisecond,
 		OutboxBatch:      100,
 		ShutdownTimeout:  30 * time.Second,
 		DrainDelay:       5 * time.Second,
@@ -239,6 +244,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}
+	}
+	if c.OutboxLinger < 0 || c.OutboxLinger > time.Second {
+		bad("outbox-linger", c.OutboxLinger, "must be between 0 (a drain per write) and 1s, such as 5ms")
 	}
 	switch c.Discovery {
 	case "", "auto", Redis, NATS, "peers":

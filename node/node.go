@@ -236,7 +236,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		// costs a refused registration.
 		Backoff: backoff.Policy{Base: 200 * time.Millisecond, Max: time.Second},
 	})
-	n.driver = actors.NewOutboxDriver(n.member, partitions, cfg.OutboxInterval, log)
+	n.driver = actors.NewOutboxDriver(n.member, partitions, cfg.OutboxInterval, log).WithLinger(cfg.OutboxLinger)
 	if err := n.member.Start(ctx); err != nil {
 		return nil, err
 	}

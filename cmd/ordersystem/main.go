@@ -115,6 +115,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages")
 	fs.Duration("request-timeout", def.RequestTimeout, "bound of one HTTP request's call to an order actor")
 	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")
+	fs.Duration("outbox-linger", def.OutboxLinger, "under load, a partition's outbox drains at most once per this long, publishing the writes of that moment in one batch (0: a drain per write; an idle partition drains a write at once)")
 	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
 	fs.Int("snapshot-every", def.SnapshotEvery, "store an order's state every N events (0: never); activation reads the snapshot plus the tail")
 	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown, the drain delay included")
