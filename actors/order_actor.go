@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/internal/localcall"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -157,26 +158,29 @@ func (a *orderActor) lookup(id string) (seenCommand, bool) {
 }
 
 func (a *orderActor) Receive(ctx actor.Context) {
+	// A request from this member comes as a localcall.Call (answered
+	// through its channel), one from another member with a sender.
+	m, call := localcall.Unwrap(ctx.Message())
 	defer func() {
 		// A panic must not leave a half-applied state behind, nor loop: the
 		// actor answers, stops, and the next request re-activates it from
 		// the journal.
 		if p := recover(); p != nil {
 			a.cfg.Logger.Error("order actor panicked; stopping it", slog.String("order_id", a.state.ID), slog.Any("panic", p))
-			if ctx.Sender() != nil {
-				ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: fmt.Sprintf("order %s failed; retry", a.state.ID)}))
+			if localcall.Expects(ctx, call) {
+				localcall.Respond(ctx, call, a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: fmt.Sprintf("order %s failed; retry", a.state.ID)}))
 			}
 			ctx.Stop(ctx.Self())
 		}
 	}()
-	if a.cfg.Serving != nil && ctx.Sender() != nil {
+	if a.cfg.Serving != nil && localcall.Expects(ctx, call) {
 		if err := a.cfg.Serving(); err != nil {
-			ctx.Respond(a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_NOT_SERVING, Message: err.Error()}))
+			localcall.Respond(ctx, call, a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_NOT_SERVING, Message: err.Error()}))
 			ctx.Stop(ctx.Self())
 			return
 		}
 	}
-	switch msg := ctx.Message().(type) {
+	switch msg := m.(type) {
 	case *actor.Stopped:
 		if a.counted {
 			a.cfg.Metrics.ActorStopped()
@@ -193,17 +197,17 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), commandSpanName(msg))
 		reply := a.handleCommand(tctx, msg)
 		endSpan(span, reply)
-		ctx.Respond(reply)
+		localcall.Respond(ctx, call, reply)
 	case *orderpb.GetOrder:
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.get")
 		reply := a.handleGet(tctx)
 		endSpan(span, reply)
-		ctx.Respond(reply)
+		localcall.Respond(ctx, call, reply)
 	case *orderpb.GetHistory:
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.history")
 		reply := a.handleHistory(tctx)
 		endSpan(span, reply)
-		ctx.Respond(reply)
+		localcall.Respond(ctx, call, reply)
 	default:
 		return
 	}

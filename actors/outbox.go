@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/internal/localcall"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -196,7 +197,8 @@ type outboxActor struct {
 }
 
 func (o *outboxActor) Receive(ctx actor.Context) {
-	switch msg := ctx.Message().(type) {
+	m, call := localcall.Unwrap(ctx.Message()) // see orderActor.Receive
+	switch msg := m.(type) {
 	case *pcluster.ClusterInit:
 		id := msg.Identity.GetIdentity()
 		p, ok := outboxPartition(id, o.cfg.Journal.Partitions())
@@ -209,10 +211,10 @@ func (o *outboxActor) Receive(ctx actor.Context) {
 		o.logger = o.cfg.Logger.With(slog.Int("partition", p))
 	case *orderpb.DrainOutbox:
 		if o.log == nil {
-			ctx.Respond(&orderpb.OutboxStatus{Error: "this outbox's identity names no partition of the journal"})
+			localcall.Respond(ctx, call, &orderpb.OutboxStatus{Error: "this outbox's identity names no partition of the journal"})
 			return
 		}
-		ctx.Respond(o.drain())
+		localcall.Respond(ctx, call, o.drain())
 	}
 }
 

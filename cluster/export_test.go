@@ -13,3 +13,9 @@ func (m *Member) System() *actor.ActorSystem {
 
 // PlacementName is the name of the placement actor.
 const PlacementName = placementName
+
+// CachePID puts pid in the node's PID cache for identity of kind, as a
+// lookup would (for tests of a stale cached activation).
+func (n *Node) CachePID(identity, kind string, pid *actor.PID) {
+	n.cluster.PidCache.Set(identity, kind, pid)
+}

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ordersystem/ordersystem/internal/localcall"
 )
 
 // Errors of cluster calls.
@@ -49,6 +51,12 @@ type Config struct {
 	AdvertiseHost string
 	// Kinds are the actor kinds this member hosts.
 	Kinds []*pcluster.Kind
+	// LocalCalls names the kinds whose actors answer a localcall.Call: a
+	// Request for one of their activations on this member is sent as one
+	// and answered through its channel, without a future (see package
+	// localcall). Requests to the other kinds, and to other members, use
+	// protoactor's futures.
+	LocalCalls []string
 	// ServerTLS and ClientTLS, if set, make node-to-node gRPC use (mutual)
 	// TLS; both or neither.
 	ServerTLS, ClientTLS *tls.Config
@@ -102,6 +110,8 @@ type Node struct {
 	deaths  *deathWatch
 	probes  *prober // nil on a local-only node
 	stopped chan struct{}
+	// localCalls holds Config.LocalCalls.
+	localCalls map[string]bool
 }
 
 // ErrUnauthenticated is returned by Start when the node-to-node port would
@@ -219,7 +229,19 @@ func Start(cfg Config) (n *Node, err error) {
 	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...),
 		pcluster.WithHeartbeatExpiration(time.Duration(math.MaxInt64)))
 	c := pcluster.New(system, ccfg)
-	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{})}
+	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{}), localCalls: map[string]bool{}}
+	for _, k := range cfg.LocalCalls {
+		n.localCalls[k] = true
+	}
+	// A local call sent to an activation that stopped reaches the dead
+	// letter process, which answers only a sender: answer the call.
+	system.EventStream.Subscribe(func(evt any) {
+		if dl, ok := evt.(*actor.DeadLetterEvent); ok {
+			if call, ok := dl.Message.(*localcall.Call); ok {
+				call.Respond(&actor.DeadLetterResponse{Target: dl.PID})
+			}
+		}
+	})
 	if !cfg.LocalOnly {
 		// Spawned before the member registers, so that it answers as soon
 		// as the others list this member.
@@ -365,7 +387,7 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			}
 			n.cluster.PidCache.Set(identity, kind, pid)
 		}
-		res, err := n.ask(pid, msg, timeout)
+		res, err := n.ask(pid, kind, msg, timeout)
 		if err == nil {
 			switch res.(type) {
 			case *actor.DeadLetterResponse:
@@ -386,7 +408,10 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 // ask sends msg to pid and waits for the reply, at most timeout. A request
 // to another member is tracked by the death watch, which ends it early
 // (ownerGone) when that member's process is found gone.
-func (n *Node) ask(pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+func (n *Node) ask(pid *actor.PID, kind string, msg any, timeout time.Duration) (any, error) {
+	if n.localCalls[kind] && pid.Address == n.system.Address() {
+		return n.askLocal(pid, msg, timeout)
+	}
 	f := n.system.Root.RequestFuture(pid, msg, timeout)
 	if n.deaths == nil || pid.Address == n.deaths.self {
 		return f.Result()
@@ -395,6 +420,27 @@ func (n *Node) ask(pid *actor.PID, msg any, timeout time.Duration) (any, error) 
 	res, err := f.Result()
 	n.deaths.untrack(pid.Address, f)
 	return res, err
+}
+
+// askLocal is ask for an activation on this member whose kind answers a
+// localcall.Call. Like a future, it gives up after timeout: a message that
+// reaches an actor as it stops is dropped by protoactor unanswered.
+func (n *Node) askLocal(pid *actor.PID, msg any, timeout time.Duration) (any, error) {
+	call := localcall.New(msg)
+	n.system.Root.Send(pid, call)
+	select {
+	case res := <-call.Reply():
+		return res, nil
+	default:
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case res := <-call.Reply():
+		return res, nil
+	case <-t.C:
+		return nil, actor.ErrTimeout
+	}
 }
 
 // Reachability is what this member's probes know of every other member of

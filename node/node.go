@@ -214,6 +214,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Port:          cfg.remotePort(),
 			AdvertiseHost: cfg.AdvertiseHost,
 			Kinds:         []*pcluster.Kind{orderKind, outboxKind},
+			LocalCalls:    []string{actors.OrderKind, actors.OutboxKind},
 			LocalOnly:     !cfg.Cluster,
 			Logger:        log,
 			// Reachability probes sized by the lease (see cluster/probe.go):
