@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,14 @@ type placement struct {
 	// deaths, once set, ends activation requests to a member whose
 	// process is gone (see deathWatch).
 	deaths atomic.Pointer[deathWatch]
+
+	// mu guards this member's activations: the placement actor (requests
+	// from other members, terminations, view changes) and this member's
+	// own requests (getWithin, without a round trip through the actor)
+	// both activate.
+	mu     sync.Mutex
+	byKey  map[string]activation // kind/identity -> activation
+	closed bool                  // the member is leaving: activate nothing
 }
 
 // activationTimeout bounds one activation request to the owner.
@@ -54,7 +63,7 @@ const activationTimeout = 5 * time.Second
 
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
-func newPlacement() *placement { return &placement{} }
+func newPlacement() *placement { return &placement{byKey: map[string]activation{}} }
 
 // Setup implements pcluster.IdentityLookup.
 func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
@@ -62,7 +71,7 @@ func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
 	p.ring.Store(newRing(nil))
 	sys := c.ActorSystem
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &placementActor{cluster: c, lookup: p, byKey: map[string]activation{}}
+		return &placementActor{cluster: c, lookup: p}
 	})
 	p.pid, _ = sys.Root.SpawnNamed(props, placementName)
 	p.sub = sys.EventStream.Subscribe(func(ev any) {
@@ -101,6 +110,9 @@ func (p *placement) getWithin(ci *pcluster.ClusterIdentity, timeout time.Duratio
 	owner := p.ring.Load().owner(ci)
 	if owner == "" {
 		return nil
+	}
+	if owner == p.cluster.ActorSystem.Address() {
+		return p.activate(ci)
 	}
 	req := &pcluster.ActivationRequest{ClusterIdentity: ci}
 	f := p.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName), req, timeout)
@@ -157,12 +169,11 @@ type activation struct {
 	pid *actor.PID
 }
 
-// placementActor owns this member's activations. Only its mailbox touches
-// the maps.
+// placementActor answers the activation requests of the other members and
+// passes terminations and view changes to the placement.
 type placementActor struct {
 	cluster *pcluster.Cluster
 	lookup  *placement
-	byKey   map[string]activation // kind/identity -> activation
 }
 
 func (a *placementActor) Receive(ctx actor.Context) {
@@ -172,15 +183,15 @@ func (a *placementActor) Receive(ctx actor.Context) {
 			ctx.Respond(&pcluster.ActivationResponse{Failed: true})
 			return
 		}
-		ctx.Respond(&pcluster.ActivationResponse{Pid: a.activate(ctx, msg.ClusterIdentity)})
+		ctx.Respond(&pcluster.ActivationResponse{Pid: a.lookup.activate(msg.ClusterIdentity)})
 	case *pcluster.ActivationTerminating:
-		a.terminated(msg.ClusterIdentity, msg.Pid)
+		a.lookup.terminated(msg.ClusterIdentity, msg.Pid)
 	case *pcluster.ClusterTopology:
-		a.rebalance(ctx)
+		a.lookup.rebalance(ctx)
 	case placementPing:
 		ctx.Respond(placementPong{})
 	case *actor.Stopping:
-		a.stopAll(ctx)
+		a.lookup.stopAll(ctx)
 	}
 }
 
@@ -219,67 +230,106 @@ func (p *placement) ping(timeout time.Duration) error {
 // again once its view caught up. Activating for it would start a second
 // copy beside the owner's, which nothing would ever stop (rebalance runs on
 // view changes only) and which the requester's PID cache would keep using.
-func (a *placementActor) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) *actor.PID {
-	if ring := a.lookup.ring.Load(); ring != nil && ring.owner(ci) != a.cluster.ActorSystem.Address() {
+func (p *placement) activate(ci *pcluster.ClusterIdentity) *actor.PID {
+	sys := p.cluster.ActorSystem
+	if ring := p.ring.Load(); ring != nil && ring.owner(ci) != sys.Address() {
 		return nil
 	}
 	key := ci.AsKey()
-	if act, ok := a.byKey[key]; ok {
-		if _, running := ctx.ActorSystem().ProcessRegistry.GetLocal(act.pid.Id); running {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	var gone *activation
+	if act, ok := p.byKey[key]; ok {
+		if _, running := sys.ProcessRegistry.GetLocal(act.pid.Id); running {
+			p.mu.Unlock()
 			return act.pid
 		}
 		// Stopped without its termination reaching us: start it again.
-		a.forget(key, act)
+		p.forgetLocked(key, act)
+		gone = &act
 	}
-	kind, ok := a.cluster.TryGetClusterKind(ci.Kind)
+	kind, ok := p.cluster.TryGetClusterKind(ci.Kind)
 	if !ok {
-		ctx.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
+		p.mu.Unlock()
+		p.cluster.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
+		p.removed(gone)
 		return nil
 	}
 	// Spawned from the root rather than as a child: see the type's comment.
-	pid := ctx.ActorSystem().Root.SpawnPrefix(pcluster.WithClusterIdentity(kind.Props, ci), ci.Identity)
+	pid := sys.Root.SpawnPrefix(pcluster.WithClusterIdentity(kind.Props, ci), ci.Identity)
 	kind.Inc()
-	a.byKey[key] = activation{id: ci, pid: pid}
+	p.byKey[key] = activation{id: ci, pid: pid}
+	p.mu.Unlock()
+	p.removed(gone)
 	return pid
 }
 
 // terminated forgets a stopped activation, unless a newer one of the same
 // identity replaced it already.
-func (a *placementActor) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
+func (p *placement) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 	if ci == nil || pid == nil {
 		return
 	}
 	key := ci.AsKey()
-	if act, ok := a.byKey[key]; ok && act.pid.Id == pid.Id {
-		a.forget(key, act)
+	p.mu.Lock()
+	act, ok := p.byKey[key]
+	ok = ok && act.pid.Id == pid.Id
+	if ok {
+		p.forgetLocked(key, act)
+	}
+	p.mu.Unlock()
+	if ok {
+		p.removed(&act)
 	}
 }
 
-func (a *placementActor) forget(key string, act activation) {
-	delete(a.byKey, key)
-	if kind, ok := a.cluster.TryGetClusterKind(act.id.Kind); ok {
+// forgetLocked drops an activation from the map; the caller tells the
+// members with removed once it released the lock.
+func (p *placement) forgetLocked(key string, act activation) {
+	delete(p.byKey, key)
+	if kind, ok := p.cluster.TryGetClusterKind(act.id.Kind); ok {
 		kind.Dec()
 	}
-	a.lookup.RemovePid(act.id, act.pid)
+}
+
+// removed makes every member's PID cache forget a forgotten activation
+// (nil: none).
+func (p *placement) removed(act *activation) {
+	if act != nil {
+		p.RemovePid(act.id, act.pid)
+	}
 }
 
 // rebalance stops the activations whose identity another member owns now;
 // their next request activates them there.
-func (a *placementActor) rebalance(ctx actor.Context) {
-	ring, me := a.lookup.ring.Load(), a.cluster.ActorSystem.Address()
-	for _, act := range a.byKey {
+func (p *placement) rebalance(ctx actor.Context) {
+	ring, me := p.ring.Load(), p.cluster.ActorSystem.Address()
+	p.mu.Lock()
+	var moved []*actor.PID
+	for _, act := range p.byKey {
 		if ring.owner(act.id) != me {
-			ctx.Poison(act.pid)
+			moved = append(moved, act.pid)
 		}
+	}
+	p.mu.Unlock()
+	for _, pid := range moved {
+		ctx.Poison(pid)
 	}
 }
 
-// stopAll stops every activation and waits for them (the member is leaving).
-func (a *placementActor) stopAll(ctx actor.Context) {
-	futures := make([]*actor.Future, 0, len(a.byKey))
-	for _, act := range a.byKey {
+// stopAll stops every activation and waits for them (the member is
+// leaving); nothing is activated after it began.
+func (p *placement) stopAll(ctx actor.Context) {
+	p.mu.Lock()
+	p.closed = true
+	futures := make([]*actor.Future, 0, len(p.byKey))
+	for _, act := range p.byKey {
 		futures = append(futures, ctx.PoisonFuture(act.pid))
 	}
+	p.mu.Unlock()
 	for _, f := range futures {
 		if err := f.Wait(); err != nil {
 			ctx.Logger().Error("stopping an activation", slog.Any("error", err))
