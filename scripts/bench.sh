@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures OrderSystem side by side in one run and writes BENCHMARKS.md.
 #   scripts/bench.sh [seconds-per-scenario]   (default 8)
+# LIMIT_ROUNDS (default 3) and BENCH_BEFORE_BIN: see scripts/limit.sh, which
+# this runs for the "Near the limit" section.
 # Loopback only. Needs Redis on 127.0.0.1:6379 and NATS (JetStream) on
 # 127.0.0.1:4222 for the backend rows, and Redis for the 3-node cluster row
 # (ports 5201-5203); they are skipped if absent.
@@ -128,10 +130,18 @@ if answers 6379; then
   redis-cli -n 9 flushdb >/dev/null
 fi
 
-# The table replaces the top of BENCHMARKS.md; the "## " sections after it
+# 6: the node next to its limit, a bare echo + map server with the same
+#    routes (scripts/limit.sh: CPU per request from /proc and throughput,
+#    LIMIT_ROUNDS interleaved rounds, default 3; BENCH_BEFORE_BIN adds an
+#    older node binary as a "before" column).
+limit_md="$bin/limit.md"
+BENCH_NODE_BIN="$bin/ordersystem" LIMIT_OUT="$limit_md" scripts/limit.sh "$secs" "${LIMIT_ROUNDS:-3}"
+
+# The table replaces the top of BENCHMARKS.md, the "## Near the limit"
+# section is replaced by this run's; the other "## " sections after it
 # (scale, Go benchmarks, before/after) are kept.
 kept=""
-[ -f "$out" ] && kept=$(awk '/^## /{keep=1} keep' "$out")
+[ -f "$out" ] && kept=$(awk '/^## /{keep=1; skip=($0 ~ /^## Near the limit/)} keep && !skip' "$out")
 {
   echo "# Benchmarks"
   echo
@@ -141,6 +151,12 @@ kept=""
   echo "| Figure | Measured | Reference | Ratio | Aim |"
   echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "## Near the limit: the order path next to bare echo + map"
+  echo
+  echo "How far the in-memory node is from what the same API costs with nothing behind it: \`cmd/limitserver\` serves the same routes on bare echo with encoding/json and a mutex-guarded map (no actor, no journal, no outbox, no read model), measured in this run."
+  echo
+  cat "$limit_md"
   [ -z "$kept" ] || printf '\n%s\n' "$kept"
 } > "$out.tmp"
 mv "$out.tmp" "$out"
