@@ -14,7 +14,8 @@ import (
 
 // OutboxDriver makes the outboxes drain, each partition's on its own: on
 // every nudge of the partition (sent after each append to it, so
-// commit-to-publish latency is milliseconds) and on a timer
+// commit-to-publish latency is milliseconds; under load at most once per
+// linger, see WithLinger) and on a timer
 // (--outbox-interval, 2 s by default), with capped exponential backoff and
 // jitter after failures. Each node runs one; in a cluster their drains of a
 // partition reach the same singleton activation, wherever the placement put

@@ -153,7 +153,7 @@ func Default() Config {
 		IdleTimeout:      2 * time.Minute,
 		RequestTimeout:   10 * time.Second,
 		OutboxInterval:   2 * time.Second,
-		OutboxLinger:     5 * time.Millisecond,
+		OutboxLinger:     20 * time.Millisecond,
 		OutboxBatch:      100,
 		ShutdownTimeout:  30 * time.Second,
 		DrainDelay:       5 * time.Second,
@@ -246,7 +246,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.OutboxLinger < 0 || c.OutboxLinger > time.Second {
-		bad("outbox-linger", c.OutboxLinger, "must be between 0 (a drain per write) and 1s, such as 5ms")
+		bad("outbox-linger", c.OutboxLinger, "must be between 0 (a drain per write) and 1s, such as 20ms")
 	}
 	switch c.Discovery {
 	case "", "auto", Redis, NATS, "peers":
