@@ -21,7 +21,7 @@ import (
 func benchNode(b *testing.B, j actors.Journal) *actors.OrderClient {
 	b.Helper()
 	kind := actors.NewOrderKind(actors.OrderConfig{Journal: j, NodeID: "bench", IdleTimeout: time.Hour})
-	n, err := cluster.Start(cluster.Config{NodeID: "bench", Kinds: []*pcluster.Kind{kind}})
+	n, err := cluster.Start(cluster.Config{NodeID: "bench", Kinds: []*pcluster.Kind{kind}, LocalCalls: []string{actors.OrderKind}})
 	if err != nil {
 		b.Fatal(err)
 	}
