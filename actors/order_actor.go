@@ -63,6 +63,9 @@ type OrderConfig struct {
 	// journal (the in-memory journal): a loaded actor's state is then the
 	// head of its stream, and reads and refusals skip reading the tail.
 	SoleWriter bool
+	// Published, with SoleWriter, receives each actor's committed state
+	// before the actor answers (see Published); ignored without SoleWriter.
+	Published *Published
 	// Now is the clock that dates events (default time.Now). An event is
 	// never dated before the order's previous one (order.Decide takes the
 	// later of the two), so a member whose clock runs behind the member that
@@ -95,6 +98,9 @@ type OrderConfig struct {
 }
 
 func (c *OrderConfig) setDefaults() {
+	if !c.SoleWriter {
+		c.Published = nil // another writer may be ahead of any actor's state
+	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 2 * time.Minute
 	}
@@ -141,6 +147,8 @@ type orderActor struct {
 	// whose outcome is unknown (the journal may or may not have it).
 	loaded  bool
 	counted bool // counted in the active-actors gauge
+	// published is the version of the state in cfg.Published (0: none).
+	published uint64
 	// seen lists the last RememberCommands command ids, oldest first. A
 	// slice searched linearly: an order sees a handful of commands, and a
 	// map would cost every active actor a few hundred bytes more.
@@ -167,6 +175,7 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		// the journal.
 		if p := recover(); p != nil {
 			a.cfg.Logger.Error("order actor panicked; stopping it", slog.String("order_id", a.state.ID), slog.Any("panic", p))
+			a.withdraw()
 			if localcall.Expects(ctx, call) {
 				localcall.Respond(ctx, call, a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: fmt.Sprintf("order %s failed; retry", a.state.ID)}))
 			}
@@ -182,6 +191,7 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	}
 	switch msg := m.(type) {
 	case *actor.Stopped:
+		a.withdraw()
 		if a.counted {
 			a.cfg.Metrics.ActorStopped()
 			a.counted = false
@@ -197,11 +207,13 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), commandSpanName(msg))
 		reply := a.handleCommand(tctx, msg)
 		endSpan(span, reply)
+		a.publish()
 		localcall.Respond(ctx, call, reply)
 	case *orderpb.GetOrder:
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.get")
 		reply := a.handleGet(tctx)
 		endSpan(span, reply)
+		a.publish()
 		localcall.Respond(ctx, call, reply)
 	case *orderpb.GetHistory:
 		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.history")
@@ -217,6 +229,32 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
 	} else {
 		ctx.SetReceiveTimeout(min(notFoundLinger, a.cfg.IdleTimeout))
+	}
+}
+
+// publish puts the state in cfg.Published when it is the stream's head
+// (loaded, on the journal's only writer) and changed since it was last
+// published, and withdraws it when it may not be; called before every
+// answer, so a read through Published never misses an acknowledged write.
+func (a *orderActor) publish() {
+	if a.cfg.Published == nil {
+		return
+	}
+	if !a.loaded || !a.state.Exists() {
+		a.withdraw()
+		return
+	}
+	if a.published != a.state.Version {
+		a.cfg.Published.set(&a.state)
+		a.published = a.state.Version
+	}
+}
+
+// withdraw takes the state out of cfg.Published, if it is there.
+func (a *orderActor) withdraw() {
+	if a.cfg.Published != nil && a.published != 0 {
+		a.cfg.Published.drop(a.state.ID)
+		a.published = 0
 	}
 }
 

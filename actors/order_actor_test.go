@@ -16,6 +16,7 @@ import (
 	"github.com/ordersystem/ordersystem/actors"
 	"github.com/ordersystem/ordersystem/cluster"
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
@@ -505,5 +506,68 @@ func TestOrderActorNeverDatesAnEventBeforeTheOneItFollows(t *testing.T) {
 			t.Fatalf("event %d (%s) dated %v, before the previous event's %v", e.GetVersion(), ev.EventType(), at, last)
 		}
 		last = at
+	}
+}
+
+// On the journal's only writer each actor publishes its committed state
+// before it answers: a read through Published right after an acknowledged
+// write sees it; a write whose outcome is unknown withdraws the state (the
+// write may have landed) until the actor read its stream again; a
+// passivated actor withdraws it.
+func TestOrderActorPublishesCommittedState(t *testing.T) {
+	pub := actors.NewPublished()
+	f := newFixtureWith(t, 300*time.Millisecond, func(c *actors.OrderConfig) {
+		c.SoleWriter, c.Published = true, pub
+	})
+	version := func(id string) uint64 {
+		t.Helper()
+		s, ok := pub.Get(id)
+		if !ok {
+			return 0
+		}
+		if s.ID != id {
+			t.Fatalf("published state of %s names %s", id, s.ID)
+		}
+		return s.Version
+	}
+	f.send("p1", createCmd("c1"))
+	if v := version("p1"); v != 1 {
+		t.Fatalf("after the create: published version %d, want 1", v)
+	}
+	f.send("p1", payCmd("c2"))
+	if s, _ := pub.Get("p1"); s.Version != 2 || s.Status != order.StatusPaid {
+		t.Fatalf("after the pay: published %+v, want version 2, paid", s)
+	}
+	f.probe.ambiguous.Store(true)
+	wantCode(t, f.send("p1", shipCmd("c3")), orderpb.ErrorCode_ERROR_CODE_UNAVAILABLE)
+	if v := version("p1"); v != 0 {
+		t.Fatalf("after a write with an unknown outcome: published version %d, want none", v)
+	}
+	if r := f.send("p1", &orderpb.GetOrder{}); r.GetOrder().GetVersion() != 3 {
+		t.Fatalf("read after the unknown write: %v, want version 3 (it landed)", r)
+	}
+	if v := version("p1"); v != 3 {
+		t.Fatalf("after the actor read its stream again: published version %d, want 3", v)
+	}
+	f.send("nope", &orderpb.GetOrder{})
+	if _, ok := pub.Get("nope"); ok {
+		t.Fatal("an order that does not exist was published")
+	}
+	poll.Eventually(t, 5*time.Second, func() error {
+		if n := pub.Len(); n != 0 {
+			return fmt.Errorf("%d states still published after the idle timeout", n)
+		}
+		return nil
+	})
+}
+
+// Without SoleWriter (Redis, NATS: another activation may have written)
+// nothing is published: every read goes to the actor.
+func TestOrderActorPublishesNothingWithoutSoleWriter(t *testing.T) {
+	other := actors.NewPublished()
+	g := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) { c.Published = other })
+	g.send("q1", createCmd("c1"))
+	if n := other.Len(); n != 0 {
+		t.Fatalf("%d states published without SoleWriter, want none", n)
 	}
 }

@@ -56,7 +56,13 @@ type Health interface {
 
 // Config wires the API to the node.
 type Config struct {
-	Orders    Orders
+	Orders Orders
+	// Committed, if set, answers GET /orders/{id} (without asOf) of an
+	// order whose actor is active on this node with its committed state and
+	// the owner's node id, without a call to the actor: the node is its
+	// journal's only writer (see actors.Published). false sends the read to
+	// the actor.
+	Committed func(id string) (state order.State, owner string, ok bool)
 	ReadModel ReadModel
 	Health    Health
 	// Writable, if set, is asked before every command; an error refuses it
@@ -573,6 +579,12 @@ func (a *api) getOrder(c echo.Context) error {
 	}
 	if q[0].set {
 		return a.getOrderAsOf(c, id, q[0].value)
+	}
+	if a.cfg.Committed != nil {
+		if st, owner, ok := a.cfg.Committed(id); ok {
+			c.Response().Header().Set("X-Order-Owner", owner)
+			return writeOrder(c, codec.StateToProto(&st))
+		}
 	}
 	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Get(ctx, id) })
 	if err != nil {

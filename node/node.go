@@ -24,6 +24,7 @@ import (
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/internal/backoff"
 	"github.com/ordersystem/ordersystem/metrics"
+	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/readmodel"
 	"github.com/ordersystem/ordersystem/supervisor"
@@ -175,7 +176,14 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// set before the member starts.
 	partitions := n.backend.Partitions()
 	n.events = feed.New(n.backend, feed.Options{Encode: httpapi.EncodeEvent, Logger: log})
+	// On the in-memory journal the order actors are its only writers: reads
+	// of an active order are answered from its committed state.
+	var published *actors.Published
+	if cfg.Persistence == InMemory {
+		published = actors.NewPublished()
+	}
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
+		Published:     published,
 		Journal:       n.backend,
 		Snapshots:     n.backend,
 		SnapshotEvery: uint64(cfg.SnapshotEvery),
@@ -282,6 +290,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
 		Orders:           actors.NewOrderClient(n.member).WithTracer(tracer),
+		Committed:        n.committed(published),
 		ReadModel:        n.readModel,
 		Health:           n.health,
 		Writable:         n.writable,
@@ -766,4 +775,21 @@ func (h *health) Ready(ctx context.Context) (bool, httpapi.HealthReport) {
 	rep.Outbox = &outbox
 	h.ok, h.report, h.checkedAt = ok, rep, time.Now()
 	return ok, rep
+}
+
+// committed is the API's read of an active order's committed state (see
+// actors.Published), nil without one. A member that does not serve (fenced,
+// cut off, rejoining) answers nothing from it: the read goes to the actor,
+// which refuses it.
+func (n *Node) committed(p *actors.Published) func(string) (order.State, string, bool) {
+	if p == nil {
+		return nil
+	}
+	return func(id string) (order.State, string, bool) {
+		if n.member.Serving() != nil {
+			return order.State{}, "", false
+		}
+		s, ok := p.Get(id)
+		return s, n.cfg.NodeID, ok
+	}
 }

@@ -205,16 +205,27 @@ func TestTraceparentContinuedEndToEnd(t *testing.T) {
 		t.Errorf("the paid event carries %q, want trace %s", ev.GetMetadata().GetTraceParent(), clientTraceID)
 	}
 
-	// A request without a traceparent starts a new trace and says so.
+	// A request without a traceparent starts a new trace and says so. On
+	// this in-memory node a read of an active order is answered from its
+	// committed state (actors.Published): the server span alone, no call.
 	r = tn.expect(tn.do("GET", "/orders/"+c.OrderID, ""), http.StatusOK)
 	newTrace, _ := traceOf(t, r.header.Get("traceparent"))
 	if newTrace == clientTraceID {
 		t.Fatal("a request without traceparent was put in the previous trace")
 	}
-	get := spanNamed(t, exp, newTrace, "order.get")
-	call := spanNamed(t, exp, newTrace, "order.call get")
-	if get.Parent.SpanID() != call.SpanContext.SpanID() {
-		t.Errorf("order.get's parent %s is not the cluster call %s", get.Parent.SpanID(), call.SpanContext.SpanID())
+	spanNamed(t, exp, newTrace, "GET /orders/:id")
+	for _, s := range exp.GetSpans() {
+		if s.SpanContext.TraceID().String() == newTrace && s.Name == "order.call get" {
+			t.Errorf("a read of an active order on the in-memory journal called its actor (span %s)", s.Name)
+		}
+	}
+	// A history read goes to the actor: the call's span parents the actor's.
+	r = tn.expect(tn.do("GET", "/orders/"+c.OrderID+"/history", ""), http.StatusOK)
+	histTrace, _ := traceOf(t, r.header.Get("traceparent"))
+	hist := spanNamed(t, exp, histTrace, "order.history")
+	call := spanNamed(t, exp, histTrace, "order.call history")
+	if hist.Parent.SpanID() != call.SpanContext.SpanID() {
+		t.Errorf("order.history's parent %s is not the cluster call %s", hist.Parent.SpanID(), call.SpanContext.SpanID())
 	}
 }
 
