@@ -139,11 +139,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("subscribe the read model: %w", err)
 	}
 	n.subs = append(n.subs, sub)
-	logSub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{Group: "order-event-logger"}, n.logEvents)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe the event logger: %w", err)
+	// The event logger reads the whole stream a second time (a consumer
+	// group of its own on Redis, a durable consumer on NATS): only when it
+	// logs (--log-level debug).
+	if log.Enabled(ctx, slog.LevelDebug) {
+		logSub, err := n.transport.Subscribe(ctx, transport.SubscribeOptions{Group: "order-event-logger"}, n.logEvents)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe the event logger: %w", err)
+		}
+		n.subs = append(n.subs, logSub)
 	}
-	n.subs = append(n.subs, logSub)
 	rebuildStart := time.Now()
 	pos, err := n.readModel.Rebuild(ctx, n.backend)
 	var incomplete *readmodel.IncompleteError
