@@ -57,10 +57,11 @@ func benchAppend(b *testing.B, url func(*testing.B) string, base Options) {
 func BenchmarkRawPublish(b *testing.B) {
 	be := newBackend(b, testservers.NATS(b), Options{})
 	journaltest.RunWriters(b, "publishes", func(w int) func(context.Context) error {
-		subject := be.subject(fmt.Sprintf("raw-%d", w))
+		id := fmt.Sprintf("raw-%d", w)
+		subject, stream := be.subject(id), be.opts.partitionStream(be.partitionOf(id))
 		data := make([]byte, 100)
 		return func(ctx context.Context) error {
-			_, err := be.js.Publish(ctx, subject, data, jetstream.WithExpectStream(be.opts.Stream))
+			_, err := be.js.Publish(ctx, subject, data, jetstream.WithExpectStream(stream))
 			return err
 		}
 	})
