@@ -14,7 +14,8 @@
 # BENCH_NODE_BIN: measure this node binary instead of building the tree's.
 # BENCH_BEFORE_BIN: also measure this (older) node binary in the same rounds,
 #   as the "before" column (e.g. go build -o /tmp/before ./cmd/ordersystem on
-#   an older commit).
+#   an older commit); BENCH_BEFORE_NAME says what it is in the written text
+#   (e.g. "commit 3c0b00d").
 # LIMIT_OUT: also write the table (with a line saying how it was made) there.
 # Loopback only; everything it starts is stopped on exit.
 set -euo pipefail
@@ -107,7 +108,7 @@ echo
 echo "$table"
 if [ -n "${LIMIT_OUT:-}" ]; then
   {
-    echo "Medians of $rounds interleaved rounds (every other round in reverse order), ${secs} s per scenario, by \`scripts/limit.sh $secs $rounds\`$([ -n "${BENCH_BEFORE_BIN:-}" ] && echo " with \`BENCH_BEFORE_BIN\`"): each server alone with GOMAXPROCS=1 on CPU 1, \`loadgen -concurrency 32\` on CPU 0; CPU per request is the server's utime + stime from \`/proc/<pid>/stat\` over the run divided by the requests answered (the read run's warm-up creates taken out)."
+    echo "Medians of $rounds interleaved rounds (every other round in reverse order), ${secs} s per scenario, by \`scripts/limit.sh $secs $rounds\`$([ -n "${BENCH_BEFORE_BIN:-}" ] && echo "; \"before\" is ${BENCH_BEFORE_NAME:-an older build} (\`BENCH_BEFORE_BIN\`)"): each server alone with GOMAXPROCS=1 on CPU 1, \`loadgen -concurrency 32\` on CPU 0; CPU per request is the server's utime + stime from \`/proc/<pid>/stat\` over the run divided by the requests answered (the read run's warm-up creates taken out)."
     echo
     echo "$table"
   } >"$LIMIT_OUT"
