@@ -407,7 +407,7 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	if info := s.cons.CachedInfo(); info != nil {
 		s.lastSeq = info.Delivered.Stream
 	}
-	if s.it, err = s.cons.Messages(jetstream.PullMaxMessages(t.opts.BatchSize)); err != nil {
+	if s.it, err = t.pull(ctx, s.cons); err != nil {
 		s.deleteEphemeral()
 		return nil, t.wrap("subscribe: start pulling", err)
 	}
@@ -424,6 +424,39 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	s.cancel = cancel
 	go s.run(runCtx)
 	return s, nil
+}
+
+// pullExpiry bounds one pull request of a subscription. A pull that no
+// server answers (sent while a replicated consumer had no leader yet, or to
+// a leader that died) is sent again after it, and heartbeats every half of
+// it tell a live consumer from a dead one: nats.go's default of 30 s left a
+// new R3 subscription without messages for 30 s when its first pull was
+// lost.
+const pullExpiry = 5 * time.Second
+
+// pull waits (within ctx, at most the request timeout) until a replicated
+// consumer has a leader, so that its first pull is not lost, and starts
+// pulling its messages (past the wait it starts anyway: a lost pull is sent
+// again after pullExpiry).
+func (t *Transport) pull(ctx context.Context, cons jetstream.Consumer) (jetstream.MessagesContext, error) {
+	if t.opts.Replicas > 1 {
+		wctx, cancel := context.WithTimeout(ctx, t.opts.RequestTimeout)
+		for wctx.Err() == nil {
+			info, err := cons.Info(wctx)
+			if err == nil && (info.Cluster == nil || info.Cluster.Leader != "") {
+				break
+			}
+			select {
+			case <-wctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return cons.Messages(jetstream.PullMaxMessages(t.opts.BatchSize), jetstream.PullExpiry(pullExpiry))
 }
 
 // ephemeralConfig is the consumer of an ephemeral subscription: no acks,

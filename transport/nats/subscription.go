@@ -140,7 +140,7 @@ func (s *subscription) restart(ctx context.Context) bool {
 	if err != nil {
 		return true // try again after the backoff
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(s.t.opts.BatchSize))
+	it, err := s.t.pull(cctx, cons)
 	if err != nil {
 		return true
 	}
