@@ -564,7 +564,7 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) ([]uint64, error) {
 	positions := make([]uint64, j.Partitions())
 	var first *IncompleteError
 	for p := range positions {
-		pos, err := m.rebuildPartition(ctx, j.Log(p))
+		pos, _, err := m.rebuildPartition(ctx, j.Log(p), 0, 0, nil)
 		positions[p] = pos
 		var inc *IncompleteError
 		switch {
@@ -582,11 +582,19 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) ([]uint64, error) {
 	return positions, nil
 }
 
-// rebuildPartition applies every event of one partition's log.
-func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log) (uint64, error) {
-	var after uint64
+// rebuildPartition applies the events of one partition's log after
+// position after: all of them when until is 0, else those at or before
+// until (an entry it skips may end past it). It returns the position
+// of the last record read and how many records it read. pace, if set, is
+// called after each batch with the time the batch took.
+func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log, after, until uint64, pace func(busy time.Duration)) (uint64, uint64, error) {
+	var read uint64
 	limit, singles := rebuildBatch, 0
 	for {
+		if until > 0 && after >= until {
+			return after, read, nil
+		}
+		began := time.Now()
 		recs, err := log.ReadAll(ctx, after, limit)
 		var corrupt *persistence.CorruptRecordError
 		if errors.As(err, &corrupt) && corrupt.Next > after {
@@ -598,7 +606,7 @@ func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log) (
 		}
 		if err != nil {
 			if outage(ctx, err) {
-				return after, fmt.Errorf("rebuild read model: partition %d after position %d: %w", log.Partition(), after, err)
+				return after, read, fmt.Errorf("rebuild read model: partition %d after position %d: %w", log.Partition(), after, err)
 			}
 			if limit > 1 {
 				// Find the records before the one the journal cannot read.
@@ -611,17 +619,24 @@ func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log) (
 				m.incomplete = inc
 			}
 			m.mu.Unlock()
-			return after, inc
+			return after, read, inc
 		}
 		if len(recs) == 0 {
-			return after, nil
+			return after, read, nil
 		}
 		for _, r := range recs {
+			if until > 0 && r.Position > until {
+				return after, read, nil
+			}
 			m.rebuildRecord(r)
 			after = r.Position
+			read++
 		}
 		if singles++; limit == 1 && singles == rebuildBatch {
 			limit = rebuildBatch // past the batch that failed
+		}
+		if pace != nil {
+			pace(time.Since(began))
 		}
 	}
 }
