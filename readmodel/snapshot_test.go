@@ -26,9 +26,9 @@ import (
 type memStore struct {
 	journal    string
 	partitions int
-	mu      sync.Mutex
-	snaps   map[int]persistence.ReadModelSnapshot
-	saves   int
+	mu         sync.Mutex
+	snaps      map[int]persistence.ReadModelSnapshot
+	saves      int
 }
 
 func newMemStore(partitions int) *memStore {
@@ -487,7 +487,6 @@ func TestSnapshotterWritesWhenTheLogIsFarEnoughAhead(t *testing.T) {
 		t.Fatalf("restore %+v, %v, %d orders", rep, err, m.Stats().TotalOrders)
 	}
 }
-
 
 // TestSnapshotCountsSkippedEntriesPastTheListed: a log with more entries
 // that are not records than the quarantine list holds restores to the same
