@@ -41,6 +41,7 @@ type Backend struct {
 	meta, checkpoints, snapshots jetstream.KeyValue
 	rmsnap                       jetstream.KeyValue // read-model snapshots (rmsnapshot.go)
 	journalID                    string             // see JournalIdentity
+	rmsnapChunk                  int                // read-model snapshot chunk size when set (tests)
 
 	maxPayload int64
 	cache      *streamCache

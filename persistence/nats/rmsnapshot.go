@@ -58,6 +58,9 @@ func (b *Backend) journalIdentity(ctx context.Context) (string, error) {
 }
 
 func (b *Backend) rmsnapChunkSize() int {
+	if b.rmsnapChunk > 0 {
+		return b.rmsnapChunk
+	}
 	return int(min(b.maxPayload-4096, rmsnapChunkMax))
 }
 

@@ -30,6 +30,7 @@ type Backend struct {
 
 	metaKey, checkpointKey string
 	journalID              string          // the meta key's journal field (see JournalIdentity)
+	rmsnapChunk            atomic.Int64    // read-model snapshot chunk size when set (tests)
 	parts                  []*partitionLog // one per partition, fixed by New
 
 	closed    atomic.Bool

@@ -27,6 +27,14 @@ const rmsnapChunkSize = 4 << 20
 // rmsnapPendingTTL is the expiry of chunks not committed yet.
 const rmsnapPendingTTL = time.Hour
 
+// rmsnapChunkSize is the chunk size in force (tests set a smaller one).
+func (b *Backend) rmsnapChunkSize() int {
+	if n := b.rmsnapChunk.Load(); n > 0 {
+		return int(n)
+	}
+	return rmsnapChunkSize
+}
+
 func (l *partitionLog) rmsnapKey() string { return l.tag + "rmsnap" }
 
 func (l *partitionLog) rmsnapChunkKeys(gen uint64, n int) []string {
@@ -71,7 +79,7 @@ func (b *Backend) SaveReadModelSnapshot(ctx context.Context, s persistence.ReadM
 	if err != nil {
 		return s, err
 	}
-	chunks := persistence.SplitSnapshot(s.Data, rmsnapChunkSize)
+	chunks := persistence.SplitSnapshot(s.Data, b.rmsnapChunkSize())
 	persistence.SealSnapshot(&s, len(b.parts), b.journalID, len(chunks), time.Now())
 	keys := l.rmsnapChunkKeys(s.Generation, len(chunks))
 	pipe := b.rdb.Pipeline()
