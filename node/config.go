@@ -161,9 +161,6 @@ func Default() Config {
 		DrainDelay:       5 * time.Second,
 		HealthInterval:   30 * time.Second,
 		SnapshotEvery:    100,
-
-		ReadModelSnapshotEvery:    20000,
-		ReadModelSnapshotInterval: 15 * time.Second,
 		MaxInFlight:      4096,
 		MaxInFlightReads: 4096,
 		MaxConnections:   4096,
@@ -174,6 +171,9 @@ func Default() Config {
 		NATSReplicas:     1,
 		NATSStorage:      "file",
 		Partitions:       persistence.DefaultPartitions,
+
+		ReadModelSnapshotEvery:    20000,
+		ReadModelSnapshotInterval: 15 * time.Second,
 	}
 }
 
