@@ -92,6 +92,12 @@ type ReadModel struct {
 	mu       sync.RWMutex
 	byID     map[string]*Summary
 	sorted   []*Summary // by (CreatedAt, OrderID) ascending
+	// While rebuilding > 0, new orders go to pending (in byID, not yet in
+	// sorted) and are merged into sorted in runs: a partition's orders
+	// fall anywhere between those of the partitions read before, and one
+	// insertion each made a rebuild quadratic (85 s for 1M orders).
+	rebuilding int
+	pending    []*Summary
 	byStatus [order.StatusCancelled + 1]int
 	revenue  order.Cents
 	applied  uint64 // events applied, for lag figures
@@ -293,8 +299,12 @@ func (m *ReadModel) applyLocked(id string, e order.Event) {
 		c, _ := e.(order.Created)
 		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: len(c.Items), CreatedAt: c.At, Status: order.StatusNone}
 		m.byID[id] = s
-		i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
-		m.sorted = slices.Insert(m.sorted, i, s)
+		if m.rebuilding > 0 {
+			m.pending = append(m.pending, s)
+		} else {
+			i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
+			m.sorted = slices.Insert(m.sorted, i, s)
+		}
 	}
 	old := s.Status
 	st := order.Evolve(order.State{Status: s.Status, Version: s.Version, Total: s.Total}, e)
@@ -369,6 +379,8 @@ func (m *ReadModel) removeLocked(id string) {
 	delete(m.byID, id)
 	if i, found := slices.BinarySearchFunc(m.sorted, s, compare); found && m.sorted[i] == s {
 		m.sorted = slices.Delete(m.sorted, i, i+1)
+	} else if i := slices.Index(m.pending, s); i >= 0 {
+		m.pending = slices.Delete(m.pending, i, i+1)
 	}
 }
 
@@ -588,6 +600,15 @@ func (m *ReadModel) Rebuild(ctx context.Context, j Journal) ([]uint64, error) {
 // of the last record read and how many records it read. pace, if set, is
 // called after each batch with the time the batch took.
 func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log, after, until uint64, pace func(busy time.Duration)) (uint64, uint64, error) {
+	m.mu.Lock()
+	m.rebuilding++
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.rebuilding--
+		m.mergePendingLocked()
+		m.mu.Unlock()
+	}()
 	var read uint64
 	limit, singles := rebuildBatch, 0
 	for {
@@ -635,10 +656,29 @@ func (m *ReadModel) rebuildPartition(ctx context.Context, log persistence.Log, a
 		if singles++; limit == 1 && singles == rebuildBatch {
 			limit = rebuildBatch // past the batch that failed
 		}
+		m.mu.Lock()
+		if len(m.pending) >= max(4*rebuildBatch, len(m.sorted)/8) {
+			// Each merge costs at most 9 times the orders it adds.
+			m.mergePendingLocked()
+		}
+		m.mu.Unlock()
 		if pace != nil {
 			pace(time.Since(began))
 		}
 	}
+}
+
+// mergePendingLocked merges the orders a rebuild added into the sorted
+// list.
+func (m *ReadModel) mergePendingLocked() {
+	if len(m.pending) == 0 {
+		return
+	}
+	if !slices.IsSortedFunc(m.pending, compare) {
+		slices.SortFunc(m.pending, compare)
+	}
+	m.sorted = mergeSorted(m.sorted, m.pending)
+	m.pending = nil
 }
 
 // Incomplete returns why the last Rebuild stopped before the end of a

@@ -113,6 +113,9 @@ func mergeSorted(a, b []*Summary) []*Summary {
 	if len(a) == 0 {
 		return b
 	}
+	if compare(a[len(a)-1], b[0]) <= 0 {
+		return append(a, b...)
+	}
 	out := make([]*Summary, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
