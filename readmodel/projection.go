@@ -92,12 +92,6 @@ type ReadModel struct {
 	mu       sync.RWMutex
 	byID     map[string]*Summary
 	sorted   []*Summary // by (CreatedAt, OrderID) ascending
-	// While rebuilding > 0, new orders go to pending (in byID, not yet in
-	// sorted) and are merged into sorted in runs: a partition's orders
-	// fall anywhere between those of the partitions read before, and one
-	// insertion each made a rebuild quadratic (85 s for 1M orders).
-	rebuilding int
-	pending    []*Summary
 	byStatus [order.StatusCancelled + 1]int
 	revenue  order.Cents
 	applied  uint64 // events applied, for lag figures
@@ -112,6 +106,13 @@ type ReadModel struct {
 	skipped     map[logPosition]struct{}
 	skippedOver int
 	incomplete  *IncompleteError // why the last Rebuild stopped early, if it did
+
+	// While rebuilding > 0, new orders go to pending (in byID, not yet in
+	// sorted) and are merged into sorted in runs: a partition's orders
+	// fall anywhere between those of the partitions read before, and one
+	// insertion each made a rebuild quadratic (85 s for 1M orders).
+	rebuilding int
+	pending    []*Summary
 }
 
 // maxSkippedListed bounds the skipped log entries kept in the quarantine
