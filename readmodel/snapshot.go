@@ -64,9 +64,10 @@ func (m *ReadModel) loadSnapshot(ps *PartitionSnapshot) {
 		m.skipAtLocked(Quarantine{Partition: ps.Partition, Position: pos})
 	}
 	add := make([]*Summary, 0, len(ps.Summaries))
+	anyQuarantined := len(m.quarantined) > 0
 	for i := range ps.Summaries {
 		s := &ps.Summaries[i]
-		if _, ok := m.quarantined[s.OrderID]; ok {
+		if _, ok := m.quarantined[s.OrderID]; anyQuarantined && ok {
 			continue
 		}
 		if have := m.byID[s.OrderID]; have != nil {
@@ -89,6 +90,22 @@ func (m *ReadModel) loadSnapshot(ps *PartitionSnapshot) {
 	m.sorted = mergeSorted(m.sorted, add)
 }
 
+// reserve makes room for n orders in the read model's index at once (a
+// map grown one insertion at a time rehashes everything it holds at every
+// doubling: half of the time of merging 5M orders).
+func (m *ReadModel) reserve(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n <= 2*len(m.byID) {
+		return
+	}
+	byID := make(map[string]*Summary, n)
+	for id, s := range m.byID {
+		byID[id] = s
+	}
+	m.byID = byID
+}
+
 // skipAtLocked records a skipped log entry of a snapshot (q: its
 // partition, position and, when the snapshot listed it, reason), as
 // skipLocked does for one Rebuild finds.
@@ -105,7 +122,10 @@ func (m *ReadModel) skipAtLocked(q Quarantine) {
 	m.quarantines = append(m.quarantines, q)
 }
 
-// mergeSorted merges two runs sorted by compare.
+// mergeSorted merges run b into run a (both sorted by compare, no order
+// in both) and returns the merged run: in a's array when it has room (it
+// grows by doubling), from the back, so that a merge allocates nothing
+// most of the time. b must not share a's array.
 func mergeSorted(a, b []*Summary) []*Summary {
 	if len(b) == 0 {
 		return a
@@ -116,19 +136,18 @@ func mergeSorted(a, b []*Summary) []*Summary {
 	if compare(a[len(a)-1], b[0]) <= 0 {
 		return append(a, b...)
 	}
-	out := make([]*Summary, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		if compare(a[i], b[j]) <= 0 {
-			out = append(out, a[i])
-			i++
+	i, j := len(a)-1, len(b)-1
+	a = slices.Grow(a, len(b))[:len(a)+len(b)]
+	for k := len(a) - 1; j >= 0; k-- {
+		if i >= 0 && compare(a[i], b[j]) > 0 {
+			a[k] = a[i]
+			i--
 		} else {
-			out = append(out, b[j])
-			j++
+			a[k] = b[j]
+			j--
 		}
 	}
-	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
+	return a
 }
 
 // BuildSnapshot makes partition log's snapshot at position until (its
@@ -259,6 +278,10 @@ func (m *ReadModel) Restore(ctx context.Context, j Journal, store SnapshotLoader
 				logger.Warn("read-model snapshot not used; replaying the partition's whole log", slog.Int("partition", p), slog.String("reason", l.why))
 			}
 			if l.ps != nil {
+				if rep.FromSnapshot == 0 {
+					// The partitions are about the same size.
+					m.reserve(len(l.ps.Summaries) * n * 9 / 8)
+				}
 				m.loadSnapshot(l.ps)
 				rep.FromSnapshot++
 				rep.Loaded[p] = l.ps.Position

@@ -15,6 +15,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/internal/poll"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/persistence/memory"
@@ -557,5 +558,28 @@ func TestRebuildListsInOrderAcrossPartitions(t *testing.T) {
 		if a.CreatedAt.Before(b.CreatedAt) || (a.CreatedAt.Equal(b.CreatedAt) && a.OrderID <= b.OrderID) {
 			t.Fatalf("list out of order at %d: %s %v then %s %v", i, a.OrderID, a.CreatedAt, b.OrderID, b.CreatedAt)
 		}
+	}
+}
+
+// TestSnapshotterRunWritesAndStops: Run checks on its interval, writes a
+// due snapshot, and returns once its context ends.
+func TestSnapshotterRunWritesAndStops(t *testing.T) {
+	mem := memory.NewPartitioned(1)
+	for i := range 5 {
+		journal(t, mem, fmt.Sprint("o", i), t0, created(100, t0))
+	}
+	store := newMemStore(1)
+	sn := readmodel.NewSnapshotter(readmodel.SnapshotterConfig{Journal: mem, Store: store, Every: 5, Interval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- sn.Run(ctx) }()
+	poll.Eventually(t, 5*time.Second, poll.True("a snapshot written by Run", func() bool {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return store.saves == 1
+	}))
+	cancel()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
 	}
 }
