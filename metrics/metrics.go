@@ -77,6 +77,10 @@ type Metrics struct {
 	readModelDeadLettered *prometheus.CounterVec
 	readModelQuarantined  prometheus.Gauge
 
+	snapshotWrites, snapshotFailures, snapshotBytes prometheus.Counter
+	snapshotDuration                                prometheus.Histogram
+	restoreTail, restoreFromSnapshot                prometheus.Gauge
+
 	actorsActive   prometheus.Gauge
 	clusterMembers prometheus.Gauge
 	viewDigest     prometheus.Gauge
@@ -154,6 +158,31 @@ func New() *Metrics {
 			Name: "readmodel_quarantined_orders",
 			Help: "Orders left out of the read model because a record of their journal stream cannot be read, plus entries of the global log that are not records (skipped by the rebuild).",
 		}),
+		snapshotWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmodel_snapshot_writes_total",
+			Help: "Read-model snapshots of a journal partition this node wrote.",
+		}),
+		snapshotFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmodel_snapshot_failures_total",
+			Help: "Read-model snapshot writes that failed (the log or the backend could not be read or written).",
+		}),
+		snapshotBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "readmodel_snapshot_written_bytes_total",
+			Help: "Bytes of the read-model snapshots this node wrote.",
+		}),
+		snapshotDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "readmodel_snapshot_write_duration_seconds",
+			Help:    "Time to build and store one read-model snapshot of a partition (paced replay of the log since the last one, encoding, chunked write).",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		restoreTail: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "readmodel_restore_tail_records",
+			Help: "Log records the read model replayed at start after the partitions' snapshots (all of them when there were none).",
+		}),
+		restoreFromSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "readmodel_restore_snapshot_partitions",
+			Help: "Journal partitions whose read model started from a snapshot at this node's start.",
+		}),
 		actorsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "order_actors_active",
 			Help: "Order actors activated on this node.",
@@ -218,6 +247,7 @@ func New() *Metrics {
 		m.appendDuration, m.journalConflicts,
 		m.outboxLag, m.partitionLag, m.outboxPublished, m.outboxBatches, m.outboxFailures, m.outboxDead,
 		m.readModelDeadLettered, m.readModelQuarantined,
+		m.snapshotWrites, m.snapshotFailures, m.snapshotBytes, m.snapshotDuration, m.restoreTail, m.restoreFromSnapshot,
 		m.actorsActive, m.clusterMembers, m.viewDigest, m.viewMembers, m.fences, m.backendUp,
 		m.probes, m.probeFailures, m.divergences, m.failedFast, m.peerReachable, m.peerSuspect, m.peerRTT,
 	)
@@ -367,6 +397,31 @@ func (m *Metrics) SetQuarantinedOrders(n int) {
 		return
 	}
 	m.readModelQuarantined.Set(float64(n))
+}
+
+// ObserveReadModelSnapshot counts one read-model snapshot write of
+// bytes bytes that took d (failed when err is not nil).
+func (m *Metrics) ObserveReadModelSnapshot(bytes int, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.snapshotFailures.Inc()
+		return
+	}
+	m.snapshotWrites.Inc()
+	m.snapshotBytes.Add(float64(bytes))
+	m.snapshotDuration.Observe(d.Seconds())
+}
+
+// SetReadModelRestore records how the read model started: how many
+// partitions came from a snapshot and how many log records it replayed.
+func (m *Metrics) SetReadModelRestore(fromSnapshot int, tail uint64) {
+	if m == nil {
+		return
+	}
+	m.restoreFromSnapshot.Set(float64(fromSnapshot))
+	m.restoreTail.Set(float64(tail))
 }
 
 // ActorActivated counts an order actor that started on this node; call

@@ -253,7 +253,7 @@ func openPersistence(ctx context.Context, cfg Config, conns connections, log *sl
 		log.Info("persistence namespace", slog.String("cluster_name", ns.cluster),
 			slog.String("nats_streams", fmt.Sprintf("%s_P0..%s_P%d", ns.natsJournal, ns.natsJournal, last)),
 			slog.String("nats_subjects", fmt.Sprintf("%s.p0.*..%s.p%d.*", ns.natsJournalSubjects, ns.natsJournalSubjects, last)),
-			slog.String("nats_buckets", ns.natsJournal+"_meta,"+ns.natsCheckpoints+","+ns.natsSnapshots))
+			slog.String("nats_buckets", ns.natsJournal+"_meta,"+ns.natsCheckpoints+","+ns.natsSnapshots+","+ns.natsJournal+"_rmsnap"))
 		return b, nil
 	default:
 		return pmemory.NewPartitioned(cfg.Partitions), nil

@@ -93,6 +93,13 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown-timeout"`
 	HealthInterval  time.Duration `koanf:"health-interval"`
 	SnapshotEvery   int           `koanf:"snapshot-every"`
+	// ReadModelSnapshotEvery is how many records a journal partition's log
+	// must hold past its read-model snapshot for the member that hosts the
+	// partition's outbox to write a new one (0: none are written, and a
+	// start replays every log from the beginning). Redis and NATS only.
+	ReadModelSnapshotEvery int `koanf:"read-model-snapshot-every"`
+	// ReadModelSnapshotInterval is how often that is checked.
+	ReadModelSnapshotInterval time.Duration `koanf:"read-model-snapshot-interval"`
 	// DrainDelay is how long Shutdown keeps serving every route after
 	// readiness turns 503, so that load balancers see the 503 and stop
 	// sending before the port closes (0: close at once). It counts against
@@ -169,6 +176,9 @@ func Default() Config {
 		NATSReplicas:     1,
 		NATSStorage:      "file",
 		Partitions:       persistence.DefaultPartitions,
+
+		ReadModelSnapshotEvery:    20000,
+		ReadModelSnapshotInterval: 15 * time.Second,
 	}
 }
 
@@ -240,7 +250,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
-	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"read-timeout", c.ReadTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}, {"health-interval", c.HealthInterval}} {
+	}{{"idle-timeout", c.IdleTimeout}, {"request-timeout", c.RequestTimeout}, {"read-timeout", c.ReadTimeout}, {"outbox-interval", c.OutboxInterval}, {"shutdown-timeout", c.ShutdownTimeout}, {"health-interval", c.HealthInterval}, {"read-model-snapshot-interval", c.ReadModelSnapshotInterval}} {
 		if d.v <= 0 {
 			bad(d.flag, d.v, "must be a positive duration such as 500ms, 2s or 2m")
 		}
@@ -326,6 +336,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotEvery < 0 {
 		bad("snapshot-every", c.SnapshotEvery, "must be 0 (no snapshots) or a positive number of events")
+	}
+	if c.ReadModelSnapshotEvery < 0 {
+		bad("read-model-snapshot-every", c.ReadModelSnapshotEvery, "must be 0 (no read-model snapshots) or a positive number of log records")
 	}
 	if c.Partitions < 0 || c.Partitions > persistence.MaxPartitions {
 		bad("partitions", c.Partitions, fmt.Sprintf("must be 1-%d, or 0 for the count the journal was created with", persistence.MaxPartitions))

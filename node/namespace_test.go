@@ -53,9 +53,9 @@ func namesOf(cluster string) backendNames {
 }
 
 // streams are the JetStream streams of a cluster: journal, events, and the
-// KV buckets' streams (checkpoints, snapshots, membership and its cluster secret).
+// KV buckets' streams (checkpoints, snapshots, read-model snapshots, membership and its cluster secret).
 func (b backendNames) streams() []string {
-	out := []string{b.natsEvents, "KV_" + b.natsJournal + "_checkpoints", "KV_" + b.natsJournal + "_snapshots", "KV_" + b.natsJournal + "_meta",
+	out := []string{b.natsEvents, "KV_" + b.natsJournal + "_checkpoints", "KV_" + b.natsJournal + "_snapshots", "KV_" + b.natsJournal + "_meta", "KV_" + b.natsJournal + "_rmsnap",
 		"KV_" + b.natsMembers, "KV_" + b.natsMembers + "_secret"}
 	for p := range persistence.DefaultPartitions {
 		out = append(out, b.journalStream(p))

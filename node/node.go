@@ -56,6 +56,10 @@ type Node struct {
 	driver       *actors.OutboxDriver
 	events       *feed.Hub  // the event streams (GET /events)
 	driverRun    chan error // Run's result, once the driver runs
+	snapshots    *readmodel.Snapshotter
+	snapStop     context.CancelFunc // ends the snapshotter's Run
+	snapRun      chan error         // Run's result, once the snapshotter runs
+	restored     readmodel.RestoreReport
 	outbox       *actors.OutboxStats
 	outboxCl     outboxView // the cluster's outbox figures, cached
 	health       *health
@@ -149,8 +153,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.subs = append(n.subs, logSub)
 	}
-	rebuildStart := time.Now()
-	pos, err := n.readModel.Rebuild(ctx, n.backend)
+	rep, err := n.readModel.Restore(ctx, n.backend, n.snapshotLoader(), log)
 	var incomplete *readmodel.IncompleteError
 	switch {
 	case errors.As(err, &incomplete):
@@ -163,12 +166,16 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	quarantined, recent := n.readModel.Quarantined(healthListMax)
-	var records uint64
-	for _, p := range pos {
-		records += p
+	var records, loaded uint64
+	for p := range rep.Positions {
+		records += rep.Positions[p]
+		loaded += rep.Loaded[p]
 	}
-	log.Info("read model rebuilt", slog.Int("partitions", len(pos)), slog.Uint64("log_positions", records), slog.Int("orders", n.readModel.Stats().TotalOrders),
-		slog.Int("quarantined_orders", quarantined), slog.Duration("rebuild_time", time.Since(rebuildStart)))
+	n.metrics.SetReadModelRestore(rep.FromSnapshot, rep.Tail)
+	n.restored = rep
+	log.Info("read model rebuilt", slog.Int("partitions", len(rep.Positions)), slog.Uint64("log_positions", records), slog.Int("orders", n.readModel.Stats().TotalOrders),
+		slog.Int("quarantined_orders", quarantined), slog.Int("snapshot_partitions", rep.FromSnapshot), slog.Uint64("snapshot_positions", loaded),
+		slog.Int("snapshot_orders", rep.SnapshotOrders), slog.Uint64("tail_records", rep.Tail), slog.Duration("rebuild_time", rep.Duration))
 	for _, q := range recent {
 		log.Error("order quarantined: a record of its journal stream cannot be read; the read model leaves it out and its actor refuses it",
 			slog.String("order_id", q.OrderID), slog.Uint64("version", q.Version), slog.Int("partition", q.Partition), slog.Uint64("position", q.Position),
@@ -291,6 +298,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.driverRun = make(chan error, 1)
 	go func() { n.driverRun <- n.driver.Run(context.Background()) }()
 	n.driver.NudgeAll() // publish whatever an earlier run left behind
+	n.startSnapshotter(log)
 
 	n.health = newHealth(n)
 	n.api = httpapi.New(httpapi.Config{
@@ -604,6 +612,10 @@ func (n *Node) closeAll() error {
 		// member may be gone (a rejoin was failing): stop it regardless.
 		if n.driver != nil {
 			n.driver.Stop()
+		}
+		if n.snapStop != nil {
+			n.snapStop()
+			errs = append(errs, <-n.snapRun)
 		}
 		if n.events != nil {
 			n.events.Close()

@@ -118,6 +118,8 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.Duration("outbox-linger", def.OutboxLinger, "under load, a partition's outbox drains at most once per this long, publishing the writes of that moment in one batch (0: a drain per write; an idle partition drains a write at once)")
 	fs.Int("outbox-batch", def.OutboxBatch, "events published per outbox batch")
 	fs.Int("snapshot-every", def.SnapshotEvery, "store an order's state every N events (0: never); activation reads the snapshot plus the tail")
+	fs.Int("read-model-snapshot-every", def.ReadModelSnapshotEvery, "Redis/NATS: snapshot a journal partition's read model once its log holds N records past the last snapshot (written by the member that drains the partition's outbox); a start loads the snapshots and replays only the tail (0: never, replay everything)")
+	fs.Duration("read-model-snapshot-interval", def.ReadModelSnapshotInterval, "how often the read-model snapshots are checked (see --read-model-snapshot-every)")
 	fs.Duration("shutdown-timeout", def.ShutdownTimeout, "bound of a graceful shutdown, the drain delay included")
 	fs.Duration("drain-delay", def.DrainDelay, "on SIGTERM, keep serving every route this long with readiness 503, so load balancers stop sending before the port closes (0: close at once; must be shorter than --shutdown-timeout)")
 	fs.String("discovery", def.Discovery, "where cluster members find each other: auto (the redis/nats backend in use, else --peers), redis, nats or peers")

@@ -111,4 +111,14 @@
 // replicas as the streams). Keys
 // outside [A-Za-z0-9_-] are stored base64url-encoded behind "=". A snapshot
 // is stored with a revision check and only replaces a lower version.
+//
+// Bucket <Stream>_rmsnap holds the read-model snapshots
+// (persistence.ReadModelSnapshots): per partition N a manifest under key
+// p<N>.m and chunks p<N>.<generation>.<i> of at most the server's max
+// payload less 4 KiB (1 MiB at most). The chunks are written first, the
+// manifest then replaced with a revision check (so each of two concurrent
+// writers knows exactly which generation it replaced and purges its
+// chunks). A writer that dies between its chunks and its manifest leaves
+// chunks that no manifest names (space, not a wrong answer). The meta
+// bucket's key "journal" holds the journal identity.
 package nats

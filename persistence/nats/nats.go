@@ -39,6 +39,9 @@ type Backend struct {
 	logs    []*partitionLog
 
 	meta, checkpoints, snapshots jetstream.KeyValue
+	rmsnap                       jetstream.KeyValue // read-model snapshots (rmsnapshot.go)
+	journalID                    string             // see JournalIdentity
+	rmsnapChunk                  int                // read-model snapshot chunk size when set (tests)
 
 	maxPayload int64
 	cache      *streamCache
@@ -174,6 +177,12 @@ func (b *Backend) setup(ctx context.Context) error {
 	}
 	if b.snapshots, err = js.CreateOrUpdateKeyValue(ctx, kvcfg(o.snapshotBucket(), "snapshots")); err != nil {
 		return b.wrapSetup(ctx, "create bucket "+o.snapshotBucket(), err)
+	}
+	if b.rmsnap, err = js.CreateOrUpdateKeyValue(ctx, kvcfg(o.rmsnapBucket(), "read-model snapshots")); err != nil {
+		return b.wrapSetup(ctx, "create bucket "+o.rmsnapBucket(), err)
+	}
+	if b.journalID, err = b.journalIdentity(ctx); err != nil {
+		return err
 	}
 	b.maxPayload = b.nc.MaxPayload()
 	b.durability, b.profile = b.describeDurability(b.streams[0].CachedInfo())

@@ -60,7 +60,7 @@ func destroy(t testing.TB, url string, opts Options) {
 			t.Logf("cleanup: delete stream %s: %v", name, err)
 		}
 	}
-	for _, bucket := range []string{opts.metaBucket(), opts.checkpointBucket(), opts.snapshotBucket()} {
+	for _, bucket := range []string{opts.metaBucket(), opts.checkpointBucket(), opts.snapshotBucket(), opts.rmsnapBucket()} {
 		if err := js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			t.Logf("cleanup: delete bucket %s: %v", bucket, err)
 		}

@@ -193,6 +193,7 @@ func (o *Options) Validate() error {
 func (o *Options) checkpointBucket() string { return o.Stream + "_checkpoints" }
 func (o *Options) snapshotBucket() string   { return o.Stream + "_snapshots" }
 func (o *Options) metaBucket() string       { return o.Stream + "_meta" }
+func (o *Options) rmsnapBucket() string     { return o.Stream + "_rmsnap" }
 
 // partitionStream is the stream of partition p.
 func (o *Options) partitionStream(p int) string { return o.Stream + "_P" + strconv.Itoa(p) }

@@ -14,9 +14,12 @@
 // N = persistence.PartitionOf(id, P). Every key starts with Options.Prefix
 // (default "ordersystem:"):
 //
-//	<prefix>meta                  hash {partitions: P}, written once (HSETNX) by the
-//	                              first start and read at every open: another
-//	                              configured count is refused.
+//	<prefix>meta                  hash {partitions: P, journal: identity}, each
+//	                              field written once (HSETNX) by the first start
+//	                              and read at every open: another configured count
+//	                              is refused; the identity (random) tells a wiped
+//	                              and restarted journal from the one a read-model
+//	                              snapshot was made of.
 //	<prefix>{p<N>}:log            Redis Stream, partition N's log. Entry id
 //	                              "0-<position>", fields s (stream id), v (version),
 //	                              t (type), d (data).
@@ -26,6 +29,13 @@
 //	                              is the stream's version.
 //	<prefix>checkpoints           hash: checkpoint name -> position.
 //	<prefix>snapshot:<id>         hash {v: version, d: data}: the newest snapshot.
+//	<prefix>{p<N>}:rmsnap         string: the manifest of partition N's read-model
+//	                              snapshot (persistence.EncodeSnapshotManifest).
+//	<prefix>{p<N>}:rmsnap:<g>:<i> string: chunk i (4 MiB at most) of generation g.
+//	                              Written with a one-hour expiry; the commit script
+//	                              makes them permanent, swaps the manifest and
+//	                              returns the one it replaced, whose chunks are
+//	                              then deleted.
 //
 // Each event is stored once (in its partition's log); a stream list holds
 // positions only. The keys of one partition share the hash tag {p<N>}, so

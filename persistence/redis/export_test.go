@@ -52,3 +52,16 @@ func deleteOn(ctx context.Context, c goredis.UniversalClient, prefix string) (in
 	}
 	return n, nil
 }
+
+// SetReadModelSnapshotChunkSize makes read-model snapshots use chunks of n
+// bytes.
+func (b *Backend) SetReadModelSnapshotChunkSize(n int) { b.rmsnapChunk.Store(int64(n)) }
+
+// ReadModelSnapshotChunkKey is the key of chunk i of generation gen of
+// partition p's read-model snapshot.
+func (b *Backend) ReadModelSnapshotChunkKey(p int, gen uint64, i int) string {
+	return b.parts[p].rmsnapChunkKeys(gen, i+1)[i]
+}
+
+// Client is the backend's Redis client.
+func (b *Backend) Client() goredis.UniversalClient { return b.rdb }

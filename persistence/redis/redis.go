@@ -29,6 +29,8 @@ type Backend struct {
 	ownClient  bool // made by New (no Options.Client): Close closes it
 
 	metaKey, checkpointKey string
+	journalID              string          // the meta key's journal field (see JournalIdentity)
+	rmsnapChunk            atomic.Int64    // read-model snapshot chunk size when set (tests)
 	parts                  []*partitionLog // one per partition, fixed by New
 
 	closed    atomic.Bool
@@ -84,13 +86,19 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	// Load the scripts now so that the first appends find them (a restarted
 	// server forgets them; append and load re-load on NOSCRIPT).
-	for _, s := range []*goredis.Script{appendScript, loadScript, snapshotScript} {
+	for _, s := range []*goredis.Script{appendScript, loadScript, snapshotScript, rmsnapCommitScript} {
 		if err := s.Load(ctx, b.rdb).Err(); err != nil {
 			return fail("load scripts", err)
 		}
 	}
 	n, err := b.partitionCount(ctx)
 	if err != nil {
+		if b.ownClient {
+			_ = b.rdb.Close()
+		}
+		return nil, err
+	}
+	if b.journalID, err = b.journalIdentity(ctx); err != nil {
 		if b.ownClient {
 			_ = b.rdb.Close()
 		}

@@ -57,3 +57,22 @@ if cur and (#cur > #ARGV[1] or (#cur == #ARGV[1] and cur > ARGV[1])) then return
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 return 1
 `)
+
+// rmsnapCommitScript switches a partition's read-model snapshot to a new
+// generation whose chunks are written (with an expiry, so that a writer
+// that dies before its commit leaves nothing for long): it makes the
+// chunks permanent, refuses if one is missing, stores the manifest and
+// returns the manifest it replaced (nil when none), whose chunks the
+// caller deletes. Every key shares the partition's hash tag.
+//
+//	KEYS[1] <prefix>{p<N>}:rmsnap  KEYS[2..] the chunks  ARGV[1] manifest
+var rmsnapCommitScript = goredis.NewScript(`
+for i = 2, #KEYS do
+  if redis.call('PERSIST', KEYS[i]) == 0 and redis.call('EXISTS', KEYS[i]) == 0 then
+    return redis.error_reply('ordersystem: read-model snapshot chunk ' .. KEYS[i] .. ' is missing')
+  end
+end
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+return old
+`)
