@@ -6,25 +6,31 @@
 # Prints each run (creates/s, node CPU per create from /proc) and the
 # medians. The node runs on CPU 1, the load generator on CPU 0 (32 workers).
 # Needs Redis on 127.0.0.1:6379; uses database 9, emptied before and after
-# each run (as scripts/bench.sh does). LINGER_BACKEND=inmemory measures the
-# in-memory node instead. Loopback only.
+# each run (as scripts/bench.sh does). LINGER_BACKEND: the backends to
+# measure, in the same interleaved rounds (default redis; "redis inmemory"
+# adds the in-memory node, for the Redis / in-memory ratio). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; secs=${2:-5}; lingers=${3:-"0 5ms 20ms"}
-backend=${LINGER_BACKEND:-redis}
+backends=${LINGER_BACKEND:-redis}
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"; [ "$backend" = redis ] && redis-cli -n 9 flushdb >/dev/null 2>&1 || true' EXIT
-args=()
-if [ "$backend" = redis ]; then
-  redis-cli -p 6379 ping >/dev/null 2>&1 || { echo "$0: no Redis on 127.0.0.1:6379" >&2; exit 1; }
-  args=(--persistence redis --transport redis --redis redis://127.0.0.1:6379/9)
-fi
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"; redis-cli -n 9 flushdb >/dev/null 2>&1 || true' EXIT
+for backend in $backends; do
+  case $backend in
+  redis) redis-cli -p 6379 ping >/dev/null 2>&1 || { echo "$0: no Redis on 127.0.0.1:6379" >&2; exit 1; } ;;
+  inmemory) ;;
+  *) echo "$0: LINGER_BACKEND: redis and/or inmemory, got $backend" >&2; exit 2 ;;
+  esac
+done
 go build -o "$tmp/ordersystem" ./cmd/ordersystem
 go build -o "$tmp/loadgen" ./cmd/loadgen
 pin_server="taskset -c 1"; pin_load="taskset -c 0"
 command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
 port=5440
 for r in $(seq 1 "$rounds"); do
+  for backend in $backends; do
+  args=()
+  [ "$backend" = redis ] && args=(--persistence redis --transport redis --redis redis://127.0.0.1:6379/9)
   for l in $lingers; do
     port=$((port + 1))
     [ "$backend" = redis ] && redis-cli -n 9 flushdb >/dev/null
@@ -37,15 +43,18 @@ for r in $(seq 1 "$rounds"); do
     kill "$pid"; wait "$pid" 2>/dev/null || true
     n=$(echo "$out" | sed -n 's/^create requests=\([0-9]*\).*/\1/p')
     t=$(echo "$out" | sed -n 's/^create .*throughput=\([0-9.]*\).*/\1/p')
-    awk -v l="$l" -v r="$r" -v t="$t" -v n="$n" -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" \
-      'BEGIN { printf "%s %d %.0f %.1f\n", l, r, t, (a - b) / hz / n * 1e6 }' | tee -a "$tmp/results"
+    awk -v k="$backend" -v l="$l" -v r="$r" -v t="$t" -v n="$n" -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" \
+      'BEGIN { printf "%s %s %d %.0f %.1f\n", k, l, r, t, (a - b) / hz / n * 1e6 }' | tee -a "$tmp/results"
+  done
   done
 done
 echo
-echo "| --outbox-linger | creates/s ($backend, median of $rounds) | node CPU per create |"
-echo "|---|---|---|"
+echo "| backend | --outbox-linger | creates/s (median of $rounds) | node CPU per create |"
+echo "|---|---|---|---|"
+for backend in $backends; do
 for l in $lingers; do
-  awk -v l="$l" '$1 == l { t[++n] = $3; c[n] = $4 }
+  awk -v k="$backend" -v l="$l" '$1 == k && $2 == l { t[++n] = $4; c[n] = $5 }
     function median(a, n,   i, j, x) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x } return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    END { printf "| %s | %.0f/s | %.1f us |\n", l, median(t, n), median(c, n) }' "$tmp/results"
+    END { printf "| %s | %s | %.0f/s | %.1f us |\n", k, l, median(t, n), median(c, n) }' "$tmp/results"
+done
 done
