@@ -141,7 +141,7 @@ BENCH_NODE_BIN="$bin/ordersystem" LIMIT_OUT="$limit_md" scripts/limit.sh "$secs"
 # section is replaced by this run's; the other "## " sections after it
 # (scale, Go benchmarks, before/after) are kept.
 kept=""
-[ -f "$out" ] && kept=$(awk '/^## /{keep=1; skip=($0 ~ /^## Near the limit/)} keep && !skip' "$out")
+[ -f "$out" ] && kept=$(awk '/^## /{keep=1; skip=($0 ~ /^## Near the limit: the order path/)} keep && !skip' "$out")
 {
   echo "# Benchmarks"
   echo
