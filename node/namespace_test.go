@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -91,8 +93,14 @@ func TestClusterNamesKeepClustersApart(t *testing.T) {
 			nameA, nameB := randomClusterName(t, "a"), randomClusterName(t, "b")
 			// Registered before the nodes start, so it runs after they stop.
 			t.Cleanup(func() { removeClusterData(t, backend, addr, nameA, nameB) })
-			a := startNode(t, clusterOn(backend, addr, nameA))
-			b := startNode(t, clusterOn(backend, addr, nameB))
+			// At debug level the event logger subscribes too (a consumer
+			// group on Redis, a durable consumer on NATS), whose names
+			// are checked below.
+			debug := func(c *node.Config) {
+				c.Logger = slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			a := startNode(t, clusterOn(backend, addr, nameA), debug)
+			b := startNode(t, clusterOn(backend, addr, nameB), debug)
 
 			ids := checkApart(t, a, b)
 
