@@ -146,6 +146,15 @@ func EncodeSnapshotManifest(s ReadModelSnapshot) []byte {
 	return binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
 }
 
+// Bounds of a manifest's chunk count and size: far above any snapshot a
+// node writes (5M orders are about 226 MiB, a few hundred chunks), and low
+// enough that a manifest rewritten in the backend cannot make a reader
+// allocate without bound before a checksum fails.
+const (
+	maxSnapshotChunks = 1 << 16
+	maxSnapshotSize   = 1 << 36
+)
+
 // errManifest is what DecodeSnapshotManifest wraps.
 var errManifest = errors.New("read-model snapshot manifest")
 
@@ -196,7 +205,8 @@ func DecodeSnapshotManifest(b []byte) (ReadModelSnapshot, error) {
 	r = r[n:]
 	s.SavedAt = time.Unix(0, at).UTC()
 	jl := uv()
-	if fail || uint64(len(r)) != jl || s.Chunks < 1 || s.Partition >= MaxPartitions || s.Partitions > MaxPartitions {
+	if fail || uint64(len(r)) != jl || s.Chunks < 1 || s.Chunks > maxSnapshotChunks || s.Size < 0 || s.Size > maxSnapshotSize ||
+		s.Partition >= MaxPartitions || s.Partitions > MaxPartitions {
 		return bad("inconsistent fields")
 	}
 	s.Journal = string(r)
