@@ -38,7 +38,7 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Logger = newLogger(cfg, os.Stderr)
-	gcdefaults.Apply(os.Getenv).Log(cfg.Logger)
+	gcdefaults.Apply().Log(cfg.Logger)
 	if path := clockHook(os.Environ()); path != "" {
 		cfg.Logger.Warn("TEST HOOK: this node's wall clock (event timestamps, member record, node-to-node tokens) is moved by the offset in a file; never set it in production",
 			slog.String("variable", wallclock.OffsetFileEnv), slog.String("file", path))

@@ -17,6 +17,7 @@ package gcdefaults
 import (
 	"log/slog"
 	"math"
+	"os"
 	"runtime/debug"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
@@ -38,12 +39,11 @@ type Settings struct {
 	Err error
 }
 
-// Apply sets the defaults the environment leaves open (getenv is os.Getenv
-// outside tests; memlimit reads GOMEMLIMIT and AUTOMEMLIMIT itself) and
-// reports what is in force.
-func Apply(getenv func(string) string) Settings {
+// Apply sets the defaults the environment leaves open (GOGC here;
+// memlimit reads GOMEMLIMIT and AUTOMEMLIMIT) and reports what is in force.
+func Apply() Settings {
 	var s Settings
-	if getenv("GOGC") == "" {
+	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(Percent)
 	}
 	s.GCPercent = debug.SetGCPercent(-1)

@@ -26,10 +26,11 @@ func unset(t *testing.T, k string) {
 
 func TestDefaults(t *testing.T) {
 	restore(t)
+	unset(t, "GOGC")
 	unset(t, "GOMEMLIMIT")
 	unset(t, "AUTOMEMLIMIT")
 	debug.SetMemoryLimit(math.MaxInt64)
-	s := Apply(func(string) string { return "" })
+	s := Apply()
 	if s.GCPercent != Percent {
 		t.Errorf("GOGC = %d, want %d", s.GCPercent, Percent)
 	}
@@ -42,13 +43,9 @@ func TestEnvironmentWins(t *testing.T) {
 	restore(t)
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(1 << 30)
+	t.Setenv("GOGC", "150")
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	s := Apply(func(k string) string {
-		if k == "GOGC" {
-			return "150"
-		}
-		return ""
-	})
+	s := Apply()
 	if s.GCPercent != 150 {
 		t.Errorf("GOGC = %d, want the environment's 150", s.GCPercent)
 	}
