@@ -144,25 +144,12 @@ func NewRedisClusterWith(dir string, cfg RedisClusterConfig) (*RedisCluster, err
 	}()
 	total := primaries * (1 + replicasPerPrimary)
 	for i := range total {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		bus, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		n := &clusterNode{port: port, busPort: bus, dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
+		n := &clusterNode{dir: filepath.Join(dir, "node-"+strconv.Itoa(i))}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			return nil, err
 		}
 		c.nodes = append(c.nodes, n)
-		if err := c.start(n); err != nil {
-			return nil, err
-		}
-	}
-	for _, n := range c.nodes {
-		if err := waitReachable(n.addr(), 10*time.Second); err != nil {
+		if err := c.startFresh(n); err != nil {
 			return nil, err
 		}
 	}
@@ -181,6 +168,39 @@ func NewRedisClusterWith(dir string, cfg RedisClusterConfig) (*RedisCluster, err
 	}
 	ok = true
 	return c, nil
+}
+
+// startFresh starts a new node on free ports and waits until it accepts
+// connections. A free port can be taken by another process before
+// redis-server binds it (tests run in parallel packages), and the server
+// then exits at once: after a short wait it tries again on other ports.
+func (c *RedisCluster) startFresh(n *clusterNode) error {
+	var err error
+	for range 4 {
+		if n.port, err = freePort(); err != nil {
+			return err
+		}
+		if n.busPort, err = freePort(); err != nil {
+			return err
+		}
+		if err = c.start(n); err != nil {
+			return err
+		}
+		if err = waitReachable(n.addr(), 3*time.Second); err == nil {
+			return nil
+		}
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+		n.cmd = nil
+		// A fresh start: no nodes.conf naming the ports given up.
+		if rerr := os.RemoveAll(n.dir); rerr != nil {
+			return rerr
+		}
+		if rerr := os.MkdirAll(n.dir, 0o755); rerr != nil {
+			return rerr
+		}
+	}
+	return err
 }
 
 func freePort() (int, error) {
