@@ -1,6 +1,9 @@
 package cluster
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
 
 // System is the actor system of the running incarnation (nil while none
 // runs), for tests that break it from inside.
@@ -18,4 +21,21 @@ const PlacementName = placementName
 // lookup would (for tests of a stale cached activation).
 func (n *Node) CachePID(identity, kind string, pid *actor.PID) {
 	n.cluster.PidCache.Set(identity, kind, pid)
+}
+
+// StaleActivation makes this member's placement hold, for identity of
+// kind, an activation that has stopped but whose termination has not
+// arrived yet: its PID is registered and dead-letters every message, as a
+// stopped mailbox does. end delivers the termination.
+func (n *Node) StaleActivation(identity, kind string) (pid *actor.PID, end func()) {
+	ci := pcluster.NewClusterIdentity(identity, kind)
+	pid, _ = n.system.ProcessRegistry.Add(n.system.DeadLetter, "stale-"+identity)
+	p := n.lookupImpl
+	p.mu.Lock()
+	p.byKey[ci.AsKey()] = activation{id: ci, pid: pid}
+	p.mu.Unlock()
+	return pid, func() {
+		n.system.ProcessRegistry.Remove(pid)
+		p.terminated(ci, pid)
+	}
 }

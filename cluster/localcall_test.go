@@ -65,18 +65,32 @@ func TestLocalCalls(t *testing.T) {
 		t.Fatal("the local kind's request was not a local call")
 	}
 
-	// A cached activation that stopped: the call dead-letters, the dead
-	// letter is answered at once, and Request retries at a new activation.
-	stale := actor.NewPID(n.Address(), "gone-activation")
-	n.CachePID("b", "local", stale)
+	// An activation that stopped before its termination reached the
+	// placement: the call dead-letters, the dead letter is answered at
+	// once, and Request retries until the termination arrives and a new
+	// activation answers, well within the 5 s attempt timeout that a lost
+	// call would wait out.
+	_, end := n.StaleActivation("b", "local")
+	time.AfterFunc(100*time.Millisecond, end)
 	start := time.Now()
 	ask("b", "local", "two")
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a request to a stopped activation took %v, want well under the 5 s attempt timeout", took)
+	} else if took < 100*time.Millisecond {
+		t.Errorf("a request to a stopped activation answered after %v, before its termination arrived", took)
+	}
+
+	// A stale PID in protoactor's cache is not used for an identity this
+	// member owns: its placement is the cache.
+	n.CachePID("d", "local", actor.NewPID(n.Address(), "gone-activation"))
+	start = time.Now()
+	ask("d", "local", "four")
 	if took := time.Since(start); took > time.Second {
-		t.Errorf("a request to a stopped cached activation took %v, want well under the 5 s attempt timeout", took)
+		t.Errorf("a request with a stale cached PID took %v", took)
 	}
 
 	ask("c", "echo", "three") // futures: echo answers ctx.Respond only
-	if len(calls) != 1 {
-		t.Errorf("%d more local calls answered, want 1 (the retried request for b)", len(calls))
+	if len(calls) != 2 {
+		t.Errorf("%d more local calls answered, want 2 (the retried request for b, d)", len(calls))
 	}
 }

@@ -372,6 +372,27 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			n.probes.failedFast.Add(1)
 			return nil, fmt.Errorf("%s %s: %w (%s)", kind, identity, ErrOwnerUnreachable, owner)
 		}
+		if owner == n.system.Address() && n.localCalls[kind] {
+			// Owned here: the placement's own map of activations is the
+			// cache (a second one in protoactor's PidCache cost a map
+			// write per activation and a lookup per request).
+			pid := n.lookupImpl.activate(pcluster.NewClusterIdentity(identity, kind))
+			if pid == nil {
+				lastErr = errors.New("this member could not activate it")
+				continue
+			}
+			res, err := n.askLocal(pid, msg, timeout)
+			if err == nil {
+				switch res.(type) {
+				case *actor.DeadLetterResponse:
+					err = actor.ErrDeadLetter
+				default:
+					return res, nil
+				}
+			}
+			lastErr = err
+			continue
+		}
 		pid, ok := n.cluster.PidCache.Get(identity, kind)
 		if ok && pid != nil && pid.Address != owner {
 			// Cached from an earlier view: the actor belongs elsewhere now
