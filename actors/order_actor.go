@@ -51,7 +51,9 @@ type OrderConfig struct {
 	// IdleTimeout passivates an actor that received nothing for this long
 	// (default 2 minutes).
 	IdleTimeout time.Duration
-	// IOTimeout bounds one journal call (default 5 s).
+	// IOTimeout bounds one journal call (default 5 s; negative: no bound,
+	// for a journal that answers at once, the in-memory one, where a
+	// deadline is a timer set and stopped per call for nothing).
 	IOTimeout time.Duration
 	// MaxConflictRetries bounds how often a command is decided again after a
 	// version conflict (default 5).
@@ -104,7 +106,7 @@ func (c *OrderConfig) setDefaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 2 * time.Minute
 	}
-	if c.IOTimeout <= 0 {
+	if c.IOTimeout == 0 {
 		c.IOTimeout = 5 * time.Second
 	}
 	if c.MaxConflictRetries <= 0 {
@@ -261,6 +263,9 @@ func (a *orderActor) withdraw() {
 // ioContext bounds one journal call; ctx carries the trace context only
 // (it is never canceled).
 func (a *orderActor) ioContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if a.cfg.IOTimeout < 0 {
+		return ctx, func() {}
+	}
 	return context.WithTimeout(ctx, a.cfg.IOTimeout)
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -454,8 +455,14 @@ func (n *Node) askLocal(pid *actor.PID, msg any, timeout time.Duration) (any, er
 		return res, nil
 	default:
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+	t := attemptTimers.Get().(*time.Timer)
+	t.Reset(timeout)
+	defer func() {
+		// Since Go 1.23 a stopped timer delivers nothing stale, so it can
+		// be used again.
+		t.Stop()
+		attemptTimers.Put(t)
+	}()
 	select {
 	case res := <-call.Reply():
 		return res, nil
@@ -463,6 +470,14 @@ func (n *Node) askLocal(pid *actor.PID, msg any, timeout time.Duration) (any, er
 		return nil, actor.ErrTimeout
 	}
 }
+
+// attemptTimers are the stopped timers of local calls, one per call in
+// flight, kept instead of one new timer per request.
+var attemptTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 // Reachability is what this member's probes know of every other member of
 // its view, sorted by address (nil on a local-only node).

@@ -202,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
 		SoleWriter:    cfg.Persistence == InMemory,
+		IOTimeout:     ioTimeout(cfg.Persistence),
 		Appended: func(id string) {
 			n.driver.Nudge(persistence.PartitionOf(id, partitions))
 			n.events.Nudge()
@@ -809,4 +810,13 @@ func (n *Node) committed(p *actors.Published) func(string) (order.State, string,
 		s, ok := p.Get(id)
 		return s, n.cfg.NodeID, ok
 	}
+}
+
+// ioTimeout is the order actors' bound on one journal call: none for the
+// in-memory journal, which answers at once; the actors' default otherwise.
+func ioTimeout(p string) time.Duration {
+	if p == InMemory {
+		return -1
+	}
+	return 0
 }
