@@ -52,7 +52,7 @@ func main() {
 	flag.DurationVar(&mb.down, "down", 5*time.Second, "backend-restart: how long the server stays down in each round (kill -9, then SIGTERM)")
 	flag.StringVar(&mb.steps, "steps", "0,100,200,300,400,500,600,800", "slow-backend: added round trips to the backend in ms, one step each")
 	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
-	flag.DurationVar(&mb.failBelow, "fail-below", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip below this fails the drill (0: report only)")
+	flag.DurationVar(&mb.carry, "carry", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip up to and including this (TTL/4 at the default lease) fails the drill (0: report only)")
 	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
 	flag.StringVar(&mb.logs, "logs", "", "backend-restart, slow-backend, clock-step: write each node's output into this directory at the end")
 	flag.Parse()
@@ -248,8 +248,8 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 // membershipDrill is the configuration of the backend-restart,
 // slow-backend and clock-step drills.
 type membershipDrill struct {
-	down, hold, failBelow, step time.Duration
-	steps, logs                 string
+	down, hold, carry, step time.Duration
+	steps, logs             string
 }
 
 // run starts the drill's private backend server (clock-step: Redis) and
@@ -303,7 +303,7 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 			steps = append(steps, time.Duration(ms)*time.Millisecond)
 		}
 		opts.ClientTimeout = 15 * time.Second // measure slow writes, do not time them out
-		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.failBelow)
+		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.carry)
 	case "clock-step":
 		rep, err = drill.ClockStep(opts, b, dir, m.step, m.hold)
 	}
