@@ -42,6 +42,7 @@ func main() {
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
 		kills   = flag.Int("kills", 50, "failover-distribution: kill -9s, each member in turn, restarted after each")
 		probes  = flag.Int("probes", 8, "failover-distribution: orders of the victim written to right after each kill")
+		bound   = flag.Duration("p99-bound", time.Second, "failover-distribution: the drill fails if the p99 from kill -9 until all probed orders answered is above this (with 50 kills or fewer, p99 is the slowest kill)")
 		bf      backendFailover
 		mb      membershipDrill
 	)
@@ -80,7 +81,7 @@ func main() {
 		return
 	}
 	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause,
-		Kills: *kills, Probes: *probes, Logger: log}); err != nil {
+		Kills: *kills, Probes: *probes, FailoverBound: *bound, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}

@@ -26,6 +26,9 @@ type Options struct {
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
 	Kills   int           // kills of the failover-distribution drill (default 50)
 	Probes  int           // orders probed per kill in failover-distribution (default 8)
+	// FailoverBound is failover-distribution's goal for the p99 from kill
+	// -9 until all probed orders answered (default 1 s).
+	FailoverBound time.Duration
 	// LogDir, if set, receives each node's output at the end of the drill
 	// (<drill>-<node>.log).
 	LogDir string
