@@ -5,6 +5,7 @@
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
 //	go run ./cmd/drill -drill failover-distribution -kills 50
+//	go run ./cmd/drill -drill rolling -drain-delay 0   # behind a load balancer probing readiness
 //	go run ./cmd/drill -drill backend-restart -backend nats
 //	go run ./cmd/drill -drill slow-backend -backend redis
 //	go run ./cmd/drill -drill clock-step
@@ -42,6 +43,8 @@ func main() {
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
 		kills   = flag.Int("kills", 50, "failover-distribution: kill -9s, each member in turn, restarted after each")
 		probes  = flag.Int("probes", 8, "failover-distribution: orders of the victim written to right after each kill")
+		drain   = flag.Duration("drain-delay", 5*time.Second, "failover, pause, rolling, cutoff, failover-distribution: the members' --drain-delay (5s is the node's default; 0: the HTTP port closes at SIGTERM)")
+		every   = flag.Duration("probe-every", 200*time.Millisecond, "rolling: the clients sit behind a load balancer that probes each member's readiness this often and sends only to the ready ones; refused connections fail the drill when -drain-delay is at least twice this (0: no balancer, the drill takes each member out of the clients' list before its SIGTERM)")
 		bound   = flag.Duration("p99-bound", time.Second, "failover-distribution: the drill fails if the p99 from kill -9 until all probed orders answered is above this (with 50 kills or fewer, p99 is the slowest kill)")
 		bf      backendFailover
 		mb      membershipDrill
@@ -81,7 +84,7 @@ func main() {
 		return
 	}
 	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause,
-		Kills: *kills, Probes: *probes, FailoverBound: *bound, Logger: log}); err != nil {
+		Kills: *kills, Probes: *probes, FailoverBound: *bound, DrainDelay: drain, ProbeEvery: *every, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}

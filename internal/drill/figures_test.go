@@ -1,6 +1,8 @@
 package drill
 
 import (
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +100,74 @@ func TestSlowFailures(t *testing.T) {
 				t.Fatalf("slowFailures = %q, want %d failures", got, c.want)
 			}
 		})
+	}
+}
+
+// TestDrainFailure: refused connections fail the rolling drill only when
+// the drain delay is at least twice the balancer's probe interval.
+func TestDrainFailure(t *testing.T) {
+	const every = 200 * time.Millisecond
+	for _, c := range []struct {
+		refused int
+		drain   time.Duration
+		fails   bool
+	}{
+		{0, 5 * time.Second, false},
+		{1, 5 * time.Second, true},
+		{3, 400 * time.Millisecond, true}, // exactly twice the interval
+		{263, 399 * time.Millisecond, false},
+		{263, 0, false},
+	} {
+		if got := drainFailure(c.refused, c.drain, every); (got != "") != c.fails {
+			t.Errorf("drainFailure(%d, %s, %s) = %q, want failing %v", c.refused, c.drain, every, got, c.fails)
+		}
+	}
+	if got := drainFailure(5, 5*time.Second, 0); got != "" {
+		t.Errorf("no balancer: %q, want no judgement", got)
+	}
+}
+
+// TestNoAnswerKind: a refused dial, a timeout and a broken connection are
+// told apart, through the wrapping net/http adds.
+func TestNoAnswerKind(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	if _, err := http.Get("http://" + closed + "/"); noAnswerKind(err) != NoAnswerRefused {
+		t.Errorf("dial to a closed port: %v classified %q, want %q", err, noAnswerKind(err), NoAnswerRefused)
+	}
+
+	// A server that accepts and never answers, then one that hangs up.
+	ln, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	hangUp := make(chan bool, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if <-hangUp {
+				c.Close()
+			} else {
+				defer c.Close()
+			}
+		}
+	}()
+	hangUp <- false
+	hc := &http.Client{Timeout: 100 * time.Millisecond}
+	if _, err := hc.Get("http://" + ln.Addr().String() + "/"); noAnswerKind(err) != NoAnswerTimeout {
+		t.Errorf("no answer: %v classified %q, want %q", err, noAnswerKind(err), NoAnswerTimeout)
+	}
+	hangUp <- true
+	hc = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if _, err := hc.Post("http://"+ln.Addr().String()+"/", "text/plain", strings.NewReader("x")); noAnswerKind(err) != NoAnswerLost {
+		t.Errorf("hang-up: %v classified %q, want %q", err, noAnswerKind(err), NoAnswerLost)
 	}
 }
