@@ -129,7 +129,8 @@ func (p *latencyProxy) close() {
 }
 
 // leaseRTT is the round trip TestLeaseCarriesSlowRedis adds:
-// ORDERSYSTEM_LEASE_RTT (a Go duration) or 450 ms.
+// ORDERSYSTEM_LEASE_RTT (a Go duration) or 500 ms, TTL/4 of the 2 s lease:
+// the round trip the lease arithmetic promises to carry, the step itself.
 func leaseRTT(t *testing.T) time.Duration {
 	if v := os.Getenv("ORDERSYSTEM_LEASE_RTT"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -138,10 +139,10 @@ func leaseRTT(t *testing.T) time.Duration {
 		}
 		return d
 	}
-	return 450 * time.Millisecond
+	return 500 * time.Millisecond
 }
 
-// TestLeaseCarriesSlowRedis puts 450 ms of round trip (leaseRTT) between
+// TestLeaseCarriesSlowRedis puts 500 ms of round trip (leaseRTT) between
 // two members and a private redis-server, with the node's lease settings
 // (TTL 2 s, default renewal and timeouts, Poll TTL/8): no member fences
 // over five TTLs, and each keeps a valid lease the whole time. Then the

@@ -5,6 +5,7 @@
 //	go run ./cmd/drill -drill all -backend nats
 //	go run ./cmd/drill -drill backend-failover -backend redis
 //	go run ./cmd/drill -drill failover-distribution -kills 50
+//	go run ./cmd/drill -drill rolling -drain-delay 0   # behind a load balancer probing readiness
 //	go run ./cmd/drill -drill backend-restart -backend nats
 //	go run ./cmd/drill -drill slow-backend -backend redis
 //	go run ./cmd/drill -drill clock-step
@@ -42,6 +43,9 @@ func main() {
 		pause   = flag.Duration("pause", 8*time.Second, "SIGSTOP length of the pause drill (longer than the lease)")
 		kills   = flag.Int("kills", 50, "failover-distribution: kill -9s, each member in turn, restarted after each")
 		probes  = flag.Int("probes", 8, "failover-distribution: orders of the victim written to right after each kill")
+		drain   = flag.Duration("drain-delay", 5*time.Second, "failover, pause, rolling, cutoff, failover-distribution: the members' --drain-delay (5s is the node's default; 0: the HTTP port closes at SIGTERM)")
+		every   = flag.Duration("probe-every", 200*time.Millisecond, "rolling: the clients sit behind a load balancer that probes each member's readiness this often and sends only to the ready ones; refused connections fail the drill when -drain-delay is at least twice this (0: no balancer, the drill takes each member out of the clients' list before its SIGTERM)")
+		bound   = flag.Duration("p99-bound", time.Second, "failover-distribution: the drill fails if the p99 from kill -9 until all probed orders answered is above this (with 50 kills or fewer, p99 is the slowest kill)")
 		bf      backendFailover
 		mb      membershipDrill
 	)
@@ -52,7 +56,7 @@ func main() {
 	flag.DurationVar(&mb.down, "down", 5*time.Second, "backend-restart: how long the server stays down in each round (kill -9, then SIGTERM)")
 	flag.StringVar(&mb.steps, "steps", "0,100,200,300,400,500,600,800", "slow-backend: added round trips to the backend in ms, one step each")
 	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
-	flag.DurationVar(&mb.failBelow, "fail-below", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip below this fails the drill (0: report only)")
+	flag.DurationVar(&mb.carry, "carry", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip up to and including this (TTL/4 at the default lease) fails the drill (0: report only)")
 	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
 	flag.StringVar(&mb.logs, "logs", "", "backend-restart, slow-backend, clock-step: write each node's output into this directory at the end")
 	flag.Parse()
@@ -80,7 +84,7 @@ func main() {
 		return
 	}
 	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause,
-		Kills: *kills, Probes: *probes, Logger: log}); err != nil {
+		Kills: *kills, Probes: *probes, FailoverBound: *bound, DrainDelay: drain, ProbeEvery: *every, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}
@@ -248,8 +252,8 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 // membershipDrill is the configuration of the backend-restart,
 // slow-backend and clock-step drills.
 type membershipDrill struct {
-	down, hold, failBelow, step time.Duration
-	steps, logs                 string
+	down, hold, carry, step time.Duration
+	steps, logs             string
 }
 
 // run starts the drill's private backend server (clock-step: Redis) and
@@ -303,7 +307,7 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 			steps = append(steps, time.Duration(ms)*time.Millisecond)
 		}
 		opts.ClientTimeout = 15 * time.Second // measure slow writes, do not time them out
-		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.failBelow)
+		rep, err = drill.SlowBackend(opts, b, steps, m.hold, m.carry)
 	case "clock-step":
 		rep, err = drill.ClockStep(opts, b, dir, m.step, m.hold)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,18 @@ type Options struct {
 	Pause   time.Duration // SIGSTOP length of the pause drill (default 8 s)
 	Kills   int           // kills of the failover-distribution drill (default 50)
 	Probes  int           // orders probed per kill in failover-distribution (default 8)
+	// FailoverBound is failover-distribution's goal for the p99 from kill
+	// -9 until all probed orders answered (default 1 s).
+	FailoverBound time.Duration
+	// DrainDelay, if set, is the members' --drain-delay (nil: the node's
+	// default, 5 s).
+	DrainDelay *time.Duration
+	// ProbeEvery, if positive, puts a load balancer in front of the
+	// rolling drill's clients: they send only to the members whose
+	// /health/ready answered 200 at its last probe, made this often. 0:
+	// the drill takes a member out of the clients' list before its
+	// SIGTERM itself (an external drain).
+	ProbeEvery time.Duration
 	// LogDir, if set, receives each node's output at the end of the drill
 	// (<drill>-<node>.log).
 	LogDir string
@@ -49,7 +62,10 @@ type Report struct {
 	RecoveryTime time.Duration
 	Moved        int
 	Errors       map[string]int
-	Notes        []string
+	// NoAnswer counts the requests that got no HTTP answer, by kind
+	// (NoAnswerRefused, NoAnswerTimeout, ...).
+	NoAnswer map[string]int
+	Notes    []string
 	// Backend is what the backend-failover drill measured (nil for the
 	// other drills).
 	Backend *BackendFigures
@@ -102,6 +118,9 @@ func (r Report) String() string {
 	for msg, n := range r.Errors {
 		s += fmt.Sprintf("\n  %d x %s", n, msg)
 	}
+	for kind, n := range r.NoAnswer {
+		s += fmt.Sprintf("\n  %d x no answer: %s", n, kind)
+	}
 	for _, n := range r.Notes {
 		s += "; " + n
 	}
@@ -135,6 +154,7 @@ type run struct {
 	rec     *Recorder
 	client  *Client
 	down    sync.Map // node id -> true while it must not be used
+	lb      atomic.Pointer[balancer]
 	created atomic.Int64
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -142,7 +162,11 @@ type run struct {
 
 func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, error) {
 	opts.defaults()
-	c, err := NewCluster(opts.Binary, opts.Nodes, opts.Backend)
+	args := opts.Backend
+	if opts.DrainDelay != nil {
+		args = append(slices.Clone(args), "--drain-delay", opts.DrainDelay.String())
+	}
+	c, err := NewCluster(opts.Binary, opts.Nodes, args)
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +188,12 @@ func start(name string, opts Options, prepare ...func(*Cluster) error) (*run, er
 	return r, nil
 }
 
-// live returns the URLs of the nodes the clients may use.
+// live returns the URLs of the nodes the clients may use: those the load
+// balancer found ready, if there is one.
 func (r *run) live() []string {
+	if b := r.lb.Load(); b != nil {
+		return b.live()
+	}
 	var out []string
 	for _, n := range r.cluster.Nodes {
 		if _, down := r.down.Load(n.ID); !down {
@@ -178,7 +206,10 @@ func (r *run) live() []string {
 func (r *run) finish(name string) Report {
 	r.cancel()
 	<-r.done
-	rep := Report{Drill: name, Created: r.created.Load(), Codes: r.rec.Codes(), Errors: r.rec.Errors()}
+	if b := r.lb.Load(); b != nil {
+		b.close()
+	}
+	rep := Report{Drill: name, Created: r.created.Load(), Codes: r.rec.Codes(), Errors: r.rec.Errors(), NoAnswer: r.rec.NoAnswer()}
 	res, n, bad := r.rec.Check(2 * time.Minute)
 	rep.Operations, rep.Orders = n, len(r.rec.Orders())
 	rep.Linearizable = res == porcupine.Ok
@@ -199,6 +230,17 @@ func (r *run) finish(name string) Report {
 		}
 	}
 	return rep
+}
+
+// abort stops the load, the load balancer and the nodes of a drill that
+// cannot go on.
+func (r *run) abort() {
+	r.cancel()
+	<-r.done
+	if b := r.lb.Load(); b != nil {
+		b.close()
+	}
+	r.cluster.Close()
 }
 
 // checkJournals reads every order's history through the live nodes:
@@ -344,26 +386,80 @@ func Pause(opts Options) (Report, error) {
 	return rep, nil
 }
 
-// Rolling: restart every node in turn (SIGTERM, start again) under load.
+// Rolling: restart every node in turn (SIGTERM, start again, wait until
+// it is ready) under load. With opts.ProbeEvery the clients sit behind a
+// load balancer that knows only what readiness tells it (see balancer),
+// and the drill counts what they saw: refused connections, timeouts, lost
+// connections, 5xx. The members' drain delay (opts.DrainDelay, default
+// 5 s) is what should keep them from seeing a refused connection: readiness
+// answers 503 for that long before the port closes. A drain delay of at
+// least two probe intervals leaves the balancer a probe and a spare to see
+// the 503, so then any refused connection fails the drill. Without a
+// balancer the drill takes each member out of the clients' list before its
+// SIGTERM (a perfect external drain).
 func Rolling(opts Options) (Report, error) {
 	r, err := start("rolling-restart", opts)
 	if err != nil {
 		return Report{}, err
 	}
+	every := r.opts.ProbeEvery
+	if every > 0 {
+		r.lb.Store(newBalancer(r.cluster.Nodes, every))
+	}
 	time.Sleep(r.opts.Load)
+	began := time.Now()
 	for _, n := range r.cluster.Nodes {
-		r.down.Store(n.ID, true)
+		if every == 0 {
+			r.down.Store(n.ID, true)
+		}
 		n.Term()
 		if err := n.Start(); err != nil {
+			r.abort()
 			return Report{}, err
 		}
-		if err := n.WaitReady(30 * time.Second); err != nil {
+		if err := n.WaitReady(60 * time.Second); err != nil {
+			r.abort()
 			return Report{}, err
 		}
 		r.down.Delete(n.ID)
 		time.Sleep(r.opts.Load / 2)
 	}
-	return r.finish("rolling-restart"), nil
+	took := time.Since(began)
+	rep := r.finish("rolling-restart")
+	if every == 0 {
+		return rep, nil
+	}
+	drain := 5 * time.Second // the node's default
+	if r.opts.DrainDelay != nil {
+		drain = *r.opts.DrainDelay
+	}
+	failed := 0
+	for code, n := range rep.Codes {
+		if code >= 500 {
+			failed += n
+		}
+	}
+	refused := rep.NoAnswer[NoAnswerRefused]
+	rep.Figures = append(rep.Figures, fmt.Sprintf("behind a load balancer probing readiness every %s, members with --drain-delay %s: "+
+		"%d refused connections, %d timeouts (%s), %d lost connections, %d other transport errors, %d 5xx answers; the %d restarts took %s",
+		every, drain, refused, rep.NoAnswer[NoAnswerTimeout], r.opts.ClientTimeout, rep.NoAnswer[NoAnswerLost], rep.NoAnswer[NoAnswerOther],
+		failed, len(r.cluster.Nodes), took.Round(100*time.Millisecond)))
+	if why := drainFailure(refused, drain, every); why != "" {
+		rep.Failures = append(rep.Failures, why)
+	}
+	return rep, nil
+}
+
+// drainFailure says why refused connections in a rolling restart behind a
+// load balancer probing every interval fail the drill ("" if they do not):
+// with a drain delay of at least two probe intervals the balancer has seen
+// readiness 503 before the port closes, so no connection may be refused.
+// A shorter delay is measured, not judged.
+func drainFailure(refused int, drain, every time.Duration) string {
+	if every <= 0 || drain < 2*every || refused == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d refused connections with --drain-delay %s, at least twice the probe interval %s (want 0)", refused, drain, every)
 }
 
 // Cutoff: one node reaches the backend through a proxy that is cut for

@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -36,11 +40,13 @@ type Recorder struct {
 	owner map[string]string // order -> node id of the last answer
 	codes map[int]int
 	errs  map[string]int // 5xx answers by message
+	// lost counts the requests that got no HTTP answer, by noAnswerKind.
+	lost map[string]int
 }
 
 // NewRecorder starts a history.
 func NewRecorder() *Recorder {
-	return &Recorder{start: time.Now(), owner: map[string]string{}, codes: map[int]int{}, errs: map[string]int{}}
+	return &Recorder{start: time.Now(), owner: map[string]string{}, codes: map[int]int{}, errs: map[string]int{}, lost: map[string]int{}}
 }
 
 func (r *Recorder) now() int64 { return int64(time.Since(r.start)) }
@@ -139,6 +145,43 @@ func (r *Recorder) Errors() map[string]int {
 	return out
 }
 
+// Kinds of requests that got no HTTP answer (Recorder.NoAnswer).
+const (
+	// NoAnswerRefused: the dial was refused (nothing listened on the port).
+	NoAnswerRefused = "connection refused"
+	// NoAnswerTimeout: no answer within the client timeout.
+	NoAnswerTimeout = "timeout"
+	// NoAnswerLost: the connection broke (reset, closed) before an answer.
+	NoAnswerLost = "connection lost"
+	// NoAnswerOther: any other transport error.
+	NoAnswerOther = "other"
+)
+
+// noAnswerKind classifies the error of a request that got no HTTP answer.
+func noAnswerKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return NoAnswerRefused
+	case errors.As(err, &ne) && ne.Timeout():
+		return NoAnswerTimeout
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		// net/http's unexported error for a connection the server closed
+		// before it answered a request net/http would not send again.
+		strings.Contains(err.Error(), "server closed idle connection"):
+		return NoAnswerLost
+	}
+	return NoAnswerOther
+}
+
+// NoAnswer returns the requests that got no HTTP answer, by kind
+// (NoAnswerRefused, ...).
+func (r *Recorder) NoAnswer() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.lost)
+}
+
 // Check runs the linearizability checker over the history. When it finds
 // a violation it also returns the history of the first offending order.
 func (r *Recorder) Check(timeout time.Duration) (porcupine.CheckResult, int, string) {
@@ -213,6 +256,9 @@ func (c *Client) DoAt(base string, client int, in Op) Outcome {
 	call := c.rec.now()
 	res, err := c.http.Do(req)
 	if err != nil {
+		c.rec.mu.Lock()
+		c.rec.lost[noAnswerKind(err)]++
+		c.rec.mu.Unlock()
 		out := Outcome{Unknown: true}
 		c.rec.add(client, in, call, out, "")
 		return out
