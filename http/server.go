@@ -104,6 +104,9 @@ type Config struct {
 	// Events, if set, serves the event streams GET /events and
 	// GET /orders/{id}/events (Server-Sent Events).
 	Events *feed.Hub
+	// EventsHeartbeat is the pause between two heartbeat comments on an
+	// idle event stream, which keep proxies from closing it (default 15 s).
+	EventsHeartbeat time.Duration
 	// Tracer, if set, records a server span per request; without it the
 	// request's W3C trace context is still continued (a new span id in the
 	// incoming trace, or a new trace) and answered in traceparent.
@@ -126,6 +129,9 @@ func New(cfg Config) *echo.Echo {
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.EventsHeartbeat <= 0 {
+		cfg.EventsHeartbeat = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
