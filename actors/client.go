@@ -81,6 +81,16 @@ func (c *OrderClient) History(ctx context.Context, orderID string) (*orderpb.Rep
 	return endCall(span, reply, err)
 }
 
+// AsOf returns in Reply.Order the order as it was at the point q names
+// (after a version, or at a time), with Order.Version the last event folded
+// in. It sets q's trace fields.
+func (c *OrderClient) AsOf(ctx context.Context, orderID string, q *orderpb.GetOrderAsOf) (*orderpb.Reply, error) {
+	ctx, span := c.start(ctx, "order.call as_of", orderID)
+	q.TraceParent, q.TraceState = tracing.Inject(ctx)
+	reply, err := c.send(ctx, orderID, q)
+	return endCall(span, reply, err)
+}
+
 // start starts the client span of a call, or hands ctx on without a tracer.
 func (c *OrderClient) start(ctx context.Context, name, orderID string) (context.Context, trace.Span) {
 	if c.tracer == nil {

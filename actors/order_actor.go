@@ -222,6 +222,11 @@ func (a *orderActor) Receive(ctx actor.Context) {
 		reply := a.handleHistory(tctx)
 		endSpan(span, reply)
 		localcall.Respond(ctx, call, reply)
+	case *orderpb.GetOrderAsOf:
+		tctx, span := a.startSpan(msg.GetTraceParent(), msg.GetTraceState(), "order.as_of")
+		reply := a.handleAsOf(tctx, msg)
+		endSpan(span, reply)
+		localcall.Respond(ctx, call, reply)
 	default:
 		return
 	}
@@ -332,24 +337,37 @@ func endIO(span trace.Span, err error) {
 
 // loadSnapshot starts the state from the newest snapshot, if any.
 func (a *orderActor) loadSnapshot(ctx context.Context) error {
-	if a.cfg.Snapshots == nil || a.cfg.SnapshotEvery == 0 || a.state.Version > 0 {
+	if a.state.Version > 0 {
 		return nil
 	}
-	snap, ok, err := a.cfg.Snapshots.LoadSnapshot(ctx, a.state.ID)
+	s, ok, err := a.readSnapshot(ctx)
 	if err != nil || !ok {
 		return err
-	}
-	var s orderpb.OrderSnapshot
-	if err := proto.Unmarshal(snap.Data, &s); err != nil || s.GetOrder().GetVersion() != snap.Version || s.GetOrder().GetOrderId() != a.state.ID {
-		// A snapshot is only a shortcut: ignore a bad one and fold the stream.
-		a.cfg.Logger.Warn("ignoring unreadable snapshot", slog.String("order_id", a.state.ID), slog.Any("error", err))
-		return nil
 	}
 	a.state = codec.StateFromProto(s.GetOrder())
 	for _, c := range s.GetCommands() {
 		a.remember(c.GetCommandId(), c.GetFingerprint(), c.GetVersion())
 	}
 	return nil
+}
+
+// readSnapshot returns the order's newest snapshot; ok is false when
+// snapshots are off, there is none, or the stored one cannot be read (a
+// snapshot is only a shortcut: a bad one is ignored and the stream folded).
+func (a *orderActor) readSnapshot(ctx context.Context) (*orderpb.OrderSnapshot, bool, error) {
+	if a.cfg.Snapshots == nil || a.cfg.SnapshotEvery == 0 {
+		return nil, false, nil
+	}
+	snap, ok, err := a.cfg.Snapshots.LoadSnapshot(ctx, a.state.ID)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var s orderpb.OrderSnapshot
+	if err := proto.Unmarshal(snap.Data, &s); err != nil || s.GetOrder().GetVersion() != snap.Version || s.GetOrder().GetOrderId() != a.state.ID {
+		a.cfg.Logger.Warn("ignoring unreadable snapshot", slog.String("order_id", a.state.ID), slog.Any("error", err))
+		return nil, false, nil
+	}
+	return &s, true, nil
 }
 
 // saveSnapshot stores the state if the last append crossed a multiple of
@@ -512,6 +530,94 @@ func (a *orderActor) handleHistory(tctx context.Context) *orderpb.Reply {
 		prev = rec.Version
 	}
 	return r
+}
+
+// asOfPoint is a point in an order's history: after event version, or
+// (byTime) after the last event dated at or before at. Event times never go
+// backwards within an order (order.Decide dates an event no earlier than the
+// one before), so the events a point includes are always a prefix of the
+// stream, and a fold of a prefix (a snapshot) lies within the point exactly
+// when its last event does.
+type asOfPoint struct {
+	version uint64
+	at      time.Time
+	byTime  bool
+}
+
+// includesEvent reports whether the event at version v, dated at, lies at or
+// before the point.
+func (p asOfPoint) includesEvent(v uint64, at time.Time) bool {
+	if p.byTime {
+		return !at.After(p.at)
+	}
+	return v <= p.version
+}
+
+// includes reports whether every event folded into s lies at or before the
+// point.
+func (p asOfPoint) includes(s *order.State) bool {
+	return p.includesEvent(s.Version, s.LastEventAt())
+}
+
+// handleAsOf answers the order as it was at the point msg names. It starts
+// from the newest snapshot when the snapshot lies within the point, and reads
+// and folds only the events after it; otherwise it folds the stream from its
+// first event, as handleHistory reads it. Every record read is decoded (a
+// record that cannot be read refuses the answer, as it refuses an
+// activation), and the fold stops at the first event past the point.
+func (a *orderActor) handleAsOf(tctx context.Context, msg *orderpb.GetOrderAsOf) *orderpb.Reply {
+	p := asOfPoint{version: msg.GetVersion()}
+	if msg.GetAt() != nil {
+		p = asOfPoint{at: msg.GetAt().AsTime(), byTime: true}
+	} else if p.version == 0 {
+		return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, Field: "asOf",
+			Message: "asOf: must be a version (1, 2, ...) or a time"})
+	}
+	ctx, cancel := a.ioContext(tctx)
+	defer cancel()
+	var base order.State
+	snap, ok, err := a.readSnapshot(ctx)
+	if err != nil {
+		return a.reply(nil, a.storageError(err))
+	}
+	if ok {
+		if s := codec.StateFromProto(snap.GetOrder()); p.includes(&s) {
+			base = s
+		}
+	}
+	tctx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.load")
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("journal.from", int64(base.Version+1)))
+	}
+	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, base.Version+1)
+	endIO(span, err)
+	if err != nil {
+		return a.reply(nil, a.storageError(err))
+	}
+	if base.Version == 0 && len(recs) == 0 {
+		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
+	}
+	state, head, past := base, base.Version, false
+	for _, rec := range recs {
+		_, e, err := decodeNext(rec, head)
+		if err != nil {
+			return a.reply(nil, a.storageError(err))
+		}
+		head = rec.Version
+		if past = past || !p.includesEvent(rec.Version, order.EventTime(e)); !past {
+			state = order.Evolve(state, e)
+		}
+	}
+	switch {
+	case !p.byTime && p.version > head:
+		return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, Field: "asOf",
+			Message: fmt.Sprintf("asOf: order %s has %d versions, not %d", a.state.ID, head, p.version)})
+	case state.Version == 0:
+		return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, Field: "asOf",
+			Message: fmt.Sprintf("asOf: order %s did not exist yet at %s", a.state.ID, p.at.UTC().Format(time.RFC3339Nano))})
+	}
+	state.ID = a.state.ID // a fold from the first event does not carry the id
+	return a.reply(codec.StateToProto(&state), nil)
 }
 
 func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *orderpb.Reply {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ordersystem/ordersystem/codec"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -50,6 +51,10 @@ func (f *fakeOrders) History(ctx context.Context, id string) (*orderpb.Reply, er
 	return f.send(ctx, id, &orderpb.GetHistory{})
 }
 
+func (f *fakeOrders) AsOf(ctx context.Context, id string, q *orderpb.GetOrderAsOf) (*orderpb.Reply, error) {
+	return f.send(ctx, id, q)
+}
+
 func (f *fakeOrders) send(ctx context.Context, id string, msg proto.Message) (*orderpb.Reply, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -75,6 +80,31 @@ func (f *fakeOrders) send(ctx context.Context, id string, msg proto.Message) (*o
 			return refuse(orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, "order %s not found", id), nil
 		}
 		return &orderpb.Reply{Owner: fakeOwner, History: f.events[id]}, nil
+	case *orderpb.GetOrderAsOf:
+		// The fold from the first event, as the order actor does without a
+		// snapshot.
+		if o == nil {
+			return refuse(orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, "order %s not found", id), nil
+		}
+		var state order.State
+		for _, pe := range f.events[id] {
+			e, err := codec.EventFromProto(pe)
+			if err != nil {
+				return nil, err
+			}
+			if (m.GetAt() != nil && order.EventTime(e).After(m.GetAt().AsTime())) || (m.GetAt() == nil && pe.GetVersion() > m.GetVersion()) {
+				break
+			}
+			state = order.Evolve(state, e)
+		}
+		if m.GetAt() == nil && m.GetVersion() > o.GetVersion() {
+			return refuse(orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, "asOf: order %s has %d versions, not %d", id, o.GetVersion(), m.GetVersion()), nil
+		}
+		if state.Version == 0 {
+			return refuse(orderpb.ErrorCode_ERROR_CODE_NOT_FOUND, "asOf: order %s did not exist yet", id), nil
+		}
+		state.ID = id
+		return &orderpb.Reply{Owner: fakeOwner, Order: codec.StateToProto(&state)}, nil
 	case *orderpb.Command:
 		if r, ok := f.seen[m.GetCommandId()]; ok {
 			r = proto.Clone(r).(*orderpb.Reply)

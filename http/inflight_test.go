@@ -33,6 +33,10 @@ func (b blockingOrders) History(ctx context.Context, id string) (*orderpb.Reply,
 	return b.Get(ctx, id)
 }
 
+func (b blockingOrders) AsOf(ctx context.Context, id string, _ *orderpb.GetOrderAsOf) (*orderpb.Reply, error) {
+	return b.Get(ctx, id)
+}
+
 func TestMaxInFlightRefusesInsteadOfQueueing(t *testing.T) {
 	bo := blockingOrders{entered: make(chan struct{}, 10), release: make(chan struct{})}
 	srv, _ := newFakeAPI(t, func(c *httpapi.Config) { c.Orders, c.MaxInFlightReads = bo, 2 })
@@ -89,6 +93,11 @@ func (g *gatedOrders) Get(ctx context.Context, id string) (*orderpb.Reply, error
 func (g *gatedOrders) History(ctx context.Context, id string) (*orderpb.Reply, error) {
 	g.wait(&g.gateReads)
 	return g.fakeOrders.History(ctx, id)
+}
+
+func (g *gatedOrders) AsOf(ctx context.Context, id string, q *orderpb.GetOrderAsOf) (*orderpb.Reply, error) {
+	g.wait(&g.gateReads)
+	return g.fakeOrders.AsOf(ctx, id, q)
 }
 
 func waitEntered(t *testing.T, entered <-chan struct{}, n int) {

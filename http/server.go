@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/feed"
@@ -37,6 +38,10 @@ type Orders interface {
 	Get(ctx context.Context, orderID string) (*orderpb.Reply, error)
 	// History returns the order's events in Reply.History.
 	History(ctx context.Context, orderID string) (*orderpb.Reply, error)
+	// AsOf returns in Reply.Order the order as it was at the point q names
+	// (after q.Version, or at q.At when set), its Version the last event
+	// folded in; a point the order does not reach is refused NOT_FOUND.
+	AsOf(ctx context.Context, orderID string, q *orderpb.GetOrderAsOf) (*orderpb.Reply, error)
 }
 
 // ReadModel serves the query side (readmodel.ReadModel implements it).
@@ -99,6 +104,9 @@ type Config struct {
 	// Events, if set, serves the event streams GET /events and
 	// GET /orders/{id}/events (Server-Sent Events).
 	Events *feed.Hub
+	// EventsHeartbeat is the pause between two heartbeat comments on an
+	// idle event stream, which keep proxies from closing it (default 15 s).
+	EventsHeartbeat time.Duration
 	// Tracer, if set, records a server span per request; without it the
 	// request's W3C trace context is still continued (a new span id in the
 	// incoming trace, or a new trace) and answered in traceparent.
@@ -121,6 +129,9 @@ func New(cfg Config) *echo.Echo {
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.EventsHeartbeat <= 0 {
+		cfg.EventsHeartbeat = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -594,53 +605,25 @@ func (a *api) getOrder(c echo.Context) error {
 }
 
 // getOrderAsOf answers the order as it was after version n (asOf=n) or at
-// time t (asOf=<RFC 3339>: after the last event at or before t), folded
-// from its history with the domain's own Evolve.
+// time t (asOf=<RFC 3339>: after the last event at or before t). The order
+// actor folds it (from the order's snapshot when the snapshot lies at or
+// before that point) and refuses a point the order does not reach.
 func (a *api) getOrderAsOf(c echo.Context, id, asOf string) error {
-	var (
-		version uint64
-		at      time.Time
-		byTime  bool
-	)
+	q := &orderpb.GetOrderAsOf{}
 	if n, err := strconv.ParseUint(asOf, 10, 64); err == nil && n > 0 {
-		version = n
+		q.Version = n
 	} else if t, terr := time.Parse(time.RFC3339Nano, asOf); terr == nil {
-		at, byTime = t, true
+		q.At = timestamppb.New(t)
 	} else {
 		return &apiError{status: http.StatusBadRequest, code: "invalid_argument", field: "asOf",
 			msg: fmt.Sprintf("asOf: must be a version (1, 2, ...) or an RFC 3339 time such as 2026-01-02T15:04:05Z (got %q)", truncate(asOf, 40))}
 	}
-	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.History(ctx, id) })
+	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.AsOf(ctx, id, q) })
 	if err != nil {
 		return err
 	}
-	var (
-		state order.State
-		upTo  uint64
-	)
-	events := reply.GetHistory()
-	for _, pe := range events {
-		e, err := codec.EventFromProto(pe)
-		if err != nil {
-			return err
-		}
-		if (byTime && order.EventTime(e).After(at)) || (!byTime && pe.GetVersion() > version) {
-			break
-		}
-		state = order.Evolve(state, e)
-		upTo = pe.GetVersion()
-	}
-	switch {
-	case !byTime && version > uint64(len(events)):
-		return &apiError{status: http.StatusNotFound, code: "not_found", field: "asOf",
-			msg: fmt.Sprintf("asOf: order %s has %d versions, not %d", id, len(events), version)}
-	case upTo == 0:
-		return &apiError{status: http.StatusNotFound, code: "not_found", field: "asOf",
-			msg: fmt.Sprintf("asOf: order %s did not exist yet at %s", id, at.UTC().Format(time.RFC3339Nano))}
-	}
-	c.Response().Header().Set("X-Order-As-Of-Version", strconv.FormatUint(upTo, 10))
-	o := codec.StateToProto(&state)
-	o.OrderId = id // the state folded from events does not carry its id
+	o := reply.GetOrder()
+	c.Response().Header().Set("X-Order-As-Of-Version", strconv.FormatUint(o.GetVersion(), 10))
 	return writeOrder(c, o)
 }
 

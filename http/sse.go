@@ -229,14 +229,11 @@ func (a *api) orderEvents(c echo.Context) error {
 	})
 }
 
-// sseHeartbeat is the pause between two comment lines on an idle stream.
-var sseHeartbeat = 15 * time.Second
-
 // pump writes live events until the client leaves or the subscription
 // ends (then it says why), with a heartbeat on idle streams. write returns
 // whether it wrote the event.
 func (a *api) pump(ctx context.Context, s *sseStream, sub *feed.Sub, write func(feed.Event) bool) error {
-	beat := time.NewTicker(sseHeartbeat)
+	beat := time.NewTicker(a.cfg.EventsHeartbeat)
 	defer beat.Stop()
 	for {
 		select {

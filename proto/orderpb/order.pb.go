@@ -1233,6 +1233,80 @@ func (x *GetHistory) GetTraceState() string {
 	return ""
 }
 
+// GetOrderAsOf asks an order actor for its order as it was: after event
+// version (from 1) when at is unset, or after the last event dated at or
+// before at when it is set (version is then ignored). The actor starts from
+// the stream's snapshot when the snapshot lies at or before that point and
+// folds only the events after it; the answer is the same either way.
+type GetOrderAsOf struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's W3C Trace Context, as in Command.
+	TraceParent   string                 `protobuf:"bytes,1,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string                 `protobuf:"bytes,2,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	Version       uint64                 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrderAsOf) Reset() {
+	*x = GetOrderAsOf{}
+	mi := &file_order_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrderAsOf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrderAsOf) ProtoMessage() {}
+
+func (x *GetOrderAsOf) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrderAsOf.ProtoReflect.Descriptor instead.
+func (*GetOrderAsOf) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetOrderAsOf) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *GetOrderAsOf) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
+}
+
+func (x *GetOrderAsOf) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GetOrderAsOf) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 // Order is the current state of an order, folded from its events.
 type Order struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1256,7 +1330,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1268,7 +1342,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1281,7 +1355,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{16}
+	return file_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Order) GetOrderId() string {
@@ -1394,7 +1468,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1480,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1493,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{17}
+	return file_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1443,7 +1517,7 @@ func (x *Error) GetField() string {
 	return ""
 }
 
-// Reply answers a Command, GetOrder or GetHistory.
+// Reply answers a Command, GetOrder, GetHistory or GetOrderAsOf.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Order *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
@@ -1464,7 +1538,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1550,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1563,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{18}
+	return file_order_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Reply) GetOrder() *Order {
@@ -1544,7 +1618,7 @@ type DrainOutbox struct {
 
 func (x *DrainOutbox) Reset() {
 	*x = DrainOutbox{}
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1630,7 @@ func (x *DrainOutbox) String() string {
 func (*DrainOutbox) ProtoMessage() {}
 
 func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1643,7 @@ func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainOutbox.ProtoReflect.Descriptor instead.
 func (*DrainOutbox) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{19}
+	return file_order_proto_rawDescGZIP(), []int{20}
 }
 
 // OutboxStatus answers DrainOutbox.
@@ -1585,7 +1659,7 @@ type OutboxStatus struct {
 
 func (x *OutboxStatus) Reset() {
 	*x = OutboxStatus{}
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1597,7 +1671,7 @@ func (x *OutboxStatus) String() string {
 func (*OutboxStatus) ProtoMessage() {}
 
 func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1610,7 +1684,7 @@ func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxStatus.ProtoReflect.Descriptor instead.
 func (*OutboxStatus) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{20}
+	return file_order_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *OutboxStatus) GetCheckpoint() uint64 {
@@ -1654,7 +1728,7 @@ type SeenCommand struct {
 
 func (x *SeenCommand) Reset() {
 	*x = SeenCommand{}
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1740,7 @@ func (x *SeenCommand) String() string {
 func (*SeenCommand) ProtoMessage() {}
 
 func (x *SeenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1753,7 @@ func (x *SeenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeenCommand.ProtoReflect.Descriptor instead.
 func (*SeenCommand) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{21}
+	return file_order_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SeenCommand) GetCommandId() string {
@@ -1715,7 +1789,7 @@ type OrderSnapshot struct {
 
 func (x *OrderSnapshot) Reset() {
 	*x = OrderSnapshot{}
-	mi := &file_order_proto_msgTypes[22]
+	mi := &file_order_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1801,7 @@ func (x *OrderSnapshot) String() string {
 func (*OrderSnapshot) ProtoMessage() {}
 
 func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[22]
+	mi := &file_order_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1814,7 @@ func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderSnapshot.ProtoReflect.Descriptor instead.
 func (*OrderSnapshot) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{22}
+	return file_order_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OrderSnapshot) GetOrder() *Order {
@@ -1839,7 +1913,13 @@ const file_order_proto_rawDesc = "" +
 	"GetHistory\x12!\n" +
 	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x02 \x01(\tR\n" +
-	"traceState\"\xfd\x04\n" +
+	"traceState\"\x98\x01\n" +
+	"\fGetOrderAsOf\x12!\n" +
+	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x02 \x01(\tR\n" +
+	"traceState\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xfd\x04\n" +
 	"\x05Order\x12\x19\n" +
 	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x1f\n" +
 	"\vcustomer_id\x18\x02 \x01(\tR\n" +
@@ -1919,7 +1999,7 @@ func file_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: ordersystem.v1.OrderStatus
 	(ErrorCode)(0),                // 1: ordersystem.v1.ErrorCode
@@ -1939,22 +2019,23 @@ var file_order_proto_goTypes = []any{
 	(*Command)(nil),               // 15: ordersystem.v1.Command
 	(*GetOrder)(nil),              // 16: ordersystem.v1.GetOrder
 	(*GetHistory)(nil),            // 17: ordersystem.v1.GetHistory
-	(*Order)(nil),                 // 18: ordersystem.v1.Order
-	(*Error)(nil),                 // 19: ordersystem.v1.Error
-	(*Reply)(nil),                 // 20: ordersystem.v1.Reply
-	(*DrainOutbox)(nil),           // 21: ordersystem.v1.DrainOutbox
-	(*OutboxStatus)(nil),          // 22: ordersystem.v1.OutboxStatus
-	(*SeenCommand)(nil),           // 23: ordersystem.v1.SeenCommand
-	(*OrderSnapshot)(nil),         // 24: ordersystem.v1.OrderSnapshot
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*GetOrderAsOf)(nil),          // 18: ordersystem.v1.GetOrderAsOf
+	(*Order)(nil),                 // 19: ordersystem.v1.Order
+	(*Error)(nil),                 // 20: ordersystem.v1.Error
+	(*Reply)(nil),                 // 21: ordersystem.v1.Reply
+	(*DrainOutbox)(nil),           // 22: ordersystem.v1.DrainOutbox
+	(*OutboxStatus)(nil),          // 23: ordersystem.v1.OutboxStatus
+	(*SeenCommand)(nil),           // 24: ordersystem.v1.SeenCommand
+	(*OrderSnapshot)(nil),         // 25: ordersystem.v1.OrderSnapshot
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
 }
 var file_order_proto_depIdxs = []int32{
 	2,  // 0: ordersystem.v1.OrderCreated.items:type_name -> ordersystem.v1.Item
-	25, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
-	25, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
-	25, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
-	25, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	25, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	26, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
+	26, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
+	26, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
+	26, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	26, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	9,  // 6: ordersystem.v1.Event.metadata:type_name -> ordersystem.v1.EventMetadata
 	3,  // 7: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
 	4,  // 8: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
@@ -1967,24 +2048,25 @@ var file_order_proto_depIdxs = []int32{
 	12, // 15: ordersystem.v1.Command.ship:type_name -> ordersystem.v1.ShipOrder
 	13, // 16: ordersystem.v1.Command.deliver:type_name -> ordersystem.v1.DeliverOrder
 	14, // 17: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
-	2,  // 18: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
-	0,  // 19: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
-	25, // 20: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	25, // 21: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	25, // 22: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
-	25, // 23: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
-	25, // 24: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
-	1,  // 25: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
-	18, // 26: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
-	19, // 27: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
-	8,  // 28: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
-	18, // 29: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
-	23, // 30: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	26, // 18: ordersystem.v1.GetOrderAsOf.at:type_name -> google.protobuf.Timestamp
+	2,  // 19: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
+	0,  // 20: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
+	26, // 21: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	26, // 22: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	26, // 23: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
+	26, // 24: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
+	26, // 25: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
+	1,  // 26: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
+	19, // 27: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
+	20, // 28: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
+	8,  // 29: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
+	19, // 30: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
+	24, // 31: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_order_proto_init() }
@@ -2012,7 +2094,7 @@ func file_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_proto_rawDesc), len(file_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
