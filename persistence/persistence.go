@@ -258,6 +258,19 @@ type Checkpoints interface {
 	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
 }
 
+// Syncer is an optional ability of a Journal whose failed append may still
+// be in the journal without being as durable as an acknowledged one (Redis
+// with WaitReplicas: written on the primary, not acknowledged by enough
+// replicas in time, answered with ErrUnavailable). A reader that finds such
+// a record (a command retried by its id after that failure) must not
+// acknowledge it before Sync returned nil.
+type Syncer interface {
+	// Sync returns nil once every record journaled for streamID so far is
+	// as durable as an acknowledged append, and an error wrapping
+	// ErrUnavailable when that cannot be confirmed now.
+	Sync(ctx context.Context, streamID string) error
+}
+
 // LogCheckpoints is an optional ability of a Log: it keeps named
 // checkpoints of its own partition next to the partition's records (Redis:
 // under the partition's hash tag, so a cluster keeps a partition's

@@ -105,8 +105,17 @@
 // context ends while its append waits gets ErrUnavailable; the append may
 // still be committed, as ErrUnavailable allows.
 //
+// An append refused as not replicated is still on the primary, and a later
+// read finds it. Sync (persistence.Syncer) tells whether a stream's records
+// are as durable as an acknowledged append now: with WaitReplicas it sends
+// INCRBY <partition counter> 0 (a write that changes nothing but moves the
+// connection's replication offset past every record before it) and WAIT to
+// the partition's primary; the order actor asks it before it answers a
+// retried command from the journal.
+//
 // Nothing but the script may write a log, its counter or the stream lists:
-// a counter must stay ahead of its log's last id.
+// a counter must stay ahead of its log's last id (Sync's INCRBY by 0
+// changes no value).
 //
 // # Entries outside the layout
 //

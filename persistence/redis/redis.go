@@ -496,6 +496,49 @@ func (b *Backend) answer(r *appendReq, cmd *goredis.Cmd, wait *goredis.Cmd) {
 	r.res <- appendRes{version: uint64(out[1])}
 }
 
+var _ persistence.Syncer = (*Backend)(nil)
+
+// Sync implements persistence.Syncer. Without WaitReplicas it returns nil
+// at once. With it, it sends the primary that owns streamID's partition
+// INCRBY <partition counter> 0 (a write that changes nothing but is
+// replicated like any, so that the connection's replication offset is past
+// every record journaled before it) and WAIT on the same connection: nil
+// when WaitReplicas replicas acknowledged within WaitTimeout, ErrUnavailable
+// otherwise.
+func (b *Backend) Sync(ctx context.Context, streamID string) error {
+	if err := b.begin(ctx, "sync"); err != nil {
+		return err
+	}
+	if b.opts.WaitReplicas == 0 {
+		return nil
+	}
+	l := b.partitionOf(streamID)
+	var c scripter = b.rdb
+	if cc, ok := b.rdb.(*goredis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, l.seqKey)
+		if err != nil {
+			return b.wrap(fmt.Sprintf("sync %q: find the primary of partition %d", streamID, l.p), err)
+		}
+		c = node
+	}
+	pipe := c.Pipeline()
+	incr := pipe.IncrBy(ctx, l.seqKey, 0)
+	wait := pipe.Do(ctx, "WAIT", b.opts.WaitReplicas, b.opts.WaitTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	if err := incr.Err(); err != nil {
+		return b.wrap(fmt.Sprintf("sync %q", streamID), err)
+	}
+	acked, err := wait.Int64()
+	if err != nil {
+		return b.wrap(fmt.Sprintf("sync %q: wait for replicas", streamID), err)
+	}
+	if acked < int64(b.opts.WaitReplicas) {
+		return persistence.Unavailable("redis sync "+strconv.Quote(streamID),
+			fmt.Errorf("only %d of %d replicas acknowledged the partition's writes within %s", acked, b.opts.WaitReplicas, b.opts.WaitTimeout))
+	}
+	return nil
+}
+
 // Load implements persistence.Journal.
 func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error) {
 	if err := b.begin(ctx, "load"); err != nil {
