@@ -140,6 +140,10 @@ type seenCommand struct {
 	id          string
 	version     uint64 // the stream version right after the command's events
 	fingerprint string
+	// durable is true when this activation's append of the command was
+	// acknowledged; a command read from the journal (or a snapshot) may be
+	// there after an append that failed as unavailable (see replay).
+	durable bool
 }
 
 type orderActor struct {
@@ -448,6 +452,17 @@ func (a *orderActor) apply(pe *orderpb.Event, e order.Event) {
 	a.remember(pe.GetCommandId(), pe.GetFingerprint(), a.state.Version)
 }
 
+// markDurable records that command id's events are as durable as an
+// acknowledged append (see replay).
+func (a *orderActor) markDurable(id string) {
+	for i := len(a.seen) - 1; i >= 0; i-- {
+		if a.seen[i].id == id {
+			a.seen[i].durable = true
+			return
+		}
+	}
+}
+
 func (a *orderActor) remember(id, fingerprint string, version uint64) {
 	if id == "" {
 		return
@@ -455,6 +470,8 @@ func (a *orderActor) remember(id, fingerprint string, version uint64) {
 	c := seenCommand{id: id, version: version, fingerprint: fingerprint}
 	for i := range a.seen {
 		if a.seen[i].id == id {
+			// Read again (a reload): what was confirmed of it still is.
+			c.durable = a.seen[i].durable && a.seen[i].version == version
 			a.seen[i] = c
 			return
 		}
@@ -698,6 +715,7 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 			for i, pe := range envelopes {
 				a.apply(pe, events[i])
 			}
+			a.markDurable(msg.GetCommandId())
 			if a.cfg.Appended != nil {
 				a.cfg.Appended(a.state.ID)
 			}
@@ -722,12 +740,31 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 
 // replay answers a command id seen before with what its first answer was,
 // changing nothing.
+//
+// A command found in the journal rather than appended with success by this
+// activation may be there from an append that failed as unavailable:
+// written on the Redis primary but not acknowledged by the replicas that
+// WaitReplicas asks for. A retry of it (the cluster's Request sends the
+// same message again after an attempt timed out; a client retries with its
+// Idempotency-Key) must not acknowledge it before it is as durable as an
+// acknowledged append, so with a journal that can confirm that
+// (persistence.Syncer) the replay waits for Sync and answers unavailable
+// when Sync fails.
 func (a *orderActor) replay(tctx context.Context, msg *orderpb.Command, seen seenCommand) *orderpb.Reply {
 	if seen.fingerprint != msg.GetFingerprint() {
 		return a.reply(nil, &orderpb.Error{
 			Code:    orderpb.ErrorCode_ERROR_CODE_IDEMPOTENCY_MISMATCH,
 			Message: fmt.Sprintf("idempotency key %q was already used for a different request", msg.GetCommandId()),
 		})
+	}
+	if s, ok := a.cfg.Journal.(persistence.Syncer); ok && !seen.durable {
+		ctx, cancel := a.ioContext(tctx)
+		err := s.Sync(ctx, a.state.ID)
+		cancel()
+		if err != nil {
+			return a.reply(nil, a.storageError(err))
+		}
+		a.markDurable(msg.GetCommandId())
 	}
 	st := a.state
 	if seen.version != a.state.Version {

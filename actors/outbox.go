@@ -57,7 +57,8 @@ func outboxPartition(identity string, n int) (int, bool) {
 }
 
 // OutboxJournal is what the outboxes read (the partitions' logs) and where
-// they keep their checkpoints.
+// they keep their checkpoints: in a partition's Log when it keeps its
+// checkpoints (persistence.LogCheckpoints), else by name here.
 type OutboxJournal interface {
 	Partitions() int
 	Log(p int) persistence.Log
@@ -282,7 +283,7 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		}
 		next := recs[len(recs)-1].Position
 		ctx, cancel = o.io()
-		err = o.cfg.Journal.SaveCheckpoint(ctx, o.name, next)
+		err = o.saveCheckpoint(ctx, next)
 		cancel()
 		if err != nil {
 			// Published but not checkpointed: the batch will be published
@@ -378,7 +379,7 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 			slog.Uint64("position", e.Position), slog.Uint64("resume_after", e.Next), slog.String("reason", e.Reason))
 	}
 	ctx, cancel := o.io()
-	err := o.cfg.Journal.SaveCheckpoint(ctx, o.name, e.Next)
+	err := o.saveCheckpoint(ctx, e.Next)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("save checkpoint %d: %w", e.Next, err)
@@ -396,10 +397,22 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 // grown past the old checkpoint already), so the outbox publishes the log
 // again from its start, saves checkpoint 0 and says so at error level and
 // in its stats. Consumers drop what they saw by event id.
+//
+// A log that keeps its partition's checkpoints (persistence.LogCheckpoints:
+// Redis) answers the checkpoint and the head in one read; otherwise the
+// head is read after the checkpoint, and only when there is a checkpoint
+// to check.
 func (o *outboxActor) checkCheckpoint() error {
 	ctx, cancel := o.io()
 	defer cancel()
-	stored, err := o.cfg.Journal.LoadCheckpoint(ctx, o.name)
+	var stored, head uint64
+	var err error
+	lc, together := o.log.(persistence.LogCheckpoints)
+	if together {
+		stored, head, err = lc.CheckpointAndHead(ctx, o.name)
+	} else {
+		stored, err = o.cfg.Journal.LoadCheckpoint(ctx, o.name)
+	}
 	if err != nil {
 		return err
 	}
@@ -409,9 +422,10 @@ func (o *outboxActor) checkCheckpoint() error {
 	if o.checkpoint == 0 {
 		return nil
 	}
-	head, err := o.log.Head(ctx)
-	if err != nil {
-		return fmt.Errorf("read the log head: %w", err)
+	if !together {
+		if head, err = o.log.Head(ctx); err != nil {
+			return fmt.Errorf("read the log head: %w", err)
+		}
 	}
 	if head >= o.checkpoint && stored != 0 {
 		return nil
@@ -422,11 +436,17 @@ func (o *outboxActor) checkCheckpoint() error {
 		slog.Uint64("checkpoint", r.Checkpoint), slog.Uint64("stored_checkpoint", stored), slog.Uint64("head", head))
 	o.checkpoint = 0
 	o.stats.Checkpoint.Store(0)
-	if err := o.cfg.Journal.SaveCheckpoint(ctx, o.name, 0); err != nil {
+	if err := o.saveCheckpoint(ctx, 0); err != nil {
 		// The drain goes on from 0 regardless; its first batch saves.
 		o.logger.Warn("outbox could not save its reset checkpoint", slog.Any("error", err))
 	}
 	return nil
+}
+
+// saveCheckpoint stores the partition's checkpoint where the backend keeps
+// it (persistence.SaveLogCheckpoint).
+func (o *outboxActor) saveCheckpoint(ctx context.Context, pos uint64) error {
+	return persistence.SaveLogCheckpoint(ctx, o.cfg.Journal, o.log, o.name, pos)
 }
 
 // publishEach publishes messages one at a time; a message the transport

@@ -242,7 +242,7 @@ func TestOutboxDeadLettersAnUnreadableJournalEntry(t *testing.T) {
 					t.Fatalf("published %d of %d, lag %d: the checkpoints must be past the last bad entry", published, len(want), om.lag())
 				}
 				for p := range backend.Partitions() {
-					cp, err := backend.LoadCheckpoint(context.Background(), actors.CheckpointName(p))
+					cp, err := persistence.LoadLogCheckpoint(context.Background(), backend, backend.Log(p), actors.CheckpointName(p))
 					if want := om.stats.Partition(p).Checkpoint.Load(); err != nil || cp != want {
 						t.Fatalf("partition %d: saved checkpoint %d %v, the outbox says %d", p, cp, err, want)
 					}

@@ -155,7 +155,7 @@ type namespace struct {
 	cluster string
 
 	// Redis.
-	redisPrefix string // journal: <prefix>log, seq, stream:<id>, checkpoints (outbox), snapshot:<id>
+	redisPrefix string // journal: <prefix>meta, {p<N>}:log, seq, stream:<id>, checkpoint:outbox-<N>, snapshot:<id>
 	redisEvents string // transport stream (its consumer groups live in it)
 	redisMember string // membership keys <redisMember><member id> and <redisMember>index
 

@@ -268,7 +268,7 @@ func checkRedisNames(t *testing.T, addr, nameA, nameB string, ids apartIDs) {
 	})
 	poll.Eventually(t, 10*time.Second, func() error {
 		p := persistence.PartitionOf(ids.onlyA, persistence.DefaultPartitions)
-		return rdb.HGet(ctx, na.redisPrefix+"checkpoints", actors.CheckpointName(p)).Err()
+		return rdb.Get(ctx, fmt.Sprintf("%s{p%d}:checkpoint:%s", na.redisPrefix, p, actors.CheckpointName(p))).Err()
 	})
 	groups, err := rdb.XInfoGroups(ctx, na.redisEvents).Result()
 	if err != nil || len(groups) == 0 {
@@ -440,12 +440,14 @@ func TestDefaultClusterNameKeepsLegacyNames(t *testing.T) {
 				// A member's key is named after its incarnation: <member>.
 				// The journal keeps order <id> under <prefix>{p<N>}: with N
 				// its partition, and the partition count in <prefix>meta.
-				dp := fmt.Sprintf("%s{p%d}:", d.redisPrefix, persistence.PartitionOf(id, persistence.DefaultPartitions))
-				op := fmt.Sprintf("%s{p%d}:", o.redisPrefix, persistence.PartitionOf(idOther, persistence.DefaultPartitions))
+				// Its outbox checkpoint is a key of the partition too.
+				dpn, opn := partitionOf(id), partitionOf(idOther)
+				dp := fmt.Sprintf("%s{p%d}:", d.redisPrefix, dpn)
+				op := fmt.Sprintf("%s{p%d}:", o.redisPrefix, opn)
 				want := []string{
-					d.redisPrefix + "checkpoints", d.redisPrefix + "meta", dp + "log", d.redisMembers + "<member>", d.redisMembers + "index",
+					dp + "checkpoint:" + actors.CheckpointName(dpn), d.redisPrefix + "meta", dp + "log", d.redisMembers + "<member>", d.redisMembers + "index",
 					dp + "seq", dp + "stream:" + id, d.redisEvents,
-					o.redisPrefix + "checkpoints", o.redisPrefix + "meta", op + "log", o.redisMembers + "<member>", o.redisMembers + "index",
+					op + "checkpoint:" + actors.CheckpointName(opn), o.redisPrefix + "meta", op + "log", o.redisMembers + "<member>", o.redisMembers + "index",
 					o.redisPrefix + "orders:events", op + "seq", op + "stream:" + idOther,
 				}
 				slices.Sort(want)

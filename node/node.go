@@ -462,12 +462,8 @@ func (v *outboxView) get(b persistence.Backend, local *actors.OutboxStats) []out
 // member's activation of it saves) and how far the partition's log is past
 // it.
 func readOutboxPosition(ctx context.Context, b persistence.Backend, p int) (outboxPosition, error) {
-	cp, err := b.LoadCheckpoint(ctx, actors.CheckpointName(p))
-	if err != nil {
-		return outboxPosition{}, err
-	}
 	log := b.Log(p)
-	head, err := log.Head(ctx)
+	cp, head, err := persistence.LogCheckpointAndHead(ctx, b, log, actors.CheckpointName(p))
 	if err != nil {
 		return outboxPosition{}, err
 	}

@@ -258,6 +258,73 @@ type Checkpoints interface {
 	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
 }
 
+// Syncer is an optional ability of a Journal whose failed append may still
+// be in the journal without being as durable as an acknowledged one (Redis
+// with WaitReplicas: written on the primary, not acknowledged by enough
+// replicas in time, answered with ErrUnavailable). A reader that finds such
+// a record (a command retried by its id after that failure) must not
+// acknowledge it before Sync returned nil.
+type Syncer interface {
+	// Sync returns nil once every record journaled for streamID so far is
+	// as durable as an acknowledged append, and an error wrapping
+	// ErrUnavailable when that cannot be confirmed now.
+	Sync(ctx context.Context, streamID string) error
+}
+
+// LogCheckpoints is an optional ability of a Log: it keeps named
+// checkpoints of its own partition next to the partition's records (Redis:
+// under the partition's hash tag, so a cluster keeps a partition's
+// checkpoints on the shard that holds its log, and one command reads a
+// checkpoint together with the log's head). A backend whose Logs do not
+// have it keeps every checkpoint in its Checkpoints; the functions
+// LoadLogCheckpoint, SaveLogCheckpoint and LogCheckpointAndHead pick the
+// place, and every reader and writer of a partition's checkpoint must go
+// through them.
+type LogCheckpoints interface {
+	// LoadCheckpoint returns the saved position of name in this
+	// partition, 0 if none.
+	LoadCheckpoint(ctx context.Context, name string) (uint64, error)
+	// SaveCheckpoint stores pos for name in this partition.
+	SaveCheckpoint(ctx context.Context, name string, pos uint64) error
+	// CheckpointAndHead returns the saved position of name (0 if none) and
+	// the log's Head, read at one moment.
+	CheckpointAndHead(ctx context.Context, name string) (checkpoint, head uint64, err error)
+}
+
+// LoadLogCheckpoint returns the checkpoint name of partition l: from l when
+// it keeps its checkpoints (LogCheckpoints), from c otherwise.
+func LoadLogCheckpoint(ctx context.Context, c Checkpoints, l Log, name string) (uint64, error) {
+	if lc, ok := l.(LogCheckpoints); ok {
+		return lc.LoadCheckpoint(ctx, name)
+	}
+	return c.LoadCheckpoint(ctx, name)
+}
+
+// SaveLogCheckpoint stores pos as the checkpoint name of partition l,
+// where LoadLogCheckpoint reads it.
+func SaveLogCheckpoint(ctx context.Context, c Checkpoints, l Log, name string, pos uint64) error {
+	if lc, ok := l.(LogCheckpoints); ok {
+		return lc.SaveCheckpoint(ctx, name, pos)
+	}
+	return c.SaveCheckpoint(ctx, name, pos)
+}
+
+// LogCheckpointAndHead returns the checkpoint name of partition l and l's
+// head: in one read when l keeps its checkpoints, in two (checkpoint, then
+// head) otherwise.
+func LogCheckpointAndHead(ctx context.Context, c Checkpoints, l Log, name string) (checkpoint, head uint64, err error) {
+	if lc, ok := l.(LogCheckpoints); ok {
+		return lc.CheckpointAndHead(ctx, name)
+	}
+	if checkpoint, err = c.LoadCheckpoint(ctx, name); err != nil {
+		return 0, 0, err
+	}
+	if head, err = l.Head(ctx); err != nil {
+		return 0, 0, fmt.Errorf("read the log head: %w", err)
+	}
+	return checkpoint, head, nil
+}
+
 // Snapshot is a stored fold of a stream up to Version.
 type Snapshot struct {
 	StreamID string

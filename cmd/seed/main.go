@@ -131,7 +131,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := b.SaveCheckpoint(ctx, actors.CheckpointName(p), head); err != nil {
+		if err := persistence.SaveLogCheckpoint(ctx, b, b.Log(p), actors.CheckpointName(p), head); err != nil {
 			return err
 		}
 	}

@@ -55,6 +55,7 @@ func Run(t *testing.T, newBackend Factory, f Features) {
 		{"GlobalLogOrderAndResume", testGlobalLog},
 		{"BehindCountsWhatIsAfter", testBehind},
 		{"Checkpoints", testCheckpoints},
+		{"PartitionCheckpoints", testPartitionCheckpoints},
 		{"Snapshots", testSnapshots},
 		{"CanceledContext", testCanceledContext},
 		{"BinaryPayloads", testBinaryPayloads},
@@ -553,6 +554,51 @@ func testCheckpoints(t *testing.T, b persistence.Backend) {
 	}
 	if p, _ := b.LoadCheckpoint(ctx, "other"); p != 0 {
 		t.Fatalf("checkpoints leak between names: %d", p)
+	}
+}
+
+// testPartitionCheckpoints: each partition's checkpoint, saved and read
+// through persistence.SaveLogCheckpoint and friends (the partition's Log
+// where it keeps its checkpoints, the backend's Checkpoints otherwise),
+// keeps its own value, and LogCheckpointAndHead answers it with the
+// partition's Head.
+func testPartitionCheckpoints(t *testing.T, b persistence.Backend) {
+	ctx := ctxT(t)
+	name := func(p int) string { return fmt.Sprintf("outbox-%d", p) }
+	n := b.Partitions()
+	for p := range n {
+		if cp, err := persistence.LoadLogCheckpoint(ctx, b, b.Log(p), name(p)); err != nil || cp != 0 {
+			t.Fatalf("fresh checkpoint of partition %d: %d, %v", p, cp, err)
+		}
+	}
+	for p := range n {
+		if err := persistence.SaveLogCheckpoint(ctx, b, b.Log(p), name(p), uint64(100+p)); err != nil {
+			t.Fatalf("save checkpoint of partition %d: %v", p, err)
+		}
+	}
+	stream := "pc"
+	mustAppend(t, b, stream, 0, recs(2, "pc"))
+	sp := persistence.PartitionOf(stream, n)
+	for p := range n {
+		l := b.Log(p)
+		cp, err := persistence.LoadLogCheckpoint(ctx, b, l, name(p))
+		if err != nil || cp != uint64(100+p) {
+			t.Fatalf("checkpoint of partition %d: %d, %v; want %d", p, cp, err, 100+p)
+		}
+		cp, head, err := persistence.LogCheckpointAndHead(ctx, b, l, name(p))
+		if err != nil || cp != uint64(100+p) {
+			t.Fatalf("checkpoint and head of partition %d: checkpoint %d, %v; want %d", p, cp, err, 100+p)
+		}
+		want, err := l.Head(ctx)
+		if err != nil || head != want || (p == sp && head == 0) {
+			t.Fatalf("checkpoint and head of partition %d: head %d; Head says %d (%v)", p, head, want, err)
+		}
+	}
+	if err := persistence.SaveLogCheckpoint(ctx, b, b.Log(sp), name(sp), 1); err != nil {
+		t.Fatal(err)
+	}
+	if cp, _, err := persistence.LogCheckpointAndHead(ctx, b, b.Log(sp), name(sp)); err != nil || cp != 1 {
+		t.Fatalf("checkpoint of partition %d after saving a lower one: %d, %v", sp, cp, err)
 	}
 }
 

@@ -82,6 +82,17 @@ func TestWaitReplicasGoesToTheWritingShard(t *testing.T) {
 			t.Logf("%d of %d partitions on the shard without its replica failed as unreplicated, the others were acknowledged", failed, parts)
 		}
 	}
+	// Sync goes to the partition's primary too: it fails exactly on the
+	// shard without its replica.
+	for p := range parts {
+		err := b.Sync(ctx, streamIn("w0", p, parts))
+		switch {
+		case onVictim[p] && (!errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 1 replicas")):
+			t.Fatalf("sync of partition %d, whose primary %s lost its replica: %v, want ErrUnavailable naming 0 of 1 replicas", p, victim, err)
+		case !onVictim[p] && err != nil:
+			t.Fatalf("sync of partition %d on a shard with its replica: %v", p, err)
+		}
+	}
 }
 
 // TestFailoverUnderAppends kills -9 one primary of a 3x1 cluster while 12

@@ -27,7 +27,14 @@
 //	<prefix>{p<N>}:stream:<id>    list of the positions of stream <id>'s records in
 //	                              its partition's log, in version order; its length
 //	                              is the stream's version.
-//	<prefix>checkpoints           hash: checkpoint name -> position.
+//	<prefix>{p<N>}:checkpoint:<name>
+//	                              string: partition N's checkpoint <name> (the
+//	                              outbox's outbox-<N>), through
+//	                              persistence.LogCheckpoints.
+//	<prefix>checkpoints           hash: checkpoint name -> position, for the
+//	                              checkpoints of no partition (Backend.LoadCheckpoint
+//	                              and SaveCheckpoint); earlier releases kept the
+//	                              outbox's there too (see below).
 //	<prefix>snapshot:<id>         hash {v: version, d: data}: the newest snapshot.
 //	<prefix>{p<N>}:rmsnap         string: the manifest of partition N's read-model
 //	                              snapshot (persistence.EncodeSnapshotManifest).
@@ -43,8 +50,17 @@
 // them, while different partitions spread over the cluster's shards (how
 // evenly depends on which slots the tags hash to and how the slots are
 // assigned: with 16 partitions on 3 shards expect some shards to hold more
-// partitions than others). Checkpoints, snapshots and the meta key are
-// single-key commands and live wherever their slots are.
+// partitions than others). A partition's checkpoints share its tag too, so
+// losing a shard stalls only its own partitions' outboxes, and one MGET
+// reads a checkpoint with its partition's counter (Head). Order snapshots,
+// the checkpoints hash and the meta key are single-key commands and live
+// wherever their slots are.
+//
+// A partition's checkpoint that has no key yet but a field of that name in
+// the <prefix>checkpoints hash (where earlier releases kept every outbox
+// checkpoint) is read from the hash once and written to its key with SETNX;
+// after that only the key is used. The hash is never deleted or changed by
+// the move.
 //
 // A prefix that holds a journal of the older, unpartitioned layout (a
 // <prefix>log key and no meta key) is refused at open with
@@ -54,7 +70,7 @@
 // Two backends with different prefixes share nothing: a node uses
 // "<cluster-name>:" (the default cluster "ordersystem" keeps "ordersystem:"),
 // so clusters on one server keep apart their orders, the command ids
-// journaled with them, the outbox checkpoint and the snapshots.
+// journaled with them, the outbox checkpoints and the snapshots.
 //
 // # Appends
 //
@@ -89,8 +105,17 @@
 // context ends while its append waits gets ErrUnavailable; the append may
 // still be committed, as ErrUnavailable allows.
 //
+// An append refused as not replicated is still on the primary, and a later
+// read finds it. Sync (persistence.Syncer) tells whether a stream's records
+// are as durable as an acknowledged append now: with WaitReplicas it sends
+// INCRBY <partition counter> 0 (a write that changes nothing but moves the
+// connection's replication offset past every record before it) and WAIT to
+// the partition's primary; the order actor asks it before it answers a
+// retried command from the journal.
+//
 // Nothing but the script may write a log, its counter or the stream lists:
-// a counter must stay ahead of its log's last id.
+// a counter must stay ahead of its log's last id (Sync's INCRBY by 0
+// changes no value).
 //
 // # Entries outside the layout
 //

@@ -496,6 +496,49 @@ func (b *Backend) answer(r *appendReq, cmd *goredis.Cmd, wait *goredis.Cmd) {
 	r.res <- appendRes{version: uint64(out[1])}
 }
 
+var _ persistence.Syncer = (*Backend)(nil)
+
+// Sync implements persistence.Syncer. Without WaitReplicas it returns nil
+// at once. With it, it sends the primary that owns streamID's partition
+// INCRBY <partition counter> 0 (a write that changes nothing but is
+// replicated like any, so that the connection's replication offset is past
+// every record journaled before it) and WAIT on the same connection: nil
+// when WaitReplicas replicas acknowledged within WaitTimeout, ErrUnavailable
+// otherwise.
+func (b *Backend) Sync(ctx context.Context, streamID string) error {
+	if err := b.begin(ctx, "sync"); err != nil {
+		return err
+	}
+	if b.opts.WaitReplicas == 0 {
+		return nil
+	}
+	l := b.partitionOf(streamID)
+	var c scripter = b.rdb
+	if cc, ok := b.rdb.(*goredis.ClusterClient); ok {
+		node, err := cc.MasterForKey(ctx, l.seqKey)
+		if err != nil {
+			return b.wrap(fmt.Sprintf("sync %q: find the primary of partition %d", streamID, l.p), err)
+		}
+		c = node
+	}
+	pipe := c.Pipeline()
+	incr := pipe.IncrBy(ctx, l.seqKey, 0)
+	wait := pipe.Do(ctx, "WAIT", b.opts.WaitReplicas, b.opts.WaitTimeout.Milliseconds())
+	_, _ = pipe.Exec(ctx)
+	if err := incr.Err(); err != nil {
+		return b.wrap(fmt.Sprintf("sync %q", streamID), err)
+	}
+	acked, err := wait.Int64()
+	if err != nil {
+		return b.wrap(fmt.Sprintf("sync %q: wait for replicas", streamID), err)
+	}
+	if acked < int64(b.opts.WaitReplicas) {
+		return persistence.Unavailable("redis sync "+strconv.Quote(streamID),
+			fmt.Errorf("only %d of %d replicas acknowledged the partition's writes within %s", acked, b.opts.WaitReplicas, b.opts.WaitTimeout))
+	}
+	return nil
+}
+
 // Load implements persistence.Journal.
 func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]persistence.Record, error) {
 	if err := b.begin(ctx, "load"); err != nil {
@@ -691,7 +734,10 @@ func (l *partitionLog) Head(ctx context.Context) (uint64, error) {
 
 // ------------------------------------------------- checkpoints, snapshots
 
-// LoadCheckpoint implements persistence.Checkpoints.
+// LoadCheckpoint implements persistence.Checkpoints: a checkpoint of no
+// partition, in the <prefix>checkpoints hash. A partition's checkpoints
+// (the outbox's) are its Log's (persistence.LogCheckpoints), under the
+// partition's hash tag.
 func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
 	if err := b.begin(ctx, "load checkpoint"); err != nil {
 		return 0, err
@@ -706,13 +752,117 @@ func (b *Backend) LoadCheckpoint(ctx context.Context, name string) (uint64, erro
 	return v, nil
 }
 
-// SaveCheckpoint implements persistence.Checkpoints.
+// SaveCheckpoint implements persistence.Checkpoints (see LoadCheckpoint).
 func (b *Backend) SaveCheckpoint(ctx context.Context, name string, pos uint64) error {
 	if err := b.begin(ctx, "save checkpoint"); err != nil {
 		return err
 	}
 	if err := b.rdb.HSet(ctx, b.checkpointKey, name, pos).Err(); err != nil {
 		return b.wrap("save checkpoint "+strconv.Quote(name), err)
+	}
+	return nil
+}
+
+// checkpointKey is the key of this partition's checkpoint name.
+func (l *partitionLog) checkpointKey(name string) string { return l.tag + "checkpoint:" + name }
+
+var _ persistence.LogCheckpoints = (*partitionLog)(nil)
+
+// LoadCheckpoint implements persistence.LogCheckpoints.
+func (l *partitionLog) LoadCheckpoint(ctx context.Context, name string) (uint64, error) {
+	cp, _, err := l.checkpoint(ctx, name, false)
+	return cp, err
+}
+
+// CheckpointAndHead implements persistence.LogCheckpoints: one MGET of the
+// checkpoint's key and the partition's counter, which share the
+// partition's hash tag (one slot, one shard, one round trip).
+func (l *partitionLog) CheckpointAndHead(ctx context.Context, name string) (checkpoint, head uint64, err error) {
+	return l.checkpoint(ctx, name, true)
+}
+
+// checkpoint reads checkpoint name of the partition, and with withHead its
+// head in the same command. A checkpoint saved by a version that kept
+// every checkpoint in the <prefix>checkpoints hash (and not yet under the
+// partition's tag) is read from the hash once and written to the new key
+// (SETNX: a save that came first wins); the hash is left as it was.
+func (l *partitionLog) checkpoint(ctx context.Context, name string, withHead bool) (checkpoint, head uint64, err error) {
+	b := l.b
+	if err := b.begin(ctx, "load checkpoint"); err != nil {
+		return 0, 0, err
+	}
+	key := l.checkpointKey(name)
+	keys := []string{key}
+	if withHead {
+		keys = append(keys, l.seqKey)
+	}
+	vals, err := b.rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return 0, 0, b.wrap(fmt.Sprintf("load checkpoint %q of partition %d", name, l.p), err)
+	}
+	if len(vals) != len(keys) {
+		return 0, 0, fmt.Errorf("redis load checkpoint %q of partition %d: MGET of %d keys returned %d values", name, l.p, len(keys), len(vals))
+	}
+	if withHead {
+		if head, err = counterValue(vals[1]); err != nil {
+			return 0, 0, fmt.Errorf("redis head of partition %d (%s): %w", l.p, l.seqKey, err)
+		}
+	}
+	if vals[0] != nil {
+		if checkpoint, err = counterValue(vals[0]); err != nil {
+			return 0, 0, fmt.Errorf("redis checkpoint %q of partition %d (%s): %w", name, l.p, key, err)
+		}
+		return checkpoint, head, nil
+	}
+	old, err := b.rdb.HGet(ctx, b.checkpointKey, name).Result()
+	if errors.Is(err, goredis.Nil) {
+		return 0, head, nil
+	}
+	if err != nil {
+		return 0, 0, b.wrap(fmt.Sprintf("load checkpoint %q of partition %d from %s", name, l.p, b.checkpointKey), err)
+	}
+	if _, err := counterValue(old); err != nil {
+		return 0, 0, fmt.Errorf("redis checkpoint %q in %s: %w", name, b.checkpointKey, err)
+	}
+	if err := b.rdb.SetNX(ctx, key, old, 0).Err(); err != nil {
+		return 0, 0, b.wrap(fmt.Sprintf("move checkpoint %q from %s to %s", name, b.checkpointKey, key), err)
+	}
+	v, err := b.rdb.Get(ctx, key).Result()
+	if err != nil {
+		return 0, 0, b.wrap(fmt.Sprintf("load checkpoint %q of partition %d", name, l.p), err)
+	}
+	if checkpoint, err = counterValue(v); err != nil {
+		return 0, 0, fmt.Errorf("redis checkpoint %q of partition %d (%s): %w", name, l.p, key, err)
+	}
+	b.opts.Logger.Info("journal: moved an outbox checkpoint from the checkpoints hash to its partition's key",
+		slog.String("name", name), slog.Int("partition", l.p), slog.String("key", key), slog.Uint64("checkpoint", checkpoint))
+	return checkpoint, head, nil
+}
+
+// counterValue parses a position stored as a string (nil: none, 0).
+func counterValue(v any) (uint64, error) {
+	if v == nil {
+		return 0, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("value %v is not a string", v)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("value %q is not a position", truncate(s, 40))
+	}
+	return n, nil
+}
+
+// SaveCheckpoint implements persistence.LogCheckpoints.
+func (l *partitionLog) SaveCheckpoint(ctx context.Context, name string, pos uint64) error {
+	b := l.b
+	if err := b.begin(ctx, "save checkpoint"); err != nil {
+		return err
+	}
+	if err := b.rdb.Set(ctx, l.checkpointKey(name), pos, 0).Err(); err != nil {
+		return b.wrap(fmt.Sprintf("save checkpoint %q of partition %d", name, l.p), err)
 	}
 	return nil
 }

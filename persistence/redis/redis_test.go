@@ -356,6 +356,17 @@ func TestWaitReplicas(t *testing.T) {
 	if !errors.Is(err, persistence.ErrVersionConflict) {
 		t.Fatalf("retry after unreplicated append: %v, want a conflict", err)
 	}
+	// Sync confirms what the replicas WaitReplicas asks for have, and
+	// nothing without WaitReplicas.
+	if err := one.Sync(ctx, "w"); err != nil {
+		t.Fatalf("sync with WAIT 1 and one replica: %v", err)
+	}
+	if err := two.Sync(ctx, "w"); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "1 of 2 replicas") {
+		t.Fatalf("sync with WAIT 2 and one replica: %v, want ErrUnavailable naming 1 of 2 replicas", err)
+	}
+	if err := newBackend(t, primary.Addr(), redis.Options{}).Sync(ctx, "w"); err != nil {
+		t.Fatalf("sync without WaitReplicas: %v", err)
+	}
 }
 
 func TestScriptsReloadedAfterFlush(t *testing.T) {
