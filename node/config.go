@@ -109,7 +109,10 @@ type Config struct {
 	// persistence/transport backend), redis or nats.
 	Discovery   string        `koanf:"discovery"`
 	ClusterName string        `koanf:"cluster-name"`
-	LeaseTTL    time.Duration `koanf:"lease-ttl"`
+	// LeaseTTL is the membership lease (0: DefaultLeaseTTL, or
+	// ReplicatedNATSLeaseTTL when the membership is on a replicated
+	// JetStream bucket; Validate sets it).
+	LeaseTTL time.Duration `koanf:"lease-ttl"`
 	// Peers are the HTTP addresses (host:port) of the cluster's nodes, for a
 	// cluster without a shared backend (in-memory experiments): membership
 	// then runs on each node's HTTP port + 2000.
@@ -172,7 +175,7 @@ func Default() Config {
 		ReadTimeout:      30 * time.Second,
 		Discovery:        "auto",
 		ClusterName:      "ordersystem",
-		LeaseTTL:         2 * time.Second,
+		LeaseTTL:         0, // DefaultLeaseTTL or ReplicatedNATSLeaseTTL, by Validate
 		NATSReplicas:     1,
 		NATSStorage:      "file",
 		Partitions:       persistence.DefaultPartitions,
@@ -204,8 +207,24 @@ func validClusterName(name string) string {
 	return ""
 }
 
+// DefaultLeaseTTL is the membership lease unless --lease-ttl says otherwise.
+const DefaultLeaseTTL = 2 * time.Second
+
+// ReplicatedNATSLeaseTTL is the default lease when the membership bucket is
+// replicated over a JetStream cluster: when the server that leads the
+// bucket dies, nothing can renew a lease until the others elect a new
+// leader, which took 5-8 s here (nats-server waits 4-9 s before it calls
+// an election), and a 2 s lease fenced every member through it.
+const ReplicatedNATSLeaseTTL = 15 * time.Second
+
 // Validate checks every setting and names the flag and the bad value.
 func (c *Config) Validate() error {
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+		if c.discovery() == NATS && c.NATSReplicas > 1 {
+			c.LeaseTTL = ReplicatedNATSLeaseTTL
+		}
+	}
 	var errs []error
 	bad := func(flag string, value any, why string) {
 		errs = append(errs, fmt.Errorf("--%s=%v: %s", flag, value, why))

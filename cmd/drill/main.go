@@ -17,6 +17,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,7 @@ func main() {
 	)
 	flag.IntVar(&bf.redisWait, "redis-wait", 1, "backend-failover on redis: the members' --redis-wait-replicas (1: the durable profile, where losing an acknowledged write fails the drill; 0: the default profile, where the loss is measured)")
 	flag.IntVar(&bf.redisReplicas, "redis-replicas", 2, "backend-failover on redis: replicas per primary of the 3-primary Redis Cluster (with 1, a promoted replica has none left and WAIT 1 fails on its shard until the killed server returns)")
+	flag.StringVar(&bf.kill, "kill", "journal", "backend-failover: the server to kill: journal (the leader of journal partition 0) or members (nats: the leader of the membership bucket, which every member renews its lease on)")
 	flag.BoolVar(&bf.natsSync, "nats-sync", true, "backend-failover on nats: the servers fsync every write before acknowledging it (jetstream sync_interval: always)")
 	flag.StringVar(&bf.natsServer, "nats-server", "", "backend-failover on nats: nats-server binary (default: go build the nats-server module of go.mod)")
 	flag.DurationVar(&mb.down, "down", 5*time.Second, "backend-restart: how long the server stays down in each round (kill -9, then SIGTERM)")
@@ -187,6 +189,7 @@ func startBackend(kind, dir string) ([]string, func(), error) {
 
 // backendFailover is the configuration of the backend-failover drill.
 type backendFailover struct {
+	kill                     string
 	redisWait, redisReplicas int
 	natsSync                 bool
 	natsServer               string
@@ -207,6 +210,9 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 		b       drill.FailoverBackend
 		durable bool
 	)
+	if bf.kill != "journal" && (bf.kill != "members" || backend != "nats") {
+		return fmt.Errorf("-kill=%s: must be journal, or members on nats", bf.kill)
+	}
 	switch backend {
 	case "redis":
 		if bf.redisWait < 0 || bf.redisWait > bf.redisReplicas {
@@ -233,6 +239,11 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 		defer c.Close()
 		// R3: JetStream acknowledges a write once a majority stored it.
 		b, durable = c, true
+		if bf.kill == "members" {
+			opts.Victim = func(ctx context.Context) (string, error) {
+				return c.StreamLeader(ctx, drill.MembersStream)
+			}
+		}
 		opts.Backend = []string{"--persistence", "nats", "--transport", "nats", "--nats", c.URLs(), "--nats-replicas", "3"}
 		fmt.Printf("nats cluster: 3 servers, R3 streams, sync_interval always=%v\n", bf.natsSync)
 	default:

@@ -125,7 +125,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.String("discovery", def.Discovery, "where cluster members find each other: auto (the redis/nats backend in use, else --peers), redis, nats or peers")
 	fs.StringSlice("peers", nil, "HTTP addresses host:port of every node, for a cluster without a shared backend (in-memory experiments; membership on HTTP port + 2000)")
 	fs.String("cluster-name", def.ClusterName, "cluster name: nodes with the same name and backend form one cluster; it namespaces every key, stream, subject and bucket the cluster keeps in the backend")
-	fs.Duration("lease-ttl", def.LeaseTTL, "membership lease: a node that cannot renew it for this long is dropped by the others and fences itself")
+	fs.Duration("lease-ttl", def.LeaseTTL, "membership lease: a node that cannot renew it for this long is dropped by the others and fences itself (default 2s; 15s on a replicated JetStream cluster, --nats-replicas > 1, whose bucket leader elections outlast a 2s lease)")
 	fs.Int("partitions", def.Partitions, "journal partitions, each with its own log and outbox, spread over the members and the backend's shards; stored with the journal at first start, and a node with another count is refused (0: the stored count)")
 	fs.Int("redis-wait-replicas", def.RedisWaitReplicas, "Redis: every append waits until this many replicas acknowledged it (WAIT); 0 = do not wait (a failover of the Redis primary can lose acknowledged writes)")
 	fs.Int("nats-replicas", def.NATSReplicas, "NATS: replicas of the journal stream and buckets (a JetStream cluster of at least this many servers)")

@@ -107,6 +107,15 @@ func BackendFailover(opts Options, b FailoverBackend, durable bool) (Report, err
 		return Report{}, err
 	}
 	fig.Killed = leaders[0]
+	if r.opts.Victim != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		fig.Killed, err = r.opts.Victim(ctx)
+		cancel()
+		if err != nil {
+			r.stopLoad()
+			return Report{}, fmt.Errorf("the server to kill: %w", err)
+		}
+	}
 	for p, l := range leaders {
 		if l == fig.Killed {
 			fig.Affected = append(fig.Affected, p)

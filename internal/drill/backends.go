@@ -463,6 +463,10 @@ func (c *RedisCluster) Whole(timeout time.Duration) error { return c.WaitHealthy
 // the default cluster name (persistence/nats.DefaultStream).
 const JournalStream = "ORDERS_JOURNAL"
 
+// MembersStream is the stream of the membership bucket of members with the
+// default cluster name (cluster/natsreg.BucketFor("ordersystem")).
+const MembersStream = "KV_ordersystem_members"
+
 // Leaders returns the leader of each journal partition's stream
 // (FailoverBackend).
 func (c *NATSCluster) Leaders(ctx context.Context, n int) ([]string, error) {
@@ -515,4 +519,49 @@ func (c *NATSCluster) streamsCurrent() error {
 		}
 	}
 	return streams.Err()
+}
+
+// StreamLeader returns the server that leads the stream name now (e.g.
+// KV_ordersystem_members, the membership bucket), retried for up to 30 s
+// while it has none.
+func (c *NATSCluster) StreamLeader(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		leader, err := c.streamLeader(ctx, name)
+		if err == nil {
+			return leader, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (c *NATSCluster) streamLeader(ctx context.Context, name string) (string, error) {
+	var urls []string
+	for _, i := range c.liveIdx() {
+		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(c.clients[i]))
+	}
+	nc, err := natsgo.Connect(strings.Join(urls, ","), natsgo.Timeout(2*time.Second))
+	if err != nil {
+		return "", fmt.Errorf("stream leader: connect to %v: %w", urls, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", err
+	}
+	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+	defer acancel()
+	s, err := js.Stream(actx, name)
+	if err != nil {
+		return "", fmt.Errorf("stream leader: STREAM.INFO %s: %w", name, err)
+	}
+	if info := s.CachedInfo(); info.Cluster != nil && info.Cluster.Leader != "" {
+		return info.Cluster.Leader, nil
+	}
+	return "", fmt.Errorf("stream %s has no leader now", name)
 }

@@ -39,6 +39,10 @@ type Options struct {
 	// the drill takes a member out of the clients' list before its
 	// SIGTERM itself (an external drain).
 	ProbeEvery time.Duration
+	// Victim, if set, names the server the backend-failover drill kills
+	// instead of the leader of journal partition 0 (e.g. the leader of the
+	// membership bucket).
+	Victim func(ctx context.Context) (string, error)
 	// LogDir, if set, receives each node's output at the end of the drill
 	// (<drill>-<node>.log).
 	LogDir string
