@@ -243,6 +243,7 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 			opts.Victim = func(ctx context.Context) (string, error) {
 				return c.StreamLeader(ctx, drill.MembersStream)
 			}
+			opts.NoFences = true
 		}
 		opts.Backend = []string{"--persistence", "nats", "--transport", "nats", "--nats", c.URLs(), "--nats-replicas", "3"}
 		fmt.Printf("nats cluster: 3 servers, R3 streams, sync_interval always=%v\n", bf.natsSync)

@@ -55,7 +55,10 @@ type BackendFigures struct {
 	AckedDown, LostDown, AckedEnd, LostEnd int
 	// After the restart: outbox lag back to 0, read model complete.
 	LagZeroEnd, ReadModelEnd time.Duration
-	Failures                 []string
+	// Fences is how often the members fenced themselves from the kill
+	// until the restart (cluster_fences_total); -1 when not read.
+	Fences   int
+	Failures []string
 }
 
 func (f *BackendFigures) String() string {
@@ -65,10 +68,10 @@ func (f *BackendFigures) String() string {
 	}
 	return fmt.Sprintf("killed %s (leader of partitions %v, %s): writes to them acknowledged again %s after the kill, last failed write invoked at %s (%d failed writes while down); "+
 		"outbox lag 0 at %s (load paused at %s), read model complete at %s, still down; acknowledged writes lost: %d of %d while down, %d of %d after the restart; "+
-		"after the restart lag 0 %s and read model complete %s after the load stopped",
+		"after the restart lag 0 %s and read model complete %s after the load stopped; member fences while down: %d",
 		f.Killed, f.Affected, profile, f.WritesBack.Round(time.Millisecond), f.LastFailed.Round(time.Millisecond), f.FailedWrites,
 		f.LagZero.Round(time.Millisecond), f.LoadPaused.Round(time.Millisecond), f.ReadModel.Round(time.Millisecond),
-		f.LostDown, f.AckedDown, f.LostEnd, f.AckedEnd, f.LagZeroEnd.Round(time.Millisecond), f.ReadModelEnd.Round(time.Millisecond))
+		f.LostDown, f.AckedDown, f.LostEnd, f.AckedEnd, f.LagZeroEnd.Round(time.Millisecond), f.ReadModelEnd.Round(time.Millisecond), f.Fences)
 }
 
 func (f *BackendFigures) fail(format string, args ...any) {
@@ -121,6 +124,8 @@ func BackendFailover(opts Options, b FailoverBackend, durable bool) (Report, err
 			fig.Affected = append(fig.Affected, p)
 		}
 	}
+	fig.Fences = -1
+	fencesBefore, ferr := r.fences()
 	killAt := r.rec.now()
 	if err := b.Kill(fig.Killed); err != nil {
 		r.stopLoad()
@@ -164,6 +169,12 @@ func BackendFailover(opts Options, b FailoverBackend, durable bool) (Report, err
 	}
 
 	// 4. The server comes back; load again; everything again.
+	if fencesAfter, err := r.fences(); err == nil && ferr == nil {
+		fig.Fences = sumDiff(fencesBefore, fencesAfter)
+		if fig.Fences > 0 && r.opts.NoFences {
+			fig.fail("%d member fences while %s was down", fig.Fences, fig.Killed)
+		}
+	}
 	if err := b.Restart(fig.Killed); err != nil {
 		return Report{}, err
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	// instead of the leader of journal partition 0 (e.g. the leader of the
 	// membership bucket).
 	Victim func(ctx context.Context) (string, error)
+	// NoFences makes the backend-failover drill fail when a member fences
+	// itself while the server is down.
+	NoFences bool
 	// LogDir, if set, receives each node's output at the end of the drill
 	// (<drill>-<node>.log).
 	LogDir string
