@@ -237,8 +237,11 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 			return err
 		}
 		defer c.Close()
-		// R3: JetStream acknowledges a write once a majority stored it.
-		b, durable = c, true
+		// R3: JetStream acknowledges a write once a majority stored it;
+		// without sync_interval always (-nats-sync=false) a majority may
+		// hold it in memory only, which is not the durable profile: losses
+		// are then measured, not refused.
+		b, durable = c, bf.natsSync
 		if bf.kill == "members" {
 			opts.Victim = func(ctx context.Context) (string, error) {
 				return c.StreamLeader(ctx, drill.MembersStream)
