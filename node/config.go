@@ -107,8 +107,8 @@ type Config struct {
 	DrainDelay time.Duration `koanf:"drain-delay"`
 	// Discovery is where cluster members find each other: auto (the shared
 	// persistence/transport backend), redis or nats.
-	Discovery   string        `koanf:"discovery"`
-	ClusterName string        `koanf:"cluster-name"`
+	Discovery   string `koanf:"discovery"`
+	ClusterName string `koanf:"cluster-name"`
 	// LeaseTTL is the membership lease (0: DefaultLeaseTTL, or
 	// ReplicatedNATSLeaseTTL when the membership is on a replicated
 	// JetStream bucket; Validate sets it).

@@ -17,7 +17,9 @@ func TestLeaseTTLDefault(t *testing.T) {
 	}{
 		{"in memory", func(c *Config) {}, DefaultLeaseTTL, 0},
 		{"redis", func(c *Config) { c.Cluster, c.Persistence, c.Transport, c.Redis = true, Redis, Redis, "127.0.0.1:6379" }, DefaultLeaseTTL, 0},
-		{"nats R1", func(c *Config) { c.Cluster, c.Persistence, c.Transport, c.NATS = true, NATS, NATS, "nats://127.0.0.1:4222" }, DefaultLeaseTTL, 0},
+		{"nats R1", func(c *Config) {
+			c.Cluster, c.Persistence, c.Transport, c.NATS = true, NATS, NATS, "nats://127.0.0.1:4222"
+		}, DefaultLeaseTTL, 0},
 		{"nats R3", func(c *Config) {
 			c.Cluster, c.Persistence, c.Transport, c.NATS, c.NATSReplicas = true, NATS, NATS, "nats://127.0.0.1:4222", 3
 		}, ReplicatedNATSLeaseTTL, 0},
