@@ -348,10 +348,7 @@ func (a *orderActor) loadSnapshot(ctx context.Context) error {
 	if err != nil || !ok {
 		return err
 	}
-	a.state = codec.StateFromProto(s.GetOrder())
-	for _, c := range s.GetCommands() {
-		a.remember(c.GetCommandId(), c.GetFingerprint(), c.GetVersion())
-	}
+	a.startFrom(s)
 	return nil
 }
 
@@ -366,12 +363,66 @@ func (a *orderActor) readSnapshot(ctx context.Context) (*orderpb.OrderSnapshot, 
 	if err != nil || !ok {
 		return nil, false, err
 	}
+	s, ok := a.decodeSnapshot(snap)
+	return s, ok, nil
+}
+
+// decodeSnapshot decodes a stored snapshot of this order; ok is false
+// (with a warning) when it cannot be read or is not this order's.
+func (a *orderActor) decodeSnapshot(snap persistence.Snapshot) (*orderpb.OrderSnapshot, bool) {
 	var s orderpb.OrderSnapshot
 	if err := proto.Unmarshal(snap.Data, &s); err != nil || s.GetOrder().GetVersion() != snap.Version || s.GetOrder().GetOrderId() != a.state.ID {
 		a.cfg.Logger.Warn("ignoring unreadable snapshot", slog.String("order_id", a.state.ID), slog.Any("error", err))
-		return nil, false, nil
+		return nil, false
 	}
-	return &s, true, nil
+	return &s, true
+}
+
+// startFrom makes a decoded snapshot the state.
+func (a *orderActor) startFrom(s *orderpb.OrderSnapshot) {
+	a.state = codec.StateFromProto(s.GetOrder())
+	for _, c := range s.GetCommands() {
+		a.remember(c.GetCommandId(), c.GetFingerprint(), c.GetVersion())
+	}
+}
+
+// activationPage is how many of a stream's first records an activation
+// reads together with its snapshot (persistence.ActivationLoader): an
+// order is a handful of events, and a stream longer than a snapshot
+// interval has a snapshot to start from.
+const activationPage = 64
+
+// loadForActivation is the first load of the actor's stream from a backend
+// that reads the newest snapshot and the stream's first records in one
+// round trip: it starts the state from the snapshot, if any, and returns
+// the records after it (reading the rest when the page did not reach them).
+func (a *orderActor) loadForActivation(ctx context.Context, al persistence.ActivationLoader) ([]persistence.Record, error) {
+	snap, ok, recs, err := al.LoadForActivation(ctx, a.state.ID, activationPage)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if s, ok := a.decodeSnapshot(snap); ok {
+			a.startFrom(s)
+		}
+	}
+	v := a.state.Version
+	switch {
+	case len(recs) < activationPage && uint64(len(recs)) >= v:
+		// The whole stream: drop what the snapshot covers.
+		return recs[v:], nil
+	case v == 0:
+		// A page of a longer stream: read the rest.
+		rest, err := a.cfg.Journal.Load(ctx, a.state.ID, uint64(len(recs))+1)
+		if err != nil {
+			return nil, err
+		}
+		return append(recs, rest...), nil
+	default:
+		// A snapshot past the page (or past a stream that lost records:
+		// Load reports what it finds after the snapshot, as without it).
+		return a.cfg.Journal.Load(ctx, a.state.ID, v+1)
+	}
 }
 
 // saveSnapshot stores the state if the last append crossed a multiple of
@@ -413,11 +464,19 @@ func (a *orderActor) catchUp(tctx context.Context) error {
 	}
 	ctx, cancel := a.ioContext(tctx)
 	defer cancel()
-	if err := a.loadSnapshot(ctx); err != nil {
-		endIO(span, err)
-		return err
+	var (
+		recs []persistence.Record
+		err  error
+	)
+	if al, ok := a.cfg.Snapshots.(persistence.ActivationLoader); ok && a.state.Version == 0 && a.cfg.SnapshotEvery > 0 {
+		recs, err = a.loadForActivation(ctx, al)
+	} else {
+		if err := a.loadSnapshot(ctx); err != nil {
+			endIO(span, err)
+			return err
+		}
+		recs, err = a.cfg.Journal.Load(ctx, a.state.ID, a.state.Version+1)
 	}
-	recs, err := a.cfg.Journal.Load(ctx, a.state.ID, a.state.Version+1)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("journal.records", len(recs)))
 	}

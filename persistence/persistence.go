@@ -340,6 +340,16 @@ type Snapshots interface {
 	LoadSnapshot(ctx context.Context, streamID string) (s Snapshot, ok bool, err error)
 }
 
+// ActivationLoader is implemented by a backend that reads a stream's
+// snapshot and its first records in one round trip, which is what an
+// order actor's activation needs (a new order has neither).
+type ActivationLoader interface {
+	// LoadForActivation returns the stream's snapshot (ok false when there
+	// is none) and at most max of its records from version 1, as Load and
+	// LoadSnapshot would.
+	LoadForActivation(ctx context.Context, streamID string, max int) (s Snapshot, ok bool, records []Record, err error)
+}
+
 // Backend is everything a node needs from one persistence backend.
 type Backend interface {
 	Journal

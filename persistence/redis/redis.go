@@ -891,6 +891,48 @@ func (b *Backend) LoadSnapshot(ctx context.Context, streamID string) (persistenc
 	if err != nil {
 		return persistence.Snapshot{}, false, b.wrap("load snapshot of "+strconv.Quote(streamID), err)
 	}
+	return parseSnapshot(streamID, vals)
+}
+
+// LoadForActivation implements persistence.ActivationLoader: the stream's
+// snapshot and its first max records in one round trip (a pipeline; on a
+// Redis Cluster the snapshot key may live on another shard than the
+// stream's partition, and go-redis asks both at once).
+func (b *Backend) LoadForActivation(ctx context.Context, streamID string, max int) (persistence.Snapshot, bool, []persistence.Record, error) {
+	if err := b.begin(ctx, "load"); err != nil {
+		return persistence.Snapshot{}, false, nil, err
+	}
+	l := b.partitionOf(streamID)
+	keys := []string{l.streamKey(streamID), l.logKey}
+	pipe := b.rdb.Pipeline()
+	snapCmd := pipe.HMGet(ctx, b.snapshotKey(streamID), "v", "d")
+	loadCmd := loadScript.EvalSha(ctx, pipe, keys, 0, max-1)
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	if err := snapCmd.Err(); err != nil {
+		return persistence.Snapshot{}, false, nil, b.wrap("load snapshot of "+strconv.Quote(streamID), err)
+	}
+	snap, ok, err := parseSnapshot(streamID, snapCmd.Val())
+	if err != nil {
+		return persistence.Snapshot{}, false, nil, err
+	}
+	raw, err := loadCmd.Slice()
+	if isNoScript(err) {
+		// A restarted server forgot the script: Run loads it again.
+		raw, err = loadScript.Run(ctx, b.rdb, keys, 0, max-1).Slice()
+	}
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return persistence.Snapshot{}, false, nil, b.wrap("load "+strconv.Quote(streamID), err)
+	}
+	recs, err := decodeEntries(raw, l.p)
+	if err != nil {
+		return persistence.Snapshot{}, false, nil, fmt.Errorf("redis load %q: %w", streamID, err)
+	}
+	return snap, ok, recs, nil
+}
+
+// parseSnapshot reads a snapshot hash's v and d fields (HMGET); ok is
+// false when either is missing.
+func parseSnapshot(streamID string, vals []any) (persistence.Snapshot, bool, error) {
 	vs, ok1 := vals[0].(string)
 	ds, ok2 := vals[1].(string)
 	if !ok1 || !ok2 {

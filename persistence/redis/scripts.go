@@ -35,7 +35,7 @@ return {1, v, last}
 //
 //	KEYS[1] <prefix>stream:<id>  KEYS[2] <prefix>log  ARGV[1] start index
 var loadScript = goredis.NewScript(`
-local ps = redis.call('LRANGE', KEYS[1], ARGV[1], -1)
+local ps = redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2] or -1)
 local out = {}
 for i = 1, #ps do
   local id = '0-' .. ps[i]
