@@ -85,14 +85,14 @@ func plainRedis(t *testing.T, addr string) *goredis.Client {
 }
 
 // checkJournaledOn fails unless every order of want has its stream on the
-// server at addr under the default prefix with want[id] events: the list
-// ordersystem:{p<N>}:stream:<id> of its positions in partition N's log.
-func checkJournaledOn(t *testing.T, addr string, want map[string]int64) {
+// server at addr under key prefix with want[id] events: the list
+// <prefix>{p<N>}:stream:<id> of its positions in partition N's log.
+func checkJournaledOn(t *testing.T, addr, prefix string, want map[string]int64) {
 	t.Helper()
 	rdb := plainRedis(t, addr)
 	ctx := context.Background()
 	for id, n := range want {
-		key := fmt.Sprintf("ordersystem:{p%d}:stream:%s", persistence.PartitionOf(id, persistence.DefaultPartitions), id)
+		key := fmt.Sprintf("%s{p%d}:stream:%s", prefix, persistence.PartitionOf(id, persistence.DefaultPartitions), id)
 		got, err := rdb.LLen(ctx, key).Result()
 		if err != nil || got != n {
 			t.Errorf("%s on %s: LLEN %d, %v; want %d events", key, addr, got, err, n)
@@ -172,7 +172,7 @@ func TestNodeOnRedisSentinel(t *testing.T) {
 	if !strings.Contains(info.Persistence.Address, s.sentinel) {
 		t.Errorf("GET / names the persistence address %q, want the Sentinel %s it was given", info.Persistence.Address, s.sentinel)
 	}
-	checkJournaledOn(t, s.primary.Addr(), want)
+	checkJournaledOn(t, s.primary.Addr(), "ordersystem:", want)
 	if n, err := plainRedis(t, s.primary.Addr()).XLen(context.Background(), "orders:events").Result(); err != nil || n != 13 {
 		t.Errorf("transport stream orders:events on the primary: XLEN %d, %v; want the 13 events published", n, err)
 	}
@@ -224,11 +224,11 @@ func TestNodeOnRedisSentinelFailover(t *testing.T) {
 	})
 	promoted := time.Since(killed)
 	var after string
-	var refused int
+	refused := map[int]int{} // status: count
 	poll.Eventually(t, sentinelFailoverBound-time.Since(killed), func() error {
 		r := tn.do("POST", "/orders", seedOrder)
 		if r.status != http.StatusCreated {
-			refused++
+			refused[r.status]++
 			return fmt.Errorf("create after the failover: %d %s", r.status, r.body)
 		}
 		var c struct{ OrderID string }
@@ -236,7 +236,7 @@ func TestNodeOnRedisSentinelFailover(t *testing.T) {
 		after = c.OrderID
 		return nil
 	})
-	t.Logf("primary killed: the Sentinel promoted the replica after %s, the node's writes succeeded again after %s (%d refused before)",
+	t.Logf("primary killed: the Sentinel promoted the replica after %s, the node's writes succeeded again after %s (refused before, by status: %v)",
 		promoted.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond), refused)
 	tn.expect(tn.do("POST", "/orders/"+after+"/pay", `{"paymentMethod":"card"}`), http.StatusOK)
 	for id, want := range map[string]uint64{before: 2, after: 2} {
@@ -244,7 +244,7 @@ func TestNodeOnRedisSentinelFailover(t *testing.T) {
 			t.Errorf("order %s after the failover: %s v%d, want Paid v%d", id, status, version, want)
 		}
 	}
-	checkJournaledOn(t, s.replica.Addr(), map[string]int64{before: 2, after: 2})
+	checkJournaledOn(t, s.replica.Addr(), "ordersystem:", map[string]int64{before: 2, after: 2})
 	poll.Eventually(t, 15*time.Second, func() error {
 		st, _, gauge := outboxOf(t, tn)
 		if st.Lag != 0 || gauge != 0 || st.Head != 4 {
