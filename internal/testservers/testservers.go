@@ -8,12 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ordersystem/ordersystem/internal/poll"
 )
@@ -74,11 +76,12 @@ func Redis(t testing.TB) string {
 
 // RedisServer is a private redis-server process on a free port.
 type RedisServer struct {
-	t    testing.TB
-	bin  string
-	port int
-	dir  string
-	cmd  *exec.Cmd
+	t         testing.TB
+	bin       string
+	port      int
+	dir       string
+	replicaOf string // host:port of its primary, or "" for a primary
+	cmd       *exec.Cmd
 }
 
 // StartRedis starts a private redis-server (with an append-only file, so a
@@ -95,6 +98,35 @@ func StartRedis(t testing.TB) *RedisServer {
 	return s
 }
 
+// StartRedisReplica starts a private redis-server like StartRedis that
+// replicates the server at primaryAddr (--replicaof), waits until its
+// replication link is up (master_link_status:up), and stops it when the
+// test ends. A Sentinel that promotes it (REPLICAOF NO ONE) makes it a
+// primary until it is restarted, when it replicates primaryAddr again.
+func StartRedisReplica(t testing.TB, primaryAddr string) *RedisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		unavailable(t, "no redis-server binary on PATH to start a private Redis replica (install redis-server)")
+	}
+	s := &RedisServer{t: t, bin: bin, port: FreePort(t), dir: t.TempDir(), replicaOf: primaryAddr}
+	s.Start()
+	t.Cleanup(s.Stop)
+	rdb := goredis.NewClient(&goredis.Options{Addr: s.Addr()})
+	defer rdb.Close()
+	poll.Eventually(t, 10*time.Second, func() error {
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("replica %s of %s: link not up yet", s.Addr(), primaryAddr)
+		}
+		return nil
+	})
+	return s
+}
+
 // Addr is host:port of the server.
 func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
 
@@ -107,6 +139,13 @@ func (s *RedisServer) Start() {
 	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--dir", s.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "",
 		"--protected-mode", "no")
+	if s.replicaOf != "" {
+		host, port, err := net.SplitHostPort(s.replicaOf)
+		if err != nil {
+			s.t.Fatalf("redis replica: primary address %q: %v", s.replicaOf, err)
+		}
+		cmd.Args = append(cmd.Args, "--replicaof", host, port)
+	}
 	cmd.Stdout, cmd.Stderr = nil, nil
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)

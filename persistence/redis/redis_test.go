@@ -112,6 +112,29 @@ func TestContractClusterWaitReplicas(t *testing.T) {
 	}, journaltest.Features{LargeStream: 2000, Reopen: reopener(seeds, opts)})
 }
 
+// TestContractSentinel runs the suite through a Sentinel client (the
+// failover client redisconn.New makes for a master name, as a node with
+// --redis-master-name shares between its backends) of a private primary
+// that the Sentinel watches, restart included. The backends name the
+// primary in messages, and their keys are deleted there.
+func TestContractSentinel(t *testing.T) {
+	srv := testservers.StartRedis(t)
+	sentinel := testservers.StartRedisSentinel(t, srv.Addr(), "ordersystem-test")
+	rdb, err := redisconn.New(redisconn.Options{Addr: sentinel, MasterName: "ordersystem-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	opts := redis.Options{Client: rdb}
+	journaltest.Run(t, func(t *testing.T) persistence.Backend {
+		return newBackend(t, srv.Addr(), opts)
+	}, journaltest.Features{
+		LargeStream: 2000,
+		Reopen:      reopener(srv.Addr(), opts),
+		Restart:     func(t *testing.T) { srv.Restart() },
+	})
+}
+
 // TestContractWithoutGroupCommit runs the suite with MaxBatch=1 (each
 // append on its own connection).
 func TestContractWithoutGroupCommit(t *testing.T) {
