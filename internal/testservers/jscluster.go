@@ -56,16 +56,29 @@ func StartJetStreamCluster(t testing.TB, n int) *JSCluster {
 		unavailable(t, "no nats-server binary for a private JetStream cluster: %v", err)
 	}
 	c := &JSCluster{t: t, bin: bin, name: "OSTEST_JSC"}
-	root := t.TempDir()
-	for i := range n {
-		c.servers = append(c.servers, &jsServer{
-			name: "n" + strconv.Itoa(i), port: FreePort(t), cprt: FreePort(t),
-			dir: filepath.Join(root, "n"+strconv.Itoa(i)),
-		})
-	}
 	t.Cleanup(c.Stop)
-	for i := range c.servers {
-		c.start(i)
+	for attempt := 1; ; attempt++ {
+		root := t.TempDir()
+		c.servers = nil
+		for i := range n {
+			c.servers = append(c.servers, &jsServer{
+				name: "n" + strconv.Itoa(i), port: FreePort(t), cprt: FreePort(t),
+				dir: filepath.Join(root, "n"+strconv.Itoa(i)),
+			})
+		}
+		for i := range c.servers {
+			c.start(i)
+		}
+		// A free port can be taken by another process (tests of other
+		// packages run at the same time) before the server binds it; the
+		// server then exits at once. Start the cluster again on other
+		// ports instead of failing the test.
+		if attempt < 3 && c.portTaken(500*time.Millisecond) {
+			t.Logf("nats cluster: a port was taken before a server bound it; starting again on other ports")
+			c.Stop()
+			continue
+		}
+		break
 	}
 	for i := range c.servers {
 		c.waitReady(i, 30*time.Second)
@@ -214,6 +227,26 @@ cluster {
 		_ = logf.Close()
 		close(s.exited)
 	}()
+}
+
+// portTaken waits up to d and reports whether a server exited because one
+// of its ports was in use.
+func (c *JSCluster) portTaken(d time.Duration) bool {
+	for end := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		for _, s := range c.servers {
+			select {
+			case <-s.exited:
+				log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+				if strings.Contains(string(log), "address already in use") {
+					return true
+				}
+			default:
+			}
+		}
+		if time.Now().After(end) {
+			return false
+		}
+	}
 }
 
 // waitReady waits until server i accepts clients and answers a JetStream
