@@ -398,21 +398,12 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 // again from its start, saves checkpoint 0 and says so at error level and
 // in its stats. Consumers drop what they saw by event id.
 //
-// A log that keeps its partition's checkpoints (persistence.LogCheckpoints:
-// Redis) answers the checkpoint and the head in one read; otherwise the
-// head is read after the checkpoint, and only when there is a checkpoint
-// to check.
+// The checkpoint and the head come from persistence.LogCheckpointAndHead:
+// one read on a log that keeps its partition's checkpoints (Redis).
 func (o *outboxActor) checkCheckpoint() error {
 	ctx, cancel := o.io()
 	defer cancel()
-	var stored, head uint64
-	var err error
-	lc, together := o.log.(persistence.LogCheckpoints)
-	if together {
-		stored, head, err = lc.CheckpointAndHead(ctx, o.name)
-	} else {
-		stored, err = o.cfg.Journal.LoadCheckpoint(ctx, o.name)
-	}
+	stored, head, err := persistence.LogCheckpointAndHead(ctx, o.cfg.Journal, o.log, o.name)
 	if err != nil {
 		return err
 	}
@@ -421,11 +412,6 @@ func (o *outboxActor) checkCheckpoint() error {
 	}
 	if o.checkpoint == 0 {
 		return nil
-	}
-	if !together {
-		if head, err = o.log.Head(ctx); err != nil {
-			return fmt.Errorf("read the log head: %w", err)
-		}
 	}
 	if head >= o.checkpoint && stored != 0 {
 		return nil

@@ -382,14 +382,9 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 				lastErr = errors.New("this member could not activate it")
 				continue
 			}
-			res, err := n.askLocal(pid, msg, timeout)
+			res, err := answer(n.askLocal(pid, msg, timeout))
 			if err == nil {
-				switch res.(type) {
-				case *actor.DeadLetterResponse:
-					err = actor.ErrDeadLetter
-				default:
-					return res, nil
-				}
+				return res, nil
 			}
 			lastErr = err
 			continue
@@ -409,22 +404,30 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			}
 			n.cluster.PidCache.Set(identity, kind, pid)
 		}
-		res, err := n.ask(pid, kind, msg, timeout)
+		res, err := answer(n.ask(pid, kind, msg, timeout))
 		if err == nil {
-			switch res.(type) {
-			case *actor.DeadLetterResponse:
-				err = actor.ErrDeadLetter
-			case *ownerGone:
-				err = errOwnerGone
-			default:
-				return res, nil
-			}
+			return res, nil
 		}
 		lastErr = err
 		// The activation stopped, moved or did not answer: forget its PID
 		// and try again with the same message.
 		n.cluster.PidCache.RemoveByValue(identity, kind, pid)
 	}
+}
+
+// answer is the result of one attempt: a dead letter (the activation
+// stopped) and a gone owner are errors, to be retried.
+func answer(res any, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	switch res.(type) {
+	case *actor.DeadLetterResponse:
+		return nil, actor.ErrDeadLetter
+	case *ownerGone:
+		return nil, errOwnerGone
+	}
+	return res, nil
 }
 
 // ask sends msg to pid and waits for the reply, at most timeout. A request

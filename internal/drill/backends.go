@@ -337,21 +337,32 @@ func (c *NATSCluster) StreamLeaders(ctx context.Context, base string, n int) ([]
 	}
 }
 
-// streamLeaders is one attempt of StreamLeaders.
-func (c *NATSCluster) streamLeaders(ctx context.Context, base string, n int) ([]string, error) {
+// liveJetStream connects to the servers that are up (the caller closes
+// the connection).
+func (c *NATSCluster) liveJetStream() (*natsgo.Conn, jetstream.JetStream, error) {
 	var urls []string
 	for _, i := range c.liveIdx() {
 		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(c.clients[i]))
 	}
 	nc, err := natsgo.Connect(strings.Join(urls, ","), natsgo.Timeout(2*time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("stream leaders: connect to %v: %w", urls, err)
+		return nil, nil, fmt.Errorf("connect to %v: %w", urls, err)
 	}
-	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, err
+		nc.Close()
+		return nil, nil, err
 	}
+	return nc, js, nil
+}
+
+// streamLeaders is one attempt of StreamLeaders.
+func (c *NATSCluster) streamLeaders(ctx context.Context, base string, n int) ([]string, error) {
+	nc, js, err := c.liveJetStream()
+	if err != nil {
+		return nil, fmt.Errorf("stream leaders: %w", err)
+	}
+	defer nc.Close()
 	out := make([]string, n)
 	var single string
 	names := js.StreamNames(ctx)
@@ -541,19 +552,11 @@ func (c *NATSCluster) StreamLeader(ctx context.Context, name string) (string, er
 }
 
 func (c *NATSCluster) streamLeader(ctx context.Context, name string) (string, error) {
-	var urls []string
-	for _, i := range c.liveIdx() {
-		urls = append(urls, "nats://127.0.0.1:"+strconv.Itoa(c.clients[i]))
-	}
-	nc, err := natsgo.Connect(strings.Join(urls, ","), natsgo.Timeout(2*time.Second))
+	nc, js, err := c.liveJetStream()
 	if err != nil {
-		return "", fmt.Errorf("stream leader: connect to %v: %w", urls, err)
+		return "", fmt.Errorf("stream leader: %w", err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", err
-	}
 	actx, acancel := context.WithTimeout(ctx, 5*time.Second)
 	defer acancel()
 	s, err := js.Stream(actx, name)
