@@ -123,7 +123,12 @@ $('#create-form').addEventListener('submit', async (ev) => {
   } catch (err) { showError(err); } finally { btn.disabled = false; }
 });
 
+// listSeq numbers the list's loads: only the newest one renders, so that an
+// answer to an older filter or page that arrives late cannot replace it.
+let listSeq = 0;
+
 async function loadOrders() {
+  const seq = ++listSeq;
   const status = $('#filter-status').value;
   const q = new URLSearchParams({ limit: $('#filter-limit').value });
   if (status) q.set('status', status);
@@ -131,6 +136,7 @@ async function loadOrders() {
   if (cursor) q.set('cursor', cursor);
   try {
     const r = await api(`/orders?${q}`);
+    if (seq !== listSeq) return;
     list.rows = r.body;
     list.next = r.headers.get('X-Next-Cursor') || '';
     renderOrders();
@@ -138,7 +144,7 @@ async function loadOrders() {
       const cell = document.querySelector(`#orders-body tr[data-id="${CSS.escape(id)}"] .owner`);
       if (cell) cell.textContent = owner || '?';
     });
-  } catch (err) { showError(err); }
+  } catch (err) { if (seq === listSeq) showError(err); }
 }
 
 function renderOrders() {
