@@ -139,7 +139,21 @@ func TestRestartLoadsTheReadModelSnapshots(t *testing.T) {
 				ids = append(ids, tn.create(seedOrder))
 			}
 			tn.expect(tn.do("POST", "/orders/"+ids[0]+"/pay", `{"paymentMethod":"card"}`), http.StatusOK)
-			waitFor(t, "the tail in /orders", func() bool { return tn.listed(ids[len(ids)-1]) && tn.readSide().TotalOrders == 64 })
+			paid := func(id string) bool {
+				var page []struct{ OrderID string }
+				tn.expect(tn.do("GET", "/orders?status=Paid&limit=1000", ""), http.StatusOK).json(t, &page)
+				for _, o := range page {
+					if o.OrderID == id {
+						return true
+					}
+				}
+				return false
+			}
+			// The payment too: the read model applies events in commit
+			// order per partition, not across them.
+			waitFor(t, "the tail in /orders", func() bool {
+				return tn.listed(ids[len(ids)-1]) && tn.readSide().TotalOrders == 64 && paid(ids[0])
+			})
 			tail := settled("the snapshots settled after the tail")
 			want := tn.clientView()
 			stop(t, tn)
