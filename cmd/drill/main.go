@@ -60,9 +60,15 @@ func main() {
 	flag.DurationVar(&mb.hold, "hold", 5*time.Second, "slow-backend: how long each step lasts; clock-step: how long each clock phase lasts")
 	flag.DurationVar(&mb.carry, "carry", 500*time.Millisecond, "slow-backend: a fence or a failed write at an added round trip up to and including this (TTL/4 at the default lease) fails the drill (0: report only)")
 	flag.DurationVar(&mb.step, "step", 30*time.Second, "clock-step: the wall-clock step of the first member (+step, then -step)")
-	flag.StringVar(&mb.logs, "logs", "", "backend-restart, slow-backend, clock-step: write each node's output into this directory at the end")
+	flag.StringVar(&mb.logs, "logs", "", "write each node's output into this directory at the end (every drill but partition)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if mb.logs != "" {
+		if err := os.MkdirAll(mb.logs, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+	}
 	if *which == "partition" { // see partition.go
 		if err := partition(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
@@ -72,21 +78,21 @@ func main() {
 	}
 	switch *which {
 	case "backend-restart", "slow-backend", "clock-step":
-		if err := mb.run(*which, *backend, *bin, bf.natsServer, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+		if err := mb.run(*which, *backend, *bin, bf.natsServer, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, LogDir: mb.logs, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	if *which == "backend-failover" {
-		if err := bf.run(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Logger: log}); err != nil {
+		if err := bf.run(*backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, LogDir: mb.logs, Logger: log}); err != nil {
 			fmt.Fprintln(os.Stderr, "drill:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	if err := run(*which, *backend, *bin, drill.Options{Nodes: *nodes, Workers: *workers, Load: *load, Pause: *pause,
-		Kills: *kills, Probes: *probes, FailoverBound: *bound, DrainDelay: drain, ProbeEvery: *every, Logger: log}); err != nil {
+		Kills: *kills, Probes: *probes, FailoverBound: *bound, DrainDelay: drain, ProbeEvery: *every, LogDir: mb.logs, Logger: log}); err != nil {
 		fmt.Fprintln(os.Stderr, "drill:", err)
 		os.Exit(1)
 	}
@@ -137,7 +143,7 @@ func run(which, backend, bin string, opts drill.Options) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		fmt.Println(rep)
+		printReport(rep)
 		failed = failed || !rep.OK()
 	}
 	if failed {
@@ -257,7 +263,7 @@ func (bf backendFailover) run(backend, bin string, opts drill.Options) error {
 	if err != nil {
 		return fmt.Errorf("backend-failover: %w", err)
 	}
-	fmt.Println(rep)
+	printReport(rep)
 	if !rep.OK() {
 		return fmt.Errorf("the backend-failover drill failed")
 	}
@@ -284,12 +290,6 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 	}
 	if which == "clock-step" {
 		backend = "redis"
-	}
-	if m.logs != "" {
-		if err := os.MkdirAll(m.logs, 0o755); err != nil {
-			return err
-		}
-		opts.LogDir = m.logs
 	}
 	var b *drill.BackendServer
 	switch backend {
@@ -329,9 +329,18 @@ func (m membershipDrill) run(which, backend, bin, natsServer string, opts drill.
 	if err != nil {
 		return fmt.Errorf("%s: %w", which, err)
 	}
-	fmt.Println(rep)
+	printReport(rep)
 	if !rep.OK() {
 		return fmt.Errorf("the %s drill failed", which)
 	}
 	return nil
+}
+
+// printReport prints a drill's report and, when it failed, the last
+// warnings and errors of each node.
+func printReport(rep drill.Report) {
+	fmt.Println(rep)
+	if l := rep.FailureLog(60); l != "" {
+		fmt.Print(l)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,6 +84,41 @@ type Report struct {
 	// slow-backend, clock-step) that failed; Figures what they measured.
 	Failures []string
 	Figures  []string
+	// NodeLogs is what each node printed, by node id (see FailureLog).
+	NodeLogs map[string]string
+}
+
+// FailureLog returns, for a drill that failed, the last lines of each
+// node's output at level WARN or above (at most perNode per node), so that
+// a failure in CI, where no log directory is kept, can be read afterwards;
+// "" for a drill that passed.
+func (r Report) FailureLog(perNode int) string {
+	if r.OK() || len(r.NodeLogs) == 0 {
+		return ""
+	}
+	ids := make([]string, 0, len(r.NodeLogs))
+	for id := range r.NodeLogs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var b strings.Builder
+	for _, id := range ids {
+		var lines []string
+		for _, l := range strings.Split(r.NodeLogs[id], "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				lines = append(lines, l)
+			}
+		}
+		skipped := max(len(lines)-perNode, 0)
+		fmt.Fprintf(&b, "--- %s: the last %d of its %d WARN and ERROR lines\n", id, len(lines)-skipped, len(lines))
+		for _, l := range lines[skipped:] {
+			if len(l) > 600 {
+				l = l[:600] + "..."
+			}
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
 }
 
 // OK reports whether the drill passed.
@@ -228,6 +264,10 @@ func (r *run) finish(name string) Report {
 		rep.JournalOK, rep.JournalError = false, err.Error()
 	}
 	r.cluster.Close()
+	rep.NodeLogs = make(map[string]string, len(r.cluster.Nodes))
+	for _, n := range r.cluster.Nodes {
+		rep.NodeLogs[n.ID] = n.Logs()
+	}
 	if r.opts.LogDir != "" {
 		for _, n := range r.cluster.Nodes {
 			path := filepath.Join(r.opts.LogDir, strings.ReplaceAll(name, " ", "-")+"-"+n.ID+".log")

@@ -1,6 +1,7 @@
 package redisconn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -145,7 +146,8 @@ func (o Options) Validate() error {
 //
 // Every kind gets the timeouts, the single dial attempt and no command
 // retries of ClientOptions (a cluster client still follows MOVED and ASK
-// redirects, at most 3 per command).
+// redirects, at most 3 per command). A cluster client also reloads its
+// slot map after every transient failure (see reloadOnFailure).
 func New(o Options) (goredis.UniversalClient, error) {
 	switch o.Kind() {
 	case "standalone":
@@ -159,7 +161,9 @@ func New(o Options) (goredis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		return goredis.NewClusterClient(co), nil
+		c := goredis.NewClusterClient(co)
+		c.AddHook(reloadOnFailure{c})
+		return c, nil
 	default:
 		fo, err := o.FailoverOptions()
 		if err != nil {
@@ -398,4 +402,57 @@ func Transient(err error) bool {
 		return true
 	}
 	return strings.HasPrefix(msg, "ERR max number of clients reached")
+}
+
+// reloadOnFailure makes a cluster client learn a new slot map as soon as a
+// command fails transiently (Transient), rather than at go-redis' periodic
+// reload, every 60 s by default. go-redis reloads on a MOVED reply, but a
+// killed primary answers nothing: a "connection refused" or a timeout
+// leaves the dead node in the map, and a client that only ever talks to
+// its slots (the membership's, which registers one key and renews another)
+// kept dialing it for a minute after its replica had taken over, so every
+// member that had fenced during the failover failed to rejoin for that
+// long (the backend-failover drill, CI). The reload is go-redis' lazy one:
+// one CLUSTER SLOTS in the background, coalesced, at most one per 200 ms.
+type reloadOnFailure struct{ c *goredis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		err := next(ctx, cmd)
+		if topologySuspect(err) {
+			h.c.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		err := next(ctx, cmds)
+		suspect := topologySuspect(err)
+		for _, c := range cmds {
+			suspect = suspect || topologySuspect(c.Err())
+		}
+		if suspect {
+			h.c.ReloadState(ctx)
+		}
+		return err
+	}
+}
+
+// topologySuspect reports whether err may mean that the slot map is out of
+// date: a transient failure other than a redirect (go-redis follows those
+// and reloads by itself) or the caller's own cancellation.
+func topologySuspect(err error) bool {
+	if !Transient(err) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var reply goredis.Error
+	if errors.As(err, &reply) {
+		code, _, _ := strings.Cut(reply.Error(), " ")
+		return code != "MOVED" && code != "ASK"
+	}
+	return true
 }

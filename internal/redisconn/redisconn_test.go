@@ -159,6 +159,28 @@ func TestTransient(t *testing.T) {
 	}
 }
 
+func TestTopologySuspect(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{goredis.Nil, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("redis append: %w", context.Canceled), false}, // the caller gave up
+		{reply("CLUSTERDOWN The cluster is down"), true},
+		{reply("READONLY You can't write against a read only replica."), true},
+		{reply("MOVED 3999 127.0.0.1:6381"), false}, // go-redis follows and reloads
+		{reply("ASK 3999 127.0.0.1:6381"), false},
+		{reply("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+	} {
+		if got := topologySuspect(c.err); got != c.want {
+			t.Errorf("topologySuspect(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
 // TestAgainstServer runs New against the shared Redis: the name reaches
 // CLIENT LIST, and real refusals are classified as such.
 func TestAgainstServer(t *testing.T) {
@@ -315,4 +337,46 @@ func TestClusterAndSentinelClients(t *testing.T) {
 	if got := ServerAddr(cl); got != cluster.Seeds() {
 		t.Fatalf("ServerAddr of a cluster client = %q, want the seeds %q", got, cluster.Seeds())
 	}
+}
+
+// TestClusterClientFollowsFailover: a cluster client that only ever talks
+// to one slot finds the replica that took over a killed primary within
+// seconds of the failover, not at go-redis' periodic reload a minute later
+// (reloadOnFailure; without it this waited 60 s).
+func TestClusterClientFollowsFailover(t *testing.T) {
+	cluster := testservers.StartRedisCluster(t, 3, 1)
+	cl, err := New(Options{Addr: cluster.Seeds()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const key = "ordersystem-test:redisconn:failover"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.Set(ctx, key, "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	primary, err := cluster.PrimaryForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Kill(primary); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var last error
+	for time.Since(killed) < 20*time.Second {
+		c, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+		last = cl.Set(c, key, "after", 0).Err()
+		stop()
+		if last == nil {
+			t.Logf("SET answered by the promoted replica %v after the kill of %s", time.Since(killed).Round(time.Millisecond), primary)
+			if took := time.Since(killed); took > 12*time.Second {
+				t.Fatalf("the client needed %v to find the promoted replica (cluster-node-timeout %v)", took, testservers.RedisClusterNodeTimeout)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no SET of a key of the killed primary %s succeeded within 20s: %v", primary, last)
 }
