@@ -66,10 +66,14 @@ func (f *BackendFigures) String() string {
 	if f.Durable {
 		profile = "durable profile"
 	}
-	return fmt.Sprintf("killed %s (leader of partitions %v, %s): writes to them acknowledged again %s after the kill, last failed write invoked at %s (%d failed writes while down); "+
+	back := "never"
+	if f.WritesBack > 0 {
+		back = f.WritesBack.Round(time.Millisecond).String() + " after the kill"
+	}
+	return fmt.Sprintf("killed %s (leader of partitions %v, %s): writes to them acknowledged again %s, last failed write invoked at %s (%d failed writes while down); "+
 		"outbox lag 0 at %s (load paused at %s), read model complete at %s, still down; acknowledged writes lost: %d of %d while down, %d of %d after the restart; "+
 		"after the restart lag 0 %s and read model complete %s after the load stopped; member fences while down: %d",
-		f.Killed, f.Affected, profile, f.WritesBack.Round(time.Millisecond), f.LastFailed.Round(time.Millisecond), f.FailedWrites,
+		f.Killed, f.Affected, profile, back, f.LastFailed.Round(time.Millisecond), f.FailedWrites,
 		f.LagZero.Round(time.Millisecond), f.LoadPaused.Round(time.Millisecond), f.ReadModel.Round(time.Millisecond),
 		f.LostDown, f.AckedDown, f.LostEnd, f.AckedEnd, f.LagZeroEnd.Round(time.Millisecond), f.ReadModelEnd.Round(time.Millisecond), f.Fences)
 }
