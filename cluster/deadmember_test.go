@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
 )
 
 type evictions struct {
@@ -89,4 +90,73 @@ func TestDeathWatchEvictsOnlyWhatRefuses(t *testing.T) {
 		t.Fatalf("request to a live-again address: %v, want it to wait for its answer (timeout here)", err)
 	}
 	w.untrack("dead:1", h)
+}
+
+// A probe that gets no answer makes the death watch check the peer: a
+// member killed while no connection to it was up (this member's endpoint
+// writer still connecting) publishes no EndpointTerminatedEvent, and was
+// found only when its lease ran out.
+func TestFailedProbeSuspectsThePeer(t *testing.T) {
+	sys := actor.NewActorSystem()
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ev := &evictions{}
+	w := newDeathWatch(sys, ev, discard)
+	defer w.stop()
+	w.dial = func(addr string) error {
+		if addr == "gone:1" {
+			return syscall.ECONNREFUSED
+		}
+		return nil // "slow:1" accepts: alive, however slow its answers
+	}
+	p := newProber(&Node{cfg: Config{Logger: discard, ProbeTimeout: 50 * time.Millisecond}, system: sys, deaths: w})
+	for _, addr := range []string{"slow:1", "gone:1"} {
+		// Nothing answers a probe at either address (no remote here).
+		p.probe(&peerState{id: "m-" + addr, address: addr})
+	}
+	deadline := time.Now().Add(deadWindow + time.Second)
+	for time.Now().Before(deadline) && len(ev.list()) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(deadWindow + 100*time.Millisecond) // the check of slow:1 is over by now
+	if got := ev.list(); len(got) != 1 || got[0] != "gone:1" {
+		t.Fatalf("evicted %v after failed probes, want only gone:1", got)
+	}
+}
+
+// A member that joins at an address this member's endpoint is not
+// connected to gets its endpoint reset (an EndpointTerminatedEvent, which
+// makes protoactor drop a writer sleeping between connection attempts),
+// without a death check; a connected one is left alone.
+func TestJoinResetsAnUnconnectedEndpoint(t *testing.T) {
+	sys := actor.NewActorSystem()
+	w := newDeathWatch(sys, &evictions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer w.stop()
+	var dials sync.Map
+	w.dial = func(addr string) error { dials.Store(addr, true); return nil }
+	terminated := make(chan string, 8)
+	sub := sys.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*remote.EndpointTerminatedEvent); ok {
+			terminated <- t.Address
+		}
+	})
+	defer sys.EventStream.Unsubscribe(sub)
+	sys.EventStream.Publish(&remote.EndpointConnectedEvent{Address: "up:1"})
+	joined := []*pcluster.Member{{Host: "new", Port: 1}, {Host: "up", Port: 1}}
+	sys.EventStream.Publish(&pcluster.ClusterTopology{Members: joined, Joined: joined})
+	select {
+	case a := <-terminated:
+		if a != "new:1" {
+			t.Fatalf("endpoint of %s reset, want new:1", a)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the endpoint of a member that joined unconnected was not reset")
+	}
+	select {
+	case a := <-terminated:
+		t.Fatalf("endpoint of %s reset too; a connected one must be left alone", a)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, ok := dials.Load("new:1"); ok {
+		t.Fatal("the reset started a death check of the member that joined")
+	}
 }

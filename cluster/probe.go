@@ -306,6 +306,17 @@ func (p *prober) probe(pe *peerState) {
 	}
 	p.stats.Indirect += uint64(len(relays))
 	p.mu.Unlock()
+	if d := p.n.deaths; d != nil {
+		// A probe that got no answer may mean the peer's process is gone
+		// without this member having seen a connection drop: protoactor
+		// publishes EndpointTerminatedEvent only for a connection that was
+		// up, so a peer killed while this member's endpoint writer was
+		// still connecting to it (a member that just started) went
+		// unnoticed until its lease ran out (1.9 s, about one kill in
+		// forty in the failover-distribution drill). The death watch dials
+		// its port, which proves nothing unless it is refused.
+		d.suspect(pe.address)
+	}
 	p.relay(pe, relays)
 }
 

@@ -28,7 +28,8 @@ type Node struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *bytes.Buffer // the running (or last) process's output
+	past []string      // the output of the processes before it
 	done chan struct{}
 }
 
@@ -51,6 +52,9 @@ func (n *Node) Start() error {
 	cmd := exec.Command(n.bin, n.args...)
 	if len(n.Env) > 0 {
 		cmd.Env = append(os.Environ(), n.Env...)
+	}
+	if n.logs != nil {
+		n.past = append(n.past, n.logs.String())
 	}
 	n.logs = &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = n.logs, n.logs
@@ -111,7 +115,23 @@ func (n *Node) signal(sig syscall.Signal, wait bool) {
 	}
 }
 
-// Logs returns what the process printed.
+// AllLogs returns what every process of the node printed, the earlier ones
+// first, each after a line naming it.
+func (n *Node) AllLogs() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var b strings.Builder
+	all := n.past
+	if n.logs != nil {
+		all = append(all[:len(all):len(all)], n.logs.String())
+	}
+	for i, l := range all {
+		fmt.Fprintf(&b, "--- %s, process %d of %d\n%s", n.ID, i+1, len(all), l)
+	}
+	return b.String()
+}
+
+// Logs returns what the node's current (or last) process printed.
 func (n *Node) Logs() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()

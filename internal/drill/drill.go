@@ -105,7 +105,7 @@ func (r Report) FailureLog(perNode int) string {
 	for _, id := range ids {
 		var lines []string
 		for _, l := range strings.Split(r.NodeLogs[id], "\n") {
-			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "--- ") {
 				lines = append(lines, l)
 			}
 		}
@@ -266,12 +266,12 @@ func (r *run) finish(name string) Report {
 	r.cluster.Close()
 	rep.NodeLogs = make(map[string]string, len(r.cluster.Nodes))
 	for _, n := range r.cluster.Nodes {
-		rep.NodeLogs[n.ID] = n.Logs()
+		rep.NodeLogs[n.ID] = n.AllLogs()
 	}
 	if r.opts.LogDir != "" {
 		for _, n := range r.cluster.Nodes {
 			path := filepath.Join(r.opts.LogDir, strings.ReplaceAll(name, " ", "-")+"-"+n.ID+".log")
-			if err := os.WriteFile(path, []byte(n.Logs()), 0o644); err != nil {
+			if err := os.WriteFile(path, []byte(n.AllLogs()), 0o644); err != nil {
 				rep.Notes = append(rep.Notes, err.Error())
 			}
 		}
