@@ -73,35 +73,21 @@ type deathWatch struct {
 
 	sub *eventstream.Subscription
 
-	mu        sync.Mutex
-	checking  map[string]bool                       // addresses being checked now
-	dead      map[string]bool                       // addresses found dead, until a member lives there again
-	inflight  map[string]map[*actor.Future]struct{} // remote requests waiting, by address
-	connected map[string]bool                       // addresses whose endpoint writer is connected
-	resetting map[string]bool                       // addresses whose endpoint this watch terminates (not a suspicion)
+	mu       sync.Mutex
+	checking map[string]bool                       // addresses being checked now
+	dead     map[string]bool                       // addresses found dead, until a member lives there again
+	inflight map[string]map[*actor.Future]struct{} // remote requests waiting, by address
 }
 
 func newDeathWatch(system *actor.ActorSystem, ev Evicter, log *slog.Logger) *deathWatch {
 	w := &deathWatch{
 		system: system, evicter: ev, log: log, self: system.Address(),
 		checking: map[string]bool{}, dead: map[string]bool{}, inflight: map[string]map[*actor.Future]struct{}{},
-		connected: map[string]bool{}, resetting: map[string]bool{},
 	}
 	w.sub = system.EventStream.Subscribe(func(ev any) {
 		switch t := ev.(type) {
-		case *remote.EndpointConnectedEvent:
-			w.mu.Lock()
-			w.connected[t.Address] = true
-			w.mu.Unlock()
 		case *remote.EndpointTerminatedEvent:
-			w.mu.Lock()
-			delete(w.connected, t.Address)
-			reset := w.resetting[t.Address]
-			delete(w.resetting, t.Address)
-			w.mu.Unlock()
-			if !reset {
-				w.suspect(t.Address)
-			}
+			w.suspect(t.Address)
 		case *pcluster.ClusterTopology:
 			w.topology(t)
 		}
@@ -194,41 +180,15 @@ func (w *deathWatch) markDead(address, memberID string) {
 }
 
 // topology forgets dead addresses a member lives at again (a new
-// incarnation on the same port), and resets the endpoint of each member
-// that joined unless it is connected already.
-//
-// The reset is for a member that restarted on the address of one that
-// left: protoactor makes an endpoint writer for an address at the first
-// message to it (a reply, an unwatch), also while nothing listens there,
-// and a writer that cannot connect sleeps 2 s before it tries again,
-// holding every message sent to the address meanwhile. So after a
-// restart the survivors' requests, replies and probes to the new
-// incarnation stalled for up to 2 s (the failover-distribution drill saw
-// both survivors' gossip to a restarted member time out for 2 s, and
-// orders that failed over to it answer 2 s late). Terminating the endpoint
-// makes protoactor drop that writer; the next message makes a new one,
-// which connects at once.
+// incarnation on the same port).
 func (w *deathWatch) topology(t *pcluster.ClusterTopology) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.dead) == 0 {
+		return
+	}
 	for _, m := range t.Members {
 		delete(w.dead, m.Address())
-	}
-	var reset []string
-	for _, m := range t.Joined {
-		if a := m.Address(); a != w.self && !w.connected[a] {
-			w.resetting[a] = true
-			reset = append(reset, a)
-		}
-	}
-	w.mu.Unlock()
-	if len(reset) > 0 {
-		// Not from this event's own subscriber: the event stream is not
-		// reentrant.
-		go func() {
-			for _, a := range reset {
-				w.system.EventStream.Publish(&remote.EndpointTerminatedEvent{Address: a})
-			}
-		}()
 	}
 }
 

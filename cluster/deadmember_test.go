@@ -11,7 +11,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/remote"
 )
 
 type evictions struct {
@@ -120,43 +119,5 @@ func TestFailedProbeSuspectsThePeer(t *testing.T) {
 	time.Sleep(deadWindow + 100*time.Millisecond) // the check of slow:1 is over by now
 	if got := ev.list(); len(got) != 1 || got[0] != "gone:1" {
 		t.Fatalf("evicted %v after failed probes, want only gone:1", got)
-	}
-}
-
-// A member that joins at an address this member's endpoint is not
-// connected to gets its endpoint reset (an EndpointTerminatedEvent, which
-// makes protoactor drop a writer sleeping between connection attempts),
-// without a death check; a connected one is left alone.
-func TestJoinResetsAnUnconnectedEndpoint(t *testing.T) {
-	sys := actor.NewActorSystem()
-	w := newDeathWatch(sys, &evictions{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	defer w.stop()
-	var dials sync.Map
-	w.dial = func(addr string) error { dials.Store(addr, true); return nil }
-	terminated := make(chan string, 8)
-	sub := sys.EventStream.Subscribe(func(ev any) {
-		if t, ok := ev.(*remote.EndpointTerminatedEvent); ok {
-			terminated <- t.Address
-		}
-	})
-	defer sys.EventStream.Unsubscribe(sub)
-	sys.EventStream.Publish(&remote.EndpointConnectedEvent{Address: "up:1"})
-	joined := []*pcluster.Member{{Host: "new", Port: 1}, {Host: "up", Port: 1}}
-	sys.EventStream.Publish(&pcluster.ClusterTopology{Members: joined, Joined: joined})
-	select {
-	case a := <-terminated:
-		if a != "new:1" {
-			t.Fatalf("endpoint of %s reset, want new:1", a)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the endpoint of a member that joined unconnected was not reset")
-	}
-	select {
-	case a := <-terminated:
-		t.Fatalf("endpoint of %s reset too; a connected one must be left alone", a)
-	case <-time.After(200 * time.Millisecond):
-	}
-	if _, ok := dials.Load("new:1"); ok {
-		t.Fatal("the reset started a death check of the member that joined")
 	}
 }

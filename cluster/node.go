@@ -206,6 +206,12 @@ func Start(cfg Config) (n *Node, err error) {
 	if auth != nil {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(peerCreds{auth}))
 	}
+	stopped := make(chan struct{}) // closed by Stop: ends redials
+	if !cfg.LocalOnly {
+		dopts = append(dopts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return redial(ctx, addr, stopped)
+		}), grpc.WithStreamInterceptor(closeIsEOF))
+	}
 	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithDialOptions(dopts...))
 	// protoactor joins host and port with a bare ':': an IPv6 host needs
 	// its brackets.
@@ -230,7 +236,7 @@ func Start(cfg Config) (n *Node, err error) {
 	ccfg := pcluster.Configure(cfg.ClusterName, provider, lookup, rcfg, pcluster.WithKinds(cfg.Kinds...),
 		pcluster.WithHeartbeatExpiration(time.Duration(math.MaxInt64)))
 	c := pcluster.New(system, ccfg)
-	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: make(chan struct{}), localCalls: map[string]bool{}}
+	n = &Node{cfg: cfg, system: system, cluster: c, lookupImpl: lookup, guard: g, stopped: stopped, localCalls: map[string]bool{}}
 	for _, k := range cfg.LocalCalls {
 		n.localCalls[k] = true
 	}
@@ -557,7 +563,31 @@ func (n *Node) Stop(graceful bool) {
 		// stop the lease loop here (the record then expires as after a crash).
 		_ = n.cfg.Provider.Shutdown(false)
 	}
-	n.cluster.Shutdown(graceful)
+	shutdown(n.cfg.Logger, func() { n.cluster.Shutdown(graceful) })
+}
+
+// shutdown runs stop, a shutdown of protoactor's cluster or remote, and
+// recovers a panic of protoactor's endpoint manager: its graceful stop
+// sends on the channel of every incoming stream, and panics ("send on
+// closed channel") when one of them closes at that moment (a peer that
+// stops or dies at the same time; seen in the cluster tests). The node is
+// stopping anyway; what the panic skipped (the rest of the remote's stop)
+// ends with the process.
+func shutdown(log *slog.Logger, stop func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Warn("protoactor panicked while stopping the node-to-node endpoint; stopping anyway", slog.Any("panic", r))
+		}
+	}()
+	stop()
+}
+
+// ShutdownRemote is a graceful stop of the node-to-node endpoint of
+// system alone (its server and its connections to the others), with
+// protoactor's panic there recovered as in Stop. For tests that emulate a
+// dead process.
+func ShutdownRemote(system *actor.ActorSystem, log *slog.Logger) {
+	shutdown(log, func() { remote.GetRemote(system).Shutdown(true) })
 }
 
 // leaveDelay is how long a leaving member keeps serving after it left the

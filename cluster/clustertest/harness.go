@@ -359,7 +359,7 @@ func (h *Harness) stop(m *member, graceful, deregister bool) {
 			// A dead process's outgoing connections die with it; protoactor's
 			// non-graceful shutdown only stops the server and leaves the
 			// endpoint writers (gRPC clients) redialing forever.
-			remote.GetRemote(node.System()).Shutdown(true)
+			cluster.ShutdownRemote(node.System(), h.opts.Logger)
 		}
 	case graceful:
 		_ = p.Shutdown(true)

@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// A dial refused because nothing listens yet connects as soon as something
+// does (a member restarting on its old address), instead of failing and
+// leaving protoactor's endpoint writer asleep for 2 s.
+func TestRedialConnectsOnceTheAddressListens(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	got := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		c, err := redial(context.Background(), addr, nil)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	l, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	defer l.Close()
+	listening := time.Now()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("redial: %v", err)
+		}
+		if late := time.Since(listening); late > 10*redialEvery {
+			t.Fatalf("connected %v after the address listened (dialing since %v)", late, listening.Sub(start))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("redial did not connect after the address listened")
+	}
+}
+
+func TestRedialGivesUp(t *testing.T) {
+	refused := func(context.Context, string, string) (net.Conn, error) { return nil, syscall.ECONNREFUSED }
+	start := time.Now()
+	if _, err := redialWith(context.Background(), "x:1", nil, 10*time.Millisecond, 100*time.Millisecond, refused); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("refused until the bound: %v, want ECONNREFUSED", err)
+	}
+	if took := time.Since(start); took < 80*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("gave up after %v, want about the 100ms bound", took)
+	}
+	calls := 0
+	timeout := func(context.Context, string, string) (net.Conn, error) {
+		calls++
+		return nil, errors.New("i/o timeout")
+	}
+	if _, err := redialWith(context.Background(), "x:1", nil, time.Millisecond, time.Minute, timeout); err == nil || calls != 1 {
+		t.Fatalf("a timeout: %v after %d dials, want it returned after one", err, calls)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	start = time.Now()
+	if _, err := redialWith(context.Background(), "x:1", stop, 10*time.Millisecond, time.Minute, refused); err == nil || time.Since(start) > time.Second {
+		t.Fatalf("a stopped node: %v after %v, want the refusal at once", err, time.Since(start))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := redialWith(ctx, "x:1", nil, 10*time.Millisecond, time.Minute, refused); err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("a context that ends: %v", err)
+	}
+}
+
+type fakeStream struct {
+	grpc.ClientStream
+	err error
+}
+
+func (f fakeStream) RecvMsg(any) error { return f.err }
+
+// The writer's own close (Canceled) ends its stream quietly; a lost peer
+// (Unavailable) is still an error, which ends the endpoint.
+func TestCanceledIsEOF(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want error
+	}{
+		{nil, nil},
+		{status.Error(codes.Canceled, "grpc: the client connection is closing"), io.EOF},
+		{io.EOF, io.EOF},
+	} {
+		if got := (canceledIsEOF{fakeStream{err: c.err}}).RecvMsg(nil); got != c.want {
+			t.Errorf("RecvMsg after %v = %v, want %v", c.err, got, c.want)
+		}
+	}
+	lost := status.Error(codes.Unavailable, "error reading from server: EOF")
+	if got := (canceledIsEOF{fakeStream{err: lost}}).RecvMsg(nil); status.Code(got) != codes.Unavailable {
+		t.Errorf("RecvMsg after a lost peer = %v, want it unchanged", got)
+	}
+}
