@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +23,34 @@ func SecretBucket(bucket string) string { return bucket + "_secret" }
 // if absent) of key <Cluster> in SecretBucket, file storage, no expiry;
 // the first member's random secret stays, the others read it.
 func (r *Registry) ClusterSecret(ctx context.Context) ([]byte, error) {
+	// Each attempt has a deadline of its own: a JetStream API request can
+	// go unanswered while the cluster elects a leader (the server that
+	// took it forwarded it to the one that was killed), and without one a
+	// single lost request waited out the caller's whole deadline (45 s in
+	// TestClusterR3 with a server down). An attempt that timed out is made
+	// again, and is answered once the new leader is there; any other error
+	// is returned at once (a member then uses the secret it read before).
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, secretAttempt)
+		secret, err := r.clusterSecretOnce(actx)
+		cancel()
+		if err == nil || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return secret, err
+		}
+		t := time.NewTimer(min(time.Duration(attempt)*100*time.Millisecond, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+// secretAttempt bounds one attempt of ClusterSecret.
+const secretAttempt = 3 * time.Second
+
+func (r *Registry) clusterSecretOnce(ctx context.Context) ([]byte, error) {
 	kv, err := r.secretBucket(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("nats cluster secret: bucket %s: %w", SecretBucket(r.bucket), err)
