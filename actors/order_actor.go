@@ -407,22 +407,21 @@ func (a *orderActor) loadForActivation(ctx context.Context, al persistence.Activ
 		}
 	}
 	v := a.state.Version
-	switch {
-	case len(recs) < activationPage && uint64(len(recs)) >= v:
-		// The whole stream: drop what the snapshot covers.
-		return recs[v:], nil
-	case v == 0:
-		// A page of a longer stream: read the rest.
-		rest, err := a.cfg.Journal.Load(ctx, a.state.ID, uint64(len(recs))+1)
-		if err != nil {
-			return nil, err
-		}
-		return append(recs, rest...), nil
-	default:
+	if v > uint64(len(recs)) {
 		// A snapshot past the page (or past a stream that lost records:
 		// Load reports what it finds after the snapshot, as without it).
 		return a.cfg.Journal.Load(ctx, a.state.ID, v+1)
 	}
+	tail := recs[v:] // what the snapshot does not cover
+	if len(recs) < activationPage {
+		return tail, nil // the whole stream
+	}
+	// A page of a longer stream: read the rest.
+	rest, err := a.cfg.Journal.Load(ctx, a.state.ID, uint64(len(recs))+1)
+	if err != nil {
+		return nil, err
+	}
+	return append(tail, rest...), nil
 }
 
 // saveSnapshot stores the state if the last append crossed a multiple of

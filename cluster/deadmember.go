@@ -117,7 +117,13 @@ func (w *deathWatch) suspect(address string) {
 // of a dying process completes handshakes on its listening socket until
 // that socket is closed, which may come after the connection that dropped,
 // so the check goes on; a live member accepts every time and is never
-// evicted. A dial that times out ends the check (unreachable, not dead).
+// evicted. A dial that times out is no proof either way, and the check
+// goes on too: a dying process's kernel, its listen backlog full, drops
+// connection attempts until the socket closes (a check that stopped at
+// the first timeout left such a member to the next failed probe, about a
+// second later, in the failover-distribution drill). A partitioned or
+// paused peer times out until the window ends and is left to its lease
+// and the probes.
 func (w *deathWatch) check(address string) {
 	defer func() {
 		w.mu.Lock()
@@ -130,13 +136,10 @@ func (w *deathWatch) check(address string) {
 			return // it kept answering: alive
 		}
 		err := w.dialOnce(address)
-		switch {
-		case errors.Is(err, syscall.ECONNREFUSED):
+		if errors.Is(err, syscall.ECONNREFUSED) {
 			refused++
-		case err != nil:
-			return // unreachable: not proof
-		default:
-			refused = 0
+		} else {
+			refused = 0 // accepted or timed out: not proof
 		}
 		if refused < 2 {
 			time.Sleep(deadRetry)

@@ -121,3 +121,32 @@ func TestFailedProbeSuspectsThePeer(t *testing.T) {
 		t.Fatalf("evicted %v after failed probes, want only gone:1", got)
 	}
 }
+
+// A dial that times out does not end the check: a dying process whose
+// listen backlog is full drops connection attempts before its port
+// refuses them, and the refusals that follow still evict it.
+func TestDeathWatchDialsOnAfterATimeout(t *testing.T) {
+	sys := actor.NewActorSystem()
+	ev := &evictions{}
+	w := newDeathWatch(sys, ev, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer w.stop()
+	var mu sync.Mutex
+	answers := []error{errors.New("i/o timeout"), syscall.ECONNREFUSED, syscall.ECONNREFUSED}
+	w.dial = func(string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		err := answers[0]
+		if len(answers) > 1 {
+			answers = answers[1:]
+		}
+		return err
+	}
+	w.suspect("dying:1")
+	deadline := time.Now().Add(deadWindow + time.Second)
+	for time.Now().Before(deadline) && len(ev.list()) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := ev.list(); len(got) != 1 || got[0] != "dying:1" {
+		t.Fatalf("evicted %v, want dying:1 (a timeout, then two refusals)", got)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
@@ -77,24 +78,30 @@ func redialWith(ctx context.Context, addr string, stop <-chan struct{}, every, w
 // so on for as long as messages kept making new ones: 10 to 30 writers in
 // a row after a member restarted on its old address, each dropping what
 // it held (requests to the new incarnation answered 2 s late, at their
-// attempt timeout). closeIsEOF makes a Canceled read the end of the
-// stream (io.EOF), which protoactor takes quietly; a real loss (the peer's
-// process died, the connection was reset) is Unavailable and still ends
-// the endpoint at once.
+// attempt timeout). closeIsEOF makes a Canceled read on a connection that
+// this member has shut down the end of the stream (io.EOF), which
+// protoactor takes quietly. Anything else is still an error that ends the
+// endpoint at once: a real loss (the peer died, the connection was reset:
+// Unavailable), and a Canceled status sent by the peer while the
+// connection is open (taken quietly, that would leave the address with a
+// writer that can no longer send, and every later message to it lost).
 func closeIsEOF(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string,
 	streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return canceledIsEOF{s}, nil
+	return canceledIsEOF{ClientStream: s, cc: cc}, nil
 }
 
-type canceledIsEOF struct{ grpc.ClientStream }
+type canceledIsEOF struct {
+	grpc.ClientStream
+	cc interface{ GetState() connectivity.State }
+}
 
 func (s canceledIsEOF) RecvMsg(m any) error {
 	err := s.ClientStream.RecvMsg(m)
-	if err != nil && status.Code(err) == codes.Canceled {
+	if err != nil && status.Code(err) == codes.Canceled && s.cc.GetState() == connectivity.Shutdown {
 		return io.EOF
 	}
 	return err

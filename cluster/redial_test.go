@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 )
 
@@ -90,23 +93,50 @@ type fakeStream struct {
 
 func (f fakeStream) RecvMsg(any) error { return f.err }
 
-// The writer's own close (Canceled) ends its stream quietly; a lost peer
-// (Unavailable) is still an error, which ends the endpoint.
+type fakeConn struct{ state connectivity.State }
+
+func (c fakeConn) GetState() connectivity.State { return c.state }
+
+// The writer's own close (Canceled on a connection it shut down) ends its
+// stream quietly; a lost peer (Unavailable), and a Canceled status a peer
+// sends on an open connection, are still errors, which end the endpoint.
 func TestCanceledIsEOF(t *testing.T) {
+	closed, open := fakeConn{connectivity.Shutdown}, fakeConn{connectivity.Ready}
+	canceled := status.Error(codes.Canceled, "grpc: the client connection is closing")
 	for _, c := range []struct {
 		err  error
+		conn fakeConn
 		want error
 	}{
-		{nil, nil},
-		{status.Error(codes.Canceled, "grpc: the client connection is closing"), io.EOF},
-		{io.EOF, io.EOF},
+		{nil, closed, nil},
+		{canceled, closed, io.EOF},
+		{io.EOF, open, io.EOF},
 	} {
-		if got := (canceledIsEOF{fakeStream{err: c.err}}).RecvMsg(nil); got != c.want {
-			t.Errorf("RecvMsg after %v = %v, want %v", c.err, got, c.want)
+		if got := (canceledIsEOF{fakeStream{err: c.err}, c.conn}).RecvMsg(nil); got != c.want {
+			t.Errorf("RecvMsg after %v (connection %v) = %v, want %v", c.err, c.conn.state, got, c.want)
 		}
 	}
-	lost := status.Error(codes.Unavailable, "error reading from server: EOF")
-	if got := (canceledIsEOF{fakeStream{err: lost}}).RecvMsg(nil); status.Code(got) != codes.Unavailable {
-		t.Errorf("RecvMsg after a lost peer = %v, want it unchanged", got)
+	for _, c := range []struct {
+		err  error
+		conn fakeConn
+		code codes.Code
+	}{
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), open, codes.Unavailable},
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), closed, codes.Unavailable},
+		{status.Error(codes.Canceled, "sent by the peer"), open, codes.Canceled},
+	} {
+		if got := (canceledIsEOF{fakeStream{err: c.err}, c.conn}).RecvMsg(nil); status.Code(got) != c.code {
+			t.Errorf("RecvMsg after %v (connection %v) = %v, want it unchanged", c.err, c.conn.state, got)
+		}
+	}
+}
+
+// shutdown recovers a panic of the stop it runs (protoactor's endpoint
+// manager can panic while it stops) and logs it.
+func TestShutdownRecoversAPanic(t *testing.T) {
+	var out strings.Builder
+	shutdown(slog.New(slog.NewTextHandler(&out, nil)), func() { panic("send on closed channel") })
+	if !strings.Contains(out.String(), "send on closed channel") {
+		t.Fatalf("the panic was not logged: %q", out.String())
 	}
 }
