@@ -56,9 +56,16 @@ func StartJetStreamCluster(t testing.TB, n int) *JSCluster {
 		unavailable(t, "no nats-server binary for a private JetStream cluster: %v", err)
 	}
 	c := &JSCluster{t: t, bin: bin, name: "OSTEST_JSC"}
+	// The first TempDir registers the removal of the test's temp
+	// directories; made before c.Stop is registered, it runs after the
+	// servers are gone (a live server still writing its store made the
+	// removal fail: "directory not empty").
+	root := t.TempDir()
 	t.Cleanup(c.Stop)
 	for attempt := 1; ; attempt++ {
-		root := t.TempDir()
+		if attempt > 1 {
+			root = t.TempDir()
+		}
 		c.servers = nil
 		for i := range n {
 			c.servers = append(c.servers, &jsServer{

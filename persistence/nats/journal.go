@@ -69,9 +69,13 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 		if h.version != expected {
 			return 0, &persistence.ConflictError{StreamID: streamID, Expected: expected, Actual: h.version}
 		}
-		ack, err := b.js.PublishMsg(ctx, msg,
-			jetstream.WithExpectStream(b.opts.partitionStream(p)),
-			jetstream.WithExpectLastSequencePerSubject(h.seq))
+		var ack *jetstream.PubAck
+		err := unheard(ctx, func() (err error) {
+			ack, err = b.js.PublishMsg(ctx, msg,
+				jetstream.WithExpectStream(b.opts.partitionStream(p)),
+				jetstream.WithExpectLastSequencePerSubject(h.seq))
+			return err
+		})
 		if err == nil {
 			b.cache.appended(streamID, p, expected, h.seq, ack.Sequence, records)
 			return expected + uint64(len(records)), nil

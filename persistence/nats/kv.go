@@ -46,7 +46,8 @@ func (b *Backend) SaveCheckpoint(ctx context.Context, name string, pos uint64) e
 	}
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
-	if _, err := b.checkpoints.Put(ctx, kvKey(name), []byte(strconv.FormatUint(pos, 10))); err != nil {
+	v := []byte(strconv.FormatUint(pos, 10))
+	if err := unheard(ctx, func() (err error) { _, err = b.checkpoints.Put(ctx, kvKey(name), v); return err }); err != nil {
 		return b.wrap(ctx, fmt.Sprintf("save checkpoint %q", name), err)
 	}
 	return nil
@@ -72,7 +73,7 @@ func (b *Backend) SaveSnapshot(ctx context.Context, s persistence.Snapshot) erro
 	for range casAttempts {
 		e, err := b.snapshots.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			_, err = b.snapshots.Create(ctx, key, val)
+			err = unheard(ctx, func() (err error) { _, err = b.snapshots.Create(ctx, key, val); return err })
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue
 			}
@@ -87,7 +88,7 @@ func (b *Backend) SaveSnapshot(ctx context.Context, s persistence.Snapshot) erro
 		if len(e.Value()) >= 8 && binary.BigEndian.Uint64(e.Value()) > s.Version {
 			return nil
 		}
-		_, err = b.snapshots.Update(ctx, key, val, e.Revision())
+		err = unheard(ctx, func() (err error) { _, err = b.snapshots.Update(ctx, key, val, e.Revision()); return err })
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			continue
 		}

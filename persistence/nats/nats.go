@@ -269,10 +269,29 @@ func (b *Backend) wrap(ctx context.Context, op string, err error) error {
 		return fmt.Errorf("nats %s: %w: %w", op, persistence.ErrInvalidArgument, err)
 	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 {
+	if errors.As(err, &apiErr) && apiErr.Code < 500 && apiErr.Code != 408 && !natsconn.Transient(err) {
 		return fmt.Errorf("nats %s at %s: %w", op, b.addr, err)
 	}
 	return persistence.Unavailable(fmt.Sprintf("nats %s at %s", op, b.addr), err)
+}
+
+// unheardWait is the pause before a write nobody answered is sent again.
+const unheardWait = 50 * time.Millisecond
+
+// unheard runs write again while it fails because no stream answered
+// (jetstream.ErrNoStreamResponse: no server had the stream's subjects),
+// until ctx ends. That happens for a moment after a stream is created or
+// gets a new leader, until the leader's interest reaches the server this
+// connection is on; nats.go's own two retries 250 ms apart do not always
+// cover it on a busy cluster. Such a write reached no stream, so sending it
+// again cannot store it twice. The last error is returned.
+func unheard(ctx context.Context, write func() error) error {
+	for {
+		err := write()
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) || sleepCtx(ctx, unheardWait) != nil {
+			return err
+		}
+	}
 }
 
 // wrapSetup is wrap for New: a refused configuration is a plain error; a

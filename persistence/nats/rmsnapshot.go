@@ -95,9 +95,9 @@ func (b *Backend) SaveReadModelSnapshot(ctx context.Context, s persistence.ReadM
 		e, err := b.rmsnap.Get(cctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = b.rmsnap.Create(cctx, key, manifest)
+			err = unheard(cctx, func() (err error) { _, err = b.rmsnap.Create(cctx, key, manifest); return err })
 		case err == nil:
-			_, err = b.rmsnap.Update(cctx, key, manifest, e.Revision())
+			err = unheard(cctx, func() (err error) { _, err = b.rmsnap.Update(cctx, key, manifest, e.Revision()); return err })
 		}
 		cancel()
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -120,8 +120,7 @@ func (b *Backend) SaveReadModelSnapshot(ctx context.Context, s persistence.ReadM
 func (b *Backend) rmsnapPut(ctx context.Context, key string, v []byte) error {
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
-	_, err := b.rmsnap.Put(ctx, key, v)
-	return err
+	return unheard(ctx, func() (err error) { _, err = b.rmsnap.Put(ctx, key, v); return err })
 }
 
 // rmsnapDelete purges the first n chunks of a generation, best effort (a
