@@ -264,3 +264,27 @@ func BenchmarkDecodeCreateWorstPrice(b *testing.B) {
 		}
 	}
 }
+
+// TestFingerprint: a keyed command's fingerprint tells its content apart
+// (what refuses a reused key with another request); a key-less command has
+// none, since its random id is never sent again by a client.
+func TestFingerprint(t *testing.T) {
+	a, err := decodeCreate([]byte(`{"customerId":"c1","items":[{"productId":"p","quantity":1,"price":1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := decodeCreate([]byte(`{"customerId":"c2","items":[{"productId":"p","quantity":1,"price":1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fa, fb := fingerprint(true, "create", "", a), fingerprint(true, "create", "", b)
+	if fa == "" || fa == fb || fa != fingerprint(true, "create", "", a) {
+		t.Fatalf("keyed fingerprints %q and %q (of different creates), want distinct, stable, non-empty", fa, fb)
+	}
+	if fingerprint(true, "pay", "o1", nil) == fingerprint(true, "pay", "o2", nil) {
+		t.Fatal("the same transition of two orders has one fingerprint")
+	}
+	if f := fingerprint(false, "create", "", a); f != "" {
+		t.Fatalf("key-less fingerprint %q, want none", f)
+	}
+}

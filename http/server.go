@@ -465,8 +465,14 @@ func commandID(c echo.Context) (id string, fromKey bool, err error) {
 }
 
 // fingerprint identifies a request's content so that a reused key with a
-// different request is refused.
-func fingerprint(op, orderID string, payload proto.Message) string {
+// different request is refused. A command without an Idempotency-Key has a
+// random id no client can send again (only the cluster's own retry of the
+// same message reuses it), so it needs none: it gets "" and saves the
+// deterministic marshal and the hash of every key-less command.
+func fingerprint(fromKey bool, op, orderID string, payload proto.Message) string {
+	if !fromKey {
+		return ""
+	}
 	h := sha256.New()
 	h.Write([]byte(op))
 	h.Write([]byte{0})
@@ -541,7 +547,7 @@ func (a *api) createOrder(c echo.Context) error {
 		return err
 	}
 	id := newOrderID(cmdID, fromKey)
-	cmd := &orderpb.Command{CommandId: cmdID, Fingerprint: fingerprint("create", "", create), Command: &orderpb.Command_Create{Create: create}}
+	cmd := &orderpb.Command{CommandId: cmdID, Fingerprint: fingerprint(fromKey, "create", "", create), Command: &orderpb.Command_Create{Create: create}}
 	reply, err := a.sendCommand(c, id, cmd)
 	if err != nil {
 		return err
@@ -565,12 +571,12 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		cmdID, _, err := commandID(c)
+		cmdID, fromKey, err := commandID(c)
 		if err != nil {
 			return err
 		}
 		cmd.CommandId = cmdID
-		cmd.Fingerprint = fingerprint(op, id, cmd)
+		cmd.Fingerprint = fingerprint(fromKey, op, id, cmd)
 		reply, err := a.sendCommand(c, id, cmd)
 		if err != nil {
 			return err
