@@ -237,16 +237,13 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		st.Checkpoint = o.checkpoint
 		return st
 	}
-	if err := o.checkCheckpoint(); err != nil {
+	// The head read with the checkpoint is the only one of the drain: a
+	// record appended after it was nudged, and that nudge drains again.
+	head, err := o.checkCheckpoint()
+	if err != nil {
 		return fail("load checkpoint", err)
 	}
-	var (
-		head     uint64
-		headErr  error
-		headRead bool
-	)
 	for {
-		headRead = false // a head read before this page may be stale
 		ctx, cancel := o.io()
 		recs, err := o.log.ReadAll(ctx, o.checkpoint, o.cfg.BatchSize)
 		cancel()
@@ -295,23 +292,16 @@ func (o *outboxActor) drain() *orderpb.OutboxStatus {
 		o.cfg.Stats.Published.Add(uint64(len(recs)))
 		o.cfg.Metrics.ObservePublish(len(recs), nil)
 		o.stats.Checkpoint.Store(next)
-		if len(recs) < o.cfg.BatchSize {
-			// A short page ends at the end of the log, or before an entry
-			// that is not a record (the next read reports it): read on
-			// unless the head says this is the end.
-			headRead = true
-			if head, headErr = o.head(); headErr != nil || head <= o.checkpoint {
-				break
-			}
+		if len(recs) < o.cfg.BatchSize && o.checkpoint >= head {
+			// A short page that reached the head ends the drain. One that
+			// did not stopped before an entry that is not a record: the
+			// next read reports it.
+			break
 		}
 	}
-	if !headRead {
-		head, headErr = o.head()
-	}
-	if headErr == nil {
-		o.stats.Head.Store(head)
-		st.Head = head
-	}
+	head = max(head, o.checkpoint)
+	o.stats.Head.Store(head)
+	st.Head = head
 	o.stats.Checkpoint.Store(o.checkpoint)
 	st.Checkpoint = o.checkpoint
 	return st
@@ -355,12 +345,6 @@ func endPublish(spans []trace.Span, err error) {
 }
 
 // head asks the journal for the position of its last record.
-func (o *outboxActor) head() (uint64, error) {
-	ctx, cancel := o.io()
-	defer cancel()
-	return o.log.Head(ctx)
-}
-
 // skip dead-letters an entry of the global log that is not a record: it is
 // logged with its position and reason and counted, once per activation, and
 // the checkpoint is saved at e.Next, where the journal reads on after it.
@@ -399,22 +383,23 @@ func (o *outboxActor) skip(e *persistence.CorruptRecordError) error {
 // in its stats. Consumers drop what they saw by event id.
 //
 // The checkpoint and the head come from persistence.LogCheckpointAndHead:
-// one read on a log that keeps its partition's checkpoints (Redis).
-func (o *outboxActor) checkCheckpoint() error {
+// one read on a log that keeps its partition's checkpoints (Redis). It
+// returns the head, which the drain reads up to.
+func (o *outboxActor) checkCheckpoint() (head uint64, err error) {
 	ctx, cancel := o.io()
 	defer cancel()
 	stored, head, err := persistence.LogCheckpointAndHead(ctx, o.cfg.Journal, o.log, o.name)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !o.loaded {
 		o.checkpoint, o.loaded = stored, true
 	}
 	if o.checkpoint == 0 {
-		return nil
+		return head, nil
 	}
 	if head >= o.checkpoint && stored != 0 {
-		return nil
+		return head, nil
 	}
 	r := &CheckpointReset{Partition: o.partition, Checkpoint: o.checkpoint, Stored: stored, Head: head, At: o.cfg.Now().UTC()}
 	o.stats.reset.Store(r)
@@ -426,7 +411,7 @@ func (o *outboxActor) checkCheckpoint() error {
 		// The drain goes on from 0 regardless; its first batch saves.
 		o.logger.Warn("outbox could not save its reset checkpoint", slog.Any("error", err))
 	}
-	return nil
+	return head, nil
 }
 
 // saveCheckpoint stores the partition's checkpoint where the backend keeps
