@@ -8,7 +8,9 @@
 # Needs Redis on 127.0.0.1:6379; uses database 9, emptied before and after
 # each run (as scripts/bench.sh does). LINGER_BACKEND: the backends to
 # measure, in the same interleaved rounds (default redis; "redis inmemory"
-# adds the in-memory node, for the Redis / in-memory ratio). Loopback only.
+# adds the in-memory node, for the Redis / in-memory ratio; "redis-before" and
+# "inmemory-before" run the node binary BENCH_BEFORE_BIN instead, an older
+# build to compare with in the same rounds). Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; secs=${2:-5}; lingers=${3:-"0 5ms 20ms"}
@@ -17,24 +19,29 @@ tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"; redis-cli -n 9 flushdb >/dev/null 2>&1 || true' EXIT
 for backend in $backends; do
   case $backend in
-  redis) redis-cli -p 6379 ping >/dev/null 2>&1 || { echo "$0: no Redis on 127.0.0.1:6379" >&2; exit 1; } ;;
-  inmemory) ;;
-  *) echo "$0: LINGER_BACKEND: redis and/or inmemory, got $backend" >&2; exit 2 ;;
+  redis | redis-before) redis-cli -p 6379 ping >/dev/null 2>&1 || { echo "$0: no Redis on 127.0.0.1:6379" >&2; exit 1; } ;;
+  inmemory | inmemory-before) ;;
+  *) echo "$0: LINGER_BACKEND: redis, inmemory, redis-before, inmemory-before; got $backend" >&2; exit 2 ;;
   esac
+  if [[ $backend == *-before && ! -x ${BENCH_BEFORE_BIN:-} ]]; then
+    echo "$0: $backend needs BENCH_BEFORE_BIN, an executable node binary" >&2; exit 2
+  fi
 done
 go build -o "$tmp/ordersystem" ./cmd/ordersystem
+[ -n "${BENCH_BEFORE_BIN:-}" ] && cp "$BENCH_BEFORE_BIN" "$tmp/before"
 go build -o "$tmp/loadgen" ./cmd/loadgen
 pin_server="taskset -c 1"; pin_load="taskset -c 0"
 command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
 port=5440
 for r in $(seq 1 "$rounds"); do
   for backend in $backends; do
-  args=()
-  [ "$backend" = redis ] && args=(--persistence redis --transport redis --redis redis://127.0.0.1:6379/9)
+  args=(); bin="$tmp/ordersystem"
+  [[ $backend == *-before ]] && bin="$tmp/before"
+  [ "${backend%-before}" = redis ] && args=(--persistence redis --transport redis --redis redis://127.0.0.1:6379/9)
   for l in $lingers; do
     port=$((port + 1))
-    [ "$backend" = redis ] && redis-cli -n 9 flushdb >/dev/null
-    $pin_server "$tmp/ordersystem" --port "$port" --http-host 127.0.0.1 --log-level warn --outbox-linger "$l" "${args[@]}" >"$tmp/node.log" 2>&1 &
+    [ "${backend%-before}" = redis ] && redis-cli -n 9 flushdb >/dev/null
+    $pin_server "$bin" --port "$port" --http-host 127.0.0.1 --log-level warn --outbox-linger "$l" "${args[@]}" >"$tmp/node.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
     b=$(awk '{print $14 + $15}' "/proc/$pid/stat")
