@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -69,13 +70,11 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 		if h.version != expected {
 			return 0, &persistence.ConflictError{StreamID: streamID, Expected: expected, Actual: h.version}
 		}
-		var ack *jetstream.PubAck
-		err := unheard(ctx, func() (err error) {
-			ack, err = b.js.PublishMsg(ctx, msg,
-				jetstream.WithExpectStream(b.opts.partitionStream(p)),
-				jetstream.WithExpectLastSequencePerSubject(h.seq))
-			return err
-		})
+		// Sent again while no stream answers, until ctx ends (see unheard).
+		ack, err := b.js.PublishMsg(ctx, msg,
+			jetstream.WithExpectStream(b.opts.partitionStream(p)),
+			jetstream.WithExpectLastSequencePerSubject(h.seq),
+			jetstream.WithRetryWait(unheardWait), jetstream.WithRetryAttempts(math.MaxInt32))
 		if err == nil {
 			b.cache.appended(streamID, p, expected, h.seq, ack.Sequence, records)
 			return expected + uint64(len(records)), nil

@@ -284,7 +284,9 @@ const unheardWait = 50 * time.Millisecond
 // gets a new leader, until the leader's interest reaches the server this
 // connection is on; nats.go's own two retries 250 ms apart do not always
 // cover it on a busy cluster. Such a write reached no stream, so sending it
-// again cannot store it twice. The last error is returned.
+// again cannot store it twice. The last error is returned. It is for the
+// key-value writes, which take no publish options; a journal append asks
+// nats.go for the same with WithRetryWait and WithRetryAttempts.
 func unheard(ctx context.Context, write func() error) error {
 	for {
 		err := write()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/ordersystem/ordersystem/internal/testservers"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 
@@ -72,5 +73,43 @@ func TestWrapTransientAPIErrors(t *testing.T) {
 		if got := errors.Is(err, persistence.ErrUnavailable); got != c.unavailable {
 			t.Errorf("%d/%d %q: unavailable %v, want %v (%v)", c.err.Code, c.err.ErrorCode, c.err.Description, got, c.unavailable, err)
 		}
+	}
+}
+
+// TestAppendWaitsForAStreamToAnswer: an append made while no stream
+// listens on its subject (its subjects moved away here; after a create or a
+// leader change on a cluster, for a moment) is sent again until the stream
+// answers, past nats.go's default two retries 250 ms apart, and is stored
+// once.
+func TestAppendWaitsForAStreamToAnswer(t *testing.T) {
+	b := newBackend(t, testservers.NATS(t), Options{Partitions: 1})
+	ctx := context.Background()
+	rec := []persistence.Record{{Type: "OrderCreated", Data: []byte{1}}}
+	if _, err := b.Append(ctx, "o-1", 0, rec); err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.streams[0].CachedInfo().Config
+	away := cfg
+	away.Subjects = []string{cfg.Name + "-elsewhere.>"}
+	if _, err := b.js.UpdateStream(ctx, away); err != nil {
+		t.Fatal(err)
+	}
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(800 * time.Millisecond)
+		_, err := b.js.UpdateStream(ctx, cfg)
+		back <- err
+	}()
+	actx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	v, err := b.Append(actx, "o-1", 1, rec)
+	if err := <-back; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || v != 2 {
+		t.Fatalf("append while no stream listened for 0.8 s: version %d, %v", v, err)
+	}
+	if recs, err := b.Load(ctx, "o-1", 1); err != nil || len(recs) != 2 {
+		t.Fatalf("load after: %d records, %v; want 2", len(recs), err)
 	}
 }
