@@ -199,3 +199,49 @@ func TestOneBudgetAloneLeavesTheOtherUnbounded(t *testing.T) {
 	close(g.release)
 	wg.Wait()
 }
+
+// waitingOrders waits for its context to end, as a call to an actor that
+// never answers does, and reports the deadline it was given.
+type waitingOrders struct{ deadlines chan time.Duration }
+
+func (w waitingOrders) Command(ctx context.Context, id string, _ *orderpb.Command) (*orderpb.Reply, error) {
+	return w.Get(ctx, id)
+}
+
+func (w waitingOrders) Get(ctx context.Context, _ string) (*orderpb.Reply, error) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(time.Hour)
+	}
+	w.deadlines <- time.Until(dl)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (w waitingOrders) History(ctx context.Context, id string) (*orderpb.Reply, error) {
+	return w.Get(ctx, id)
+}
+
+func (w waitingOrders) AsOf(ctx context.Context, id string, _ *orderpb.GetOrderAsOf) (*orderpb.Reply, error) {
+	return w.Get(ctx, id)
+}
+
+// TestRequestTimeoutEndsTheCall: a call gets the request timeout as its
+// context's deadline, and a call that waits on the context is ended by it
+// (the API's context makes its timer only when something waits).
+func TestRequestTimeoutEndsTheCall(t *testing.T) {
+	wo := waitingOrders{deadlines: make(chan time.Duration, 1)}
+	srv, _ := newFakeAPI(t, func(c *httpapi.Config) { c.Orders, c.RequestTimeout = wo, 200*time.Millisecond })
+	start := time.Now()
+	res := do(t, srv.URL, "GET", "/orders/a", "")
+	took := time.Since(start)
+	if res.status != http.StatusServiceUnavailable {
+		t.Fatalf("call that never answers: %d %s, want 503", res.status, res.body)
+	}
+	if d := <-wo.deadlines; d <= 0 || d > 200*time.Millisecond {
+		t.Fatalf("the call's deadline was %v away, want within the 200ms request timeout", d)
+	}
+	if took < 150*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("answered after %v, want about the 200ms request timeout", took)
+	}
+}

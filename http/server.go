@@ -22,6 +22,7 @@ import (
 
 	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/feed"
+	"github.com/ordersystem/ordersystem/internal/lazydeadline"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -510,7 +511,9 @@ func (a *api) sendCommand(c echo.Context, id string, cmd *orderpb.Command) (*ord
 // and maps its reply: headers for the owner, staleness and replays, an
 // apiError for an unreachable actor or a refusal.
 func (a *api) call(c echo.Context, id string, f func(ctx context.Context) (*orderpb.Reply, error)) (*orderpb.Reply, error) {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
+	// The deadline bounds the call's own waits (the cluster's attempts read
+	// it); a timer is made only if something waits on ctx.Done().
+	ctx, cancel := lazydeadline.WithTimeout(c.Request().Context(), a.cfg.RequestTimeout)
 	defer cancel()
 	reply, err := f(ctx)
 	if err != nil {
