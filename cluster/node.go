@@ -212,6 +212,12 @@ func Start(cfg Config) (n *Node, err error) {
 			return redial(ctx, addr, stopped)
 		}), grpc.WithStreamInterceptor(closeIsEOF))
 	}
+	// A stop of the server (protoactor's non-graceful one, or its graceful
+	// one after its timeout) returns only once every handler has: none of
+	// them goes on delivering into a stopped member, or races with the next
+	// incarnation that the process starts (gRPC's logger, a global that
+	// protoactor sets on every start, is read by handlers).
+	sopts = append(sopts, grpc.WaitForHandlers(true))
 	ropts = append(ropts, remote.WithServerOptions(sopts...), remote.WithDialOptions(dopts...))
 	// protoactor joins host and port with a bare ':': an IPv6 host needs
 	// its brackets.

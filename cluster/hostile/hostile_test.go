@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -338,4 +340,50 @@ func mutualTLS(t *testing.T) (server, client *tls.Config) {
 	server = &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
 	client = &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return server, client
+}
+
+// TestStopWaitsForHandlers: a member's Stop returns only once its gRPC
+// handlers have returned. An open node-to-node stream's handler that
+// outlived Stop went on touching protoactor's and gRPC's state after the
+// member was gone (and raced with the next member the process started:
+// gRPC's logger is a global protoactor sets on every start).
+func TestStopWaitsForHandlers(t *testing.T) {
+	secret, _ := registry.NewSecret()
+	n, err := cluster.Start(cluster.Config{NodeID: "stops", Host: "127.0.0.1", Secret: secret,
+		Kinds: []*pcluster.Kind{clustertest.EchoKindFor("stops")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			n.Stop(false)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const streams = 4
+	for range streams {
+		if _, err := open(ctx, dial(t, n.Address(), withSecret(t, secret))); err != nil {
+			t.Fatalf("stream with the secret: %v", err)
+		}
+	}
+	if got := handlers(); got < streams {
+		t.Fatalf("%d stream handlers running, want %d", got, streams)
+	}
+	// The kill of the node-to-node server alone (what Stop(false) ends
+	// with), so that nothing after it gives the handlers time to return.
+	remote.GetRemote(n.System()).Shutdown(false)
+	if got := handlers(); got != 0 {
+		t.Fatalf("%d stream handlers still running after the server's stop returned", got)
+	}
+	n.Stop(false)
+	stopped = true
+}
+
+// handlers counts the goroutines in protoactor's stream handler.
+func handlers() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "remote.(*endpointReader).Receive(")
 }
