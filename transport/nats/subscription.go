@@ -155,7 +155,20 @@ func (s *subscription) deliver(ctx context.Context, msgs []jetstream.Msg) []jets
 	group := s.group != ""
 	batch := make([]transport.Message, 0, len(msgs))
 	held := msgs[:0:0]
+	delivered := s.lastSeq
 	for _, m := range msgs {
+		if !group {
+			// An ephemeral consumer's new leader (its replicas do not
+			// share their delivery position synchronously) may start
+			// again before what this subscription handed over already.
+			md, err := m.Metadata()
+			if err == nil && md.Sequence.Stream <= delivered {
+				continue
+			}
+			if err == nil {
+				delivered = md.Sequence.Stream
+			}
+		}
 		tm, err := s.t.decode(m)
 		if err != nil {
 			s.t.opts.Logger.Warn("nats transport: skipping a message that is not an order event",
