@@ -128,7 +128,11 @@ func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	cfg.setDefaults()
 	shared := &cfg
 	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared} },
-		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)))
+		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)),
+		// The lock-free mailbox allocates two list heads where the default
+		// one allocates a ring of ten slots: an order actor receives a few
+		// messages in its life, and every active one keeps its mailbox.
+		actor.WithMailbox(actor.UnboundedLockfree()))
 	return pcluster.NewKind(OrderKind, props)
 }
 

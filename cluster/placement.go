@@ -56,6 +56,16 @@ type placement struct {
 	mu     sync.Mutex
 	byKey  map[string]activation // kind/identity -> activation
 	closed bool                  // the member is leaving: activate nothing
+	// props holds each kind's props for its activations, made once: the
+	// kind's props with an init step that names the activation's identity
+	// from spawning. protoactor's WithClusterIdentity clones the props (and
+	// rebuilds their middleware chain) for every activation instead, and
+	// each activation keeps its clone for as long as it lives.
+	props map[string]*actor.Props
+	// spawning is the identity being activated, under mu: protoactor runs
+	// a props' init steps in the spawning goroutine, before the spawn
+	// returns.
+	spawning *pcluster.ClusterIdentity
 }
 
 // activationTimeout bounds one activation request to the owner.
@@ -63,7 +73,23 @@ const activationTimeout = 5 * time.Second
 
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
-func newPlacement() *placement { return &placement{byKey: map[string]activation{}} }
+func newPlacement() *placement {
+	return &placement{byKey: map[string]activation{}, props: map[string]*actor.Props{}}
+}
+
+// propsLocked returns the props that activations of kind are spawned with
+// (see props). The caller holds mu.
+func (p *placement) propsLocked(kind *pcluster.ActivatedKind) *actor.Props {
+	if props, ok := p.props[kind.Kind]; ok {
+		return props
+	}
+	props := kind.Props.Clone(actor.WithOnInit(func(ctx actor.Context) {
+		// Only activate spawns these props, so spawning is set.
+		pcluster.SetClusterIdentity(ctx, p.spawning)
+	}))
+	p.props[kind.Kind] = props
+	return props
+}
 
 // Setup implements pcluster.IdentityLookup.
 func (p *placement) Setup(c *pcluster.Cluster, _ []string, _ bool) {
@@ -259,7 +285,9 @@ func (p *placement) activate(ci *pcluster.ClusterIdentity) *actor.PID {
 		return nil
 	}
 	// Spawned from the root rather than as a child: see the type's comment.
-	pid := sys.Root.SpawnPrefix(pcluster.WithClusterIdentity(kind.Props, ci), ci.Identity)
+	p.spawning = ci
+	pid := sys.Root.SpawnPrefix(p.propsLocked(kind), ci.Identity)
+	p.spawning = nil
 	kind.Inc()
 	p.byKey[key] = activation{id: ci, pid: pid}
 	p.mu.Unlock()

@@ -87,3 +87,64 @@ func TestPlacementForgetsPassivatedActors(t *testing.T) {
 		t.Fatalf("%d activations after one more request, want %d", got, count+1)
 	}
 }
+
+// whoActor answers with the identity its ClusterInit named and the one its
+// context holds.
+type whoActor struct{ init *pcluster.ClusterIdentity }
+
+type who struct{}
+
+func (a *whoActor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *pcluster.ClusterInit:
+		a.init = ctx.Message().(*pcluster.ClusterInit).Identity
+	case *who:
+		ctx.Respond(a.init.Kind + "/" + a.init.Identity + " " + pcluster.GetClusterIdentity(ctx).AsKey())
+	}
+}
+
+// Activations of a kind share one props, made once, and each still learns
+// its own identity, from ClusterInit and from its context, when many are
+// activated at once.
+func TestActivationsShareTheirKindsProps(t *testing.T) {
+	kinds := []*pcluster.Kind{
+		pcluster.NewKind("who-a", actor.PropsFromProducer(func() actor.Actor { return &whoActor{} })),
+		pcluster.NewKind("who-b", actor.PropsFromProducer(func() actor.Actor { return &whoActor{} })),
+	}
+	n, err := Start(Config{NodeID: "props-test", Kinds: kinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(false)
+
+	const workers, each = 16, 25
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range each {
+				kind := kinds[(w+i)%2].Kind
+				id := fmt.Sprintf("o-%d-%d", w, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				res, err := n.Request(ctx, id, kind, &who{})
+				cancel()
+				want := kind + "/" + id + " " + kind + "/" + id
+				if err != nil || res != want {
+					errs <- fmt.Errorf("%s/%s answered %v (%v), want %q", kind, id, res, err, want)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := n.lookupImpl
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.props) != len(kinds) || len(p.byKey) != workers*each {
+		t.Fatalf("%d props for %d kinds and %d activations, want %d and %d", len(p.props), len(kinds), len(p.byKey), len(kinds), workers*each)
+	}
+}
