@@ -395,14 +395,21 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	}
 	s := &subscription{t: t, h: h, group: opts.Group, done: make(chan struct{})}
 	var err error
+	op := fmt.Sprintf("subscribe (group %q): create consumer", opts.Group)
 	if opts.Group != "" {
-		s.cons, err = t.js.CreateOrUpdateConsumer(ctx, t.opts.Stream, t.groupConfig(opts.Group))
+		cfg := t.groupConfig(opts.Group)
+		s.cons, err = t.createConsumer(ctx, op, func(actx context.Context) (jetstream.Consumer, error) {
+			return t.js.CreateOrUpdateConsumer(actx, t.opts.Stream, cfg)
+		})
 	} else {
 		s.ephName = ephemeralName()
-		s.cons, err = t.js.CreateConsumer(ctx, t.opts.Stream, t.ephemeralConfig(s.ephName, 0))
+		cfg := t.ephemeralConfig(s.ephName, 0)
+		s.cons, err = t.createConsumer(ctx, op, func(actx context.Context) (jetstream.Consumer, error) {
+			return t.js.CreateConsumer(actx, t.opts.Stream, cfg)
+		})
 	}
 	if err != nil {
-		return nil, t.wrap(fmt.Sprintf("subscribe (group %q): create consumer", opts.Group), err)
+		return nil, err
 	}
 	if info := s.cons.CachedInfo(); info != nil {
 		s.lastSeq = info.Delivered.Stream
@@ -424,6 +431,37 @@ func (t *Transport) Subscribe(ctx context.Context, opts transport.SubscribeOptio
 	s.cancel = cancel
 	go s.run(runCtx)
 	return s, nil
+}
+
+// createConsumer makes a consumer with create, in attempts of at most
+// RequestTimeout each, until one succeeds, one fails for good (a refused
+// configuration), or ctx ends; between attempts it backs off. A request
+// whose reply is lost (sent just before the connection to a server dropped,
+// or to a cluster still electing its meta leader) would otherwise hold the
+// whole of ctx: nats.go sends a request once and waits for ctx's deadline.
+// Sending it again is safe: the configuration is the same, and the server
+// answers a create of a consumer that exists with that configuration with
+// the consumer.
+func (t *Transport) createConsumer(ctx context.Context, op string, create func(context.Context) (jetstream.Consumer, error)) (jetstream.Consumer, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, t.opts.RequestTimeout)
+		cons, err := create(actx)
+		cancel()
+		if err == nil {
+			return cons, nil
+		}
+		werr := t.wrap(op, err)
+		if !errors.Is(werr, transport.ErrUnavailable) || ctx.Err() != nil {
+			return nil, werr
+		}
+		t.opts.Logger.Warn("nats transport: create consumer failed; retrying", slog.Int("attempt", attempt), slog.Any("error", werr))
+		wait := backoff.Policy{Base: 50 * time.Millisecond, Max: time.Second}.Delay(attempt)
+		select {
+		case <-ctx.Done():
+			return nil, werr
+		case <-time.After(wait):
+		}
+	}
 }
 
 // pullExpiry bounds one pull request of a subscription. A pull that no
