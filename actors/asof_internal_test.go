@@ -33,8 +33,7 @@ func (l *loadFrom) Load(ctx context.Context, id string, from uint64) ([]persiste
 // only its configuration and its id.
 func asOfActor(cfg OrderConfig, id string) *orderActor {
 	cfg.setDefaults()
-	a := &orderActor{cfg: &cfg}
-	a.state.ID = id
+	a := &orderActor{cfg: &cfg, state: &order.State{ID: id}}
 	return a
 }
 

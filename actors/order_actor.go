@@ -127,7 +127,7 @@ func (c *OrderConfig) setDefaults() {
 func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	cfg.setDefaults()
 	shared := &cfg
-	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared} },
+	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared, state: &order.State{}} },
 		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)),
 		// The lock-free mailbox allocates two list heads where the default
 		// one allocates a ring of ten slots: an order actor receives a few
@@ -151,8 +151,12 @@ type seenCommand struct {
 }
 
 type orderActor struct {
-	cfg   *OrderConfig
-	state order.State
+	cfg *OrderConfig
+	// state is never nil. Once published (shared), it is never changed
+	// again: Published hands it to readers, who copy it without the actor;
+	// the next change works on a copy (mutable).
+	state  *order.State
+	shared bool
 	// loaded is false until the stream was read, and again after a write
 	// whose outcome is unknown (the journal may or may not have it).
 	loaded  bool
@@ -210,7 +214,7 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	case *pcluster.ClusterInit:
 		a.cfg.Metrics.ActorActivated()
 		a.counted = true
-		a.state.ID = msg.Identity.GetIdentity()
+		a.mutable().ID = msg.Identity.GetIdentity()
 	case *actor.ReceiveTimeout:
 		ctx.Stop(ctx.Self())
 	case *orderpb.Command:
@@ -260,9 +264,20 @@ func (a *orderActor) publish() {
 		return
 	}
 	if a.published != a.state.Version {
-		a.cfg.Published.set(&a.state)
+		a.cfg.Published.set(a.state)
+		a.shared = true
 		a.published = a.state.Version
 	}
+}
+
+// mutable returns the state to change in place: a copy of it if it was
+// published (see Published), so that no reader sees it change.
+func (a *orderActor) mutable() *order.State {
+	if a.shared {
+		c := *a.state
+		a.state, a.shared = &c, false
+	}
+	return a.state
 }
 
 // withdraw takes the state out of cfg.Published, if it is there.
@@ -384,7 +399,8 @@ func (a *orderActor) decodeSnapshot(snap persistence.Snapshot) (*orderpb.OrderSn
 
 // startFrom makes a decoded snapshot the state.
 func (a *orderActor) startFrom(s *orderpb.OrderSnapshot) {
-	a.state = codec.StateFromProto(s.GetOrder())
+	st := codec.StateFromProto(s.GetOrder())
+	a.state, a.shared = &st, false
 	for _, c := range s.GetCommands() {
 		a.remember(c.GetCommandId(), c.GetFingerprint(), c.GetVersion())
 	}
@@ -435,7 +451,7 @@ func (a *orderActor) saveSnapshot(tctx context.Context, before uint64) {
 	if a.cfg.Snapshots == nil || n == 0 || before/n == a.state.Version/n {
 		return
 	}
-	s := &orderpb.OrderSnapshot{Order: codec.StateToProto(&a.state)}
+	s := &orderpb.OrderSnapshot{Order: codec.StateToProto(a.state)}
 	for _, c := range a.seen {
 		s.Commands = append(s.Commands, &orderpb.SeenCommand{CommandId: c.id, Fingerprint: c.fingerprint, Version: c.version})
 	}
@@ -510,7 +526,8 @@ func decodeNext(r persistence.Record, prev uint64) (*orderpb.Event, order.Event,
 
 // apply folds one journaled event into the state and remembers its command.
 func (a *orderActor) apply(pe *orderpb.Event, e order.Event) {
-	a.state = order.Evolve(a.state, e)
+	st := a.mutable()
+	*st = order.Evolve(*st, e)
 	a.remember(pe.GetCommandId(), pe.GetFingerprint(), a.state.Version)
 }
 
@@ -572,14 +589,14 @@ func (a *orderActor) handleGet(tctx context.Context) *orderpb.Reply {
 		if !a.loaded || !a.state.Exists() || errors.Is(err, codec.ErrCorrupt) {
 			return a.reply(nil, a.storageError(err))
 		}
-		r := a.reply(codec.StateToProto(&a.state), nil)
+		r := a.reply(codec.StateToProto(a.state), nil)
 		r.Stale = true
 		return r
 	}
 	if !a.state.Exists() {
 		return a.reply(nil, domainError(fmt.Errorf("order %s: %w", a.state.ID, order.ErrNotFound)))
 	}
-	return a.reply(codec.StateToProto(&a.state), nil)
+	return a.reply(codec.StateToProto(a.state), nil)
 }
 
 func (a *orderActor) handleHistory(tctx context.Context) *orderpb.Reply {
@@ -723,7 +740,7 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 		if seen, ok := a.lookup(msg.GetCommandId()); ok && msg.GetCommandId() != "" {
 			return a.replay(tctx, msg, seen)
 		}
-		events, err := order.Decide(a.state, cmd, a.cfg.Now())
+		events, err := order.Decide(*a.state, cmd, a.cfg.Now())
 		if err != nil && !fresh {
 			// Refusing on a state that may be stale (another activation
 			// may have written) is not allowed: read the tail, decide again.
@@ -782,7 +799,7 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 				a.cfg.Appended(a.state.ID)
 			}
 			a.saveSnapshot(tctx, before)
-			return a.reply(codec.StateToProto(&a.state), nil)
+			return a.reply(codec.StateToProto(a.state), nil)
 		case errors.Is(err, persistence.ErrVersionConflict) && attempt < a.cfg.MaxConflictRetries:
 			// Another activation wrote first: read what it wrote and decide again.
 			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
@@ -828,7 +845,7 @@ func (a *orderActor) replay(tctx context.Context, msg *orderpb.Command, seen see
 		}
 		a.markDurable(msg.GetCommandId())
 	}
-	st := a.state
+	st := *a.state
 	if seen.version != a.state.Version {
 		// Fold the stream up to the version the command produced.
 		ctx, cancel := a.ioContext(tctx)

@@ -561,6 +561,67 @@ func TestOrderActorPublishesCommittedState(t *testing.T) {
 	})
 }
 
+// A state the actor published is never changed afterwards (the actor
+// changes a copy): readers copy it without the actor, so a change in place
+// would be a data race (the race detector reports it) and could show a torn
+// state. Readers poll an order while it is paid, shipped and cancelled;
+// every state they see must be one the order had.
+func TestOrderActorPublishedStateNeverChanges(t *testing.T) {
+	pub := actors.NewPublished()
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) {
+		c.SoleWriter, c.Published = true, pub
+	})
+	want := map[uint64]order.Status{1: order.StatusPending, 2: order.StatusPaid, 3: order.StatusShipped}
+	var (
+		current atomic.Value
+		done    = make(chan struct{})
+		wg      sync.WaitGroup
+		bad     atomic.Value
+		reads   atomic.Int64
+	)
+	current.Store("")
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				id := current.Load().(string)
+				if id == "" {
+					continue
+				}
+				s, ok := pub.Get(id)
+				if !ok {
+					continue
+				}
+				reads.Add(1)
+				if s.ID != id || want[s.Version] != s.Status || (s.Version >= 2) != (s.PaymentMethod == "card") || (s.Version >= 3) != (s.TrackingNumber == "T-1") {
+					bad.Store(fmt.Sprintf("%s: read %+v", id, s))
+				}
+			}
+		}()
+	}
+	for i := range 50 {
+		id := fmt.Sprintf("ro-%d", i)
+		f.send(id, createCmd(id+"-c"))
+		current.Store(id)
+		f.send(id, payCmd(id+"-p"))
+		f.send(id, shipCmd(id+"-s"))
+	}
+	close(done)
+	wg.Wait()
+	if b := bad.Load(); b != nil {
+		t.Fatalf("a published state changed under a reader: %v", b)
+	}
+	if reads.Load() == 0 {
+		t.Fatal("the readers read nothing")
+	}
+}
+
 // Without SoleWriter (Redis, NATS: another activation may have written)
 // nothing is published: every read goes to the actor.
 func TestOrderActorPublishesNothingWithoutSoleWriter(t *testing.T) {

@@ -17,8 +17,9 @@ import (
 // topology change), so every read goes to the actor, which reads the
 // stream's tail first; they get no Published.
 //
-// A state is published as a copy; its Items are shared (a state's items
-// never change after the order was created). An actor that stops, or whose
+// A state is published as it is: the actor never changes a state it
+// published again (it changes a copy), and its Items are shared (a state's
+// items never change after the order was created). An actor that stops, or whose
 // state may be behind its stream (a write with an unknown outcome, a record
 // it cannot read), withdraws its state, and reads go to the actor again.
 type Published struct {
@@ -71,11 +72,11 @@ func (p *Published) Len() int {
 	return n
 }
 
+// set publishes s itself, not a copy: the caller never changes it again.
 func (p *Published) set(s *order.State) {
-	c := *s
 	sh := p.shard(s.ID)
 	sh.mu.Lock()
-	sh.m[s.ID] = &c
+	sh.m[s.ID] = s
 	sh.mu.Unlock()
 }
 

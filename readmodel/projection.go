@@ -303,8 +303,7 @@ func (m *ReadModel) applyLocked(id string, e order.Event) {
 		if m.rebuilding > 0 {
 			m.pending = append(m.pending, s)
 		} else {
-			i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
-			m.sorted = slices.Insert(m.sorted, i, s)
+			m.insertSorted(s)
 		}
 	}
 	old := s.Status
@@ -433,6 +432,18 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// insertSorted puts s in its place in m.sorted. A new order is usually the
+// newest, so the end is tried first: a search of a large list misses the
+// cache on nearly every step.
+func (m *ReadModel) insertSorted(s *Summary) {
+	if n := len(m.sorted); n == 0 || compare(m.sorted[n-1], s) < 0 {
+		m.sorted = append(m.sorted, s)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
+	m.sorted = slices.Insert(m.sorted, i, s)
 }
 
 func compare(a, b *Summary) int {

@@ -14,9 +14,12 @@ import (
 // Backend implements persistence.Backend in memory. The zero value is not
 // usable; call New.
 type Backend struct {
-	mu          sync.RWMutex
-	closed      bool
-	streams     map[string][]persistence.Record
+	mu     sync.RWMutex
+	closed bool
+	// streams holds each stream's records as their positions in its
+	// partition's log: a record is stored once, and a stream's index holds
+	// no pointers for the collector to scan.
+	streams     map[string][]uint64
 	logs        [][]persistence.Record // logs[p][i].Position == i+1
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
@@ -39,7 +42,7 @@ func NewPartitioned(n int) *Backend {
 		panic(err)
 	}
 	return &Backend{
-		streams:     make(map[string][]persistence.Record),
+		streams:     make(map[string][]uint64),
 		logs:        make([][]persistence.Record, n),
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
@@ -86,7 +89,7 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 			Type:      r.Type,
 			Data:      slices.Clone(r.Data),
 		}
-		stream = append(stream, rec)
+		stream = append(stream, rec.Position)
 		b.logs[p] = append(b.logs[p], rec)
 	}
 	b.streams[streamID] = stream
@@ -110,7 +113,12 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	if from > uint64(len(stream)) {
 		return nil, nil
 	}
-	return slices.Clone(stream[from-1:]), nil
+	log := b.logs[persistence.PartitionOf(streamID, len(b.logs))]
+	out := make([]persistence.Record, 0, uint64(len(stream))-from+1)
+	for _, pos := range stream[from-1:] {
+		out = append(out, log[pos-1])
+	}
+	return out, nil
 }
 
 // partitionLog is one partition's log of a Backend.
