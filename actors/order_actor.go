@@ -799,7 +799,7 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 				a.cfg.Appended(a.state.ID)
 			}
 			a.saveSnapshot(tctx, before)
-			return a.reply(codec.StateToProto(a.state), nil)
+			return a.reply(commandAnswer(msg, a.state), nil)
 		case errors.Is(err, persistence.ErrVersionConflict) && attempt < a.cfg.MaxConflictRetries:
 			// Another activation wrote first: read what it wrote and decide again.
 			a.cfg.Logger.Debug("version conflict, deciding again", slog.String("order_id", a.state.ID), slog.Any("error", err))
@@ -866,9 +866,18 @@ func (a *orderActor) replay(tctx context.Context, msg *orderpb.Command, seen see
 			st = order.Evolve(st, e)
 		}
 	}
-	r := a.reply(codec.StateToProto(&st), nil)
+	r := a.reply(commandAnswer(msg, &st), nil)
 	r.Replayed = true
 	return r
+}
+
+// commandAnswer is the order a command's reply carries: the whole state,
+// or for a create what its answer shows (codec.CreatedToProto).
+func commandAnswer(msg *orderpb.Command, st *order.State) *orderpb.Order {
+	if msg.GetCreate() != nil {
+		return codec.CreatedToProto(st)
+	}
+	return codec.StateToProto(st)
 }
 
 // domainError maps an error of the domain core to its wire form.

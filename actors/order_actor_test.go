@@ -158,8 +158,17 @@ func TestOrderActorLifecycle(t *testing.T) {
 		t.Fatalf("create: %v", r.GetError())
 	}
 	o := r.GetOrder()
-	if o.GetTotalCents() != 105997 || o.GetVersion() != 1 || o.GetStatus() != orderpb.OrderStatus_ORDER_STATUS_PENDING || o.GetOrderId() != "o1" {
+	if o.GetTotalCents() != 105997 || o.GetVersion() != 1 || o.GetStatus() != orderpb.OrderStatus_ORDER_STATUS_PENDING || o.GetOrderId() != "o1" ||
+		o.GetCustomerId() != "customer-123" || !o.GetCreatedAt().IsValid() || o.GetCreatedAt().AsTime().IsZero() {
 		t.Fatalf("created order %v", o)
+	}
+	// A create answers what POST /orders shows, not the items it was sent;
+	// a read has them.
+	if len(o.GetItems()) != 0 {
+		t.Fatalf("the create's reply carries %d items, want none", len(o.GetItems()))
+	}
+	if got := f.send("o1", &orderpb.GetOrder{}).GetOrder(); len(got.GetItems()) != 2 || got.GetItems()[1].GetName() != "Mouse" || !got.GetCreatedAt().AsTime().Equal(o.GetCreatedAt().AsTime()) {
+		t.Fatalf("read after the create: %v", got)
 	}
 	for i, cmd := range []*orderpb.Command{payCmd("c2"), shipCmd("c3"),
 		{CommandId: "c4", Command: &orderpb.Command_Deliver{Deliver: &orderpb.DeliverOrder{}}}} {

@@ -198,6 +198,20 @@ func StateToProto(s *order.State) *orderpb.Order {
 	}
 }
 
+// CreatedToProto is the order a create command answers: what the answer to
+// POST /orders shows (id, customer, total, creation time) with its status
+// and version, not its items, which the caller just sent.
+func CreatedToProto(s *order.State) *orderpb.Order {
+	return &orderpb.Order{
+		OrderId:    s.ID,
+		CustomerId: s.CustomerID,
+		Status:     orderpb.OrderStatus(s.Status),
+		TotalCents: int64(s.Total),
+		Version:    s.Version,
+		CreatedAt:  ts(s.CreatedAt),
+	}
+}
+
 // StateFromProto is the inverse of StateToProto.
 func StateFromProto(o *orderpb.Order) order.State {
 	return order.State{

@@ -1520,8 +1520,11 @@ func (x *Error) GetField() string {
 // Reply answers a Command, GetOrder, GetHistory or GetOrderAsOf.
 type Reply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Order *Order                 `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
-	Error *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// order is the order after the command, or as read. A create's reply
+	// carries what the answer to POST /orders shows (id, customer, status,
+	// total, version, created_at), not the items the caller just sent.
+	Order *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	Error *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// owner is the node id of the member that hosts the order actor.
 	Owner string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	// history is filled for GetHistory.
