@@ -51,6 +51,13 @@ type OrderConfig struct {
 	// IdleTimeout passivates an actor that received nothing for this long
 	// (default 2 minutes).
 	IdleTimeout time.Duration
+	// Crowded, if set, is asked after every message: while it says true
+	// (the node's memory is getting short, see internal/memwatch) the actor
+	// passivates after CrowdedLinger without messages instead of
+	// IdleTimeout, since every active actor holds a few kilobytes.
+	Crowded func() bool
+	// CrowdedLinger is that shorter idle timeout (default 5 s).
+	CrowdedLinger time.Duration
 	// IOTimeout bounds one journal call (default 5 s; negative: no bound,
 	// for a journal that answers at once, the in-memory one, where a
 	// deadline is a timer set and stopped per call for nothing).
@@ -105,6 +112,9 @@ func (c *OrderConfig) setDefaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 2 * time.Minute
+	}
+	if c.CrowdedLinger <= 0 {
+		c.CrowdedLinger = 5 * time.Second
 	}
 	if c.IOTimeout == 0 {
 		c.IOTimeout = 5 * time.Second
@@ -242,13 +252,21 @@ func (a *orderActor) Receive(ctx actor.Context) {
 	default:
 		return
 	}
-	// Passivate after the idle timeout; an order that does not exist is not
-	// kept for long, so requests for random ids cannot fill the memory.
-	if a.state.Exists() {
-		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
-	} else {
-		ctx.SetReceiveTimeout(min(notFoundLinger, a.cfg.IdleTimeout))
+	ctx.SetReceiveTimeout(a.idleTimeout())
+}
+
+// idleTimeout is how long the actor stays active without messages: the
+// idle timeout, shorter while memory is crowded; an order that does not
+// exist is not kept for long, so requests for random ids cannot fill the
+// memory.
+func (a *orderActor) idleTimeout() time.Duration {
+	switch {
+	case !a.state.Exists():
+		return min(notFoundLinger, a.cfg.IdleTimeout)
+	case a.cfg.Crowded != nil && a.cfg.Crowded():
+		return min(a.cfg.CrowdedLinger, a.cfg.IdleTimeout)
 	}
+	return a.cfg.IdleTimeout
 }
 
 // publish puts the state in cfg.Published when it is the stream's head

@@ -631,6 +631,47 @@ func TestOrderActorPublishedStateNeverChanges(t *testing.T) {
 	}
 }
 
+// While memory is crowded an actor passivates CrowdedLinger after its last
+// message instead of the idle timeout; an actor whose last message came
+// before stays for the idle timeout, until its next message.
+func TestOrderActorPassivatesSoonWhenCrowded(t *testing.T) {
+	pub := actors.NewPublished()
+	var crowded atomic.Bool
+	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) {
+		c.SoleWriter, c.Published = true, pub
+		c.Crowded, c.CrowdedLinger = crowded.Load, 200*time.Millisecond
+	})
+	active := func(id string) bool { _, ok := pub.Get(id); return ok }
+	f.send("calm", createCmd("c1"))
+	crowded.Store(true)
+	f.send("busy", createCmd("c2"))
+	poll.Eventually(t, 5*time.Second, func() error {
+		if active("busy") {
+			return errors.New("the order created while crowded is still active")
+		}
+		return nil
+	})
+	if !active("calm") {
+		t.Fatal("the order created before memory was crowded passivated early")
+	}
+	f.send("calm", payCmd("c3"))
+	poll.Eventually(t, 5*time.Second, func() error {
+		if active("calm") {
+			return errors.New("the order paid while crowded is still active")
+		}
+		return nil
+	})
+	crowded.Store(false)
+	f.send("calm", shipCmd("c4"))
+	time.Sleep(600 * time.Millisecond)
+	if !active("calm") {
+		t.Fatal("once memory was no longer crowded, the order passivated before the idle timeout")
+	}
+	if r := f.send("busy", &orderpb.GetOrder{}); r.GetOrder().GetVersion() != 1 {
+		t.Fatalf("the passivated order read back as %v, want version 1", r)
+	}
+}
+
 // Without SoleWriter (Redis, NATS: another activation may have written)
 // nothing is published: every read goes to the actor.
 func TestOrderActorPublishesNothingWithoutSoleWriter(t *testing.T) {

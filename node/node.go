@@ -23,6 +23,7 @@ import (
 	"github.com/ordersystem/ordersystem/feed"
 	httpapi "github.com/ordersystem/ordersystem/http"
 	"github.com/ordersystem/ordersystem/internal/backoff"
+	"github.com/ordersystem/ordersystem/internal/memwatch"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -57,6 +58,8 @@ type Node struct {
 	events       *feed.Hub  // the event streams (GET /events)
 	driverRun    chan error // Run's result, once the driver runs
 	snapshots    *readmodel.Snapshotter
+	memory       *memwatch.Watch    // whether the live heap nears the memory limit
+	memStop      func()             // ends the watch's Run and waits for it
 	snapStop     context.CancelFunc // ends the snapshotter's Run
 	snapRun      chan error         // Run's result, once the snapshotter runs
 	restored     readmodel.RestoreReport
@@ -194,6 +197,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Persistence == InMemory {
 		published = actors.NewPublished()
 	}
+	n.watchMemory(log)
 	orderKind := actors.NewOrderKind(actors.OrderConfig{
 		Published:     published,
 		Journal:       n.backend,
@@ -201,6 +205,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		SnapshotEvery: uint64(cfg.SnapshotEvery),
 		NodeID:        cfg.NodeID,
 		IdleTimeout:   cfg.IdleTimeout,
+		Crowded:       n.memory.Crowded,
 		SoleWriter:    cfg.Persistence == InMemory,
 		IOTimeout:     ioTimeout(cfg.Persistence),
 		Appended: func(id string) {
@@ -601,6 +606,19 @@ func (n *Node) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// watchMemory starts the watch that makes order actors passivate soon
+// while the live heap nears the soft memory limit (see internal/memwatch).
+func (n *Node) watchMemory(log *slog.Logger) {
+	n.memory = memwatch.New(memwatch.Runtime(), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.memory.Run(ctx, memwatch.Every)
+	}()
+	n.memStop = func() { cancel(); <-done }
+}
+
 // closeAll stops everything that was started, in reverse order; idempotent.
 func (n *Node) closeAll() error {
 	n.closeOnce.Do(func() {
@@ -613,6 +631,9 @@ func (n *Node) closeAll() error {
 		if n.snapStop != nil {
 			n.snapStop()
 			errs = append(errs, <-n.snapRun)
+		}
+		if n.memStop != nil {
+			n.memStop()
 		}
 		if n.events != nil {
 			n.events.Close()

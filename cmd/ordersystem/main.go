@@ -112,7 +112,7 @@ func loadConfig(args, environ []string, out io.Writer) (node.Config, error) {
 	fs.String("log-format", def.LogFormat, "log format: text or json")
 	fs.String("log-level", def.LogLevel, "log level: debug, info, warn or error")
 	fs.String("otlp-endpoint", "", "export OpenTelemetry spans to this OTLP/HTTP receiver, host:port or an http(s):// URL (/v1/traces when it has no path); without it an incoming W3C traceparent is still continued into the response and the events, and nothing is recorded")
-	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages")
+	fs.Duration("idle-timeout", def.IdleTimeout, "passivate an order actor after this long without messages (5 s while the live heap is near the soft memory limit)")
 	fs.Duration("request-timeout", def.RequestTimeout, "bound of one HTTP request's call to an order actor")
 	fs.Duration("outbox-interval", def.OutboxInterval, "outbox scan interval (it is also nudged after every write)")
 	fs.Duration("outbox-linger", def.OutboxLinger, "under load, a partition's outbox drains at most once per this long, publishing the writes of that moment in one batch (0: a drain per write; an idle partition drains a write at once)")
