@@ -214,16 +214,28 @@ func pinStoreDir(t testing.TB, url string) {
 	if err != nil {
 		t.Fatalf("nats at %s: %v", url, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:     "OSTEST_KEEP",
-		Subjects: []string{"ostest-keep"},
-		Storage:  jetstream.FileStorage,
-		MaxMsgs:  1,
-	})
-	if err != nil {
-		t.Fatalf("nats at %s: pin stream OSTEST_KEEP: %v", url, err)
+	// On a fresh cluster the request may reach a server before the cluster
+	// has a meta leader, or its reply may be lost: nats.go sends it once
+	// and waits for ctx. So ask in attempts of 3 s, for at most 30 s (the
+	// same configuration again is answered with the stream).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:     "OSTEST_KEEP",
+			Subjects: []string{"ostest-keep"},
+			Storage:  jetstream.FileStorage,
+			MaxMsgs:  1,
+		})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats at %s: pin stream OSTEST_KEEP: %v", url, err)
+		}
+		t.Logf("nats at %s: pin stream OSTEST_KEEP: %v; asking again", url, err)
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
