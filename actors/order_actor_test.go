@@ -573,8 +573,8 @@ func TestOrderActorPublishesCommittedState(t *testing.T) {
 // A state the actor published is never changed afterwards (the actor
 // changes a copy): readers copy it without the actor, so a change in place
 // would be a data race (the race detector reports it) and could show a torn
-// state. Readers poll an order while it is paid, shipped and cancelled;
-// every state they see must be one the order had.
+// state. Readers poll each order while it is paid and shipped; every state
+// they see must be one the order had.
 func TestOrderActorPublishedStateNeverChanges(t *testing.T) {
 	pub := actors.NewPublished()
 	f := newFixtureWith(t, time.Minute, func(c *actors.OrderConfig) {
@@ -614,12 +614,28 @@ func TestOrderActorPublishedStateNeverChanges(t *testing.T) {
 			}
 		}()
 	}
+	// The writer goes on only once the readers read again, so that they
+	// read every order while it changes (without this, the commands could
+	// all be done before a reader first ran).
+	readAgain := func() {
+		t.Helper()
+		n, deadline := reads.Load(), time.Now().Add(5*time.Second)
+		for reads.Load() == n {
+			if time.Now().After(deadline) {
+				t.Fatal("the readers stopped reading")
+			}
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
 	for i := range 50 {
 		id := fmt.Sprintf("ro-%d", i)
 		f.send(id, createCmd(id+"-c"))
 		current.Store(id)
+		readAgain()
 		f.send(id, payCmd(id+"-p"))
+		readAgain()
 		f.send(id, shipCmd(id+"-s"))
+		readAgain()
 	}
 	close(done)
 	wg.Wait()

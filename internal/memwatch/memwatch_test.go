@@ -79,7 +79,9 @@ func TestRunSamplesUntilCanceled(t *testing.T) {
 func TestRuntimeReadsTheHeap(t *testing.T) {
 	runtime.GC() // the live heap is what a collection marked
 	h := Runtime()()
-	if h.Live == 0 || h.GOGC != int64(debug.SetGCPercent(100)) {
-		t.Fatalf("runtime reader: %+v", h)
+	gogc := debug.SetGCPercent(-1) // read GOGC, then put it back
+	debug.SetGCPercent(gogc)
+	if h.Live == 0 || h.GOGC != int64(gogc) {
+		t.Fatalf("runtime reader: %+v, GOGC %d", h, gogc)
 	}
 }
