@@ -442,9 +442,20 @@ func (m *ReadModel) insertSorted(s *Summary) {
 		m.sorted = append(m.sorted, s)
 		return
 	}
-	i, _ := slices.BinarySearchFunc(m.sorted, s, compare)
-	m.sorted = slices.Insert(m.sorted, i, s)
+	// Orders arrive roughly in creation order (each partition's log in
+	// order, the partitions interleaved), so one that does not sort last
+	// mostly sorts among the last few: search those first, whose
+	// summaries are still in the cache.
+	lo := 0
+	if n := len(m.sorted); n > recentOrders && compare(m.sorted[n-recentOrders], s) < 0 {
+		lo = n - recentOrders
+	}
+	i, _ := slices.BinarySearchFunc(m.sorted[lo:], s, compare)
+	m.sorted = slices.Insert(m.sorted, lo+i, s)
 }
+
+// recentOrders is how many of the newest orders insertSorted searches first.
+const recentOrders = 256
 
 func compare(a, b *Summary) int {
 	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {

@@ -147,3 +147,52 @@ func TestListNewestFirstWithCursorAndRebuild(t *testing.T) {
 		t.Fatalf("bad cursor: %v", err)
 	}
 }
+
+// TestListSortedWhateverTheArrivalOrder applies creates as a live consumer
+// would, in creation order but for some that arrive late: a little (among
+// the newest few hundred) and a lot (older than all of those). The list
+// stays newest first and holds every order.
+func TestListSortedWhateverTheArrivalOrder(t *testing.T) {
+	const n = 3000
+	order := make([]int, 0, n)
+	var late []int
+	for i := range n {
+		switch {
+		case i%97 == 5:
+			late = append(late, i) // arrives at the end: far out of order
+		case i%7 == 3 && i+20 < n:
+			order = append(order, i+20) // swaps with a neighbour 20 on
+		default:
+			order = append(order, i)
+		}
+	}
+	seen := map[int]bool{}
+	var arrivals []int
+	for _, i := range append(order, late...) {
+		if !seen[i] {
+			seen[i] = true
+			arrivals = append(arrivals, i)
+		}
+	}
+	for i := range n {
+		if !seen[i] {
+			arrivals = append(arrivals, i)
+		}
+	}
+	m := readmodel.New(nil)
+	for _, i := range arrivals {
+		pe := codec.EventToProto(fmt.Sprintf("o%05d", i), 1, "c", "f", created(100, t0.Add(time.Duration(i/2)*time.Millisecond)))
+		if err := m.Apply(context.Background(), pe); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, _, err := m.List(0, n+1, "")
+	if err != nil || len(page) != n {
+		t.Fatalf("list: %d orders, %v", len(page), err)
+	}
+	for k, s := range page {
+		if want := fmt.Sprintf("o%05d", n-1-k); s.OrderID != want {
+			t.Fatalf("list[%d] = %s, want %s", k, s.OrderID, want)
+		}
+	}
+}

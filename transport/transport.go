@@ -37,7 +37,9 @@ func (m Message) ID() string { return order.EventID(m.OrderID, m.Version) }
 // next member receives it). A handler is never called concurrently with
 // itself for one subscription. ctx is canceled when the subscription or the
 // transport is closing; a batch the handler then fails is redelivered later.
-// The batch and its payloads belong to the handler.
+// The batch belongs to the handler; its payloads are read-only, since a
+// backend may hand the same bytes to every subscriber (the in-memory one
+// does).
 type Handler func(ctx context.Context, batch []Message) error
 
 // SubscribeOptions selects what a subscription receives.

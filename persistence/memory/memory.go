@@ -20,7 +20,7 @@ type Backend struct {
 	// partition's log: a record is stored once, and a stream's index holds
 	// no pointers for the collector to scan.
 	streams     map[string][]uint64
-	logs        [][]persistence.Record // logs[p][i].Position == i+1
+	logs        []chunkedLog // logs[p].at(pos).Position == pos
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
 }
@@ -43,7 +43,7 @@ func NewPartitioned(n int) *Backend {
 	}
 	return &Backend{
 		streams:     make(map[string][]uint64),
-		logs:        make([][]persistence.Record, n),
+		logs:        make([]chunkedLog, n),
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
 	}
@@ -85,12 +85,12 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 			StreamID:  streamID,
 			Version:   current,
 			Partition: p,
-			Position:  uint64(len(b.logs[p])) + 1,
+			Position:  b.logs[p].len() + 1,
 			Type:      r.Type,
 			Data:      slices.Clone(r.Data),
 		}
 		stream = append(stream, rec.Position)
-		b.logs[p] = append(b.logs[p], rec)
+		b.logs[p].append(rec)
 	}
 	b.streams[streamID] = stream
 	return current, nil
@@ -113,10 +113,10 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	if from > uint64(len(stream)) {
 		return nil, nil
 	}
-	log := b.logs[persistence.PartitionOf(streamID, len(b.logs))]
+	log := &b.logs[persistence.PartitionOf(streamID, len(b.logs))]
 	out := make([]persistence.Record, 0, uint64(len(stream))-from+1)
 	for _, pos := range stream[from-1:] {
-		out = append(out, log[pos-1])
+		out = append(out, log.at(pos))
 	}
 	return out, nil
 }
@@ -141,12 +141,11 @@ func (l partitionLog) ReadAll(ctx context.Context, after uint64, limit int) ([]p
 	if b.closed {
 		return nil, persistence.ErrClosed
 	}
-	log := b.logs[l.p]
-	if limit <= 0 || after >= uint64(len(log)) {
+	log := &b.logs[l.p]
+	if limit <= 0 || after >= log.len() {
 		return nil, nil
 	}
-	end := min(after+uint64(limit), uint64(len(log)))
-	return slices.Clone(log[after:end]), nil
+	return log.read(after, min(after+uint64(limit), log.len())), nil
 }
 
 // Head implements persistence.Log.
@@ -157,7 +156,7 @@ func (l partitionLog) Head(ctx context.Context) (uint64, error) {
 	if b.closed {
 		return 0, persistence.ErrClosed
 	}
-	return uint64(len(b.logs[l.p])), nil
+	return b.logs[l.p].len(), nil
 }
 
 // Behind implements persistence.Log: positions are dense (one per record),
@@ -242,4 +241,46 @@ func (b *Backend) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	return nil
+}
+
+// chunkSize is the number of records of one chunk of a chunkedLog.
+const chunkSize = 1024
+
+// chunkedLog is a partition's log, kept in chunks of chunkSize records. A
+// log in one slice copies all its records each time it doubles: 80 bytes a
+// record, three of them pointers (so with write barriers while the
+// collector runs), and leaves the old array to the collector. A chunked
+// log never moves a record and allocates what it keeps.
+type chunkedLog struct {
+	chunks [][]persistence.Record
+	n      uint64
+}
+
+func (l *chunkedLog) len() uint64 { return l.n }
+
+func (l *chunkedLog) append(r persistence.Record) {
+	if l.n%chunkSize == 0 {
+		l.chunks = append(l.chunks, make([]persistence.Record, 0, chunkSize))
+	}
+	c := &l.chunks[len(l.chunks)-1]
+	*c = append(*c, r)
+	l.n++
+}
+
+// at returns the record at position pos (1 <= pos <= len()).
+func (l *chunkedLog) at(pos uint64) persistence.Record {
+	i := pos - 1
+	return l.chunks[i/chunkSize][i%chunkSize]
+}
+
+// read returns a copy of the records at positions after+1 to end.
+func (l *chunkedLog) read(after, end uint64) []persistence.Record {
+	out := make([]persistence.Record, 0, end-after)
+	for i := after; i < end; {
+		c := l.chunks[i/chunkSize]
+		j := min(end-i+i%chunkSize, chunkSize)
+		out = append(out, c[i%chunkSize:j]...)
+		i += j - i%chunkSize
+	}
+	return out
 }

@@ -271,8 +271,9 @@ func (t *Transport) broadcast() {
 	t.wake = make(chan struct{})
 }
 
-// read copies up to BatchSize messages starting at seq. Call with t.mu held
-// and base <= seq < head.
+// read returns up to BatchSize messages starting at seq, in a new slice
+// whose payloads are the log's (read-only for handlers, see
+// transport.Handler). Call with t.mu held and base <= seq < head.
 func (t *Transport) read(seq uint64) []transport.Message {
 	i := t.off + int(seq-t.base)
 	n := min(t.opts.BatchSize, len(t.log)-i)
@@ -280,7 +281,7 @@ func (t *Transport) read(seq uint64) []transport.Message {
 	for j := range out {
 		out[j] = t.log[i+j].msg
 	}
-	return cloneBatch(out) // a handler may scribble on its payloads
+	return out
 }
 
 // Subscribe implements transport.Transport. A group that does not exist yet
