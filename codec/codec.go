@@ -82,21 +82,64 @@ func EventToProto(orderID string, version uint64, commandID, fingerprint string,
 
 // EventFromProto unwraps the domain event of a wire envelope.
 func EventFromProto(pe *orderpb.Event) (order.Event, error) {
-	switch x := pe.GetPayload().(type) {
-	case *orderpb.Event_Created:
+	if x, ok := pe.GetPayload().(*orderpb.Event_Created); ok {
 		c := x.Created
 		return order.Created{CustomerID: c.GetCustomerId(), Items: itemsFromProto(c.GetItems()), Total: order.Cents(c.GetTotalCents()), At: fromTS(c.GetCreatedAt())}, nil
+	}
+	return laterEvent(pe.GetPayload(), pe.GetOrderId(), pe.GetVersion())
+}
+
+// HeadOptions decode an Event's bytes as an orderpb.EventHead: the fields
+// the head leaves out are skipped.
+var HeadOptions = proto.UnmarshalOptions{DiscardUnknown: true}
+
+// EventFromHead unwraps the domain event of an EventHead (an Event read
+// for the read model) and, for an order.Created, the number of its items:
+// the head does not carry their contents, so the Created's Items are nil.
+func EventFromHead(h *orderpb.EventHead) (e order.Event, items int, err error) {
+	if x, ok := h.GetPayload().(*orderpb.EventHead_Created); ok {
+		c := x.Created
+		return order.Created{CustomerID: c.GetCustomerId(), Total: order.Cents(c.GetTotalCents()), At: fromTS(c.GetCreatedAt())}, len(c.GetItems()), nil
+	}
+	e, err = laterEvent(h.GetPayload(), h.GetOrderId(), h.GetVersion())
+	return e, 0, err
+}
+
+// laterEvent converts the payload of an Event or an EventHead that is not a
+// creation (the two share those payload messages).
+func laterEvent(payload any, orderID string, version uint64) (order.Event, error) {
+	switch x := payload.(type) {
 	case *orderpb.Event_Paid:
-		return order.Paid{PaymentMethod: x.Paid.GetPaymentMethod(), At: fromTS(x.Paid.GetPaidAt())}, nil
+		return paid(x.Paid), nil
+	case *orderpb.EventHead_Paid:
+		return paid(x.Paid), nil
 	case *orderpb.Event_Shipped:
-		return order.Shipped{TrackingNumber: x.Shipped.GetTrackingNumber(), At: fromTS(x.Shipped.GetShippedAt())}, nil
+		return shipped(x.Shipped), nil
+	case *orderpb.EventHead_Shipped:
+		return shipped(x.Shipped), nil
 	case *orderpb.Event_Delivered:
 		return order.Delivered{At: fromTS(x.Delivered.GetDeliveredAt())}, nil
+	case *orderpb.EventHead_Delivered:
+		return order.Delivered{At: fromTS(x.Delivered.GetDeliveredAt())}, nil
 	case *orderpb.Event_Cancelled:
-		return order.Cancelled{Reason: x.Cancelled.GetReason(), At: fromTS(x.Cancelled.GetCancelledAt())}, nil
+		return cancelled(x.Cancelled), nil
+	case *orderpb.EventHead_Cancelled:
+		return cancelled(x.Cancelled), nil
 	default:
-		return nil, fmt.Errorf("event %s:%d has no payload", pe.GetOrderId(), pe.GetVersion())
+		return nil, fmt.Errorf("event %s:%d has no payload", orderID, version)
 	}
+}
+
+func paid(p *orderpb.OrderPaid) order.Event {
+	return order.Paid{PaymentMethod: p.GetPaymentMethod(), At: fromTS(p.GetPaidAt())}
+}
+
+func shipped(p *orderpb.OrderShipped) order.Event {
+	return order.Shipped{TrackingNumber: p.GetTrackingNumber(), At: fromTS(p.GetShippedAt())}
+}
+
+func cancelled(p *orderpb.OrderCancelled) order.Event {
+	return order.Cancelled{Reason: p.GetReason(), At: fromTS(p.GetCancelledAt())}
 }
 
 // ErrCorrupt means a journal record cannot be read as the event it claims

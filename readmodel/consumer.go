@@ -11,8 +11,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
@@ -119,7 +119,7 @@ func NewConsumer(rm *ReadModel, cfg ConsumerConfig) *Consumer {
 // pending is an event that failed its first journal check.
 type pending struct {
 	msg transport.Message
-	ev  *orderpb.Event
+	ev  *orderpb.EventHead
 	err error
 }
 
@@ -155,7 +155,7 @@ func (c *Consumer) Handle(ctx context.Context, batch []transport.Message) error 
 		delay *= 2
 		still := retry[:0]
 		for _, p := range retry {
-			err := c.rm.Apply(ctx, p.ev)
+			err := c.rm.ApplyHead(ctx, p.ev)
 			switch {
 			case err == nil:
 			case outage(ctx, err):
@@ -181,20 +181,20 @@ func (c *Consumer) Handle(ctx context.Context, batch []transport.Message) error 
 
 // apply applies ev, in a span that continues the trace context of its
 // metadata when there is a Tracer.
-func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.Event) error {
+func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.EventHead) error {
 	tp := ev.GetMetadata().GetTraceParent()
 	if c.cfg.Tracer == nil || tp == "" {
-		return c.rm.Apply(ctx, ev)
+		return c.rm.ApplyHead(ctx, ev)
 	}
 	sctx := tracing.Extract(ctx, tp, ev.GetMetadata().GetTraceState())
 	if !trace.SpanContextFromContext(sctx).IsRemote() {
-		return c.rm.Apply(ctx, ev) // a malformed traceparent: no trace to continue
+		return c.rm.ApplyHead(ctx, ev) // a malformed traceparent: no trace to continue
 	}
 	sctx, span := c.cfg.Tracer.Start(sctx, "readmodel.apply", trace.WithSpanKind(trace.SpanKindConsumer))
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("event_id", m.ID()), attribute.String("event_type", m.Type))
 	}
-	err := c.rm.Apply(sctx, ev)
+	err := c.rm.ApplyHead(sctx, ev)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -202,11 +202,12 @@ func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.E
 	return err
 }
 
-// decode returns the event a message carries, or why it carries none (a
-// reason of metrics.DeadLetterReasons and the error).
-func decode(m transport.Message) (*orderpb.Event, string, error) {
-	ev := &orderpb.Event{}
-	if err := proto.Unmarshal(m.Payload, ev); err != nil {
+// decode returns the event a message carries, as much of it as the read
+// model keeps (an orderpb.EventHead), or why it carries none (a reason of
+// metrics.DeadLetterReasons and the error).
+func decode(m transport.Message) (*orderpb.EventHead, string, error) {
+	ev := &orderpb.EventHead{}
+	if err := codec.HeadOptions.Unmarshal(m.Payload, ev); err != nil {
 		return nil, metrics.DeadLetterUndecodable, errors.New("the payload is not an order event: " + err.Error())
 	}
 	if ev.GetPayload() == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -566,5 +567,46 @@ func TestRebuildReadsEveryPartition(t *testing.T) {
 	st := rm.Stats()
 	if st.TotalOrders != n || st.ByStatus[order.StatusPaid] != n {
 		t.Fatalf("stats %+v, want %d paid orders", st, n)
+	}
+}
+
+// TestConsumerSummariesMatchARebuild: what the consumer makes of delivered
+// events (read as orderpb.EventHead, items counted) is what a rebuild from
+// the journal makes of the same events (decoded whole).
+func TestConsumerSummariesMatchARebuild(t *testing.T) {
+	j := memory.NewPartitioned(2)
+	three := order.Created{CustomerID: "c3", Items: []order.Item{{ProductID: "p", Quantity: 1, UnitPrice: 5}, {ProductID: "q", Name: "Q", Quantity: 2, UnitPrice: 10}, {ProductID: "r", Quantity: 1, UnitPrice: 1}}, Total: 26, At: t0}
+	var batch []transport.Message
+	for id, evs := range map[string][]order.Event{
+		"three": {three, order.Paid{PaymentMethod: "card", At: t0.Add(time.Second)}, order.Shipped{TrackingNumber: "T", At: t0.Add(2 * time.Second)}},
+		"one":   {created(100, t0.Add(time.Millisecond)), order.Cancelled{Reason: "r", At: t0.Add(3 * time.Second)}},
+		"done":  {created(7, t0), order.Paid{At: t0}, order.Shipped{At: t0}, order.Delivered{At: t0.Add(4 * time.Second)}},
+	} {
+		for _, pe := range journal(t, j, id, t0, evs...) {
+			data, _ := proto.Marshal(pe)
+			batch = append(batch, transport.Message{OrderID: id, Version: pe.GetVersion(), Type: "e", Payload: data})
+		}
+	}
+	live := readmodel.New(j)
+	c := fastConsumer(live, nil)
+	if err := c.Handle(context.Background(), batch); err != nil || c.DeadLettered() != 0 {
+		t.Fatalf("handle: %v, %d dead-lettered: %+v", err, c.DeadLettered(), c.DeadLetters())
+	}
+	rebuilt := readmodel.New(j)
+	if _, err := rebuilt.Rebuild(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"three", "one", "done"} {
+		a, okA := live.Get(id)
+		b, okB := rebuilt.Get(id)
+		if !okA || !okB || a != b {
+			t.Fatalf("%s: consumer %+v (%v), rebuild %+v (%v)", id, a, okA, b, okB)
+		}
+	}
+	if s, _ := live.Get("three"); s.Items != 3 || s.Status != order.StatusShipped || s.Total != 26 {
+		t.Fatalf("three: %+v", s)
+	}
+	if !reflect.DeepEqual(live.Stats(), rebuilt.Stats()) {
+		t.Fatalf("stats: consumer %+v, rebuild %+v", live.Stats(), rebuilt.Stats())
 	}
 }

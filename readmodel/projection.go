@@ -164,8 +164,27 @@ func (e *QuarantinedError) Is(target error) bool { return target == ErrQuarantin
 // journal cannot be reached: the caller should redeliver later), or with a
 // *QuarantinedError when the order is (or just got) quarantined.
 func (m *ReadModel) Apply(ctx context.Context, ev *orderpb.Event) error {
-	id, v := ev.GetOrderId(), ev.GetVersion()
 	e, err := codec.EventFromProto(ev)
+	return m.apply(ctx, ev.GetOrderId(), ev.GetVersion(), e, itemCount(e), err)
+}
+
+// ApplyHead is Apply for an event decoded as an orderpb.EventHead (with
+// codec.HeadOptions), which is all the read model keeps of it.
+func (m *ReadModel) ApplyHead(ctx context.Context, h *orderpb.EventHead) error {
+	e, items, err := codec.EventFromHead(h)
+	return m.apply(ctx, h.GetOrderId(), h.GetVersion(), e, items, err)
+}
+
+// itemCount is the number of items of an order.Created (0 for any other
+// event).
+func itemCount(e order.Event) int {
+	c, _ := e.(order.Created)
+	return len(c.Items)
+}
+
+// apply is Apply of event e, version v of order id, whose created order has
+// items items (err: why the event could not be converted).
+func (m *ReadModel) apply(ctx context.Context, id string, v uint64, e order.Event, items int, err error) error {
 	m.mu.Lock()
 	if i, ok := m.quarantined[id]; ok {
 		q := m.quarantines[i]
@@ -180,7 +199,7 @@ func (m *ReadModel) Apply(ctx context.Context, ev *orderpb.Event) error {
 	why := err
 	if v == known+1 && err == nil {
 		if why = m.allowedLocked(id, e); why == nil {
-			m.applyLocked(id, e)
+			m.applyLocked(id, e, items)
 			m.mu.Unlock()
 			return nil
 		}
@@ -243,7 +262,7 @@ func (m *ReadModel) applyRecord(r persistence.Record, prev uint64) error {
 		return &QuarantinedError{Quarantine: m.quarantineLocked(err)}
 	}
 	if r.Version == m.versionLocked(r.StreamID)+1 {
-		m.applyLocked(r.StreamID, e)
+		m.applyLocked(r.StreamID, e, itemCount(e))
 	}
 	return nil
 }
@@ -293,12 +312,13 @@ func (m *ReadModel) allowedLocked(id string, e order.Event) error {
 }
 
 // applyLocked folds the next event of order id in. For a new order, e is
-// an order.Created (callers check it: allowedLocked or codec.CheckFollows).
-func (m *ReadModel) applyLocked(id string, e order.Event) {
+// an order.Created (callers check it: allowedLocked or codec.CheckFollows)
+// with items items.
+func (m *ReadModel) applyLocked(id string, e order.Event, items int) {
 	s := m.byID[id]
 	if s == nil {
 		c, _ := e.(order.Created)
-		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: len(c.Items), CreatedAt: c.At, Status: order.StatusNone}
+		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: items, CreatedAt: c.At, Status: order.StatusNone}
 		m.byID[id] = s
 		if m.rebuilding > 0 {
 			m.pending = append(m.pending, s)
@@ -735,5 +755,5 @@ func (m *ReadModel) rebuildRecord(r persistence.Record) {
 		m.quarantineLocked(err)
 		return
 	}
-	m.applyLocked(r.StreamID, e)
+	m.applyLocked(r.StreamID, e, itemCount(e))
 }

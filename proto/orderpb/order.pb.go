@@ -682,6 +682,274 @@ func (*Event_Delivered) isEvent_Payload() {}
 func (*Event_Cancelled) isEvent_Payload() {}
 
 // EventMetadata travels with an event, journaled and published with it.
+// EventHead is an Event as the read model's consumer reads it off the
+// transport: the same fields, numbers and types, without those the read
+// model does not keep (command_id, fingerprint, and the contents of a
+// created order's items, which it only counts). Every Event decodes as an
+// EventHead with proto.UnmarshalOptions{DiscardUnknown: true}: the fields
+// left out are skipped (their wire format is still checked), not decoded.
+// A field of Event that the read model comes to need is added here too,
+// with the same number.
+type EventHead struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	OrderId  string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	Version  uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Metadata *EventMetadata         `protobuf:"bytes,5,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Types that are valid to be assigned to Payload:
+	//
+	//	*EventHead_Created
+	//	*EventHead_Paid
+	//	*EventHead_Shipped
+	//	*EventHead_Delivered
+	//	*EventHead_Cancelled
+	Payload       isEventHead_Payload `protobuf_oneof:"payload"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventHead) Reset() {
+	*x = EventHead{}
+	mi := &file_order_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventHead) ProtoMessage() {}
+
+func (x *EventHead) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventHead.ProtoReflect.Descriptor instead.
+func (*EventHead) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EventHead) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *EventHead) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *EventHead) GetMetadata() *EventMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *EventHead) GetPayload() isEventHead_Payload {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *EventHead) GetCreated() *OrderCreatedHead {
+	if x != nil {
+		if x, ok := x.Payload.(*EventHead_Created); ok {
+			return x.Created
+		}
+	}
+	return nil
+}
+
+func (x *EventHead) GetPaid() *OrderPaid {
+	if x != nil {
+		if x, ok := x.Payload.(*EventHead_Paid); ok {
+			return x.Paid
+		}
+	}
+	return nil
+}
+
+func (x *EventHead) GetShipped() *OrderShipped {
+	if x != nil {
+		if x, ok := x.Payload.(*EventHead_Shipped); ok {
+			return x.Shipped
+		}
+	}
+	return nil
+}
+
+func (x *EventHead) GetDelivered() *OrderDelivered {
+	if x != nil {
+		if x, ok := x.Payload.(*EventHead_Delivered); ok {
+			return x.Delivered
+		}
+	}
+	return nil
+}
+
+func (x *EventHead) GetCancelled() *OrderCancelled {
+	if x != nil {
+		if x, ok := x.Payload.(*EventHead_Cancelled); ok {
+			return x.Cancelled
+		}
+	}
+	return nil
+}
+
+type isEventHead_Payload interface {
+	isEventHead_Payload()
+}
+
+type EventHead_Created struct {
+	Created *OrderCreatedHead `protobuf:"bytes,10,opt,name=created,proto3,oneof"`
+}
+
+type EventHead_Paid struct {
+	Paid *OrderPaid `protobuf:"bytes,11,opt,name=paid,proto3,oneof"`
+}
+
+type EventHead_Shipped struct {
+	Shipped *OrderShipped `protobuf:"bytes,12,opt,name=shipped,proto3,oneof"`
+}
+
+type EventHead_Delivered struct {
+	Delivered *OrderDelivered `protobuf:"bytes,13,opt,name=delivered,proto3,oneof"`
+}
+
+type EventHead_Cancelled struct {
+	Cancelled *OrderCancelled `protobuf:"bytes,14,opt,name=cancelled,proto3,oneof"`
+}
+
+func (*EventHead_Created) isEventHead_Payload() {}
+
+func (*EventHead_Paid) isEventHead_Payload() {}
+
+func (*EventHead_Shipped) isEventHead_Payload() {}
+
+func (*EventHead_Delivered) isEventHead_Payload() {}
+
+func (*EventHead_Cancelled) isEventHead_Payload() {}
+
+// OrderCreatedHead is OrderCreated with its items counted, not decoded.
+type OrderCreatedHead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Items         []*Skipped             `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	TotalCents    int64                  `protobuf:"varint,3,opt,name=total_cents,json=totalCents,proto3" json:"total_cents,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderCreatedHead) Reset() {
+	*x = OrderCreatedHead{}
+	mi := &file_order_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderCreatedHead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderCreatedHead) ProtoMessage() {}
+
+func (x *OrderCreatedHead) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderCreatedHead.ProtoReflect.Descriptor instead.
+func (*OrderCreatedHead) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OrderCreatedHead) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *OrderCreatedHead) GetItems() []*Skipped {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+func (x *OrderCreatedHead) GetTotalCents() int64 {
+	if x != nil {
+		return x.TotalCents
+	}
+	return 0
+}
+
+func (x *OrderCreatedHead) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+// Skipped stands for a message whose fields are not read (see EventHead).
+type Skipped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Skipped) Reset() {
+	*x = Skipped{}
+	mi := &file_order_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Skipped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Skipped) ProtoMessage() {}
+
+func (x *Skipped) ProtoReflect() protoreflect.Message {
+	mi := &file_order_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Skipped.ProtoReflect.Descriptor instead.
+func (*Skipped) Descriptor() ([]byte, []int) {
+	return file_order_proto_rawDescGZIP(), []int{9}
+}
+
 type EventMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// trace_parent and trace_state are the W3C Trace Context (the
@@ -697,7 +965,7 @@ type EventMetadata struct {
 
 func (x *EventMetadata) Reset() {
 	*x = EventMetadata{}
-	mi := &file_order_proto_msgTypes[7]
+	mi := &file_order_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +977,7 @@ func (x *EventMetadata) String() string {
 func (*EventMetadata) ProtoMessage() {}
 
 func (x *EventMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[7]
+	mi := &file_order_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +990,7 @@ func (x *EventMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventMetadata.ProtoReflect.Descriptor instead.
 func (*EventMetadata) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{7}
+	return file_order_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EventMetadata) GetTraceParent() string {
@@ -749,7 +1017,7 @@ type CreateOrder struct {
 
 func (x *CreateOrder) Reset() {
 	*x = CreateOrder{}
-	mi := &file_order_proto_msgTypes[8]
+	mi := &file_order_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1029,7 @@ func (x *CreateOrder) String() string {
 func (*CreateOrder) ProtoMessage() {}
 
 func (x *CreateOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[8]
+	mi := &file_order_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1042,7 @@ func (x *CreateOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateOrder.ProtoReflect.Descriptor instead.
 func (*CreateOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{8}
+	return file_order_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateOrder) GetCustomerId() string {
@@ -800,7 +1068,7 @@ type PayOrder struct {
 
 func (x *PayOrder) Reset() {
 	*x = PayOrder{}
-	mi := &file_order_proto_msgTypes[9]
+	mi := &file_order_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +1080,7 @@ func (x *PayOrder) String() string {
 func (*PayOrder) ProtoMessage() {}
 
 func (x *PayOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[9]
+	mi := &file_order_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +1093,7 @@ func (x *PayOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PayOrder.ProtoReflect.Descriptor instead.
 func (*PayOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{9}
+	return file_order_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PayOrder) GetPaymentMethod() string {
@@ -844,7 +1112,7 @@ type ShipOrder struct {
 
 func (x *ShipOrder) Reset() {
 	*x = ShipOrder{}
-	mi := &file_order_proto_msgTypes[10]
+	mi := &file_order_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1124,7 @@ func (x *ShipOrder) String() string {
 func (*ShipOrder) ProtoMessage() {}
 
 func (x *ShipOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[10]
+	mi := &file_order_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1137,7 @@ func (x *ShipOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipOrder.ProtoReflect.Descriptor instead.
 func (*ShipOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{10}
+	return file_order_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ShipOrder) GetTrackingNumber() string {
@@ -887,7 +1155,7 @@ type DeliverOrder struct {
 
 func (x *DeliverOrder) Reset() {
 	*x = DeliverOrder{}
-	mi := &file_order_proto_msgTypes[11]
+	mi := &file_order_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +1167,7 @@ func (x *DeliverOrder) String() string {
 func (*DeliverOrder) ProtoMessage() {}
 
 func (x *DeliverOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[11]
+	mi := &file_order_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1180,7 @@ func (x *DeliverOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverOrder.ProtoReflect.Descriptor instead.
 func (*DeliverOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{11}
+	return file_order_proto_rawDescGZIP(), []int{14}
 }
 
 type CancelOrder struct {
@@ -924,7 +1192,7 @@ type CancelOrder struct {
 
 func (x *CancelOrder) Reset() {
 	*x = CancelOrder{}
-	mi := &file_order_proto_msgTypes[12]
+	mi := &file_order_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1204,7 @@ func (x *CancelOrder) String() string {
 func (*CancelOrder) ProtoMessage() {}
 
 func (x *CancelOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[12]
+	mi := &file_order_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1217,7 @@ func (x *CancelOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelOrder.ProtoReflect.Descriptor instead.
 func (*CancelOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{12}
+	return file_order_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelOrder) GetReason() string {
@@ -983,7 +1251,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_order_proto_msgTypes[13]
+	mi := &file_order_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1263,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[13]
+	mi := &file_order_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1276,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{13}
+	return file_order_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Command) GetCommandId() string {
@@ -1137,7 +1405,7 @@ type GetOrder struct {
 
 func (x *GetOrder) Reset() {
 	*x = GetOrder{}
-	mi := &file_order_proto_msgTypes[14]
+	mi := &file_order_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1149,7 +1417,7 @@ func (x *GetOrder) String() string {
 func (*GetOrder) ProtoMessage() {}
 
 func (x *GetOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[14]
+	mi := &file_order_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1162,7 +1430,7 @@ func (x *GetOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrder.ProtoReflect.Descriptor instead.
 func (*GetOrder) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{14}
+	return file_order_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetOrder) GetTraceParent() string {
@@ -1191,7 +1459,7 @@ type GetHistory struct {
 
 func (x *GetHistory) Reset() {
 	*x = GetHistory{}
-	mi := &file_order_proto_msgTypes[15]
+	mi := &file_order_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1203,7 +1471,7 @@ func (x *GetHistory) String() string {
 func (*GetHistory) ProtoMessage() {}
 
 func (x *GetHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[15]
+	mi := &file_order_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1216,7 +1484,7 @@ func (x *GetHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistory.ProtoReflect.Descriptor instead.
 func (*GetHistory) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{15}
+	return file_order_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetHistory) GetTraceParent() string {
@@ -1251,7 +1519,7 @@ type GetOrderAsOf struct {
 
 func (x *GetOrderAsOf) Reset() {
 	*x = GetOrderAsOf{}
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1531,7 @@ func (x *GetOrderAsOf) String() string {
 func (*GetOrderAsOf) ProtoMessage() {}
 
 func (x *GetOrderAsOf) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[16]
+	mi := &file_order_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1544,7 @@ func (x *GetOrderAsOf) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOrderAsOf.ProtoReflect.Descriptor instead.
 func (*GetOrderAsOf) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{16}
+	return file_order_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetOrderAsOf) GetTraceParent() string {
@@ -1330,7 +1598,7 @@ type Order struct {
 
 func (x *Order) Reset() {
 	*x = Order{}
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1610,7 @@ func (x *Order) String() string {
 func (*Order) ProtoMessage() {}
 
 func (x *Order) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[17]
+	mi := &file_order_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1623,7 @@ func (x *Order) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Order.ProtoReflect.Descriptor instead.
 func (*Order) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{17}
+	return file_order_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Order) GetOrderId() string {
@@ -1468,7 +1736,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1748,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[18]
+	mi := &file_order_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1761,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{18}
+	return file_order_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1541,7 +1809,7 @@ type Reply struct {
 
 func (x *Reply) Reset() {
 	*x = Reply{}
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1821,7 @@ func (x *Reply) String() string {
 func (*Reply) ProtoMessage() {}
 
 func (x *Reply) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[19]
+	mi := &file_order_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1834,7 @@ func (x *Reply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reply.ProtoReflect.Descriptor instead.
 func (*Reply) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{19}
+	return file_order_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Reply) GetOrder() *Order {
@@ -1621,7 +1889,7 @@ type DrainOutbox struct {
 
 func (x *DrainOutbox) Reset() {
 	*x = DrainOutbox{}
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1901,7 @@ func (x *DrainOutbox) String() string {
 func (*DrainOutbox) ProtoMessage() {}
 
 func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[20]
+	mi := &file_order_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1914,7 @@ func (x *DrainOutbox) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainOutbox.ProtoReflect.Descriptor instead.
 func (*DrainOutbox) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{20}
+	return file_order_proto_rawDescGZIP(), []int{23}
 }
 
 // OutboxStatus answers DrainOutbox.
@@ -1662,7 +1930,7 @@ type OutboxStatus struct {
 
 func (x *OutboxStatus) Reset() {
 	*x = OutboxStatus{}
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1942,7 @@ func (x *OutboxStatus) String() string {
 func (*OutboxStatus) ProtoMessage() {}
 
 func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[21]
+	mi := &file_order_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1955,7 @@ func (x *OutboxStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboxStatus.ProtoReflect.Descriptor instead.
 func (*OutboxStatus) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{21}
+	return file_order_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OutboxStatus) GetCheckpoint() uint64 {
@@ -1731,7 +1999,7 @@ type SeenCommand struct {
 
 func (x *SeenCommand) Reset() {
 	*x = SeenCommand{}
-	mi := &file_order_proto_msgTypes[22]
+	mi := &file_order_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2011,7 @@ func (x *SeenCommand) String() string {
 func (*SeenCommand) ProtoMessage() {}
 
 func (x *SeenCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[22]
+	mi := &file_order_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2024,7 @@ func (x *SeenCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeenCommand.ProtoReflect.Descriptor instead.
 func (*SeenCommand) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{22}
+	return file_order_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SeenCommand) GetCommandId() string {
@@ -1792,7 +2060,7 @@ type OrderSnapshot struct {
 
 func (x *OrderSnapshot) Reset() {
 	*x = OrderSnapshot{}
-	mi := &file_order_proto_msgTypes[23]
+	mi := &file_order_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2072,7 @@ func (x *OrderSnapshot) String() string {
 func (*OrderSnapshot) ProtoMessage() {}
 
 func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_order_proto_msgTypes[23]
+	mi := &file_order_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2085,7 @@ func (x *OrderSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrderSnapshot.ProtoReflect.Descriptor instead.
 func (*OrderSnapshot) Descriptor() ([]byte, []int) {
-	return file_order_proto_rawDescGZIP(), []int{23}
+	return file_order_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OrderSnapshot) GetOrder() *Order {
@@ -1878,7 +2146,27 @@ const file_order_proto_rawDesc = "" +
 	"\ashipped\x18\f \x01(\v2\x1c.ordersystem.v1.OrderShippedH\x00R\ashipped\x12>\n" +
 	"\tdelivered\x18\r \x01(\v2\x1e.ordersystem.v1.OrderDeliveredH\x00R\tdelivered\x12>\n" +
 	"\tcancelled\x18\x0e \x01(\v2\x1e.ordersystem.v1.OrderCancelledH\x00R\tcancelledB\t\n" +
-	"\apayload\"S\n" +
+	"\apayload\"\xaf\x03\n" +
+	"\tEventHead\x12\x19\n" +
+	"\border_id\x18\x01 \x01(\tR\aorderId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x129\n" +
+	"\bmetadata\x18\x05 \x01(\v2\x1d.ordersystem.v1.EventMetadataR\bmetadata\x12<\n" +
+	"\acreated\x18\n" +
+	" \x01(\v2 .ordersystem.v1.OrderCreatedHeadH\x00R\acreated\x12/\n" +
+	"\x04paid\x18\v \x01(\v2\x19.ordersystem.v1.OrderPaidH\x00R\x04paid\x128\n" +
+	"\ashipped\x18\f \x01(\v2\x1c.ordersystem.v1.OrderShippedH\x00R\ashipped\x12>\n" +
+	"\tdelivered\x18\r \x01(\v2\x1e.ordersystem.v1.OrderDeliveredH\x00R\tdelivered\x12>\n" +
+	"\tcancelled\x18\x0e \x01(\v2\x1e.ordersystem.v1.OrderCancelledH\x00R\tcancelledB\t\n" +
+	"\apayload\"\xbe\x01\n" +
+	"\x10OrderCreatedHead\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12-\n" +
+	"\x05items\x18\x02 \x03(\v2\x17.ordersystem.v1.SkippedR\x05items\x12\x1f\n" +
+	"\vtotal_cents\x18\x03 \x01(\x03R\n" +
+	"totalCents\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\t\n" +
+	"\aSkipped\"S\n" +
 	"\rEventMetadata\x12!\n" +
 	"\ftrace_parent\x18\x01 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x02 \x01(\tR\n" +
@@ -2002,7 +2290,7 @@ func file_order_proto_rawDescGZIP() []byte {
 }
 
 var file_order_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_order_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_order_proto_goTypes = []any{
 	(OrderStatus)(0),              // 0: ordersystem.v1.OrderStatus
 	(ErrorCode)(0),                // 1: ordersystem.v1.ErrorCode
@@ -2013,63 +2301,74 @@ var file_order_proto_goTypes = []any{
 	(*OrderDelivered)(nil),        // 6: ordersystem.v1.OrderDelivered
 	(*OrderCancelled)(nil),        // 7: ordersystem.v1.OrderCancelled
 	(*Event)(nil),                 // 8: ordersystem.v1.Event
-	(*EventMetadata)(nil),         // 9: ordersystem.v1.EventMetadata
-	(*CreateOrder)(nil),           // 10: ordersystem.v1.CreateOrder
-	(*PayOrder)(nil),              // 11: ordersystem.v1.PayOrder
-	(*ShipOrder)(nil),             // 12: ordersystem.v1.ShipOrder
-	(*DeliverOrder)(nil),          // 13: ordersystem.v1.DeliverOrder
-	(*CancelOrder)(nil),           // 14: ordersystem.v1.CancelOrder
-	(*Command)(nil),               // 15: ordersystem.v1.Command
-	(*GetOrder)(nil),              // 16: ordersystem.v1.GetOrder
-	(*GetHistory)(nil),            // 17: ordersystem.v1.GetHistory
-	(*GetOrderAsOf)(nil),          // 18: ordersystem.v1.GetOrderAsOf
-	(*Order)(nil),                 // 19: ordersystem.v1.Order
-	(*Error)(nil),                 // 20: ordersystem.v1.Error
-	(*Reply)(nil),                 // 21: ordersystem.v1.Reply
-	(*DrainOutbox)(nil),           // 22: ordersystem.v1.DrainOutbox
-	(*OutboxStatus)(nil),          // 23: ordersystem.v1.OutboxStatus
-	(*SeenCommand)(nil),           // 24: ordersystem.v1.SeenCommand
-	(*OrderSnapshot)(nil),         // 25: ordersystem.v1.OrderSnapshot
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*EventHead)(nil),             // 9: ordersystem.v1.EventHead
+	(*OrderCreatedHead)(nil),      // 10: ordersystem.v1.OrderCreatedHead
+	(*Skipped)(nil),               // 11: ordersystem.v1.Skipped
+	(*EventMetadata)(nil),         // 12: ordersystem.v1.EventMetadata
+	(*CreateOrder)(nil),           // 13: ordersystem.v1.CreateOrder
+	(*PayOrder)(nil),              // 14: ordersystem.v1.PayOrder
+	(*ShipOrder)(nil),             // 15: ordersystem.v1.ShipOrder
+	(*DeliverOrder)(nil),          // 16: ordersystem.v1.DeliverOrder
+	(*CancelOrder)(nil),           // 17: ordersystem.v1.CancelOrder
+	(*Command)(nil),               // 18: ordersystem.v1.Command
+	(*GetOrder)(nil),              // 19: ordersystem.v1.GetOrder
+	(*GetHistory)(nil),            // 20: ordersystem.v1.GetHistory
+	(*GetOrderAsOf)(nil),          // 21: ordersystem.v1.GetOrderAsOf
+	(*Order)(nil),                 // 22: ordersystem.v1.Order
+	(*Error)(nil),                 // 23: ordersystem.v1.Error
+	(*Reply)(nil),                 // 24: ordersystem.v1.Reply
+	(*DrainOutbox)(nil),           // 25: ordersystem.v1.DrainOutbox
+	(*OutboxStatus)(nil),          // 26: ordersystem.v1.OutboxStatus
+	(*SeenCommand)(nil),           // 27: ordersystem.v1.SeenCommand
+	(*OrderSnapshot)(nil),         // 28: ordersystem.v1.OrderSnapshot
+	(*timestamppb.Timestamp)(nil), // 29: google.protobuf.Timestamp
 }
 var file_order_proto_depIdxs = []int32{
 	2,  // 0: ordersystem.v1.OrderCreated.items:type_name -> ordersystem.v1.Item
-	26, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
-	26, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
-	26, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
-	26, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
-	26, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	9,  // 6: ordersystem.v1.Event.metadata:type_name -> ordersystem.v1.EventMetadata
+	29, // 1: ordersystem.v1.OrderCreated.created_at:type_name -> google.protobuf.Timestamp
+	29, // 2: ordersystem.v1.OrderPaid.paid_at:type_name -> google.protobuf.Timestamp
+	29, // 3: ordersystem.v1.OrderShipped.shipped_at:type_name -> google.protobuf.Timestamp
+	29, // 4: ordersystem.v1.OrderDelivered.delivered_at:type_name -> google.protobuf.Timestamp
+	29, // 5: ordersystem.v1.OrderCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	12, // 6: ordersystem.v1.Event.metadata:type_name -> ordersystem.v1.EventMetadata
 	3,  // 7: ordersystem.v1.Event.created:type_name -> ordersystem.v1.OrderCreated
 	4,  // 8: ordersystem.v1.Event.paid:type_name -> ordersystem.v1.OrderPaid
 	5,  // 9: ordersystem.v1.Event.shipped:type_name -> ordersystem.v1.OrderShipped
 	6,  // 10: ordersystem.v1.Event.delivered:type_name -> ordersystem.v1.OrderDelivered
 	7,  // 11: ordersystem.v1.Event.cancelled:type_name -> ordersystem.v1.OrderCancelled
-	2,  // 12: ordersystem.v1.CreateOrder.items:type_name -> ordersystem.v1.Item
-	10, // 13: ordersystem.v1.Command.create:type_name -> ordersystem.v1.CreateOrder
-	11, // 14: ordersystem.v1.Command.pay:type_name -> ordersystem.v1.PayOrder
-	12, // 15: ordersystem.v1.Command.ship:type_name -> ordersystem.v1.ShipOrder
-	13, // 16: ordersystem.v1.Command.deliver:type_name -> ordersystem.v1.DeliverOrder
-	14, // 17: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
-	26, // 18: ordersystem.v1.GetOrderAsOf.at:type_name -> google.protobuf.Timestamp
-	2,  // 19: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
-	0,  // 20: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
-	26, // 21: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
-	26, // 22: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
-	26, // 23: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
-	26, // 24: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
-	26, // 25: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
-	1,  // 26: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
-	19, // 27: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
-	20, // 28: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
-	8,  // 29: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
-	19, // 30: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
-	24, // 31: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	12, // 12: ordersystem.v1.EventHead.metadata:type_name -> ordersystem.v1.EventMetadata
+	10, // 13: ordersystem.v1.EventHead.created:type_name -> ordersystem.v1.OrderCreatedHead
+	4,  // 14: ordersystem.v1.EventHead.paid:type_name -> ordersystem.v1.OrderPaid
+	5,  // 15: ordersystem.v1.EventHead.shipped:type_name -> ordersystem.v1.OrderShipped
+	6,  // 16: ordersystem.v1.EventHead.delivered:type_name -> ordersystem.v1.OrderDelivered
+	7,  // 17: ordersystem.v1.EventHead.cancelled:type_name -> ordersystem.v1.OrderCancelled
+	11, // 18: ordersystem.v1.OrderCreatedHead.items:type_name -> ordersystem.v1.Skipped
+	29, // 19: ordersystem.v1.OrderCreatedHead.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 20: ordersystem.v1.CreateOrder.items:type_name -> ordersystem.v1.Item
+	13, // 21: ordersystem.v1.Command.create:type_name -> ordersystem.v1.CreateOrder
+	14, // 22: ordersystem.v1.Command.pay:type_name -> ordersystem.v1.PayOrder
+	15, // 23: ordersystem.v1.Command.ship:type_name -> ordersystem.v1.ShipOrder
+	16, // 24: ordersystem.v1.Command.deliver:type_name -> ordersystem.v1.DeliverOrder
+	17, // 25: ordersystem.v1.Command.cancel:type_name -> ordersystem.v1.CancelOrder
+	29, // 26: ordersystem.v1.GetOrderAsOf.at:type_name -> google.protobuf.Timestamp
+	2,  // 27: ordersystem.v1.Order.items:type_name -> ordersystem.v1.Item
+	0,  // 28: ordersystem.v1.Order.status:type_name -> ordersystem.v1.OrderStatus
+	29, // 29: ordersystem.v1.Order.created_at:type_name -> google.protobuf.Timestamp
+	29, // 30: ordersystem.v1.Order.paid_at:type_name -> google.protobuf.Timestamp
+	29, // 31: ordersystem.v1.Order.shipped_at:type_name -> google.protobuf.Timestamp
+	29, // 32: ordersystem.v1.Order.delivered_at:type_name -> google.protobuf.Timestamp
+	29, // 33: ordersystem.v1.Order.cancelled_at:type_name -> google.protobuf.Timestamp
+	1,  // 34: ordersystem.v1.Error.code:type_name -> ordersystem.v1.ErrorCode
+	22, // 35: ordersystem.v1.Reply.order:type_name -> ordersystem.v1.Order
+	23, // 36: ordersystem.v1.Reply.error:type_name -> ordersystem.v1.Error
+	8,  // 37: ordersystem.v1.Reply.history:type_name -> ordersystem.v1.Event
+	22, // 38: ordersystem.v1.OrderSnapshot.order:type_name -> ordersystem.v1.Order
+	27, // 39: ordersystem.v1.OrderSnapshot.commands:type_name -> ordersystem.v1.SeenCommand
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_order_proto_init() }
@@ -2084,7 +2383,14 @@ func file_order_proto_init() {
 		(*Event_Delivered)(nil),
 		(*Event_Cancelled)(nil),
 	}
-	file_order_proto_msgTypes[13].OneofWrappers = []any{
+	file_order_proto_msgTypes[7].OneofWrappers = []any{
+		(*EventHead_Created)(nil),
+		(*EventHead_Paid)(nil),
+		(*EventHead_Shipped)(nil),
+		(*EventHead_Delivered)(nil),
+		(*EventHead_Cancelled)(nil),
+	}
+	file_order_proto_msgTypes[16].OneofWrappers = []any{
 		(*Command_Create)(nil),
 		(*Command_Pay)(nil),
 		(*Command_Ship)(nil),
@@ -2097,7 +2403,7 @@ func file_order_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_proto_rawDesc), len(file_order_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   24,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
