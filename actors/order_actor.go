@@ -544,9 +544,14 @@ func decodeNext(r persistence.Record, prev uint64) (*orderpb.Event, order.Event,
 
 // apply folds one journaled event into the state and remembers its command.
 func (a *orderActor) apply(pe *orderpb.Event, e order.Event) {
+	a.applyEvent(pe.GetCommandId(), pe.GetFingerprint(), e)
+}
+
+// applyEvent folds in event e of command commandID (with its fingerprint).
+func (a *orderActor) applyEvent(commandID, fingerprint string, e order.Event) {
 	st := a.mutable()
 	*st = order.Evolve(*st, e)
-	a.remember(pe.GetCommandId(), pe.GetFingerprint(), a.state.Version)
+	a.remember(commandID, fingerprint, a.state.Version)
 }
 
 // markDurable records that command id's events are as durable as an
@@ -773,7 +778,6 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 			return a.reply(nil, domainError(err))
 		}
 		records := make([]persistence.Record, len(events))
-		envelopes := make([]*orderpb.Event, len(events))
 		// The events keep the trace context of this command's span, so
 		// that their publish and their consumers continue the trace.
 		// Without a Tracer that is the message's, as it came.
@@ -786,13 +790,10 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 			meta = &orderpb.EventMetadata{TraceParent: tp, TraceState: ts}
 		}
 		for i, e := range events {
-			pe := codec.EventToProto(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), e)
-			pe.Metadata = meta
-			data, err := proto.Marshal(pe)
+			data, err := codec.MarshalEvent(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), meta, e)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
 			}
-			envelopes[i] = pe
 			records[i] = persistence.Record{Type: e.EventType(), Data: data}
 		}
 		actx, span := tracing.Start(tctx, a.cfg.Tracer, "journal.append")
@@ -809,8 +810,8 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 		case err == nil:
 			a.loaded = true
 			before := a.state.Version
-			for i, pe := range envelopes {
-				a.apply(pe, events[i])
+			for _, e := range events {
+				a.applyEvent(msg.GetCommandId(), msg.GetFingerprint(), e)
 			}
 			a.markDurable(msg.GetCommandId())
 			if a.cfg.Appended != nil {
