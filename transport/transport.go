@@ -65,7 +65,10 @@ type Transport interface {
 	// published, which the event ids make harmless). Messages of one order
 	// are delivered in the order published. A malformed batch is refused
 	// whole with ErrInvalidArgument (see ValidateBatch); after Close,
-	// Publish returns ErrClosed.
+	// Publish returns ErrClosed. The payloads must not change afterwards:
+	// a backend may keep them (the in-memory one does; the outbox publishes
+	// the journal's bytes, which never change). The batch slice itself is
+	// the caller's again once Publish returns.
 	Publish(ctx context.Context, batch []Message) error
 	// Subscribe starts delivering messages to h until the returned
 	// Subscription is closed or the transport is closed. ctx bounds the

@@ -151,8 +151,8 @@ func (t *Transport) Backlog() int {
 	return len(t.log) - t.off
 }
 
-// Publish implements transport.Transport. Payloads are copied, so the caller
-// may reuse them once Publish returns.
+// Publish implements transport.Transport. It keeps the payloads, not
+// copies (see transport.Transport.Publish).
 func (t *Transport) Publish(ctx context.Context, batch []transport.Message) error {
 	if err := transport.ValidateBatch(batch); err != nil {
 		return err
@@ -160,7 +160,6 @@ func (t *Transport) Publish(ctx context.Context, batch []transport.Message) erro
 	if err := ctx.Err(); err != nil {
 		return transport.Unavailable("memory publish", err)
 	}
-	payloads := cloneBatch(batch)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -169,7 +168,7 @@ func (t *Transport) Publish(ctx context.Context, batch []transport.Message) erro
 	if len(batch) == 0 {
 		return nil
 	}
-	for _, m := range payloads {
+	for _, m := range batch {
 		t.log = append(t.log, entry{seq: t.head, msg: m})
 		t.head++
 	}
@@ -179,23 +178,6 @@ func (t *Transport) Publish(ctx context.Context, batch []transport.Message) erro
 	t.trim()
 	t.broadcast()
 	return nil
-}
-
-// cloneBatch copies a batch with all payloads in one allocation.
-func cloneBatch(batch []transport.Message) []transport.Message {
-	n := 0
-	for _, m := range batch {
-		n += len(m.Payload)
-	}
-	buf := make([]byte, 0, n)
-	out := make([]transport.Message, len(batch))
-	for i, m := range batch {
-		start := len(buf)
-		buf = append(buf, m.Payload...)
-		m.Payload = buf[start:len(buf):len(buf)]
-		out[i] = m
-	}
-	return out
 }
 
 // dropWarnEvery limits the warnings about dropped messages to one per reader
