@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"sync"
 	"time"
 
@@ -97,6 +98,11 @@ func (a *api) routeLabel(c echo.Context) string {
 	return routeUnmatched
 }
 
+// headerRequestID is X-Request-ID in the form net/http keeps header names
+// in, so that the request's id is read and written without canonicalizing
+// the name each time.
+var headerRequestID = textproto.CanonicalMIMEHeaderKey(echo.HeaderXRequestID)
+
 // observe is the outermost middleware: it gives the request its id (taken
 // from X-Request-Id when sane, else minted), echoes it in the answer, puts a
 // logger carrying it in the request's context, starts its trace (startTrace),
@@ -108,11 +114,14 @@ func (a *api) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		r := c.Request()
-		id := r.Header.Get(echo.HeaderXRequestID)
+		var id string
+		if v := r.Header[headerRequestID]; len(v) > 0 {
+			id = v[0]
+		}
 		if !saneRequestID(id) {
 			id = newRequestID()
 		}
-		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		c.Response().Header()[headerRequestID] = []string{id}
 		ri := &requestInfo{id: id, base: a.cfg.Logger}
 		ctx := context.WithValue(r.Context(), requestInfoKey{}, ri)
 		ctx, span := a.startTrace(c, ctx)
