@@ -8,8 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
@@ -35,8 +35,14 @@ func writeJSON(c echo.Context, status int, fill func([]byte) []byte) error {
 	return err
 }
 
-func writeOrder(c echo.Context, o *orderpb.Order) error {
-	return writeJSON(c, http.StatusOK, func(b []byte) []byte { return appendOrderJSON(b, o) })
+func writeOrder(c echo.Context, s *order.State) error {
+	return writeJSON(c, http.StatusOK, func(b []byte) []byte { return appendOrderJSON(b, s) })
+}
+
+// writeOrderReply writes the order of an actor's reply.
+func writeOrderReply(c echo.Context, o *orderpb.Order) error {
+	s := codec.StateFromProto(o)
+	return writeOrder(c, &s)
 }
 
 func writeCreated(c echo.Context, o *orderpb.Order) error {
@@ -56,42 +62,44 @@ func appendCreatedJSON(b []byte, o *orderpb.Order) []byte {
 	return append(b, '}')
 }
 
-// appendOrderJSON appends what json.Marshal(toOrderJSON(o)) would.
-func appendOrderJSON(b []byte, o *orderpb.Order) []byte {
+// appendOrderJSON appends what json.Marshal(toOrderJSON(codec.StateToProto(s)))
+// would: the order as its state, which a read of an active order has
+// without converting it to protobuf first.
+func appendOrderJSON(b []byte, s *order.State) []byte {
 	b = append(b, `{"orderId":`...)
-	b = appendJSONString(b, o.GetOrderId())
+	b = appendJSONString(b, s.ID)
 	b = append(b, `,"customerId":`...)
-	b = appendJSONString(b, o.GetCustomerId())
+	b = appendJSONString(b, s.CustomerID)
 	b = append(b, `,"items":[`...)
-	for i, it := range o.GetItems() {
+	for i, it := range s.Items {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"productId":`...)
-		b = appendJSONString(b, it.GetProductId())
+		b = appendJSONString(b, it.ProductID)
 		b = append(b, `,"name":`...)
-		b = appendJSONString(b, it.GetName())
+		b = appendJSONString(b, it.Name)
 		b = append(b, `,"quantity":`...)
-		b = strconv.AppendInt(b, int64(it.GetQuantity()), 10)
+		b = strconv.AppendInt(b, int64(it.Quantity), 10)
 		b = append(b, `,"price":`...)
-		b = order.Cents(it.GetUnitPriceCents()).AppendText(b)
+		b = it.UnitPrice.AppendText(b)
 		b = append(b, '}')
 	}
 	b = append(b, `],"status":`...)
-	b = appendJSONString(b, statusName(o.GetStatus()))
+	b = appendJSONString(b, s.Status.String())
 	b = append(b, `,"total":`...)
-	b = order.Cents(o.GetTotalCents()).AppendText(b)
+	b = s.Total.AppendText(b)
 	b = append(b, `,"createdAt":`...)
-	b = appendJSONTime(b, o.GetCreatedAt().AsTime().UTC())
+	b = appendJSONTime(b, s.CreatedAt.UTC())
 	b = append(b, `,"version":`...)
-	b = strconv.AppendUint(b, o.GetVersion(), 10)
-	b = appendOptString(b, `,"paymentMethod":`, o.GetPaymentMethod())
-	b = appendOptTime(b, `,"paidAt":`, o.GetPaidAt())
-	b = appendOptString(b, `,"trackingNumber":`, o.GetTrackingNumber())
-	b = appendOptTime(b, `,"shippedAt":`, o.GetShippedAt())
-	b = appendOptTime(b, `,"deliveredAt":`, o.GetDeliveredAt())
-	b = appendOptString(b, `,"cancelReason":`, o.GetCancelReason())
-	b = appendOptTime(b, `,"cancelledAt":`, o.GetCancelledAt())
+	b = strconv.AppendUint(b, s.Version, 10)
+	b = appendOptString(b, `,"paymentMethod":`, s.PaymentMethod)
+	b = appendOptTime(b, `,"paidAt":`, s.PaidAt)
+	b = appendOptString(b, `,"trackingNumber":`, s.TrackingNumber)
+	b = appendOptTime(b, `,"shippedAt":`, s.ShippedAt)
+	b = appendOptTime(b, `,"deliveredAt":`, s.DeliveredAt)
+	b = appendOptString(b, `,"cancelReason":`, s.CancelReason)
+	b = appendOptTime(b, `,"cancelledAt":`, s.CancelledAt)
 	return append(b, '}')
 }
 
@@ -102,11 +110,11 @@ func appendOptString(b []byte, key, s string) []byte {
 	return appendJSONString(append(b, key...), s)
 }
 
-func appendOptTime(b []byte, key string, t *timestamppb.Timestamp) []byte {
-	if t == nil {
+func appendOptTime(b []byte, key string, t time.Time) []byte {
+	if t.IsZero() {
 		return b
 	}
-	return appendJSONTime(append(b, key...), t.AsTime().UTC())
+	return appendJSONTime(append(b, key...), t.UTC())
 }
 
 // appendJSONTime writes t as time.Time.MarshalJSON does (RFC 3339 with

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/feed"
 	"github.com/ordersystem/ordersystem/internal/lazydeadline"
 	"github.com/ordersystem/ordersystem/metrics"
@@ -584,7 +583,7 @@ func (a *api) transition(op string) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return writeOrder(c, reply.GetOrder())
+		return writeOrderReply(c, reply.GetOrder())
 	}
 }
 
@@ -603,14 +602,14 @@ func (a *api) getOrder(c echo.Context) error {
 	if a.cfg.Committed != nil {
 		if st, owner, ok := a.cfg.Committed(id); ok {
 			c.Response().Header().Set("X-Order-Owner", owner)
-			return writeOrder(c, codec.StateToProto(&st))
+			return writeOrder(c, &st)
 		}
 	}
 	reply, err := a.call(c, id, func(ctx context.Context) (*orderpb.Reply, error) { return a.cfg.Orders.Get(ctx, id) })
 	if err != nil {
 		return err
 	}
-	return writeOrder(c, reply.GetOrder())
+	return writeOrderReply(c, reply.GetOrder())
 }
 
 // getOrderAsOf answers the order as it was after version n (asOf=n) or at
@@ -633,7 +632,7 @@ func (a *api) getOrderAsOf(c echo.Context, id, asOf string) error {
 	}
 	o := reply.GetOrder()
 	c.Response().Header().Set("X-Order-As-Of-Version", strconv.FormatUint(o.GetVersion(), 10))
-	return writeOrder(c, o)
+	return writeOrderReply(c, o)
 }
 
 func (a *api) history(c echo.Context) error {
