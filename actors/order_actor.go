@@ -781,16 +781,12 @@ func (a *orderActor) handleCommand(tctx context.Context, msg *orderpb.Command) *
 		// The events keep the trace context of this command's span, so
 		// that their publish and their consumers continue the trace.
 		// Without a Tracer that is the message's, as it came.
-		var meta *orderpb.EventMetadata
 		tp, ts := msg.GetTraceParent(), msg.GetTraceState()
 		if a.cfg.Tracer != nil {
 			tp, ts = tracing.Inject(tctx)
 		}
-		if tp != "" {
-			meta = &orderpb.EventMetadata{TraceParent: tp, TraceState: ts}
-		}
 		for i, e := range events {
-			data, err := codec.MarshalEvent(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), meta, e)
+			data, err := codec.MarshalEvent(a.state.ID, a.state.Version+uint64(i)+1, msg.GetCommandId(), msg.GetFingerprint(), tp, ts, e)
 			if err != nil {
 				return a.reply(nil, &orderpb.Error{Code: orderpb.ErrorCode_ERROR_CODE_INTERNAL, Message: err.Error()})
 			}

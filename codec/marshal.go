@@ -16,6 +16,7 @@ import (
 // an envelope only to marshal it: the journal keeps bytes.
 type envelope struct {
 	ev        orderpb.Event
+	meta      orderpb.EventMetadata
 	at        timestamppb.Timestamp
 	created   orderpb.OrderCreated
 	paid      orderpb.OrderPaid
@@ -35,11 +36,16 @@ type envelope struct {
 var envelopes = sync.Pool{New: func() any { return new(envelope) }}
 
 // MarshalEvent returns the bytes of EventToProto(orderID, version,
-// commandID, fingerprint, e) with meta as its metadata (nil: none): the
-// same bytes proto.Marshal gives for it.
-func MarshalEvent(orderID string, version uint64, commandID, fingerprint string, meta *orderpb.EventMetadata, e order.Event) ([]byte, error) {
+// commandID, fingerprint, e) with the trace context traceParent and
+// traceState as its metadata (none when traceParent is empty): the same
+// bytes proto.Marshal gives for it.
+func MarshalEvent(orderID string, version uint64, commandID, fingerprint, traceParent, traceState string, e order.Event) ([]byte, error) {
 	s := envelopes.Get().(*envelope)
-	s.ev.OrderId, s.ev.Version, s.ev.CommandId, s.ev.Fingerprint, s.ev.Metadata = orderID, version, commandID, fingerprint, meta
+	s.ev.OrderId, s.ev.Version, s.ev.CommandId, s.ev.Fingerprint = orderID, version, commandID, fingerprint
+	if traceParent != "" {
+		s.meta.TraceParent, s.meta.TraceState = traceParent, traceState
+		s.ev.Metadata = &s.meta
+	}
 	switch e := e.(type) {
 	case order.Created:
 		s.created.CustomerId, s.created.TotalCents, s.created.CreatedAt = e.CustomerID, int64(e.Total), s.stamp(e.At)
@@ -102,6 +108,7 @@ func (s *envelope) itemsOf(items []order.Item) []*orderpb.Item {
 // unusually many items is dropped instead.
 func (s *envelope) release() {
 	s.ev.Reset()
+	s.meta.Reset()
 	s.created.Reset()
 	s.paid.Reset()
 	s.shipped.Reset()

@@ -36,21 +36,23 @@ func someEvents(n int) []order.Event {
 // metadata, and whatever the pooled envelope held before (more items,
 // another kind), also from many goroutines at once.
 func TestMarshalEventIsProtoMarshal(t *testing.T) {
-	metas := []*orderpb.EventMetadata{nil, {TraceParent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", TraceState: "a=b"}}
+	traces := [][2]string{{"", ""}, {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a=b"}, {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", ""}}
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
 			for n := range 50 {
 				for _, e := range someEvents(g*50 + n) {
-					meta := metas[n%2]
+					tc := traces[n%3]
 					pe := codec.EventToProto("o-1", uint64(n+1), "cmd", "fp", e)
-					pe.Metadata = meta
+					if tc[0] != "" {
+						pe.Metadata = &orderpb.EventMetadata{TraceParent: tc[0], TraceState: tc[1]}
+					}
 					want, err := proto.Marshal(pe)
 					if err != nil {
 						t.Error(err)
 						return
 					}
-					got, err := codec.MarshalEvent("o-1", uint64(n+1), "cmd", "fp", meta, e)
+					got, err := codec.MarshalEvent("o-1", uint64(n+1), "cmd", "fp", tc[0], tc[1], e)
 					if err != nil || !bytes.Equal(got, want) {
 						t.Errorf("%T (%d): MarshalEvent %x, %v; proto.Marshal %x", e, n, got, err, want)
 						return
@@ -75,7 +77,7 @@ func BenchmarkMarshalEvent(b *testing.B) {
 	b.Run("MarshalEvent", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := codec.MarshalEvent("o-1", 1, "cmd", "fp", nil, e); err != nil {
+			if _, err := codec.MarshalEvent("o-1", 1, "cmd", "fp", "", "", e); err != nil {
 				b.Fatal(err)
 			}
 		}
