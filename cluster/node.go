@@ -389,7 +389,7 @@ func (n *Node) Request(ctx context.Context, identity, kind string, msg any) (any
 			// Owned here: the placement's own map of activations is the
 			// cache (a second one in protoactor's PidCache cost a map
 			// write per activation and a lookup per request).
-			pid := n.lookupImpl.activate(pcluster.NewClusterIdentity(identity, kind))
+			pid := n.lookupImpl.activateLocal(identity, kind)
 			if pid == nil {
 				lastErr = errors.New("this member could not activate it")
 				continue

@@ -54,8 +54,8 @@ type placement struct {
 	// own requests (getWithin, without a round trip through the actor)
 	// both activate.
 	mu     sync.Mutex
-	byKey  map[string]activation // kind/identity -> activation
-	closed bool                  // the member is leaving: activate nothing
+	byKey  map[activationKey]activation
+	closed bool // the member is leaving: activate nothing
 	// props holds each kind's props for its activations, made once: the
 	// kind's props with an init step that names the activation's identity
 	// from spawning. protoactor's WithClusterIdentity clones the props (and
@@ -74,7 +74,7 @@ const activationTimeout = 5 * time.Second
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
 func newPlacement() *placement {
-	return &placement{byKey: map[string]activation{}, props: map[string]*actor.Props{}}
+	return &placement{byKey: map[activationKey]activation{}, props: map[string]*actor.Props{}}
 }
 
 // propsLocked returns the props that activations of kind are spawned with
@@ -195,6 +195,11 @@ type activation struct {
 	pid *actor.PID
 }
 
+// activationKey is the key of an activation in the placement's map: a
+// struct of the two strings, not protoactor's AsKey (kind + "/" +
+// identity), which concatenates a new string for every lookup.
+type activationKey struct{ kind, identity string }
+
 // placementActor answers the activation requests of the other members and
 // passes terminations and view changes to the placement.
 type placementActor struct {
@@ -257,11 +262,23 @@ func (p *placement) ping(timeout time.Duration) error {
 // copy beside the owner's, which nothing would ever stop (rebalance runs on
 // view changes only) and which the requester's PID cache would keep using.
 func (p *placement) activate(ci *pcluster.ClusterIdentity) *actor.PID {
+	return p.activateKey(activationKey{kind: ci.Kind, identity: ci.Identity}, ci)
+}
+
+// activateLocal is activate for this member's own requests: the identity
+// is made only when an activation is spawned, not for every request to one
+// that runs.
+func (p *placement) activateLocal(identity, kind string) *actor.PID {
+	return p.activateKey(activationKey{kind: kind, identity: identity}, nil)
+}
+
+// activateKey is activate of the identity key names; ci is that identity,
+// or nil to make it if it is spawned.
+func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity) *actor.PID {
 	sys := p.cluster.ActorSystem
-	if ring := p.ring.Load(); ring != nil && ring.owner(ci) != sys.Address() {
+	if ring := p.ring.Load(); ring != nil && ring.owner(&pcluster.ClusterIdentity{Identity: key.identity, Kind: key.kind}) != sys.Address() {
 		return nil
 	}
-	key := ci.AsKey()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -277,12 +294,15 @@ func (p *placement) activate(ci *pcluster.ClusterIdentity) *actor.PID {
 		p.forgetLocked(key, act)
 		gone = &act
 	}
-	kind, ok := p.cluster.TryGetClusterKind(ci.Kind)
+	kind, ok := p.cluster.TryGetClusterKind(key.kind)
 	if !ok {
 		p.mu.Unlock()
-		p.cluster.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
+		p.cluster.Logger().Error("activation of an unknown kind", slog.String("kind", key.kind))
 		p.removed(gone)
 		return nil
+	}
+	if ci == nil {
+		ci = pcluster.NewClusterIdentity(key.identity, key.kind)
 	}
 	// Spawned from the root rather than as a child: see the type's comment.
 	p.spawning = ci
@@ -301,7 +321,7 @@ func (p *placement) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 	if ci == nil || pid == nil {
 		return
 	}
-	key := ci.AsKey()
+	key := activationKey{kind: ci.Kind, identity: ci.Identity}
 	p.mu.Lock()
 	act, ok := p.byKey[key]
 	ok = ok && act.pid.Id == pid.Id
@@ -316,7 +336,7 @@ func (p *placement) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 
 // forgetLocked drops an activation from the map; the caller tells the
 // members with removed once it released the lock.
-func (p *placement) forgetLocked(key string, act activation) {
+func (p *placement) forgetLocked(key activationKey, act activation) {
 	delete(p.byKey, key)
 	if kind, ok := p.cluster.TryGetClusterKind(act.id.Kind); ok {
 		kind.Dec()
