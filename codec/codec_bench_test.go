@@ -50,3 +50,25 @@ func BenchmarkDecodeEvent(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeHead: the read model's decoding of each event it consumes,
+// in one pass (DecodeHead) and with the protobuf runtime.
+func BenchmarkDecodeHead(b *testing.B) {
+	data, err := MarshalEvent("0b7e4c1e9d3c4a59", 1, "0b7e4c1e9d3c4a598f0b2d1e6f3a7c55", "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", benchCreated())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, way := range []struct {
+		name   string
+		decode func([]byte) (Head, error)
+	}{{"one-pass", DecodeHead}, {"protobuf", decodeHeadProto}} {
+		b.Run(way.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if h, err := way.decode(data); err != nil || h.Items != 2 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

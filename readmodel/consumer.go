@@ -16,7 +16,6 @@ import (
 	"github.com/ordersystem/ordersystem/metrics"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
-	"github.com/ordersystem/ordersystem/proto/orderpb"
 	"github.com/ordersystem/ordersystem/tracing"
 	"github.com/ordersystem/ordersystem/transport"
 )
@@ -119,7 +118,7 @@ func NewConsumer(rm *ReadModel, cfg ConsumerConfig) *Consumer {
 // pending is an event that failed its first journal check.
 type pending struct {
 	msg transport.Message
-	ev  *orderpb.EventHead
+	ev  codec.Head
 	err error
 }
 
@@ -181,12 +180,12 @@ func (c *Consumer) Handle(ctx context.Context, batch []transport.Message) error 
 
 // apply applies ev, in a span that continues the trace context of its
 // metadata when there is a Tracer.
-func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.EventHead) error {
-	tp := ev.GetMetadata().GetTraceParent()
+func (c *Consumer) apply(ctx context.Context, m transport.Message, ev codec.Head) error {
+	tp := ev.TraceParent
 	if c.cfg.Tracer == nil || tp == "" {
 		return c.rm.ApplyHead(ctx, ev)
 	}
-	sctx := tracing.Extract(ctx, tp, ev.GetMetadata().GetTraceState())
+	sctx := tracing.Extract(ctx, tp, ev.TraceState)
 	if !trace.SpanContextFromContext(sctx).IsRemote() {
 		return c.rm.ApplyHead(ctx, ev) // a malformed traceparent: no trace to continue
 	}
@@ -203,22 +202,22 @@ func (c *Consumer) apply(ctx context.Context, m transport.Message, ev *orderpb.E
 }
 
 // decode returns the event a message carries, as much of it as the read
-// model keeps (an orderpb.EventHead), or why it carries none (a reason of
+// model keeps (a codec.Head), or why it carries none (a reason of
 // metrics.DeadLetterReasons and the error).
-func decode(m transport.Message) (*orderpb.EventHead, string, error) {
-	ev := &orderpb.EventHead{}
-	if err := codec.HeadOptions.Unmarshal(m.Payload, ev); err != nil {
-		return nil, metrics.DeadLetterUndecodable, errors.New("the payload is not an order event: " + err.Error())
+func decode(m transport.Message) (codec.Head, string, error) {
+	ev, err := codec.DecodeHead(m.Payload)
+	if err != nil {
+		return codec.Head{}, metrics.DeadLetterUndecodable, errors.New("the payload is not an order event: " + err.Error())
 	}
-	if ev.GetPayload() == nil {
-		return nil, metrics.DeadLetterUndecodable, errors.New("the payload is an envelope without an event")
+	if ev.Event == nil {
+		return codec.Head{}, metrics.DeadLetterUndecodable, errors.New("the payload is an envelope without an event")
 	}
 	if !order.ValidID(m.OrderID) {
-		return nil, metrics.DeadLetterInvalid, errors.New("the message's order id is not an order id")
+		return codec.Head{}, metrics.DeadLetterInvalid, errors.New("the message's order id is not an order id")
 	}
-	if ev.GetOrderId() != m.OrderID || ev.GetVersion() != m.Version {
-		return nil, metrics.DeadLetterInvalid, errors.New("the payload is event " +
-			truncate(order.EventID(ev.GetOrderId(), ev.GetVersion()), 160) + ", not the message's")
+	if ev.OrderID != m.OrderID || ev.Version != m.Version {
+		return codec.Head{}, metrics.DeadLetterInvalid, errors.New("the payload is event " +
+			truncate(order.EventID(ev.OrderID, ev.Version), 160) + ", not the message's")
 	}
 	return ev, "", nil
 }

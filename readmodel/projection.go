@@ -168,11 +168,10 @@ func (m *ReadModel) Apply(ctx context.Context, ev *orderpb.Event) error {
 	return m.apply(ctx, ev.GetOrderId(), ev.GetVersion(), e, itemCount(e), err)
 }
 
-// ApplyHead is Apply for an event decoded as an orderpb.EventHead (with
-// codec.HeadOptions), which is all the read model keeps of it.
-func (m *ReadModel) ApplyHead(ctx context.Context, h *orderpb.EventHead) error {
-	e, items, err := codec.EventFromHead(h)
-	return m.apply(ctx, h.GetOrderId(), h.GetVersion(), e, items, err)
+// ApplyHead is Apply for an event decoded with codec.DecodeHead, which is
+// all the read model keeps of it.
+func (m *ReadModel) ApplyHead(ctx context.Context, h codec.Head) error {
+	return m.apply(ctx, h.OrderID, h.Version, h.Event, h.Items, h.Err())
 }
 
 // itemCount is the number of items of an order.Created (0 for any other
