@@ -140,22 +140,21 @@ func New(cfg Config) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.errorHandler
-	e.Use(a.observe)
-	e.Use(a.refuseCrossOrigin)
-	e.Use(a.limitBody)
+	chain := []echo.MiddlewareFunc{a.observe, a.refuseCrossOrigin, a.limitBody}
 	if cfg.APIToken != "" {
-		e.Use(a.requireToken)
+		chain = append(chain, a.requireToken)
 	}
-	e.Use(a.checkQuery)
+	chain = append(chain, a.checkQuery)
 	// The body is read before the in-flight slot is taken: a slow client
 	// holds a connection (bounded by the server's timeouts and connection
 	// cap), never a slot.
-	e.Use(a.readBody)
+	chain = append(chain, a.readBody)
 	if cfg.MaxInFlight > 0 || cfg.MaxInFlightReads > 0 {
 		a.writes = newBudget("writes", cfg.MaxInFlight)
 		a.reads = newBudget("reads", cfg.MaxInFlightReads)
-		e.Use(a.limitInFlight)
+		chain = append(chain, a.limitInFlight)
 	}
+	e.Use(once(chain))
 
 	e.GET("/", a.info)
 	e.GET("/health", a.health)
@@ -185,6 +184,20 @@ func New(cfg Config) *echo.Echo {
 		a.served[route{r.Method, r.Path}] = true
 	}
 	return e
+}
+
+// once returns chain as one middleware that is built once. Echo applies
+// the middleware of Use to every request anew (a closure per middleware and
+// request); this one is built around a handler that calls the request's
+// route handler (c.Handler(), which is the next handler echo passes to the
+// middleware of Use: the route's, or its 404 or 405 handler), so that
+// applying it per request costs nothing.
+func once(chain []echo.MiddlewareFunc) echo.MiddlewareFunc {
+	h := func(c echo.Context) error { return c.Handler()(c) }
+	for i := len(chain) - 1; i >= 0; i-- {
+		h = chain[i](h)
+	}
+	return func(echo.HandlerFunc) echo.HandlerFunc { return h }
 }
 
 type api struct {

@@ -28,8 +28,9 @@ const (
 // or a new trace when it came without one. Without a Tracer the span
 // records nothing but still has its own span id (tracing.Continue), and the
 // returned span is nil. observe calls it and ends the span with endTrace
-// once the status is known.
-func (a *api) startTrace(c echo.Context, ctx context.Context) (context.Context, trace.Span) {
+// once the status is known; traceHeader (of length 1) is the value slice
+// the traceparent header gets.
+func (a *api) startTrace(c echo.Context, ctx context.Context, traceHeader []string) (context.Context, trace.Span) {
 	r := c.Request()
 	if _, ok := r.Header[headerTraceParent]; ok {
 		ctx = tracing.Bound(tracing.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header)))
@@ -46,7 +47,8 @@ func (a *api) startTrace(c echo.Context, ctx context.Context) (context.Context, 
 	}
 	tp, ts := tracing.Inject(ctx)
 	h := c.Response().Header()
-	h[headerTraceParent] = []string{tp}
+	traceHeader[0] = tp
+	h[headerTraceParent] = traceHeader
 	if ts != "" {
 		h[headerTraceState] = []string{ts}
 	}
