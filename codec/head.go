@@ -1,7 +1,6 @@
 package codec
 
 import (
-	"fmt"
 	"time"
 	"unicode/utf8"
 
@@ -260,16 +259,12 @@ func (w *wire) payload(num protowire.Number, typ protowire.Type) (order.Event, i
 	}
 }
 
-// errNoPayload is EventFromHead's error for a head without an event.
-func errNoPayload(h Head) error {
-	return fmt.Errorf("event %s:%d has no payload", h.OrderID, h.Version)
-}
-
 // Err is why h cannot be applied: nil, or the error EventFromHead gives for
 // a head without an event.
 func (h Head) Err() error {
 	if h.Event == nil {
-		return errNoPayload(h)
+		_, err := laterEvent(nil, h.OrderID, h.Version)
+		return err
 	}
 	return nil
 }

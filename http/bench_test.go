@@ -10,8 +10,9 @@ import (
 )
 
 // BenchmarkLive: GET /health/live through the whole middleware chain
-// (request id, trace context, metrics, in-flight limit) to the cheapest
-// handler, so that what it allocates is the middleware's.
+// (request id, trace context, metrics, the cross-origin, body and query
+// checks) to the cheapest handler, so that what it allocates is the
+// middleware's.
 func BenchmarkLive(b *testing.B) {
 	e := httpapi.New(httpapi.Config{Health: fakeHealth{}, Metrics: metrics.New()})
 	req := httptest.NewRequest(http.MethodGet, "/health/live", nil)
