@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"pgregory.net/rapid"
 
 	"github.com/ordersystem/ordersystem/codec"
 	"github.com/ordersystem/ordersystem/order"
@@ -33,8 +34,8 @@ func someEvents(n int) []order.Event {
 
 // TestMarshalEventIsProtoMarshal: MarshalEvent gives the bytes of
 // proto.Marshal of EventToProto, for every kind of event, with and without
-// metadata, and whatever the pooled envelope held before (more items,
-// another kind), also from many goroutines at once.
+// metadata, one after another (more items, another kind), also from many
+// goroutines at once.
 func TestMarshalEventIsProtoMarshal(t *testing.T) {
 	traces := [][2]string{{"", ""}, {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a=b"}, {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", ""}}
 	var wg sync.WaitGroup
@@ -62,6 +63,55 @@ func TestMarshalEventIsProtoMarshal(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestMarshalEventOfAnyValues: for any event, of any kind or none, with any
+// values (negative quantities and prices, times before the epoch or zero,
+// text that is not UTF-8, which proto.Marshal refuses), MarshalEvent gives
+// what proto.Marshal gives: the same bytes, or an error.
+func TestMarshalEventOfAnyValues(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		str := func(label string) string {
+			if rapid.IntRange(0, 9).Draw(t, label+"Broken") == 0 {
+				return text(t, label) + string([]byte{rapid.SampledFrom([]byte{0x80, 0xff, 0xc3}).Draw(t, label+"Byte")})
+			}
+			return text(t, label)
+		}
+		var e order.Event
+		switch rapid.IntRange(0, 7).Draw(t, "kind") {
+		case 0:
+			e = nil
+		case 1:
+			e = &order.Paid{PaymentMethod: str("method")} // not a value: EventToProto gives it no payload
+		case 2:
+			var items []order.Item
+			for range rapid.IntRange(0, 3).Draw(t, "items") {
+				items = append(items, order.Item{ProductID: str("product"), Name: str("name"),
+					Quantity: rapid.Int32().Draw(t, "quantity"), UnitPrice: order.Cents(rapid.Int64().Draw(t, "price"))})
+			}
+			e = order.Created{CustomerID: str("customer"), Items: items, Total: order.Cents(rapid.Int64().Draw(t, "total"))}
+		case 3:
+			e = order.Paid{PaymentMethod: str("method")}
+		case 4:
+			e = order.Cancelled{Reason: str("reason"), At: time.Unix(0, 0)}
+		default:
+			e = drawEvent(t)
+		}
+		id, v, cmd, fp := str("orderID"), rapid.Uint64().Draw(t, "version"), str("command"), str("fingerprint")
+		tp, ts := "", ""
+		if rapid.Bool().Draw(t, "traced") {
+			tp, ts = str("traceParent"), str("traceState")
+		}
+		pe := codec.EventToProto(id, v, cmd, fp, e)
+		if tp != "" {
+			pe.Metadata = &orderpb.EventMetadata{TraceParent: tp, TraceState: ts}
+		}
+		want, wantErr := proto.Marshal(pe)
+		got, err := codec.MarshalEvent(id, v, cmd, fp, tp, ts, e)
+		if (err == nil) != (wantErr == nil) || !bytes.Equal(got, want) {
+			t.Fatalf("%#v: MarshalEvent % x, %v; proto.Marshal % x, %v", e, got, err, want, wantErr)
+		}
+	})
 }
 
 func BenchmarkMarshalEvent(b *testing.B) {
