@@ -116,6 +116,8 @@ type Journal interface {
 	// all records or none. Only Type and Data of the records are read; the
 	// journal assigns StreamID, Version, Partition and Position. It returns
 	// the stream's new version, or a *ConflictError when the stream moved.
+	// The journal may keep the records' Data as they are (the in-memory
+	// one does): the caller does not change them after the call.
 	Append(ctx context.Context, streamID string, expected uint64, records []Record) (uint64, error)
 
 	// Load returns the records of a stream with Version >= from, in version

@@ -87,7 +87,7 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 			Partition: p,
 			Position:  b.logs[p].len() + 1,
 			Type:      r.Type,
-			Data:      slices.Clone(r.Data),
+			Data:      r.Data, // kept as it is: see persistence.Journal.Append
 		}
 		stream = append(stream, rec.Position)
 		b.logs[p].append(rec)
