@@ -9,7 +9,11 @@
 # two binaries swap
 # places (port, start order) every other round; the ratio printed at the end
 # is B's CPU per request over A's, the geometric mean over the rounds.
+# Either binary may be the word "limit": cmd/limitserver (issue 16's bare
+# echo + map), built from this tree; it serves no /metrics, so it has no
+# allocation figure (0 B).
 #   scripts/samecore.sh A_BIN B_BIN [rounds] [seconds] [scenario]   (default 6, 12, create)
+#   scripts/samecore.sh limit NODE_BIN [rounds] [seconds] [scenario]
 # Loopback only; everything it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,20 +22,26 @@ a=$1 b=$2 rounds=${3:-6} secs=${4:-12} scenario=${5:-create}
 tmp=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT
 go build -o "$tmp/loadgen" ./cmd/loadgen
+if [ "$a" = limit ] || [ "$b" = limit ]; then go build -o "$tmp/limit" ./cmd/limitserver; fi
 pin_server="taskset -c 1"; pin_load="taskset -c 0"
 command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-allocated() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^go_memstats_alloc_bytes_total/ { printf "%d", $2 }'; }
+allocated() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^go_memstats_alloc_bytes_total/ { n = $2 } END { printf "%d", n }'; }
+serve() { # binary port; run in the background, it becomes the server (so $! is its pid)
+  if [ "$1" = limit ]; then exec env GOMAXPROCS=1 $pin_server "$tmp/limit" -port "$2"; fi
+  exec env GOMAXPROCS=1 $pin_server "$1" --port "$2" --http-host 127.0.0.1 --log-level warn
+}
 tck=$(getconf CLK_TCK)
 for r in $(seq 1 "$rounds"); do
   first=$a second=$b
   if [ $((r % 2)) -eq 0 ]; then first=$b second=$a; fi
-  GOMAXPROCS=1 $pin_server "$first" --port 5441 --http-host 127.0.0.1 --log-level warn >"$tmp/n1.log" 2>&1 &
+  serve "$first" 5441 >"$tmp/n1.log" 2>&1 &
   p1=$!
-  GOMAXPROCS=1 $pin_server "$second" --port 5442 --http-host 127.0.0.1 --log-level warn >"$tmp/n2.log" 2>&1 &
+  serve "$second" 5442 >"$tmp/n2.log" 2>&1 &
   p2=$!
-  for port in 5441 5442; do
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && break; sleep 0.1; done
+  for server in "5441 $first" "5442 $second"; do
+    set -- $server; probe=ready; [ "$2" = limit ] && probe=live
+    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health/$probe" >/dev/null && break; sleep 0.1; done
   done
   for port in 5441 5442; do
     $pin_load "$tmp/loadgen" -targets "http://127.0.0.1:$port" -scenario create -concurrency 16 -requests 3000 >/dev/null &
