@@ -61,6 +61,11 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpDuration *prometheus.HistogramVec
+	// httpSeries holds each (route, method, status)'s counter and
+	// histogram once looked up (an *httpSeries per httpKey): a label
+	// lookup hashes and checks the label values and takes the vector's
+	// lock, for every request. The keys are as bounded as the labels.
+	httpSeries sync.Map
 
 	commands *prometheus.CounterVec
 
@@ -318,8 +323,27 @@ func (m *Metrics) ObserveHTTP(route, method string, status int, d time.Duration)
 	if m == nil {
 		return
 	}
-	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+	k := httpKey{route: route, method: method, status: status}
+	v, ok := m.httpSeries.Load(k)
+	if !ok {
+		v, _ = m.httpSeries.LoadOrStore(k, &httpSeries{
+			requests: m.httpRequests.WithLabelValues(route, method, strconv.Itoa(status)),
+			duration: m.httpDuration.WithLabelValues(route, method),
+		})
+	}
+	series := v.(*httpSeries)
+	series.requests.Inc()
+	series.duration.Observe(d.Seconds())
+}
+
+type httpKey struct {
+	route, method string
+	status        int
+}
+
+type httpSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // ObserveCommand counts one answered order command. command is one of

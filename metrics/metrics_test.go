@@ -204,6 +204,8 @@ func TestMetricsConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for j := range 200 {
 				m.ObserveHTTP("/orders", "POST", 201, time.Duration(j)*time.Microsecond)
+				m.ObserveHTTP("/orders", "POST", 400+j%2, time.Microsecond)
+				m.ObserveHTTP("/orders/:id", "GET", 201, time.Microsecond)
 				m.ObserveCommand("create", metrics.OutcomeOK)
 				m.ObserveAppend(time.Microsecond, j%10 == 0)
 				m.SetOutboxLag(uint64(i*j), []uint64{uint64(i)})
@@ -224,6 +226,18 @@ func TestMetricsConcurrentUse(t *testing.T) {
 	fams := scrape(t, m)
 	if v := value(t, fams, "order_commands_total", "command", "create", "outcome", "ok"); v != 1600 {
 		t.Fatalf("order_commands_total = %v, want 1600", v)
+	}
+	// Each (route, method, status) counts in its own series.
+	for _, c := range []struct {
+		route, method, status string
+		want                  float64
+	}{{"/orders", "POST", "201", 1600}, {"/orders", "POST", "400", 800}, {"/orders", "POST", "401", 800}, {"/orders/:id", "GET", "201", 1600}} {
+		if v := value(t, fams, "http_requests_total", "route", c.route, "method", c.method, "status", c.status); v != c.want {
+			t.Fatalf("http_requests_total{%s %s %s} = %v, want %v", c.route, c.method, c.status, v, c.want)
+		}
+	}
+	if v := value(t, fams, "http_request_duration_seconds", "route", "/orders", "method", "POST"); v != 3200 {
+		t.Fatalf("http_request_duration_seconds{/orders POST} counts %v, want 3200", v)
 	}
 	if v := value(t, fams, "journal_conflicts_total"); v != 160 {
 		t.Fatalf("journal_conflicts_total = %v, want 160", v)
@@ -254,5 +268,14 @@ func TestOnScrapeSetsGaugesBeforeEachScrape(t *testing.T) {
 	}
 	if calls != 2 {
 		t.Fatalf("hook ran %d times for 2 scrapes", calls)
+	}
+}
+
+// BenchmarkObserveHTTP: what the HTTP middleware records per request.
+func BenchmarkObserveHTTP(b *testing.B) {
+	m := metrics.New()
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveHTTP("/orders/:id", "GET", 200, 30*time.Microsecond)
 	}
 }
