@@ -39,9 +39,11 @@ for r in $(seq 1 "$rounds"); do
   p1=$!
   serve "$second" 5442 >"$tmp/n2.log" 2>&1 &
   p2=$!
-  for server in "5441 $first" "5442 $second"; do
-    set -- $server; probe=ready; [ "$2" = limit ] && probe=live
-    for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health/$probe" >/dev/null && break; sleep 0.1; done
+  for server in "5441 $first n1" "5442 $second n2"; do
+    read -r port bin log <<<"$server"
+    probe=ready; [ "$bin" = limit ] && probe=live
+    for _ in $(seq 1 100); do curl -sf -m 0.5 "http://127.0.0.1:$port/health/$probe" >/dev/null && break; sleep 0.1; done
+    curl -sf -m 0.5 "http://127.0.0.1:$port/health/$probe" >/dev/null || { echo "$bin did not come up on port $port (is the port taken?):" >&2; tail -5 "$tmp/$log.log" >&2; exit 1; }
   done
   for port in 5441 5442; do
     $pin_load "$tmp/loadgen" -targets "http://127.0.0.1:$port" -scenario create -concurrency 16 -requests 3000 >/dev/null &
