@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 
+	"github.com/ordersystem/ordersystem/internal/idmap"
 	"github.com/ordersystem/ordersystem/order"
 )
 
@@ -31,14 +32,16 @@ const publishedShards = 64
 
 type publishedShard struct {
 	mu sync.RWMutex
-	m  map[string]*order.State
+	m  *idmap.Map[order.State] // by State.ID
 }
+
+func stateID(s *order.State) string { return s.ID }
 
 // NewPublished returns an empty Published.
 func NewPublished() *Published {
 	p := &Published{seed: maphash.MakeSeed()}
 	for i := range p.shards {
-		p.shards[i].m = map[string]*order.State{}
+		p.shards[i].m = idmap.New(stateID)
 	}
 	return p
 }
@@ -52,9 +55,9 @@ func (p *Published) shard(id string) *publishedShard {
 func (p *Published) Get(id string) (order.State, bool) {
 	sh := p.shard(id)
 	sh.mu.RLock()
-	s, ok := sh.m[id]
+	s := sh.m.Get(id)
 	sh.mu.RUnlock()
-	if !ok {
+	if s == nil {
 		return order.State{}, false
 	}
 	return *s, true
@@ -66,7 +69,7 @@ func (p *Published) Len() int {
 	for i := range p.shards {
 		sh := &p.shards[i]
 		sh.mu.RLock()
-		n += len(sh.m)
+		n += sh.m.Len()
 		sh.mu.RUnlock()
 	}
 	return n
@@ -76,13 +79,13 @@ func (p *Published) Len() int {
 func (p *Published) set(s *order.State) {
 	sh := p.shard(s.ID)
 	sh.mu.Lock()
-	sh.m[s.ID] = s
+	sh.m.Set(s)
 	sh.mu.Unlock()
 }
 
 func (p *Published) drop(id string) {
 	sh := p.shard(id)
 	sh.mu.Lock()
-	delete(sh.m, id)
+	sh.m.Delete(id)
 	sh.mu.Unlock()
 }

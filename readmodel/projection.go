@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/ordersystem/ordersystem/codec"
+	"github.com/ordersystem/ordersystem/internal/idmap"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 	"github.com/ordersystem/ordersystem/proto/orderpb"
@@ -90,8 +91,8 @@ type ReadModel struct {
 	now    func() time.Time
 
 	mu       sync.RWMutex
-	byID     map[string]*Summary
-	sorted   []*Summary // by (CreatedAt, OrderID) ascending
+	byID     *idmap.Map[Summary] // by OrderID
+	sorted   []*Summary          // by (CreatedAt, OrderID) ascending
 	byStatus [order.StatusCancelled + 1]int
 	revenue  order.Cents
 	applied  uint64 // events applied, for lag figures
@@ -122,7 +123,7 @@ const maxSkippedListed = 1000
 // New returns an empty read model that repairs gaps through loader (nil:
 // gaps are reported as errors).
 func New(loader StreamLoader) *ReadModel {
-	return &ReadModel{loader: loader, now: time.Now, byID: make(map[string]*Summary), quarantined: make(map[string]int),
+	return &ReadModel{loader: loader, now: time.Now, byID: idmap.New(summaryID), quarantined: make(map[string]int),
 		skipped: make(map[logPosition]struct{})}
 }
 
@@ -274,7 +275,7 @@ func (m *ReadModel) Version(id string) uint64 {
 }
 
 func (m *ReadModel) versionLocked(id string) uint64 {
-	if s, ok := m.byID[id]; ok {
+	if s := m.byID.Get(id); s != nil {
 		return s.Version
 	}
 	return 0
@@ -285,7 +286,7 @@ func (m *ReadModel) versionLocked(id string) uint64 {
 // the order actor decided each event on the state before it.
 func (m *ReadModel) allowedLocked(id string, e order.Event) error {
 	from := order.StatusNone
-	if s := m.byID[id]; s != nil {
+	if s := m.byID.Get(id); s != nil {
 		from = s.Status
 	}
 	ok := false
@@ -314,11 +315,11 @@ func (m *ReadModel) allowedLocked(id string, e order.Event) error {
 // an order.Created (callers check it: allowedLocked or codec.CheckFollows)
 // with items items.
 func (m *ReadModel) applyLocked(id string, e order.Event, items int) {
-	s := m.byID[id]
+	s := m.byID.Get(id)
 	if s == nil {
 		c, _ := e.(order.Created)
 		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: items, CreatedAt: c.At, Status: order.StatusNone}
-		m.byID[id] = s
+		m.byID.Set(s)
 		if m.rebuilding > 0 {
 			m.pending = append(m.pending, s)
 		} else {
@@ -385,7 +386,7 @@ func (m *ReadModel) quarantineLocked(err error) Quarantine {
 
 // removeLocked takes an order out of the lists and figures.
 func (m *ReadModel) removeLocked(id string) {
-	s := m.byID[id]
+	s := m.byID.Get(id)
 	if s == nil {
 		return
 	}
@@ -395,7 +396,7 @@ func (m *ReadModel) removeLocked(id string) {
 			m.revenue -= s.Total
 		}
 	}
-	delete(m.byID, id)
+	m.byID.Delete(id)
 	if i, found := slices.BinarySearchFunc(m.sorted, s, compare); found && m.sorted[i] == s {
 		m.sorted = slices.Delete(m.sorted, i, i+1)
 	} else if i := slices.Index(m.pending, s); i >= 0 {
@@ -483,12 +484,14 @@ func compare(a, b *Summary) int {
 	return strings.Compare(a.OrderID, b.OrderID)
 }
 
+func summaryID(s *Summary) string { return s.OrderID }
+
 // Get returns the summary of one order.
 func (m *ReadModel) Get(id string) (Summary, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s, ok := m.byID[id]
-	if !ok {
+	s := m.byID.Get(id)
+	if s == nil {
 		return Summary{}, false
 	}
 	return *s, true
@@ -548,7 +551,7 @@ func decodeCursor(c string) (time.Time, string, error) {
 func (m *ReadModel) Stats() Stats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	st := Stats{TotalOrders: len(m.byID), ByStatus: make(map[order.Status]int, 5), TotalRevenue: m.revenue}
+	st := Stats{TotalOrders: m.byID.Len(), ByStatus: make(map[order.Status]int, 5), TotalRevenue: m.revenue}
 	for _, s := range order.Statuses() {
 		st.ByStatus[s] = m.byStatus[s]
 	}

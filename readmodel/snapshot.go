@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ordersystem/ordersystem/internal/idmap"
 	"github.com/ordersystem/ordersystem/order"
 	"github.com/ordersystem/ordersystem/persistence"
 )
@@ -70,13 +71,13 @@ func (m *ReadModel) loadSnapshot(ps *PartitionSnapshot) {
 		if _, ok := m.quarantined[s.OrderID]; anyQuarantined && ok {
 			continue
 		}
-		if have := m.byID[s.OrderID]; have != nil {
+		if have := m.byID.Get(s.OrderID); have != nil {
 			if have.Version >= s.Version {
 				continue
 			}
 			m.removeLocked(s.OrderID)
 		}
-		m.byID[s.OrderID] = s
+		m.byID.Set(s)
 		m.byStatus[s.Status]++
 		if s.Status != order.StatusCancelled {
 			m.revenue += s.Total
@@ -96,12 +97,12 @@ func (m *ReadModel) loadSnapshot(ps *PartitionSnapshot) {
 func (m *ReadModel) reserve(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n <= 2*len(m.byID) {
+	if n <= 2*m.byID.Len() {
 		return
 	}
-	byID := make(map[string]*Summary, n)
-	for id, s := range m.byID {
-		byID[id] = s
+	byID := idmap.WithCapacity(summaryID, n)
+	for s := range m.byID.All() {
+		byID.Set(s)
 	}
 	m.byID = byID
 }
