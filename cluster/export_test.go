@@ -32,7 +32,7 @@ func (n *Node) StaleActivation(identity, kind string) (pid *actor.PID, end func(
 	pid, _ = n.system.ProcessRegistry.Add(n.system.DeadLetter, "stale-"+identity)
 	p := n.lookupImpl
 	p.mu.Lock()
-	p.byKey[activationKey{kind: ci.Kind, identity: ci.Identity}] = activation{id: ci, pid: pid}
+	p.setLocked(&activation{id: ci, pid: pid})
 	p.mu.Unlock()
 	return pid, func() {
 		n.system.ProcessRegistry.Remove(pid)

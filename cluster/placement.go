@@ -14,6 +14,8 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/ordersystem/ordersystem/internal/idmap"
 )
 
 // placementName is the name of the actor, on every member, that activates
@@ -54,8 +56,8 @@ type placement struct {
 	// own requests (getWithin, without a round trip through the actor)
 	// both activate.
 	mu     sync.Mutex
-	byKey  map[activationKey]activation
-	closed bool // the member is leaving: activate nothing
+	byKind map[string]*idmap.Map[activation] // each kind's, by identity
+	closed bool                              // the member is leaving: activate nothing
 	// props holds each kind's props for its activations, made once: the
 	// kind's props with an init step that names the activation's identity
 	// from spawning. protoactor's WithClusterIdentity clones the props (and
@@ -74,7 +76,7 @@ const activationTimeout = 5 * time.Second
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
 func newPlacement() *placement {
-	return &placement{byKey: map[activationKey]activation{}, props: map[string]*actor.Props{}}
+	return &placement{byKind: map[string]*idmap.Map[activation]{}, props: map[string]*actor.Props{}}
 }
 
 // propsLocked returns the props that activations of kind are spawned with
@@ -195,9 +197,49 @@ type activation struct {
 	pid *actor.PID
 }
 
-// activationKey is the key of an activation in the placement's map: a
-// struct of the two strings, not protoactor's AsKey (kind + "/" +
-// identity), which concatenates a new string for every lookup.
+func activationIdentity(a *activation) string { return a.id.Identity }
+
+// getLocked returns the activation of identity key names, or nil.
+func (p *placement) getLocked(key activationKey) *activation {
+	if acts := p.byKind[key.kind]; acts != nil {
+		return acts.Get(key.identity)
+	}
+	return nil
+}
+
+// setLocked makes act its identity's activation.
+func (p *placement) setLocked(act *activation) {
+	acts := p.byKind[act.id.Kind]
+	if acts == nil {
+		acts = idmap.New(activationIdentity)
+		p.byKind[act.id.Kind] = acts
+	}
+	acts.Set(act)
+}
+
+// lenLocked is the number of activations.
+func (p *placement) lenLocked() int {
+	n := 0
+	for _, acts := range p.byKind {
+		n += acts.Len()
+	}
+	return n
+}
+
+// allLocked yields every activation.
+func (p *placement) allLocked(yield func(*activation) bool) {
+	for _, acts := range p.byKind {
+		for act := range acts.All() {
+			if !yield(act) {
+				return
+			}
+		}
+	}
+}
+
+// activationKey names an activation: a struct of the two strings, not
+// protoactor's AsKey (kind + "/" + identity), which concatenates a new
+// string for every lookup.
 type activationKey struct{ kind, identity string }
 
 // placementActor answers the activation requests of the other members and
@@ -285,14 +327,14 @@ func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity)
 		return nil
 	}
 	var gone *activation
-	if act, ok := p.byKey[key]; ok {
+	if act := p.getLocked(key); act != nil {
 		if _, running := sys.ProcessRegistry.GetLocal(act.pid.Id); running {
 			p.mu.Unlock()
 			return act.pid
 		}
 		// Stopped without its termination reaching us: start it again.
-		p.forgetLocked(key, act)
-		gone = &act
+		p.forgetLocked(act)
+		gone = act
 	}
 	kind, ok := p.cluster.TryGetClusterKind(key.kind)
 	if !ok {
@@ -309,7 +351,7 @@ func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity)
 	pid := sys.Root.SpawnPrefix(p.propsLocked(kind), ci.Identity)
 	p.spawning = nil
 	kind.Inc()
-	p.byKey[key] = activation{id: ci, pid: pid}
+	p.setLocked(&activation{id: ci, pid: pid})
 	p.mu.Unlock()
 	p.removed(gone)
 	return pid
@@ -323,21 +365,21 @@ func (p *placement) terminated(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 	}
 	key := activationKey{kind: ci.Kind, identity: ci.Identity}
 	p.mu.Lock()
-	act, ok := p.byKey[key]
-	ok = ok && act.pid.Id == pid.Id
+	act := p.getLocked(key)
+	ok := act != nil && act.pid.Id == pid.Id
 	if ok {
-		p.forgetLocked(key, act)
+		p.forgetLocked(act)
 	}
 	p.mu.Unlock()
 	if ok {
-		p.removed(&act)
+		p.removed(act)
 	}
 }
 
 // forgetLocked drops an activation from the map; the caller tells the
 // members with removed once it released the lock.
-func (p *placement) forgetLocked(key activationKey, act activation) {
-	delete(p.byKey, key)
+func (p *placement) forgetLocked(act *activation) {
+	p.byKind[act.id.Kind].Delete(act.id.Identity)
 	if kind, ok := p.cluster.TryGetClusterKind(act.id.Kind); ok {
 		kind.Dec()
 	}
@@ -357,7 +399,7 @@ func (p *placement) rebalance(ctx actor.Context) {
 	ring, me := p.ring.Load(), p.cluster.ActorSystem.Address()
 	p.mu.Lock()
 	var moved []*actor.PID
-	for _, act := range p.byKey {
+	for act := range p.allLocked {
 		if ring.owner(act.id) != me {
 			moved = append(moved, act.pid)
 		}
@@ -373,8 +415,8 @@ func (p *placement) rebalance(ctx actor.Context) {
 func (p *placement) stopAll(ctx actor.Context) {
 	p.mu.Lock()
 	p.closed = true
-	futures := make([]*actor.Future, 0, len(p.byKey))
-	for _, act := range p.byKey {
+	var futures []*actor.Future
+	for act := range p.allLocked {
 		futures = append(futures, ctx.PoisonFuture(act.pid))
 	}
 	p.mu.Unlock()

@@ -144,7 +144,7 @@ func TestActivationsShareTheirKindsProps(t *testing.T) {
 	p := n.lookupImpl
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.props) != len(kinds) || len(p.byKey) != workers*each {
-		t.Fatalf("%d props for %d kinds and %d activations, want %d and %d", len(p.props), len(kinds), len(p.byKey), len(kinds), workers*each)
+	if len(p.props) != len(kinds) || p.lenLocked() != workers*each {
+		t.Fatalf("%d props for %d kinds and %d activations, want %d and %d", len(p.props), len(kinds), p.lenLocked(), len(kinds), workers*each)
 	}
 }
