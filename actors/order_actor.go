@@ -139,10 +139,9 @@ func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	shared := &cfg
 	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared, state: &order.State{}} },
 		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)),
-		// The lock-free mailbox allocates two list heads where the default
-		// one allocates a ring of ten slots: an order actor receives a few
-		// messages in its life, and every active one keeps its mailbox.
-		actor.WithMailbox(actor.UnboundedLockfree()))
+		// One object per actor where protoactor's mailboxes make six or a
+		// ring of ten slots: every active actor keeps its mailbox.
+		actor.WithMailbox(newOrderMailbox))
 	return pcluster.NewKind(OrderKind, props)
 }
 

@@ -1,0 +1,145 @@
+package actors
+
+import (
+	"runtime"
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// orderMailbox is the mailbox of an order actor: protoactor's mailbox
+// semantics (system messages first, none of the user messages while
+// suspended, a failure of the invoker escalated, a yield every Throughput
+// messages) in one object with two queues under a mutex.
+//
+// Every active order actor keeps its mailbox for as long as it lives (two
+// minutes after its last message), and a node keeps hundreds of thousands
+// of them: protoactor's lock-free mailbox is six objects per actor (the
+// mailbox, two queues and the node each keeps), its default one a ring of
+// ten slots. Here a mailbox is one object, and its queues hold no array
+// once they are empty. An order actor receives a handful of messages in its
+// life, one at a time, so the lock is not contended.
+//
+// A MessageBatch is queued as one message: nothing sends one to an order
+// actor (protoactor's mailbox posts its messages one by one, then the
+// batch).
+type orderMailbox struct {
+	mu sync.Mutex
+	// sys and user are the queued messages, oldest first; nil when empty.
+	sys, user []any
+	// running: a run is scheduled or running; it takes every message
+	// posted until it finds both queues empty (or the user one suspended)
+	// and clears running under mu, so no message is left behind.
+	running   bool
+	suspended bool
+
+	invoker    actor.MessageInvoker
+	dispatcher actor.Dispatcher
+}
+
+var _ actor.Mailbox = (*orderMailbox)(nil)
+
+func newOrderMailbox() actor.Mailbox { return &orderMailbox{} }
+
+// PostUserMessage implements actor.Mailbox.
+func (m *orderMailbox) PostUserMessage(msg any) { m.post(msg, false) }
+
+// PostSystemMessage implements actor.Mailbox.
+func (m *orderMailbox) PostSystemMessage(msg any) { m.post(msg, true) }
+
+func (m *orderMailbox) post(msg any, sys bool) {
+	m.mu.Lock()
+	if sys {
+		m.sys = append(m.sys, msg)
+	} else {
+		m.user = append(m.user, msg)
+	}
+	start := !m.running
+	m.running = true
+	m.mu.Unlock()
+	if start {
+		m.dispatcher.Schedule(m.run)
+	}
+}
+
+// RegisterHandlers implements actor.Mailbox.
+func (m *orderMailbox) RegisterHandlers(invoker actor.MessageInvoker, dispatcher actor.Dispatcher) {
+	m.invoker, m.dispatcher = invoker, dispatcher
+}
+
+// Start implements actor.Mailbox.
+func (m *orderMailbox) Start() {}
+
+// UserMessageCount implements actor.Mailbox.
+func (m *orderMailbox) UserMessageCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.user)
+}
+
+func (m *orderMailbox) run() {
+	t := m.dispatcher.Throughput()
+	for i := 1; ; i++ {
+		if i > t {
+			i = 1
+			runtime.Gosched()
+		}
+		msg, sys, ok := m.next()
+		if !ok {
+			return
+		}
+		m.invoke(msg, sys)
+	}
+}
+
+// next takes the next message to process: a system one if any, else a
+// user one unless suspended. With none it ends the run (ok false).
+func (m *orderMailbox) next() (msg any, sys, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for len(m.sys) > 0 {
+		msg = pop(&m.sys)
+		switch msg.(type) {
+		case *actor.SuspendMailbox:
+			m.suspended = true
+		case *actor.ResumeMailbox:
+			m.suspended = false
+		default:
+			return msg, true, true
+		}
+	}
+	if !m.suspended && len(m.user) > 0 {
+		return pop(&m.user), false, true
+	}
+	m.running = false
+	return nil, false, false
+}
+
+// pop takes the first of a non-empty queue, dropping the array once the
+// queue is empty.
+func pop(q *[]any) any {
+	msg := (*q)[0]
+	if len(*q) == 1 {
+		*q = nil
+	} else {
+		(*q)[0] = nil
+		*q = (*q)[1:]
+	}
+	return msg
+}
+
+// invoke hands one message to the actor; a panic that the actor does not
+// recover from is escalated to its supervisor, as protoactor's mailbox
+// does.
+func (m *orderMailbox) invoke(msg any, sys bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.invoker.EscalateFailure(r, msg)
+		}
+	}()
+	if sys {
+		m.invoker.InvokeSystemMessage(msg)
+	} else {
+		m.invoker.InvokeUserMessage(msg)
+	}
+}
