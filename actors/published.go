@@ -32,16 +32,16 @@ const publishedShards = 64
 
 type publishedShard struct {
 	mu sync.RWMutex
-	m  *idmap.Map[order.State] // by State.ID
+	m  *idmap.Map[*order.State] // by State.ID
 }
 
-func stateID(s *order.State) string { return s.ID }
+func isState(s *order.State, id string) bool { return s.ID == id }
 
 // NewPublished returns an empty Published.
 func NewPublished() *Published {
 	p := &Published{seed: maphash.MakeSeed()}
 	for i := range p.shards {
-		p.shards[i].m = idmap.New(stateID)
+		p.shards[i].m = idmap.New(isState)
 	}
 	return p
 }
@@ -55,9 +55,9 @@ func (p *Published) shard(id string) *publishedShard {
 func (p *Published) Get(id string) (order.State, bool) {
 	sh := p.shard(id)
 	sh.mu.RLock()
-	s := sh.m.Get(id)
+	s, ok := sh.m.Get(id)
 	sh.mu.RUnlock()
-	if s == nil {
+	if !ok {
 		return order.State{}, false
 	}
 	return *s, true
@@ -79,7 +79,7 @@ func (p *Published) Len() int {
 func (p *Published) set(s *order.State) {
 	sh := p.shard(s.ID)
 	sh.mu.Lock()
-	sh.m.Set(s)
+	sh.m.Set(s.ID, s)
 	sh.mu.Unlock()
 }
 

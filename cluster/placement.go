@@ -56,8 +56,8 @@ type placement struct {
 	// own requests (getWithin, without a round trip through the actor)
 	// both activate.
 	mu     sync.Mutex
-	byKind map[string]*idmap.Map[activation] // each kind's, by identity
-	closed bool                              // the member is leaving: activate nothing
+	byKind map[string]*idmap.Map[*activation] // each kind's, by identity
+	closed bool                               // the member is leaving: activate nothing
 	// props holds each kind's props for its activations, made once: the
 	// kind's props with an init step that names the activation's identity
 	// from spawning. protoactor's WithClusterIdentity clones the props (and
@@ -76,7 +76,7 @@ const activationTimeout = 5 * time.Second
 var _ pcluster.IdentityLookup = (*placement)(nil)
 
 func newPlacement() *placement {
-	return &placement{byKind: map[string]*idmap.Map[activation]{}, props: map[string]*actor.Props{}}
+	return &placement{byKind: map[string]*idmap.Map[*activation]{}, props: map[string]*actor.Props{}}
 }
 
 // propsLocked returns the props that activations of kind are spawned with
@@ -197,12 +197,13 @@ type activation struct {
 	pid *actor.PID
 }
 
-func activationIdentity(a *activation) string { return a.id.Identity }
+func isActivation(a *activation, identity string) bool { return a.id.Identity == identity }
 
 // getLocked returns the activation of identity key names, or nil.
 func (p *placement) getLocked(key activationKey) *activation {
 	if acts := p.byKind[key.kind]; acts != nil {
-		return acts.Get(key.identity)
+		act, _ := acts.Get(key.identity)
+		return act
 	}
 	return nil
 }
@@ -211,10 +212,10 @@ func (p *placement) getLocked(key activationKey) *activation {
 func (p *placement) setLocked(act *activation) {
 	acts := p.byKind[act.id.Kind]
 	if acts == nil {
-		acts = idmap.New(activationIdentity)
+		acts = idmap.New(isActivation)
 		p.byKind[act.id.Kind] = acts
 	}
-	acts.Set(act)
+	acts.Set(act.id.Identity, act)
 }
 
 // lenLocked is the number of activations.

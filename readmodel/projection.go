@@ -91,8 +91,8 @@ type ReadModel struct {
 	now    func() time.Time
 
 	mu       sync.RWMutex
-	byID     *idmap.Map[Summary] // by OrderID
-	sorted   []*Summary          // by (CreatedAt, OrderID) ascending
+	byID     *idmap.Map[*Summary] // by OrderID
+	sorted   []*Summary           // by (CreatedAt, OrderID) ascending
 	byStatus [order.StatusCancelled + 1]int
 	revenue  order.Cents
 	applied  uint64 // events applied, for lag figures
@@ -123,7 +123,7 @@ const maxSkippedListed = 1000
 // New returns an empty read model that repairs gaps through loader (nil:
 // gaps are reported as errors).
 func New(loader StreamLoader) *ReadModel {
-	return &ReadModel{loader: loader, now: time.Now, byID: idmap.New(summaryID), quarantined: make(map[string]int),
+	return &ReadModel{loader: loader, now: time.Now, byID: idmap.New(isSummary), quarantined: make(map[string]int),
 		skipped: make(map[logPosition]struct{})}
 }
 
@@ -275,7 +275,7 @@ func (m *ReadModel) Version(id string) uint64 {
 }
 
 func (m *ReadModel) versionLocked(id string) uint64 {
-	if s := m.byID.Get(id); s != nil {
+	if s := m.byIDGet(id); s != nil {
 		return s.Version
 	}
 	return 0
@@ -286,7 +286,7 @@ func (m *ReadModel) versionLocked(id string) uint64 {
 // the order actor decided each event on the state before it.
 func (m *ReadModel) allowedLocked(id string, e order.Event) error {
 	from := order.StatusNone
-	if s := m.byID.Get(id); s != nil {
+	if s := m.byIDGet(id); s != nil {
 		from = s.Status
 	}
 	ok := false
@@ -315,11 +315,11 @@ func (m *ReadModel) allowedLocked(id string, e order.Event) error {
 // an order.Created (callers check it: allowedLocked or codec.CheckFollows)
 // with items items.
 func (m *ReadModel) applyLocked(id string, e order.Event, items int) {
-	s := m.byID.Get(id)
+	s := m.byIDGet(id)
 	if s == nil {
 		c, _ := e.(order.Created)
 		s = &Summary{OrderID: id, CustomerID: c.CustomerID, Total: c.Total, Items: items, CreatedAt: c.At, Status: order.StatusNone}
-		m.byID.Set(s)
+		m.byID.Set(s.OrderID, s)
 		if m.rebuilding > 0 {
 			m.pending = append(m.pending, s)
 		} else {
@@ -386,7 +386,7 @@ func (m *ReadModel) quarantineLocked(err error) Quarantine {
 
 // removeLocked takes an order out of the lists and figures.
 func (m *ReadModel) removeLocked(id string) {
-	s := m.byID.Get(id)
+	s := m.byIDGet(id)
 	if s == nil {
 		return
 	}
@@ -484,13 +484,19 @@ func compare(a, b *Summary) int {
 	return strings.Compare(a.OrderID, b.OrderID)
 }
 
-func summaryID(s *Summary) string { return s.OrderID }
+func isSummary(s *Summary, id string) bool { return s.OrderID == id }
+
+// byIDGet is the summary of order id, or nil.
+func (m *ReadModel) byIDGet(id string) *Summary {
+	s, _ := m.byID.Get(id)
+	return s
+}
 
 // Get returns the summary of one order.
 func (m *ReadModel) Get(id string) (Summary, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s := m.byID.Get(id)
+	s := m.byIDGet(id)
 	if s == nil {
 		return Summary{}, false
 	}

@@ -71,13 +71,13 @@ func (m *ReadModel) loadSnapshot(ps *PartitionSnapshot) {
 		if _, ok := m.quarantined[s.OrderID]; anyQuarantined && ok {
 			continue
 		}
-		if have := m.byID.Get(s.OrderID); have != nil {
+		if have := m.byIDGet(s.OrderID); have != nil {
 			if have.Version >= s.Version {
 				continue
 			}
 			m.removeLocked(s.OrderID)
 		}
-		m.byID.Set(s)
+		m.byID.Set(s.OrderID, s)
 		m.byStatus[s.Status]++
 		if s.Status != order.StatusCancelled {
 			m.revenue += s.Total
@@ -100,9 +100,9 @@ func (m *ReadModel) reserve(n int) {
 	if n <= 2*m.byID.Len() {
 		return
 	}
-	byID := idmap.WithCapacity(summaryID, n)
+	byID := idmap.WithCapacity(isSummary, n)
 	for s := range m.byID.All() {
-		byID.Set(s)
+		byID.Set(s.OrderID, s)
 	}
 	m.byID = byID
 }

@@ -18,66 +18,68 @@ import (
 	"iter"
 )
 
-// Map maps ids to *T; id says what id an entry is for. The zero Map is not
-// ready: use New.
-type Map[T any] struct {
+// Map maps ids to values of type V; is says whether a value is id's (the
+// value must know its id: an entry's id is never stored beside it). The
+// zero Map is not ready: use New.
+type Map[V any] struct {
 	seed maphash.Seed
-	id   func(*T) string
+	is   func(v V, id string) bool
 	hash func(maphash.Seed, string) uint64
-	m    map[uint64]*T
+	m    map[uint64]V
 	// more holds the entries whose id's hash an entry of m holds; mostly
 	// empty (two ids of 64 random bits each collide once in about 4
 	// billion pairs).
-	more map[string]*T
+	more map[string]V
 }
 
-// New returns an empty Map whose entries tell their ids with id.
-func New[T any](id func(*T) string) *Map[T] { return WithCapacity(id, 0) }
+// New returns an empty Map whose values tell whether they are an id's with is.
+func New[V any](is func(v V, id string) bool) *Map[V] { return WithCapacity(is, 0) }
 
 // WithCapacity is New with room for n entries.
-func WithCapacity[T any](id func(*T) string, n int) *Map[T] {
-	return &Map[T]{seed: maphash.MakeSeed(), id: id, hash: maphash.String, m: make(map[uint64]*T, n)}
+func WithCapacity[V any](is func(v V, id string) bool, n int) *Map[V] {
+	return &Map[V]{seed: maphash.MakeSeed(), is: is, hash: maphash.String, m: make(map[uint64]V, n)}
 }
 
-// Get returns the entry for id, or nil.
-func (m *Map[T]) Get(id string) *T {
-	if e := m.m[m.hash(m.seed, id)]; e != nil && m.id(e) == id {
-		return e
+// Get returns the value for id, if there is one.
+func (m *Map[V]) Get(id string) (V, bool) {
+	if v, ok := m.m[m.hash(m.seed, id)]; ok && m.is(v, id) {
+		return v, true
 	}
 	if len(m.more) == 0 {
-		return nil
+		var none V
+		return none, false
 	}
-	return m.more[id]
+	v, ok := m.more[id]
+	return v, ok
 }
 
-// Set makes e the entry for id(e), in place of any before it. e must not
-// be nil.
-func (m *Map[T]) Set(e *T) {
-	id := m.id(e)
+// Set makes v the value for id, in place of any before it; is(v, id) must
+// hold, now and for as long as v is in m.
+func (m *Map[V]) Set(id string, v V) {
 	h := m.hash(m.seed, id)
-	switch have := m.m[h]; {
-	case have != nil && m.id(have) == id:
-		m.m[h] = e
-	case have != nil:
+	switch have, ok := m.m[h]; {
+	case ok && m.is(have, id):
+		m.m[h] = v
+	case ok:
 		if m.more == nil {
-			m.more = map[string]*T{}
+			m.more = map[string]V{}
 		}
-		m.more[id] = e
+		m.more[id] = v
 	default:
 		// Its slot is free, but id may be in more from when the slot was
 		// another id's: it stays there (one entry per id).
 		if _, ok := m.more[id]; ok {
-			m.more[id] = e
+			m.more[id] = v
 			return
 		}
-		m.m[h] = e
+		m.m[h] = v
 	}
 }
 
-// Delete removes the entry for id, if any.
-func (m *Map[T]) Delete(id string) {
+// Delete removes the value for id, if any.
+func (m *Map[V]) Delete(id string) {
 	h := m.hash(m.seed, id)
-	if e := m.m[h]; e != nil && m.id(e) == id {
+	if v, ok := m.m[h]; ok && m.is(v, id) {
 		delete(m.m, h)
 		return
 	}
@@ -85,18 +87,18 @@ func (m *Map[T]) Delete(id string) {
 }
 
 // Len is the number of entries.
-func (m *Map[T]) Len() int { return len(m.m) + len(m.more) }
+func (m *Map[V]) Len() int { return len(m.m) + len(m.more) }
 
-// All yields every entry, in no order. The loop must not change m.
-func (m *Map[T]) All() iter.Seq[*T] {
-	return func(yield func(*T) bool) {
-		for _, e := range m.m {
-			if !yield(e) {
+// All yields every value, in no order. The loop must not change m.
+func (m *Map[V]) All() iter.Seq[V] {
+	return func(yield func(V) bool) {
+		for _, v := range m.m {
+			if !yield(v) {
 				return
 			}
 		}
-		for _, e := range m.more {
-			if !yield(e) {
+		for _, v := range m.more {
+			if !yield(v) {
 				return
 			}
 		}

@@ -66,6 +66,6 @@ func TestLogAcrossChunks(t *testing.T) {
 func (b *Backend) streamVersion(id string) (uint64, bool) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	s, ok := b.streams[id]
+	s, ok := b.streams.Get(id)
 	return uint64(len(s)), ok
 }

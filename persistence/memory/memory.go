@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ordersystem/ordersystem/internal/idmap"
 	"github.com/ordersystem/ordersystem/persistence"
 )
 
@@ -18,8 +19,9 @@ type Backend struct {
 	closed bool
 	// streams holds each stream's records as their positions in its
 	// partition's log: a record is stored once, and a stream's index holds
-	// no pointers for the collector to scan.
-	streams     map[string][]uint64
+	// no pointers for the collector to scan. A stream's first record names
+	// the stream (see isStream).
+	streams     *idmap.Map[[]uint64]
 	logs        []chunkedLog // logs[p].at(pos).Position == pos
 	checkpoints map[string]uint64
 	snapshots   map[string]persistence.Snapshot
@@ -41,12 +43,19 @@ func NewPartitioned(n int) *Backend {
 	if err := persistence.CheckPartitions(n); err != nil {
 		panic(err)
 	}
-	return &Backend{
-		streams:     make(map[string][]uint64),
+	b := &Backend{
 		logs:        make([]chunkedLog, n),
 		checkpoints: make(map[string]uint64),
 		snapshots:   make(map[string]persistence.Snapshot),
 	}
+	b.streams = idmap.New(b.isStream)
+	return b
+}
+
+// isStream says whether positions are stream id's: whether the first of
+// them is a record of id in id's partition. Under mu.
+func (b *Backend) isStream(positions []uint64, id string) bool {
+	return b.logs[persistence.PartitionOf(id, len(b.logs))].streamAt(positions[0]) == id
 }
 
 // Partitions implements persistence.Journal.
@@ -73,7 +82,7 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 	if b.closed {
 		return 0, persistence.ErrClosed
 	}
-	stream := b.streams[streamID]
+	stream, _ := b.streams.Get(streamID)
 	current := uint64(len(stream))
 	if current != expected {
 		return 0, &persistence.ConflictError{StreamID: streamID, Expected: expected, Actual: current}
@@ -92,7 +101,7 @@ func (b *Backend) Append(ctx context.Context, streamID string, expected uint64, 
 		stream = append(stream, rec.Position)
 		b.logs[p].append(rec)
 	}
-	b.streams[streamID] = stream
+	b.streams.Set(streamID, stream)
 	return current, nil
 }
 
@@ -106,7 +115,7 @@ func (b *Backend) Load(ctx context.Context, streamID string, from uint64) ([]per
 	if b.closed {
 		return nil, persistence.ErrClosed
 	}
-	stream := b.streams[streamID]
+	stream, _ := b.streams.Get(streamID)
 	if from < 1 {
 		from = 1
 	}
@@ -271,6 +280,13 @@ func (l *chunkedLog) append(r persistence.Record) {
 func (l *chunkedLog) at(pos uint64) persistence.Record {
 	i := pos - 1
 	return l.chunks[i/chunkSize][i%chunkSize]
+}
+
+// streamAt returns the stream of the record at position pos (1 <= pos <=
+// len()).
+func (l *chunkedLog) streamAt(pos uint64) string {
+	i := pos - 1
+	return l.chunks[i/chunkSize][i%chunkSize].StreamID
 }
 
 // read returns a copy of the records at positions after+1 to end.
