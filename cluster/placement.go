@@ -195,6 +195,9 @@ func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 type activation struct {
 	id  *pcluster.ClusterIdentity
 	pid *actor.PID
+	// own is id when this member made it (its own requests carry an
+	// identity and a kind, not a ClusterIdentity): one allocation for both.
+	own pcluster.ClusterIdentity
 }
 
 func isActivation(a *activation, identity string) bool { return a.id.Identity == identity }
@@ -344,15 +347,19 @@ func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity)
 		p.removed(gone)
 		return nil
 	}
+	act := &activation{id: ci}
 	if ci == nil {
-		ci = pcluster.NewClusterIdentity(key.identity, key.kind)
+		act.own.Identity, act.own.Kind = key.identity, key.kind
+		ci = &act.own
+		act.id = ci
 	}
 	// Spawned from the root rather than as a child: see the type's comment.
 	p.spawning = ci
 	pid := sys.Root.SpawnPrefix(p.propsLocked(kind), ci.Identity)
 	p.spawning = nil
 	kind.Inc()
-	p.setLocked(&activation{id: ci, pid: pid})
+	act.pid = pid
+	p.setLocked(act)
 	p.mu.Unlock()
 	p.removed(gone)
 	return pid
