@@ -155,8 +155,9 @@ func violations(pkgs map[string]pkg) []string {
 				}
 			}
 		}
-		// Backends import only their contract, the domain core's rules and
-		// the shared plumbing of their technology.
+		// Backends import only their contract, the domain core's rules, the
+		// shared plumbing of their technology and the shared utilities
+		// (backoff, idmap) that link nothing else.
 		for contract, backends := range map[string][]string{
 			"persistence":      {"persistence/memory", "persistence/redis", "persistence/nats"},
 			"transport":        {"transport/memory", "transport/redis", "transport/nats"},
@@ -166,7 +167,7 @@ func violations(pkgs map[string]pkg) []string {
 				continue
 			}
 			for _, i := range imports {
-				allowed := i == contract || under(i, contract+"/internal") || under(i, "internal/redisconn", "internal/natsconn", "internal/redact", "internal/backoff") || i == "order"
+				allowed := i == contract || under(i, contract+"/internal") || under(i, "internal/redisconn", "internal/natsconn", "internal/redact", "internal/backoff", "internal/idmap") || i == "order"
 				if !allowed {
 					errorf("backend %s imports %s: a backend imports only its contract (%s) and its client library", name, i, contract)
 				}
