@@ -14,7 +14,7 @@ import (
 //
 // Every active order actor keeps its mailbox for as long as it lives (two
 // minutes after its last message), and a node keeps hundreds of thousands
-// of them: protoactor's lock-free mailbox is six objects per actor (the
+// of them: protoactor's lock-free mailbox is five objects per actor (the
 // mailbox, two queues and the node each keeps), its default one a ring of
 // ten slots. Here a mailbox is one object, and its queues hold no array
 // once they are empty. An order actor receives a handful of messages in its

@@ -139,7 +139,7 @@ func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	shared := &cfg
 	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared, state: &order.State{}} },
 		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)),
-		// One object per actor where protoactor's mailboxes make six or a
+		// One object per actor where protoactor's mailboxes make five or a
 		// ring of ten slots: every active actor keeps its mailbox.
 		actor.WithMailbox(newOrderMailbox))
 	return pcluster.NewKind(OrderKind, props)
