@@ -1,14 +1,17 @@
-// Package idmap is a map from string ids to values that name their own id,
-// for the indexes that gain an entry per order (a node keeps hundreds of
-// thousands). A Go map keyed by string hashes every key again each time
-// its table grows, reading the key's bytes from wherever they are on the
-// heap (a cache miss per key), and keeps two pointers per entry; in a
-// profile of a node taking creates, growing such a map was about 90% of
-// the cost of putting an order's entry in it. Map keys its entries by a
-// 64-bit hash of the id instead: the table grows without touching the ids,
-// and an entry is one pointer. The entry's own id is compared on every
-// lookup, and an id whose hash another id holds goes to a second, string
-// keyed map, so two ids never mix, however their hashes fall.
+// Package idmap is a map from string ids to values that can tell whether
+// they are an id's, for the indexes that gain an entry per order (a node
+// keeps hundreds of thousands). A Go map keyed by string hashes every key
+// again each time its table grows, reading the key's bytes from wherever
+// they are on the heap (a cache miss per key), and its keys are one more
+// pointer per entry for the collector; in a profile of a node taking
+// creates, growing such a map was about 90% of the cost of putting an
+// order's entry in it. Map keys its entries by a 64-bit hash of the id
+// instead: the table grows without touching the ids, and an entry is its
+// value alone. The ids are not stored: each value tells whether it is an
+// id's (an order's state knows its id; a journal stream's positions lead to
+// a record that does), which every lookup checks, and an id whose hash
+// another id holds goes to a second, string-keyed map, so two ids never
+// mix, however their hashes fall.
 //
 // A Map is not safe for concurrent use: its owner guards it.
 package idmap
@@ -27,8 +30,8 @@ type Map[V any] struct {
 	hash func(maphash.Seed, string) uint64
 	m    map[uint64]V
 	// more holds the entries whose id's hash an entry of m holds; mostly
-	// empty (two ids of 64 random bits each collide once in about 4
-	// billion pairs).
+	// empty (with a random seed, a million ids share a hash with odds of
+	// about one in 37 million).
 	more map[string]V
 }
 
