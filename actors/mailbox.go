@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/ordersystem/ordersystem/internal/localcall"
 )
 
 // orderMailbox is the mailbox of an order actor: protoactor's mailbox
@@ -23,6 +25,22 @@ import (
 // A MessageBatch is queued as one message: nothing sends one to an order
 // actor (protoactor's mailbox posts its messages one by one, then the
 // batch).
+//
+// Two things protoactor's mailboxes do not, to spare a request the hand-off
+// to a worker goroutine and back (8% of a create's CPU in memory,
+// BENCHMARKS.md):
+//
+//   - The first system message (the Started a spawn posts) waits for the
+//     next message instead of a run of its own: an activation is spawned
+//     for a message that follows at once, and Started runs just before it.
+//     The placement sends an activation it spawns for another member's
+//     lookup a message of its own (cluster.Wake), so none waits forever.
+//   - With inline set, a local call (localcall.Call) posted to an idle
+//     mailbox runs on the poster's goroutine: the held Started if any, then
+//     the call; what was posted meanwhile goes to the dispatcher. Only for
+//     a journal that answers at once (in memory): the caller waits for the
+//     actor's journal calls with no deadline of its own, where a worker
+//     would let it time out and retry.
 type orderMailbox struct {
 	mu sync.Mutex
 	// sys and user are the queued messages, oldest first; nil when empty.
@@ -32,6 +50,10 @@ type orderMailbox struct {
 	// and clears running under mu, so no message is left behind.
 	running   bool
 	suspended bool
+	// held: the first system message waits for the next message; posted:
+	// a message after the first system one came (nothing is held again).
+	held, posted bool
+	inline       bool
 
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
@@ -40,6 +62,9 @@ type orderMailbox struct {
 var _ actor.Mailbox = (*orderMailbox)(nil)
 
 func newOrderMailbox() actor.Mailbox { return &orderMailbox{} }
+
+// inlineOrderMailboxes makes mailboxes that run local calls inline.
+func inlineOrderMailboxes() actor.Mailbox { return &orderMailbox{inline: true} }
 
 // PostUserMessage implements actor.Mailbox.
 func (m *orderMailbox) PostUserMessage(msg any) { m.post(msg, false) }
@@ -51,13 +76,47 @@ func (m *orderMailbox) post(msg any, sys bool) {
 	m.mu.Lock()
 	if sys {
 		m.sys = append(m.sys, msg)
+		if !m.posted && !m.held {
+			m.held = true // the first one: wait for the next message
+			m.mu.Unlock()
+			return
+		}
 	} else {
 		m.user = append(m.user, msg)
 	}
+	m.held, m.posted = false, true
 	start := !m.running
 	m.running = true
 	m.mu.Unlock()
-	if start {
+	if !start {
+		return
+	}
+	if _, local := msg.(*localcall.Call); local && m.inline {
+		m.runInline()
+		return
+	}
+	m.dispatcher.Schedule(m.run)
+}
+
+// runInline runs the mailbox on the poster's goroutine up to and including
+// the first user message (the poster's, unless a system message suspended
+// the mailbox), then hands what is left to the dispatcher.
+func (m *orderMailbox) runInline() {
+	for {
+		msg, sys, ok := m.next()
+		if !ok {
+			return // ran out (suspended): next cleared running
+		}
+		m.invoke(msg, sys)
+		if !sys {
+			break
+		}
+	}
+	m.mu.Lock()
+	more := len(m.sys) > 0 || (!m.suspended && len(m.user) > 0)
+	m.running = more
+	m.mu.Unlock()
+	if more {
 		m.dispatcher.Schedule(m.run)
 	}
 }

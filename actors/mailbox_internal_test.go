@@ -10,6 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/ordersystem/ordersystem/internal/localcall"
 	"github.com/ordersystem/ordersystem/internal/poll"
 )
 
@@ -21,6 +22,7 @@ type recordingInvoker struct {
 	escalated []any
 	busy      atomic.Bool
 	overlap   atomic.Bool
+	during    func(msg any) // called while msg is handed over, if set
 }
 
 func (r *recordingInvoker) take(msg any) {
@@ -31,6 +33,9 @@ func (r *recordingInvoker) take(msg any) {
 	r.mu.Lock()
 	r.got = append(r.got, msg)
 	r.mu.Unlock()
+	if r.during != nil {
+		r.during(msg)
+	}
 	if msg == "boom" {
 		panic("boom")
 	}
@@ -64,7 +69,11 @@ func (d *heldDispatcher) runAll() {
 }
 
 func newTestMailbox() (*orderMailbox, *recordingInvoker, *heldDispatcher) {
-	m := newOrderMailbox().(*orderMailbox)
+	return newTestMailboxOf(newOrderMailbox)
+}
+
+func newTestMailboxOf(mailboxes actor.MailboxProducer) (*orderMailbox, *recordingInvoker, *heldDispatcher) {
+	m := mailboxes().(*orderMailbox)
 	inv, d := &recordingInvoker{}, &heldDispatcher{}
 	m.RegisterHandlers(inv, d)
 	m.Start()
@@ -131,15 +140,116 @@ func TestOrderMailboxEscalatesAPanicAndGoesOn(t *testing.T) {
 	}
 }
 
+// A spawn's Started waits for the next message, so that the two take one
+// run; a second system message does not wait.
+func TestOrderMailboxHoldsTheFirstSystemMessageForTheNext(t *testing.T) {
+	m, inv, d := newTestMailbox()
+	m.PostSystemMessage("started")
+	if len(d.runs) != 0 || len(inv.messages()) != 0 {
+		t.Fatalf("the first system message was scheduled (%d runs) or handed over (%v)", len(d.runs), inv.messages())
+	}
+	m.PostUserMessage("u1")
+	if len(d.runs) != 1 {
+		t.Fatalf("%d runs after the first user message, want 1", len(d.runs))
+	}
+	d.runAll()
+	if got, want := inv.messages(), []any{"started", "u1"}; !slices.Equal(got, want) {
+		t.Fatalf("invoked %v, want %v", got, want)
+	}
+	m.PostSystemMessage("stop")
+	if len(d.runs) != 1 {
+		t.Fatalf("a system message after the first one waited (%d runs)", len(d.runs))
+	}
+	d.runAll()
+
+	m2, inv2, d2 := newTestMailbox()
+	m2.PostSystemMessage("started")
+	m2.PostSystemMessage("stop")
+	d2.runAll()
+	if got, want := inv2.messages(), []any{"started", "stop"}; !slices.Equal(got, want) {
+		t.Fatalf("two system messages: invoked %v, want %v", got, want)
+	}
+}
+
+// An inline mailbox runs a local call posted to it while idle on the
+// poster's goroutine, held Started first, and schedules nothing; any other
+// message goes to the dispatcher.
+func TestInlineOrderMailboxRunsALocalCallOnThePoster(t *testing.T) {
+	m, inv, d := newTestMailboxOf(inlineOrderMailboxes)
+	m.PostSystemMessage("started")
+	call := localcall.New("create")
+	m.PostUserMessage(call)
+	if got, want := inv.messages(), []any{"started", call}; !slices.Equal(got, want) {
+		t.Fatalf("when the post returned: invoked %v, want %v", got, want)
+	}
+	if len(d.runs) != 0 || m.running {
+		t.Fatalf("after an inline run: %d runs scheduled, running %v; want none, false", len(d.runs), m.running)
+	}
+	m.PostUserMessage("remote")
+	if len(d.runs) != 1 || len(inv.messages()) != 2 {
+		t.Fatalf("a message that is not a local call: %d runs, invoked %v; want it scheduled", len(d.runs), inv.messages())
+	}
+	// A local call posted while a run is scheduled waits its turn.
+	later := localcall.New("pay")
+	m.PostUserMessage(later)
+	if len(inv.messages()) != 2 {
+		t.Fatalf("a local call to a busy mailbox ran inline: invoked %v", inv.messages())
+	}
+	d.runAll()
+	if got, want := inv.messages(), []any{"started", call, "remote", later}; !slices.Equal(got, want) {
+		t.Fatalf("invoked %v, want %v", got, want)
+	}
+
+	// Without inline, a local call is scheduled like any message.
+	m2, inv2, d2 := newTestMailbox()
+	m2.PostUserMessage(localcall.New("create"))
+	if len(d2.runs) != 1 || len(inv2.messages()) != 0 {
+		t.Fatalf("a mailbox without inline: %d runs, invoked %v; want the call scheduled", len(d2.runs), inv2.messages())
+	}
+}
+
+// What is posted while an inline run hands over the poster's call goes to
+// the dispatcher, after it: the poster handles its own call only.
+func TestInlineOrderMailboxHandsOnWhatCameMeanwhile(t *testing.T) {
+	m, inv, d := newTestMailboxOf(inlineOrderMailboxes)
+	call := localcall.New("create")
+	inv.during = func(msg any) {
+		if msg == call {
+			m.PostUserMessage("u2")
+			m.PostSystemMessage("s1")
+		}
+	}
+	m.PostUserMessage(call)
+	if got, want := inv.messages(), []any{call}; !slices.Equal(got, want) {
+		t.Fatalf("inline: invoked %v, want only the poster's call %v", got, want)
+	}
+	if len(d.runs) != 1 || !m.running {
+		t.Fatalf("after the inline run: %d runs, running %v; want what came meanwhile scheduled", len(d.runs), m.running)
+	}
+	d.runAll()
+	if got, want := inv.messages(), []any{call, "s1", "u2"}; !slices.Equal(got, want) {
+		t.Fatalf("invoked %v, want %v", got, want)
+	}
+	if m.running {
+		t.Fatal("still running after the run")
+	}
+}
+
 type goDispatcher struct{}
 
 func (goDispatcher) Schedule(fn func()) { go fn() }
 func (goDispatcher) Throughput() int    { return 3 }
 
 // Messages posted from many goroutines at once are each handed over once,
-// one at a time, and none is left in the mailbox.
+// one at a time, and none is left in the mailbox, with or without inline
+// runs of local calls.
 func TestOrderMailboxUnderConcurrentPosts(t *testing.T) {
-	m := newOrderMailbox().(*orderMailbox)
+	t.Run("scheduled", func(t *testing.T) { concurrentPosts(t, newOrderMailbox) })
+	t.Run("inline", func(t *testing.T) { concurrentPosts(t, inlineOrderMailboxes) })
+}
+
+func concurrentPosts(t *testing.T, mailboxes actor.MailboxProducer) {
+	m := mailboxes().(*orderMailbox)
 	inv := &recordingInvoker{}
 	m.RegisterHandlers(inv, goDispatcher{})
 	const posters, each = 8, 500
@@ -148,9 +258,12 @@ func TestOrderMailboxUnderConcurrentPosts(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				msg := fmt.Sprintf("%d-%d", p, i)
-				if i%5 == 0 {
+				switch {
+				case i%5 == 0:
 					m.PostSystemMessage(msg)
-				} else {
+				case i%2 == 0:
+					m.PostUserMessage(localcall.New(msg))
+				default:
 					m.PostUserMessage(msg)
 				}
 			}

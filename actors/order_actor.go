@@ -62,6 +62,11 @@ type OrderConfig struct {
 	// for a journal that answers at once, the in-memory one, where a
 	// deadline is a timer set and stopped per call for nothing).
 	IOTimeout time.Duration
+	// InlineCalls runs a call from this member to an idle actor on the
+	// caller's goroutine (see orderMailbox): only for a journal that
+	// answers at once, the in-memory one, since the caller then waits for
+	// the actor's journal calls without its own deadline.
+	InlineCalls bool
 	// MaxConflictRetries bounds how often a command is decided again after a
 	// version conflict (default 5).
 	MaxConflictRetries int
@@ -137,11 +142,15 @@ func (c *OrderConfig) setDefaults() {
 func NewOrderKind(cfg OrderConfig) *pcluster.Kind {
 	cfg.setDefaults()
 	shared := &cfg
+	mailboxes := newOrderMailbox
+	if cfg.InlineCalls {
+		mailboxes = inlineOrderMailboxes
+	}
 	props := actor.PropsFromProducer(func() actor.Actor { return &orderActor{cfg: shared, state: &order.State{}} },
 		actor.WithDispatcher(newWorkerDispatcher(256, time.Second, 300)),
 		// One object per actor where protoactor's mailboxes make five or a
 		// ring of ten slots: every active actor keeps its mailbox.
-		actor.WithMailbox(newOrderMailbox))
+		actor.WithMailbox(mailboxes))
 	return pcluster.NewKind(OrderKind, props)
 }
 

@@ -322,6 +322,7 @@ func (p *placement) activateLocal(identity, kind string) *actor.PID {
 // or nil to make it if it is spawned.
 func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity) *actor.PID {
 	sys := p.cluster.ActorSystem
+	lookup := ci != nil
 	if ring := p.ring.Load(); ring != nil && ring.owner(&pcluster.ClusterIdentity{Identity: key.identity, Kind: key.kind}) != sys.Address() {
 		return nil
 	}
@@ -362,8 +363,25 @@ func (p *placement) activateKey(key activationKey, ci *pcluster.ClusterIdentity)
 	p.setLocked(act)
 	p.mu.Unlock()
 	p.removed(gone)
+	if lookup && pid != nil {
+		// The requester sends its message later, or never if it died
+		// meanwhile: a mailbox that holds Started for the first message
+		// gets this one now.
+		sys.Root.Send(pid, Wake{})
+	}
 	return pid
 }
+
+// Wake is the message the placement sends an activation it spawned for a
+// lookup (another member's, or protoactor's cluster API), so that a mailbox
+// that holds the Started of a spawn until the next message (the order
+// actors', see actors.orderMailbox) starts it even when the requester never
+// sends one. An activation spawned for this member's own request gets that
+// request at once instead. Actors ignore it. It restarts a receive timeout
+// like any message (it comes right after Started): one that did not would
+// race with protoactor's timer, which clears the timeout from its own
+// goroutine.
+type Wake struct{}
 
 // terminated forgets a stopped activation, unless a newer one of the same
 // identity replaced it already.

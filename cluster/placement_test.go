@@ -10,6 +10,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/ordersystem/ordersystem/actors"
+	"github.com/ordersystem/ordersystem/persistence/memory"
+	"github.com/ordersystem/ordersystem/proto/orderpb"
 )
 
 // idleActor answers "ok" and stops after 50 ms without messages, like a
@@ -146,5 +150,48 @@ func TestActivationsShareTheirKindsProps(t *testing.T) {
 	defer p.mu.Unlock()
 	if len(p.props) != len(kinds) || p.lenLocked() != workers*each {
 		t.Fatalf("%d props for %d kinds and %d activations, want %d and %d", len(p.props), len(kinds), p.lenLocked(), len(kinds), workers*each)
+	}
+}
+
+// An order actor's mailbox holds the Started of its spawn for the message
+// that follows. An activation spawned for a lookup whose requester never
+// sends one still starts (the placement wakes it): it passivates after its
+// idle timeout like any other, instead of staying activated forever.
+func TestActivationForALookupStartsWithoutAMessage(t *testing.T) {
+	kind := actors.NewOrderKind(actors.OrderConfig{Journal: memory.New(), IdleTimeout: 50 * time.Millisecond, InlineCalls: true})
+	n, err := Start(Config{NodeID: "wake-test", Kinds: []*pcluster.Kind{kind}, LocalCalls: []string{actors.OrderKind}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(false)
+	active := func() int {
+		n.lookupImpl.mu.Lock()
+		defer n.lookupImpl.mu.Unlock()
+		return n.lookupImpl.lenLocked()
+	}
+	for i := range 3 {
+		if pid := n.lookupImpl.Get(pcluster.NewClusterIdentity(fmt.Sprintf("lookup-%d", i), actors.OrderKind)); pid == nil {
+			t.Fatal("the lookup activated nothing")
+		}
+	}
+	if got := active(); got != 3 {
+		t.Fatalf("%d activations after 3 lookups, want 3", got)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d activations spawned for a lookup never passivated: their Started is held", active())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// One spawned for this member's own request starts with it, inline.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := n.Request(ctx, "local-1", actors.OrderKind, &orderpb.GetOrder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := res.(*orderpb.Reply).GetError().GetCode(); code != orderpb.ErrorCode_ERROR_CODE_NOT_FOUND {
+		t.Fatalf("a get of an order never created answered %v, want not found", res)
 	}
 }

@@ -208,6 +208,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		Crowded:       n.memory.Crowded,
 		SoleWriter:    cfg.Persistence == InMemory,
 		IOTimeout:     ioTimeout(cfg.Persistence),
+		InlineCalls:   cfg.Persistence == InMemory,
 		Appended: func(id string) {
 			n.driver.Nudge(persistence.PartitionOf(id, partitions))
 			n.events.Nudge()
