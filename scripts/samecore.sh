@@ -5,7 +5,8 @@
 # GOMAXPROCS=1, on CPU 1), warms each up with 3,000 creates, then loads both
 # at once for the given seconds (a loadgen with 16 workers each, on CPU 0)
 # and reads each node's CPU per request from /proc and the bytes it
-# allocated per request (go_memstats_alloc_bytes_total from /metrics). The
+# allocated per request (go_memstats_alloc_bytes_total from /metrics), and
+# each node's peak resident memory over the round (VmHWM). The
 # two binaries swap
 # places (port, start order) every other round; the ratio printed at the end
 # is B's CPU per request over A's, the geometric mean over the rounds.
@@ -25,6 +26,7 @@ go build -o "$tmp/loadgen" ./cmd/loadgen
 if [ "$a" = limit ] || [ "$b" = limit ]; then go build -o "$tmp/limit" ./cmd/limitserver; fi
 pin_server="taskset -c 1"; pin_load="taskset -c 0"
 command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] || { pin_server=""; pin_load=""; }
+peak_rss() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; } # KiB
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 allocated() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^go_memstats_alloc_bytes_total/ { n = $2 } END { printf "%d", n }'; }
 serve() { # binary port; run in the background, it becomes the server (so $! is its pid)
@@ -58,8 +60,9 @@ for r in $(seq 1 "$rounds"); do
   d1=$(( $(cpu_ticks $p1) - c1 )); d2=$(( $(cpu_ticks $p2) - c2 ))
   a1=$(( $(allocated 5441) - m1 )); a2=$(( $(allocated 5442) - m2 ))
   n1=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$tmp/l1" | head -1); n2=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' "$tmp/l2" | head -1)
+  h1=$(peak_rss $p1); h2=$(peak_rss $p2)
   kill $p1 $p2; wait $p1 $p2 2>/dev/null || true
-  if [ "$first" = "$a" ]; then echo "$r $d1 $n1 $d2 $n2 $a1 $a2"; else echo "$r $d2 $n2 $d1 $n1 $a2 $a1"; fi >>"$tmp/rounds"
-  awk -v t="$tck" -v sc="$scenario" 'END { printf "round %d %s: A %.1f us and %.0f B allocated per request (%d), B %.1f us and %.0f B (%d), B/A CPU %.3f\n", $1, sc, $2*1e6/t/$3, $6/$3, $3, $4*1e6/t/$5, $7/$5, $5, ($4/$5)/($2/$3) }' "$tmp/rounds"
+  if [ "$first" = "$a" ]; then echo "$r $d1 $n1 $d2 $n2 $a1 $a2 $h1 $h2"; else echo "$r $d2 $n2 $d1 $n1 $a2 $a1 $h2 $h1"; fi >>"$tmp/rounds"
+  awk -v t="$tck" -v sc="$scenario" 'END { printf "round %d %s: A %.1f us and %.0f B allocated per request (%d), B %.1f us and %.0f B (%d), B/A CPU %.3f; peak RSS A %.0f MiB, B %.0f MiB\n", $1, sc, $2*1e6/t/$3, $6/$3, $3, $4*1e6/t/$5, $7/$5, $5, ($4/$5)/($2/$3), $8/1024, $9/1024 }' "$tmp/rounds"
 done
-awk '{ s += log(($4/$5)/($2/$3)); n++; if (($4/$5) < ($2/$3)) lower++; aa += $6/$3; ab += $7/$5 } END { printf "B/A CPU per request: %.3f (geometric mean of %d rounds; B the cheaper in %d); allocated per request: A %.0f B, B %.0f B\n", exp(s/n), n, lower, aa/n, ab/n }' "$tmp/rounds"
+awk '{ s += log(($4/$5)/($2/$3)); n++; if (($4/$5) < ($2/$3)) lower++; aa += $6/$3; ab += $7/$5; ha += $8; hb += $9 } END { printf "B/A CPU per request: %.3f (geometric mean of %d rounds; B the cheaper in %d); allocated per request: A %.0f B, B %.0f B; peak RSS (mean): A %.0f MiB, B %.0f MiB\n", exp(s/n), n, lower, aa/n, ab/n, ha/n/1024, hb/n/1024 }' "$tmp/rounds"

@@ -24,6 +24,8 @@ import (
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
+
+	"github.com/ordersystem/ordersystem/internal/gcdefaults"
 )
 
 // Crowded ends once the live heap is below Release of the point where it
@@ -54,7 +56,8 @@ func (h Heap) threshold() float64 {
 type Reader func() Heap
 
 // Runtime reads the live heap (the heap marked live by the last
-// collection), GOGC and the limit in force.
+// collection), GOGC and the limit in force; while gcdefaults tunes GOGC,
+// the tuner's floor.
 func Runtime() Reader {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/gogc:percent"}}
 	return func() Heap {
@@ -65,6 +68,9 @@ func Runtime() Reader {
 		}
 		if sample[1].Value.Kind() == metrics.KindUint64 {
 			h.GOGC = int64(sample[1].Value.Uint64())
+		}
+		if floor, ok := gcdefaults.TunedFloor(); ok {
+			h.GOGC = floor // the tuned GOGC is higher only while the live heap is small
 		}
 		if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
 			h.Limit = uint64(limit)

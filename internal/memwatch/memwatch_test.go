@@ -2,11 +2,14 @@ package memwatch
 
 import (
 	"context"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ordersystem/ordersystem/internal/gcdefaults"
 )
 
 // With GOGC=100, crowded from half the limit on (where the collector's goal,
@@ -83,5 +86,37 @@ func TestRuntimeReadsTheHeap(t *testing.T) {
 	debug.SetGCPercent(gogc)
 	if h.Live == 0 || h.GOGC != int64(gogc) {
 		t.Fatalf("runtime reader: %+v, GOGC %d", h, gogc)
+	}
+}
+
+// While gcdefaults tunes GOGC up for a small live heap, the crowded point
+// is the tuner's floor's (a third of the limit at 200): the tuned value
+// would put it at a small share of the limit and passivate actors early.
+func TestRuntimeReportsTheTunersFloor(t *testing.T) {
+	gc, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)
+	debug.SetGCPercent(gc)
+	t.Cleanup(func() {
+		gcdefaults.StopTuner()
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(limit)
+	})
+	t.Setenv("GOGC", "")
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	debug.SetMemoryLimit(1 << 30)
+	s := gcdefaults.Apply()
+	if s.Headroom == 0 {
+		t.Fatalf("gcdefaults did not tune: %+v", s)
+	}
+	if inForce := debug.SetGCPercent(-1); inForce <= gcdefaults.Percent {
+		debug.SetGCPercent(inForce)
+		t.Fatalf("GOGC in force %d, want the tuner's, above %d for this small heap", inForce, gcdefaults.Percent)
+	} else {
+		debug.SetGCPercent(inForce)
+	}
+	if h := Runtime()(); h.GOGC != gcdefaults.Percent || h.Limit != 1<<30 {
+		t.Fatalf("runtime reader while tuned: %+v, want GOGC %d and the 1 GiB limit", h, gcdefaults.Percent)
 	}
 }
