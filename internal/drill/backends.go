@@ -163,8 +163,29 @@ type NATSCluster struct {
 // it from the nats-server module in go.mod) named nats-0.. in one cluster,
 // with JetStream and, when syncAlways, sync_interval: always (every write
 // fsynced before it is acknowledged), and waits until every server sees
-// its routes and the JetStream meta leader.
+// its routes and the JetStream meta leader. The ports are free when
+// chosen, not reserved: another process may bind one before its server
+// does, so a start in which a server found its port taken is tried again
+// on new ports (three times at most).
 func StartNATSCluster(bin, dir string, n int, syncAlways bool) (*NATSCluster, error) {
+	return startNATSClusterOn(bin, dir, n, syncAlways, freePort)
+}
+
+// startNATSClusterOn is StartNATSCluster with the ports chosen by pick.
+func startNATSClusterOn(bin, dir string, n int, syncAlways bool, pick func() (int, error)) (*NATSCluster, error) {
+	for attempt := 1; ; attempt++ {
+		c, err := startNATSCluster(bin, filepath.Join(dir, "try-"+strconv.Itoa(attempt)), n, syncAlways, pick)
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			return c, err
+		}
+	}
+}
+
+// errPortTaken is a server that exited because one of its ports was bound
+// by another process between the choice and the server's start.
+var errPortTaken = errors.New("a nats-server found its port taken")
+
+func startNATSCluster(bin, dir string, n int, syncAlways bool, pick func() (int, error)) (*NATSCluster, error) {
 	c := &NATSCluster{}
 	ok := false
 	defer func() {
@@ -174,16 +195,16 @@ func StartNATSCluster(bin, dir string, n int, syncAlways bool) (*NATSCluster, er
 	}()
 	routePorts := make([]int, n)
 	for i := range n {
-		rp, err := freePort()
+		rp, err := pick()
 		if err != nil {
 			return nil, err
 		}
 		routePorts[i] = rp
-		cp, err := freePort()
+		cp, err := pick()
 		if err != nil {
 			return nil, err
 		}
-		mp, err := freePort()
+		mp, err := pick()
 		if err != nil {
 			return nil, err
 		}
@@ -286,11 +307,44 @@ func (c *NATSCluster) WaitFormed(total time.Duration) error {
 		if err == nil {
 			return nil
 		}
+		if name := c.portTaken(); name != "" {
+			return fmt.Errorf("%w: %s: %v", errPortTaken, name, err)
+		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("nats cluster not formed within %s: %w", total, err)
+			return fmt.Errorf("nats cluster not formed within %s: %w%s", total, err, c.logTails())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// portTaken returns the name of a live server whose log says that a port
+// it was to listen on is in use, or "".
+func (c *NATSCluster) portTaken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.servers {
+		if s.cmd == nil {
+			continue
+		}
+		if log, err := os.ReadFile(s.log); err == nil && strings.Contains(string(log), "address already in use") {
+			return s.name
+		}
+	}
+	return ""
+}
+
+// logTails is the last lines of every server's log, for an error that
+// says the cluster did not form.
+func (c *NATSCluster) logTails() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var b strings.Builder
+	for _, s := range c.servers {
+		log, _ := os.ReadFile(s.log)
+		lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+		b.WriteString("\n" + s.name + " log (last lines):\n" + strings.Join(lines[max(0, len(lines)-8):], "\n"))
+	}
+	return b.String()
 }
 
 func getJSON(hc *http.Client, url string, v any) error {

@@ -2,9 +2,12 @@ package drill
 
 import (
 	"context"
+	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,10 +24,7 @@ func TestNATSClusterFailsOver(t *testing.T) {
 		t.Skip("starts three nats-server processes")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "nats-server")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
-		t.Fatalf("go build nats-server: %v\n%s", err, out)
-	}
+	bin := buildNATSServer(t, dir)
 	c, err := StartNATSCluster(bin, dir, 3, true)
 	if err != nil {
 		t.Fatal(err)
@@ -82,5 +82,54 @@ func TestNATSClusterFailsOver(t *testing.T) {
 	}
 	if err := c.Whole(30 * time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func buildNATSServer(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "nats-server")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
+		t.Fatalf("go build nats-server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestNATSClusterStartsAgainWhenAPortWasTaken gives the first try a client
+// port that another listener holds, as a parallel test may bind a port
+// between its choice and the server's start: the start is tried again on
+// new ports and the cluster forms.
+func TestNATSClusterStartsAgainWhenAPortWasTaken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts nats-server processes")
+	}
+	dir := t.TempDir()
+	bin := buildNATSServer(t, dir)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	picks := 0
+	pick := func() (int, error) {
+		picks++
+		if picks == 2 { // the first server's client port
+			return held.Addr().(*net.TCPAddr).Port, nil
+		}
+		return freePort()
+	}
+	c, err := startNATSClusterOn(bin, dir, 3, false, pick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	log, err := os.ReadFile(filepath.Join(dir, "try-1", "nats-0", "nats.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "address already in use") {
+		t.Fatalf("the first try's nats-0 did not meet the held port; its log:\n%s", log)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "try-2")); err != nil {
+		t.Fatalf("no second try: %v", err)
 	}
 }
