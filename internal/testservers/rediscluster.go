@@ -466,6 +466,7 @@ func StartRedisSentinel(t testing.TB, primaryAddr, masterName string) string {
 		t.Fatalf("sentinel config: %v", err)
 	}
 	cmd := exec.Command(bin, conf, "--sentinel")
+	killWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis sentinel: %v", err)
 	}

@@ -147,6 +147,7 @@ func (s *RedisServer) Start() {
 		cmd.Args = append(cmd.Args, "--replicaof", host, port)
 	}
 	cmd.Stdout, cmd.Stderr = nil, nil
+	killWithParent(cmd) // a test that panics runs no Cleanup
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
